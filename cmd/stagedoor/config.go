@@ -1,0 +1,128 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"flag"
+	"strings"
+	"time"
+
+	"github.com/stagedoor/stagedoor/authserver"
+	"github.com/stagedoor/stagedoor/plugin"
+)
+
+// Environment variables with the defaults of the matching flags.
+const (
+	envDB            = "STAGEDOOR_DB"
+	envInternalAddr  = "STAGEDOOR_INTERNAL_ADDR"
+	envPublicAddr    = "STAGEDOOR_PUBLIC_ADDR"
+	envMediaMTXAPI   = "STAGEDOOR_MEDIAMTX_API"
+	envMediaMTXRTSP  = "STAGEDOOR_MEDIAMTX_RTSP"
+	envHLSURL        = "STAGEDOOR_HLS_URL"
+	envRTMPURL       = "STAGEDOOR_RTMP_URL"
+	envPublicRead    = "STAGEDOOR_PUBLIC_READ"
+	envAdminPassword = "STAGEDOOR_ADMIN_PASSWORD"
+	envRelayPassword = "STAGEDOOR_RELAY_PASSWORD"
+)
+
+// Internal user names. Their passwords are secrets; the names are not.
+const (
+	adminUser = "stagedoor-admin"
+	relayUser = "stagedoor-relay"
+)
+
+// urls are the public addresses printed for streamers and returned by the status API.
+type urls struct {
+	rtmp string // encoder "Server" field, e.g. rtmp://HOST:1935/live
+	hls  string // HLS base, e.g. http://HOST:8888
+}
+
+func (u *urls) register(fs *flag.FlagSet, getenv func(string) string) {
+	fs.StringVar(&u.rtmp, "rtmp-url", envOr(getenv, envRTMPURL, "rtmp://localhost:1935/live"),
+		"encoder server URL printed for streamers (env "+envRTMPURL+")")
+	fs.StringVar(&u.hls, "hls-url", envOr(getenv, envHLSURL, "http://localhost:8888"),
+		"public HLS base URL (env "+envHLSURL+")")
+}
+
+func (u urls) hlsFor(name string) string { return authserver.HLSURL(strings.TrimRight(u.hls, "/"), name) }
+
+func dbVar(fs *flag.FlagSet, p *string, getenv func(string) string) {
+	fs.StringVar(p, "db", envOr(getenv, envDB, "data/stagedoor.db"), "SQLite database file (env "+envDB+")")
+}
+
+// serviceConfig is everything `serve` and `run` need.
+type serviceConfig struct {
+	db             string
+	internalAddr   string
+	publicAddr     string
+	mediamtxAPI    string
+	mediamtxRTSP   string
+	publicRead     string
+	reconcileEvery time.Duration
+	urls           urls
+}
+
+func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string) {
+	dbVar(fs, &c.db, getenv)
+	fs.StringVar(&c.internalAddr, "internal-addr", envOr(getenv, envInternalAddr, "127.0.0.1:9090"),
+		"loopback listener for MediaMTX auth and hooks (env "+envInternalAddr+")")
+	fs.StringVar(&c.publicAddr, "public-addr", envOr(getenv, envPublicAddr, ":8080"),
+		"public listener for the status API (env "+envPublicAddr+")")
+	fs.StringVar(&c.mediamtxAPI, "mediamtx-api", envOr(getenv, envMediaMTXAPI, "http://127.0.0.1:9997"),
+		"MediaMTX control API (env "+envMediaMTXAPI+")")
+	fs.StringVar(&c.mediamtxRTSP, "mediamtx-rtsp", envOr(getenv, envMediaMTXRTSP, "127.0.0.1:8554"),
+		"MediaMTX RTSP listener the alias relay pulls from (env "+envMediaMTXRTSP+")")
+	fs.StringVar(&c.publicRead, "public-read", envOr(getenv, envPublicRead, "hls"),
+		"comma-separated protocols allowed to read public channels: hls,rtsp,rtmp,srt,webrtc,moq (env "+envPublicRead+")")
+	fs.DurationVar(&c.reconcileEvery, "reconcile-interval", 10*time.Second, "how often live state is checked against MediaMTX (max 30s)")
+	c.urls.register(fs, getenv)
+}
+
+func (c *serviceConfig) validate() error {
+	if c.reconcileEvery <= 0 || c.reconcileEvery > 30*time.Second {
+		return usageError("-reconcile-interval must be between 0 and 30s")
+	}
+	for _, p := range c.publicReadProtocols() {
+		switch p {
+		case "hls", "rtsp", "rtmp", "srt", "webrtc", "moq":
+		default:
+			return usageError("-public-read: unknown protocol " + p)
+		}
+	}
+	return nil
+}
+
+func (c *serviceConfig) publicReadProtocols() []string {
+	var out []string
+	for _, p := range strings.Split(c.publicRead, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// secrets are the credentials of Stagedoor's own clients: the hook processes, its calls
+// to MediaMTX's API, and the alias relay. They come from the environment or are made
+// fresh at start; they are never read from argv.
+type secrets struct {
+	hook  string
+	admin string
+	relay string
+}
+
+func loadSecrets(getenv func(string) string) secrets {
+	return secrets{
+		hook:  envOr(getenv, plugin.EnvHookSecret, newSecret()),
+		admin: envOr(getenv, envAdminPassword, newSecret()),
+		relay: envOr(getenv, envRelayPassword, newSecret()),
+	}
+}
+
+func (s secrets) list() []string { return []string{s.hook, s.admin, s.relay} }
+
+func newSecret() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}

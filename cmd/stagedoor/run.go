@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/stagedoor/stagedoor/authserver"
+	"github.com/stagedoor/stagedoor/plugin"
+	"github.com/stagedoor/stagedoor/store"
+)
+
+// Compile-time checks that the store fits what each consumer declares.
+var (
+	_ authserver.Credentials = (*store.DB)(nil)
+	_ authserver.Channels    = (*store.DB)(nil)
+	_ plugin.Store           = (*store.DB)(nil)
+)
+
+const usage = `usage: stagedoor COMMAND [flags]
+
+commands:
+  run                       run the whole stack: the service and MediaMTX
+  serve                     run the service only (MediaMTX started elsewhere)
+  hook available|unavailable  what MediaMTX executes on runOnAvailable/runOnUnavailable
+  user add|list|ban|unban   manage users (channels)
+  key reset NAME            replace a user's stream keys
+
+Every command takes -h for its flags.`
+
+// usageError is bad input on the command line: exit code 2, nothing changed.
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
+func exitCode(err error) int {
+	if _, ok := errors.AsType[usageError](err); ok {
+		return 2
+	}
+	if _, ok := errors.AsType[*store.InvalidError](err); ok {
+		return 2
+	}
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) || errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	return 1
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string,
+	stdin io.Reader, stdout, stderr io.Writer,
+) error {
+	gin.SetMode(gin.ReleaseMode)
+	if len(args) < 2 {
+		fmt.Fprintln(stderr, usage)
+		return usageError("missing command")
+	}
+	rest := args[2:]
+	switch args[1] {
+	case "run":
+		return cmdRun(ctx, rest, getenv, stdout, stderr)
+	case "serve":
+		return cmdServe(ctx, rest, getenv, stderr)
+	case "hook":
+		return cmdHook(ctx, rest, getenv, stderr)
+	case "user":
+		return cmdUser(ctx, rest, getenv, stdout, stderr)
+	case "key":
+		return cmdKey(ctx, rest, getenv, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	fmt.Fprintln(stderr, usage)
+	return usageError(fmt.Sprintf("unknown command %q", args[1]))
+}
+
+// envOr returns getenv(key), or def when it is empty.
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// parseFlags parses fs, allowing flags after positional arguments (`user add benw --json`),
+// and returns the positional arguments. A flag error is a usageError (exit 2).
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError(err.Error())
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// oneName expects exactly one positional argument: a user name.
+func oneName(pos []string, what string) (string, error) {
+	if len(pos) != 1 {
+		return "", usageError(fmt.Sprintf("%s: expected exactly one NAME, got %d arguments", what, len(pos)))
+	}
+	return pos[0], nil
+}

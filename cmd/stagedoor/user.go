@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/stagedoor/stagedoor/store"
+)
+
+// cliFlags are the flags every user/key command shares.
+type cliFlags struct {
+	db   string
+	json bool
+	urls urls
+}
+
+func newCLIFlags(name string, getenv func(string) string, stderr io.Writer) (*flag.FlagSet, *cliFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &cliFlags{}
+	dbVar(fs, &c.db, getenv)
+	fs.BoolVar(&c.json, "json", false, "machine-readable output")
+	c.urls.register(fs, getenv)
+	return fs, c
+}
+
+// openExisting opens the database for an admin command; it refuses to create one
+// on a typo'd path unless the command creates users.
+func (c *cliFlags) open(ctx context.Context) (*store.DB, error) { return store.Open(ctx, c.db) }
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func cmdUser(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError("usage: stagedoor user add|list|ban|unban [flags] [NAME]")
+	}
+	sub := args[0]
+	fs, c := newCLIFlags("user "+sub, getenv, stderr)
+	pos, err := parseFlags(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "add":
+		name, err := oneName(pos, "user add")
+		if err != nil {
+			return err
+		}
+		if err := store.ValidUsername(name); err != nil {
+			return err
+		}
+		db, err := c.open(ctx)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		nu, err := db.CreateUser(ctx, name)
+		if err != nil {
+			return err
+		}
+		return printNewKey(stdout, c, "Created channel", nu.Name, nu.StreamKey, nu.Fingerprint)
+	case "list":
+		if len(pos) != 0 {
+			return usageError("user list takes no arguments")
+		}
+		db, err := c.open(ctx)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		users, err := db.Users(ctx)
+		if err != nil {
+			return err
+		}
+		return printUsers(stdout, c, users)
+	case "ban", "unban":
+		name, err := oneName(pos, "user "+sub)
+		if err != nil {
+			return err
+		}
+		db, err := c.open(ctx)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if err := db.SetActive(ctx, name, sub == "unban"); err != nil {
+			return err
+		}
+		if c.json {
+			return writeJSON(stdout, map[string]any{"name": name, "active": sub == "unban"})
+		}
+		if sub == "ban" {
+			fmt.Fprintf(stdout, "Banned %s: new publishes are refused.\n", name)
+		} else {
+			fmt.Fprintf(stdout, "Unbanned %s: publishing is allowed again.\n", name)
+		}
+		return nil
+	}
+	return usageError(fmt.Sprintf("unknown user command %q (add, list, ban, unban)", sub))
+}
+
+// printNewKey shows a new stream key, once, with the encoder settings for it.
+func printNewKey(w io.Writer, c *cliFlags, what, name, key, fp string) error {
+	if c.json {
+		return writeJSON(w, map[string]string{
+			"name": name, "stream_key": key, "fingerprint": fp,
+			"server_url": c.urls.rtmp, "hls_url": c.urls.hlsFor(name),
+		})
+	}
+	fmt.Fprintf(w, `%s %s.
+
+Stream key (shown only now; keep it secret; fingerprint %s):
+  %s
+
+OBS: Settings > Stream > Service "Custom..."
+  Server:     %s
+  Stream Key: %s
+
+Public playback (HLS):
+  %s
+`, what, name, fp, key, c.urls.rtmp, key, c.urls.hlsFor(name))
+	return nil
+}
+
+type userJSON struct {
+	Name      string     `json:"name"`
+	Active    bool       `json:"active"`
+	Live      bool       `json:"live"`
+	LiveSince *time.Time `json:"live_since"`
+	CreatedAt time.Time  `json:"created_at"`
+	HLSURL    string     `json:"hls_url"`
+}
+
+func printUsers(w io.Writer, c *cliFlags, users []store.User) error {
+	out := make([]userJSON, 0, len(users))
+	for _, u := range users {
+		j := userJSON{Name: u.Name, Active: u.Active, CreatedAt: u.CreatedAt, HLSURL: c.urls.hlsFor(u.Name)}
+		if u.Live != nil {
+			j.Live, j.LiveSince = true, &u.Live.Since
+		}
+		out = append(out, j)
+	}
+	if c.json {
+		return writeJSON(w, out)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATUS\tLIVE\tCREATED")
+	for _, u := range out {
+		status, live := "active", "-"
+		if !u.Active {
+			status = "banned"
+		}
+		if u.Live {
+			live = "since " + u.LiveSince.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Name, status, live, u.CreatedAt.Format(time.RFC3339))
+	}
+	return tw.Flush()
+}

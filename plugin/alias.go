@@ -1,0 +1,195 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/stagedoor/stagedoor/store"
+)
+
+// Store is what the plugin needs from the database.
+type Store interface {
+	// UserByKeyDigest returns store.ErrNotFound for an unknown key.
+	UserByKeyDigest(ctx context.Context, d store.Digest) (store.KeyOwner, error)
+	SetLive(ctx context.Context, userID, keyID int64, sourceID, sourceType string) error
+	SetOffline(ctx context.Context, userID int64, sourceID string) (bool, error)
+	LiveUsers(ctx context.Context) ([]store.LiveState, error)
+	TouchKey(ctx context.Context, keyID int64) error
+}
+
+// Relay says how MediaMTX pulls a key path to republish it under the public name:
+// the alias is a runtime path entry live/<name> whose source is
+// rtsp://User:Password@RTSPAddress/live/<key> (mechanism M1 in docs/mediamtx.md: no
+// transcoding, no extra process, no key in any argv). Auth lets only this credential,
+// over RTSP from loopback, read a key path.
+type Relay struct {
+	User, Password string
+	// RTSPAddress is MediaMTX's RTSP listener as seen from MediaMTX, e.g. 127.0.0.1:8554.
+	RTSPAddress string
+}
+
+func (r Relay) sourceURL(keyPath string) string {
+	u := url.URL{Scheme: "rtsp", User: url.UserPassword(r.User, r.Password), Host: r.RTSPAddress, Path: "/" + keyPath}
+	return u.String()
+}
+
+// isOurs reports whether a configured source is one of our aliases (any relay secret,
+// so aliases made by an earlier run are recognised and replaced).
+func (r Relay) isOurs(source string) bool {
+	u, err := url.Parse(source)
+	return err == nil && u.Scheme == "rtsp" && u.User != nil && u.User.Username() == r.User && u.Host == r.RTSPAddress
+}
+
+type aliasConfig struct {
+	Source         string `json:"source"`
+	SourceOnDemand bool   `json:"sourceOnDemand"`
+	RTSPTransport  string `json:"rtspTransport"`
+}
+
+// Manager keeps live state and aliases equal to what MediaMTX carries. Hook events are
+// hints: every change is confirmed against MediaMTX's API, and a full reconcile runs
+// at start, after events, and on a timer.
+type Manager struct {
+	logger *slog.Logger
+	store  Store
+	api    *MediaMTX
+	relay  Relay
+
+	// Debounce is how long after an event the confirming reconcile runs. Default 500 ms.
+	Debounce time.Duration
+
+	mu      sync.Mutex // serialises every change to state and aliases
+	trigger chan struct{}
+}
+
+// NewManager returns a Manager; call Run to start its reconcile loop.
+func NewManager(logger *slog.Logger, st Store, api *MediaMTX, relay Relay) *Manager {
+	return &Manager{
+		logger:   logger.With("component", "plugin"),
+		store:    st,
+		api:      api,
+		relay:    relay,
+		Debounce: 500 * time.Millisecond,
+		trigger:  make(chan struct{}, 1),
+	}
+}
+
+// HandleEvent applies one hook event. available: confirmed with paths/get (the source
+// must be available with the event's source id), then the user goes live and the alias
+// is set. unavailable: only the source the user is live on can take them offline, so an
+// old source's late event never takes down a newer stream. Unknown keys are ignored.
+func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
+	defer m.Kick()
+	kind, rest := store.ParsePath(ev.Path)
+	if kind != store.PathKey {
+		return nil // public-path ingest has no alias; the reconciler covers its state
+	}
+	dg := store.KeyDigest(rest)
+	log := m.logger.With("event", ev.Kind, "key_fp", dg.Fingerprint(), "source_type", ev.SourceType)
+	if ev.SourceID == "" {
+		log.Warn("hook event without source id ignored")
+		return nil
+	}
+	owner, err := m.store.UserByKeyDigest(ctx, dg)
+	if errors.Is(err, store.ErrNotFound) {
+		log.Warn("hook event for unknown key ignored")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log = log.With("user", owner.UserName)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch ev.Kind {
+	case EventAvailable:
+		p, err := m.api.PathByName(ctx, ev.Path)
+		if err != nil && !errors.Is(err, ErrAPINotFound) {
+			return fmt.Errorf("confirm available: %w", err)
+		}
+		if err != nil || !p.Available || p.Source == nil || p.Source.ID != ev.SourceID {
+			log.Info("available event not confirmed by mediamtx; ignored")
+			return nil
+		}
+		if !owner.Active {
+			log.Info("banned user's stream not aliased")
+			return nil
+		}
+		if err := m.goLive(ctx, owner, ev.Path, p.Source); err != nil {
+			return err
+		}
+		log.Info("channel live")
+	case EventUnavailable:
+		changed, err := m.store.SetOffline(ctx, owner.UserID, ev.SourceID)
+		if err != nil {
+			return err
+		}
+		if !changed {
+			log.Info("unavailable event for a source that is not current; ignored")
+			return nil
+		}
+		if err := m.api.DeletePathConfig(ctx, store.LivePrefix+owner.UserName); err != nil {
+			return fmt.Errorf("remove alias of %s: %w", owner.UserName, err)
+		}
+		log.Info("channel offline")
+	}
+	return nil
+}
+
+// goLive marks the owner live on src and points the alias at keyPath.
+func (m *Manager) goLive(ctx context.Context, owner store.KeyOwner, keyPath string, src *PathSource) error {
+	if err := m.store.SetLive(ctx, owner.UserID, owner.KeyID, src.ID, src.Type); err != nil {
+		return err
+	}
+	if err := m.store.TouchKey(ctx, owner.KeyID); err != nil {
+		return err
+	}
+	conf := aliasConfig{Source: m.relay.sourceURL(keyPath), SourceOnDemand: false, RTSPTransport: "tcp"}
+	if err := m.api.ReplacePathConfig(ctx, store.LivePrefix+owner.UserName, conf); err != nil {
+		return fmt.Errorf("set alias of %s: %w", owner.UserName, err)
+	}
+	return nil
+}
+
+// Kick asks the reconcile loop to run soon; it never blocks.
+func (m *Manager) Kick() {
+	select {
+	case m.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Run reconciles at once, then after every Kick (debounced) and every interval, until
+// ctx ends. Errors are logged, not fatal: MediaMTX may be restarting.
+func (m *Manager) Run(ctx context.Context, interval time.Duration) {
+	failing := false
+	for {
+		wait := interval
+		if err := m.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			if !failing {
+				m.logger.Warn("reconcile failed; retrying every second", "err", err)
+			}
+			failing, wait = true, min(time.Second, interval)
+		} else if failing {
+			m.logger.Info("reconcile recovered")
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		case <-m.trigger:
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(m.Debounce):
+			}
+		}
+	}
+}

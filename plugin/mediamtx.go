@@ -1,0 +1,151 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// ErrAPINotFound is returned when MediaMTX answers 404 (no such path or config).
+var ErrAPINotFound = errors.New("not found in mediamtx")
+
+// MediaMTX is a client for the MediaMTX v1.21.0 control API. Its errors never
+// contain a path name, which may be a key.
+type MediaMTX struct {
+	// BaseURL is the API root, e.g. http://127.0.0.1:9997.
+	BaseURL string
+	// User and Password are the admin credentials Stagedoor's auth allows for action api.
+	User, Password string
+	// Client defaults to a client with a 5 s timeout.
+	Client *http.Client
+}
+
+// PathSource is the publisher of a path: its type and id (the kick id).
+type PathSource struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
+// Path is a runtime path as /v3/paths/list reports it.
+type Path struct {
+	Name      string      `json:"name"`
+	ConfName  string      `json:"confName"`
+	Available bool        `json:"available"`
+	Source    *PathSource `json:"source"`
+}
+
+// PathConfig is the part of a path configuration Stagedoor reads back.
+type PathConfig struct {
+	Name   string `json:"name"`
+	Source string `json:"source"`
+}
+
+func (m *MediaMTX) do(ctx context.Context, method, p string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(m.BaseURL, "/")+p, rd)
+	if err != nil {
+		return errors.New("build mediamtx request")
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.SetBasicAuth(m.User, m.Password)
+	c := m.Client
+	if c == nil {
+		c = &http.Client{Timeout: 5 * time.Second}
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		if uerr, ok := errors.AsType[*url.Error](err); ok {
+			return fmt.Errorf("mediamtx api %s: %w", method, uerr.Err) // the URL may name a key path
+		}
+		return fmt.Errorf("mediamtx api %s: %w", method, err)
+	}
+	defer res.Body.Close()
+	switch {
+	case res.StatusCode == http.StatusNotFound:
+		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<16))
+		return ErrAPINotFound
+	case res.StatusCode/100 != 2:
+		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<16))
+		return fmt.Errorf("mediamtx api %s: status %d", method, res.StatusCode)
+	}
+	if out == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<16))
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(res.Body, 64<<20)).Decode(out); err != nil {
+		return fmt.Errorf("mediamtx api %s: decode: %w", method, err)
+	}
+	return nil
+}
+
+type page[T any] struct {
+	PageCount int `json:"pageCount"`
+	Items     []T `json:"items"`
+}
+
+func list[T any](ctx context.Context, m *MediaMTX, p string) ([]T, error) {
+	var all []T
+	for i := 0; ; i++ {
+		var pg page[T]
+		if err := m.do(ctx, http.MethodGet, fmt.Sprintf("%s?itemsPerPage=1000&page=%d", p, i), nil, &pg); err != nil {
+			return nil, err
+		}
+		all = append(all, pg.Items...)
+		if i+1 >= pg.PageCount {
+			return all, nil
+		}
+	}
+}
+
+// Paths lists every runtime path.
+func (m *MediaMTX) Paths(ctx context.Context) ([]Path, error) {
+	return list[Path](ctx, m, "/v3/paths/list")
+}
+
+// PathByName returns one runtime path; ErrAPINotFound if MediaMTX has no such path.
+func (m *MediaMTX) PathByName(ctx context.Context, name string) (Path, error) {
+	var p Path
+	err := m.do(ctx, http.MethodGet, "/v3/paths/get/"+name, nil, &p)
+	return p, err
+}
+
+// PathConfigs lists every configured path entry.
+func (m *MediaMTX) PathConfigs(ctx context.Context) ([]PathConfig, error) {
+	return list[PathConfig](ctx, m, "/v3/config/paths/list")
+}
+
+// ReplacePathConfig creates or replaces the configuration of path name.
+func (m *MediaMTX) ReplacePathConfig(ctx context.Context, name string, conf any) error {
+	return m.do(ctx, http.MethodPost, "/v3/config/paths/replace/"+name, conf, nil)
+}
+
+// DeletePathConfig removes the configuration of path name; a missing entry is not an error.
+func (m *MediaMTX) DeletePathConfig(ctx context.Context, name string) error {
+	err := m.do(ctx, http.MethodDelete, "/v3/config/paths/delete/"+name, nil, nil)
+	if errors.Is(err, ErrAPINotFound) {
+		return nil
+	}
+	return err
+}
+
+// Ready reports whether the API answers.
+func (m *MediaMTX) Ready(ctx context.Context) error {
+	var pg page[Path]
+	return m.do(ctx, http.MethodGet, "/v3/paths/list?itemsPerPage=1", nil, &pg)
+}

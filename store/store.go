@@ -1,0 +1,166 @@
+// Package store persists users, stream-key digests and live state in SQLite.
+//
+// It is the only package that sees SQL. Another backend (PostgreSQL) can slot in
+// behind the same methods; callers depend on consumer-side interfaces.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Sentinel errors returned by DB methods; match them with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("already exists")
+	ErrInactive = errors.New("user is banned")
+)
+
+// InvalidError reports a value that does not follow the grammar of its field.
+type InvalidError struct {
+	Field  string
+	Reason string
+}
+
+func (e *InvalidError) Error() string { return fmt.Sprintf("invalid %s: %s", e.Field, e.Reason) }
+
+// BusyTimeout is how long a connection waits for SQLite's write lock.
+const BusyTimeout = 5 * time.Second
+
+// DB is a Stagedoor database on one SQLite file.
+type DB struct {
+	db *sql.DB
+
+	// Now returns the current time; tests replace it. Defaults to time.Now.
+	Now func() time.Time
+}
+
+// dsn puts every pragma in the connection string so that each pooled connection gets it;
+// _txlock=immediate makes read-then-write transactions take the write lock up front
+// instead of failing with SQLITE_BUSY when they try to upgrade.
+func dsn(path string) string {
+	q := url.Values{}
+	for _, p := range []string{
+		fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()),
+		"journal_mode(wal)",
+		"synchronous(normal)",
+		"foreign_keys(1)",
+	} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	return "file:" + path + "?" + q.Encode()
+}
+
+// Open opens (creating if needed) the database at path, applies migrations and
+// verifies that the pragmas took effect. The file is created with mode 0600.
+func Open(ctx context.Context, path string) (*DB, error) {
+	if path == "" {
+		return nil, &InvalidError{Field: "database path", Reason: "empty"}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	// Create the file ourselves so it is never world-readable: it holds key digests.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	_ = f.Close()
+
+	sdb, err := sql.Open("sqlite", dsn(path))
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	db := &DB{db: sdb, Now: time.Now}
+	if err := db.checkPragmas(ctx); err != nil {
+		_ = sdb.Close()
+		return nil, err
+	}
+	if err := db.migrate(ctx); err != nil {
+		_ = sdb.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error { return db.db.Close() }
+
+// Ping checks that the database answers a read within ctx.
+func (db *DB) Ping(ctx context.Context) error {
+	var n int
+	if err := db.db.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+		return fmt.Errorf("ping database: %w", err)
+	}
+	return nil
+}
+
+// Pragmas reports the settings of one pooled connection.
+type Pragmas struct {
+	JournalMode string
+	BusyTimeout int
+	ForeignKeys int
+}
+
+// ConnPragmas reads the pragmas of conn; tests use it to check every pooled connection.
+func ConnPragmas(ctx context.Context, conn *sql.Conn) (Pragmas, error) {
+	var p Pragmas
+	if err := conn.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&p.JournalMode); err != nil {
+		return p, err
+	}
+	if err := conn.QueryRowContext(ctx, `PRAGMA busy_timeout`).Scan(&p.BusyTimeout); err != nil {
+		return p, err
+	}
+	if err := conn.QueryRowContext(ctx, `PRAGMA foreign_keys`).Scan(&p.ForeignKeys); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// SQL exposes the pool for tests and tools that check the file itself.
+func (db *DB) SQL() *sql.DB { return db.db }
+
+func (db *DB) checkPragmas(ctx context.Context) error {
+	conn, err := db.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer conn.Close()
+	p, err := ConnPragmas(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("open database: read pragmas: %w", err)
+	}
+	switch {
+	case p.JournalMode != "wal":
+		return fmt.Errorf("open database: journal_mode is %q, want wal", p.JournalMode)
+	case p.BusyTimeout != int(BusyTimeout.Milliseconds()):
+		return fmt.Errorf("open database: busy_timeout is %d, want %d", p.BusyTimeout, BusyTimeout.Milliseconds())
+	case p.ForeignKeys != 1:
+		return errors.New("open database: foreign_keys is off")
+	}
+	return nil
+}
+
+func (db *DB) now() int64 { return db.Now().UTC().Unix() }
+
+// inTx runs fn in one immediate transaction and commits it if fn returns nil.
+func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}

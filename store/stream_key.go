@@ -1,0 +1,78 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// KeyOwner is what the auth path learns from a key digest.
+type KeyOwner struct {
+	UserID      int64
+	UserName    string
+	Active      bool
+	KeyID       int64
+	Fingerprint string
+}
+
+// UserByKeyDigest returns the owner of the key with this digest, banned or not
+// (check Active); ErrNotFound if no key has it. One indexed read, no write: it is on
+// MediaMTX's serial auth path.
+func (db *DB) UserByKeyDigest(ctx context.Context, d Digest) (KeyOwner, error) {
+	var (
+		o      KeyOwner
+		active int
+	)
+	err := db.db.QueryRowContext(ctx, `SELECT u.id, u.name, u.active, k.id, k.fingerprint
+		FROM stream_keys k JOIN users u ON u.id = k.user_id WHERE k.digest = ?`, d[:]).
+		Scan(&o.UserID, &o.UserName, &active, &o.KeyID, &o.Fingerprint)
+	if errors.Is(err, sql.ErrNoRows) {
+		return KeyOwner{}, fmt.Errorf("key %s: %w", d.Fingerprint(), ErrNotFound)
+	}
+	if err != nil {
+		return KeyOwner{}, fmt.Errorf("key %s: %w", d.Fingerprint(), err)
+	}
+	o.Active = active == 1
+	return o, nil
+}
+
+// ResetKeys replaces every key of the user with one new key, in one transaction, and
+// returns it. It returns ErrNotFound for an unknown user.
+func (db *DB) ResetKeys(ctx context.Context, name string) (string, error) {
+	key := NewKey()
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var id int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, name).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM stream_keys WHERE user_id = ?`, id); err != nil {
+			return err
+		}
+		return insertKey(ctx, tx, id, key, "default", db.now())
+	})
+	if err != nil {
+		return "", fmt.Errorf("reset keys of %s: %w", name, err)
+	}
+	return key, nil
+}
+
+// TouchKey records that the key was used to go live; called from hooks, never from auth.
+func (db *DB) TouchKey(ctx context.Context, keyID int64) error {
+	if _, err := db.db.ExecContext(ctx, `UPDATE stream_keys SET last_used_at = ? WHERE id = ?`, db.now(), keyID); err != nil {
+		return fmt.Errorf("touch key: %w", err)
+	}
+	return nil
+}
+
+func insertKey(ctx context.Context, tx *sql.Tx, userID int64, key, label string, now int64) error {
+	d := KeyDigest(key)
+	_, err := tx.ExecContext(ctx, `INSERT INTO stream_keys (user_id, digest, fingerprint, label, created_at)
+		VALUES (?, ?, ?, ?, ?)`, userID, d[:], d.Fingerprint(), label, now)
+	return err
+}
+

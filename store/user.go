@@ -1,0 +1,142 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// User is a streamer and their public channel.
+type User struct {
+	ID        int64
+	Name      string
+	Active    bool
+	CreatedAt time.Time
+	// Live is nil while the channel is offline.
+	Live *LiveState
+}
+
+// NewUser is what CreateUser returns: the user and the key, which is never readable again.
+type NewUser struct {
+	User
+	StreamKey   string
+	Fingerprint string
+}
+
+// CreateUser creates an active user and its first stream key in one transaction.
+// It returns an *InvalidError for a bad name and ErrConflict if the name is taken.
+func (db *DB) CreateUser(ctx context.Context, name string) (NewUser, error) {
+	if err := ValidUsername(name); err != nil {
+		return NewUser{}, err
+	}
+	key := NewKey()
+	nu := NewUser{User: User{Name: name, Active: true}, StreamKey: key, Fingerprint: Fingerprint(key)}
+	now := db.now()
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO users (name, active, created_at) VALUES (?, 1, ?)`, name, now)
+		if err != nil {
+			return err
+		}
+		if nu.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		return insertKey(ctx, tx, nu.ID, key, "default", now)
+	})
+	if err != nil {
+		if isUniqueViolation(err) {
+			return NewUser{}, fmt.Errorf("create user %s: %w", name, ErrConflict)
+		}
+		return NewUser{}, fmt.Errorf("create user %s: %w", name, err)
+	}
+	nu.CreatedAt = time.Unix(now, 0).UTC()
+	return nu, nil
+}
+
+const userColumns = `u.id, u.name, u.active, u.created_at, l.source_id, l.source_type, l.live_since, l.key_id`
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func scanUser(r rowScanner) (User, error) {
+	var (
+		u          User
+		active     int
+		created    int64
+		sourceID   sql.NullString
+		sourceType sql.NullString
+		since      sql.NullInt64
+		keyID      sql.NullInt64
+	)
+	if err := r.Scan(&u.ID, &u.Name, &active, &created, &sourceID, &sourceType, &since, &keyID); err != nil {
+		return User{}, err
+	}
+	u.Active = active == 1
+	u.CreatedAt = time.Unix(created, 0).UTC()
+	if sourceID.Valid {
+		u.Live = &LiveState{
+			UserID: u.ID, UserName: u.Name, KeyID: keyID.Int64,
+			SourceID: sourceID.String, SourceType: sourceType.String,
+			Since: time.Unix(since.Int64, 0).UTC(),
+		}
+	}
+	return u, nil
+}
+
+// UserByName returns the user called name, with its live state; ErrNotFound if none.
+func (db *DB) UserByName(ctx context.Context, name string) (User, error) {
+	row := db.db.QueryRowContext(ctx, `SELECT `+userColumns+`
+		FROM users u LEFT JOIN live_state l ON l.user_id = u.id WHERE u.name = ?`, name)
+	u, err := scanUser(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, fmt.Errorf("user %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("user %s: %w", name, err)
+	}
+	return u, nil
+}
+
+// Users returns every user ordered by name.
+func (db *DB) Users(ctx context.Context) ([]User, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT `+userColumns+`
+		FROM users u LEFT JOIN live_state l ON l.user_id = u.id ORDER BY u.name`)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	defer rows.Close()
+	var out []User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list users: %w", err)
+		}
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return out, nil
+}
+
+// SetActive bans (active=false) or unbans a user. It returns ErrNotFound for an unknown name.
+// Banning takes effect on the next auth call: the auth path reads the flag every time.
+func (db *DB) SetActive(ctx context.Context, name string, active bool) error {
+	v := 0
+	if active {
+		v = 1
+	}
+	res, err := db.db.ExecContext(ctx, `UPDATE users SET active = ? WHERE name = ?`, v, name)
+	if err != nil {
+		return fmt.Errorf("set active for %s: %w", name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("user %s: %w", name, ErrNotFound)
+	}
+	return nil
+}
+
+func isUniqueViolation(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
