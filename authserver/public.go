@@ -64,7 +64,9 @@ func NewPublicHandler(logger *slog.Logger, ch Channels, hlsBase string) http.Han
 }
 
 // Pinger is what the health check needs.
-type Pinger interface{ Ping(ctx context.Context) error }
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
 
 // HealthHandler answers GET /healthz: 200 when the database answers within 2 s, else 503.
 func HealthHandler(p Pinger) http.Handler {

@@ -75,4 +75,3 @@ func insertKey(ctx context.Context, tx *sql.Tx, userID int64, key, label string,
 		VALUES (?, ?, ?, ?, ?)`, userID, d[:], d.Fingerprint(), label, now)
 	return err
 }
-

@@ -44,7 +44,9 @@ func (u *urls) register(fs *flag.FlagSet, getenv func(string) string) {
 		"public HLS base URL (env "+envHLSURL+")")
 }
 
-func (u urls) hlsFor(name string) string { return authserver.HLSURL(strings.TrimRight(u.hls, "/"), name) }
+func (u urls) hlsFor(name string) string {
+	return authserver.HLSURL(strings.TrimRight(u.hls, "/"), name)
+}
 
 func dbVar(fs *flag.FlagSet, p *string, getenv func(string) string) {
 	fs.StringVar(p, "db", envOr(getenv, envDB, "data/stagedoor.db"), "SQLite database file (env "+envDB+")")
