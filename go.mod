@@ -8,6 +8,11 @@ require (
 )
 
 require (
+	github.com/abema/go-mp4 v1.7.1 // indirect
+	github.com/asticode/go-astikit v0.30.0 // indirect
+	github.com/asticode/go-astits v1.16.0 // indirect
+	github.com/bluenviron/gohlslib/v2 v2.4.4 // indirect
+	github.com/bluenviron/mediacommon/v2 v2.9.4 // indirect
 	github.com/bytedance/gopkg v0.1.3 // indirect
 	github.com/bytedance/sonic v1.15.0 // indirect
 	github.com/bytedance/sonic/loader v0.5.0 // indirect

@@ -1,0 +1,492 @@
+// Package e2e proves Stagedoor works end to end: the built stagedoor binary, the pinned
+// MediaMTX, real ffmpeg publishers and gohlslib as the HLS player.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2"
+	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
+)
+
+var (
+	repoRoot  string
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+	buildDir  string
+)
+
+func TestMain(m *testing.M) {
+	_, file, _, _ := runtime.Caller(0)
+	repoRoot = filepath.Dir(filepath.Dir(file))
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// needTool finds an external tool: the env override, then PATH (or a repo-relative
+// default). Under CI a missing tool fails the test; locally it skips with a hint.
+func needTool(t *testing.T, name, envOverride, fallback string) string {
+	t.Helper()
+	if p := os.Getenv(envOverride); p != "" {
+		return p
+	}
+	if fallback != "" {
+		if _, err := os.Stat(fallback); err == nil {
+			return fallback
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s missing: .ci/run must install it", name)
+	}
+	t.Skipf("%s not found (set %s, or run `make build`; see README, Testing)", name, envOverride)
+	return ""
+}
+
+// stagedoorBin builds ./cmd/stagedoor once per test binary.
+func stagedoorBin(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "stagedoor-e2e-bin")
+		if buildErr != nil {
+			return
+		}
+		builtBin = filepath.Join(buildDir, "stagedoor")
+		cmd := exec.Command("go", "build", "-o", builtBin, "./cmd/stagedoor")
+		cmd.Dir = repoRoot
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// syncBuffer collects a process's output for later scans.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// logWriter routes a child's output into t.Logf, line by line, with a prefix.
+type logWriter struct {
+	t      *testing.T
+	prefix string
+	mu     sync.Mutex
+	rest   []byte
+	done   bool
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return len(p), nil
+	}
+	w.rest = append(w.rest, p...)
+	for {
+		i := bytes.IndexByte(w.rest, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		w.t.Logf("%s %s", w.prefix, w.rest[:i])
+		w.rest = w.rest[i+1:]
+	}
+}
+
+func (w *logWriter) stop() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
+}
+
+// stack is one `stagedoor run` (service + MediaMTX) on free loopback ports.
+type stack struct {
+	t         *testing.T
+	bin       string
+	ffmpeg    string
+	db        string
+	rtmp      int
+	rtsp      int
+	hls       int
+	api       int
+	internal  int
+	public    int
+	relayPass string
+	out       *syncBuffer
+	cmd       *exec.Cmd
+	done      chan error
+}
+
+type stackOptions struct {
+	// config is the MediaMTX configuration file; default the shipped mediamtx.yml.
+	config string
+}
+
+func startStack(t *testing.T, opts stackOptions) *stack {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("e2e: skipped with -short")
+	}
+	mtx := needTool(t, "mediamtx", "STAGEDOOR_TEST_MEDIAMTX", filepath.Join(repoRoot, "bin", "mediamtx"))
+	ff := needTool(t, "ffmpeg", "STAGEDOOR_TEST_FFMPEG", "")
+	if opts.config == "" {
+		opts.config = filepath.Join(repoRoot, "mediamtx.yml")
+	}
+	s := &stack{
+		t: t, bin: stagedoorBin(t), ffmpeg: ff,
+		db:   filepath.Join(t.TempDir(), "stagedoor.db"),
+		rtmp: freePort(t), rtsp: freePort(t), hls: freePort(t), api: freePort(t),
+		internal: freePort(t), public: freePort(t),
+		relayPass: "relay-" + strings.ReplaceAll(t.Name(), "/", "-") + "-secret",
+		out:       &syncBuffer{},
+		done:      make(chan error, 1),
+	}
+	s.cmd = exec.Command(s.bin, "run",
+		"--db", s.db,
+		"--mediamtx", mtx,
+		"--mediamtx-config", opts.config,
+		"--internal-addr", fmt.Sprintf("127.0.0.1:%d", s.internal),
+		"--public-addr", fmt.Sprintf("127.0.0.1:%d", s.public),
+		"--mediamtx-api", fmt.Sprintf("http://127.0.0.1:%d", s.api),
+		"--mediamtx-rtsp", fmt.Sprintf("127.0.0.1:%d", s.rtsp),
+		"--hls-url", fmt.Sprintf("http://127.0.0.1:%d", s.hls),
+		"--rtmp-url", fmt.Sprintf("rtmp://127.0.0.1:%d/live", s.rtmp),
+		"--reconcile-interval", "2s",
+	)
+	s.cmd.Env = append(os.Environ(),
+		fmt.Sprintf("MTX_RTMPADDRESS=127.0.0.1:%d", s.rtmp),
+		fmt.Sprintf("MTX_HLSADDRESS=127.0.0.1:%d", s.hls),
+		"STAGEDOOR_RELAY_PASSWORD="+s.relayPass,
+	)
+	lw := &logWriter{t: t, prefix: "[stack]"}
+	s.cmd.Stdout = io.MultiWriter(s.out, lw)
+	s.cmd.Stderr = io.MultiWriter(s.out, lw)
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-s.done:
+		case <-time.After(30 * time.Second):
+			_ = s.cmd.Process.Kill()
+			t.Errorf("stagedoor run did not stop within 30 s of SIGINT")
+		}
+		lw.stop()
+	})
+	s.waitReady()
+	return s
+}
+
+func (s *stack) url(port int, path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", port, path)
+}
+
+// waitReady polls /healthz and the MediaMTX listeners instead of sleeping.
+func (s *stack) waitReady() {
+	s.t.Helper()
+	eventually(s.t, 30*time.Second, "stack ready", func() error {
+		select {
+		case err := <-s.done:
+			s.t.Fatalf("stagedoor run exited early: %v", err)
+		default:
+		}
+		res, err := http.Get(s.url(s.internal, "/healthz"))
+		if err != nil {
+			return err
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			return fmt.Errorf("healthz %d", res.StatusCode)
+		}
+		for _, p := range []int{s.rtmp, s.hls, s.api, s.rtsp} {
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second)
+			if err != nil {
+				return err
+			}
+			c.Close()
+		}
+		return nil
+	})
+}
+
+// cli runs `stagedoor ARGS --db <db>` and returns stdout; err carries the exit status.
+func (s *stack) cli(args ...string) (string, string, error) {
+	cmd := exec.Command(s.bin, append(args, "--db", s.db)...)
+	cmd.Env = append(os.Environ(),
+		fmt.Sprintf("STAGEDOOR_HLS_URL=http://127.0.0.1:%d", s.hls),
+		fmt.Sprintf("STAGEDOOR_RTMP_URL=rtmp://127.0.0.1:%d/live", s.rtmp))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+// addUser creates a user with the CLI and returns its stream key.
+func (s *stack) addUser(name string) string {
+	s.t.Helper()
+	out, errOut, err := s.cli("user", "add", name, "--json")
+	if err != nil {
+		s.t.Fatalf("user add %s: %v: %s", name, err, errOut)
+	}
+	var v struct {
+		Name      string `json:"name"`
+		StreamKey string `json:"stream_key"`
+		ServerURL string `json:"server_url"`
+		HLSURL    string `json:"hls_url"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		s.t.Fatalf("user add --json: %v: %q", err, out)
+	}
+	if v.Name != name || !strings.HasPrefix(v.StreamKey, "sk_") || v.HLSURL != s.hlsURL(name) ||
+		v.ServerURL != fmt.Sprintf("rtmp://127.0.0.1:%d/live", s.rtmp) {
+		s.t.Fatalf("user add --json = %+v", v)
+	}
+	return v.StreamKey
+}
+
+func (s *stack) hlsURL(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d/live/%s/index.m3u8", s.hls, path)
+}
+
+func (s *stack) rtmpURL(path string) string {
+	return fmt.Sprintf("rtmp://127.0.0.1:%d/live/%s", s.rtmp, path)
+}
+
+// publisher is an ffmpeg encoder standing in for OBS.
+type publisher struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan error
+}
+
+// publish starts ffmpeg sending a test pattern with video and audio to url.
+func (s *stack) publish(url string) *publisher {
+	s.t.Helper()
+	p := &publisher{out: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(s.ffmpeg, "-hide_banner", "-nostats", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-pix_fmt", "yuv420p",
+		"-c:a", "aac", "-b:a", "64k", "-f", "flv", url)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	s.t.Cleanup(p.stop)
+	return p
+}
+
+// stop ends the publisher as OBS's "Stop Streaming" would.
+func (p *publisher) stop() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// refused waits for ffmpeg to give up; it fails the test if ffmpeg is still streaming
+// after timeout or exited cleanly.
+func (p *publisher) refused(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err == nil {
+			t.Errorf("publisher exited with status 0, want a refusal")
+		}
+	case <-time.After(timeout):
+		t.Errorf("publisher still streaming after %v, want it refused", timeout)
+	}
+}
+
+// channelStatus reads the public status API.
+func (s *stack) channelStatus(name string) (int, map[string]any) {
+	res, err := http.Get(s.url(s.public, "/api/v1/channels/"+name))
+	if err != nil {
+		return 0, nil
+	}
+	defer res.Body.Close()
+	var v map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&v)
+	return res.StatusCode, v
+}
+
+func (s *stack) waitLive(name string, live bool, timeout time.Duration) {
+	s.t.Helper()
+	eventually(s.t, timeout, fmt.Sprintf("%s live=%v", name, live), func() error {
+		code, v := s.channelStatus(name)
+		if code != http.StatusOK {
+			return fmt.Errorf("status %d", code)
+		}
+		if v["live"] != live {
+			return fmt.Errorf("live = %v", v["live"])
+		}
+		return nil
+	})
+}
+
+// hlsStatus GETs an HLS playlist as a player does (cookies kept across MediaMTX's
+// cookie-check redirect) and returns the final status code.
+func hlsStatus(t *testing.T, url, user, pass string) int {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET playlist: %v", err)
+	}
+	defer res.Body.Close()
+	_, _ = io.Copy(io.Discard, res.Body)
+	return res.StatusCode
+}
+
+// playHLS plays url with gohlslib until both a video and an audio access unit arrived.
+func playHLS(t *testing.T, url string, timeout time.Duration) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	var lastErr error
+	for ctx.Err() == nil {
+		err := playOnce(ctx, url)
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("no video and audio within %v: %w", timeout, lastErr)
+}
+
+func playOnce(ctx context.Context, url string) error {
+	jar, _ := cookiejar.New(nil)
+	video, audio := make(chan struct{}), make(chan struct{})
+	var vOnce, aOnce sync.Once
+	quiet := func(string) {}
+	c := &gohlslib.Client{
+		URI:                       url,
+		HTTPClient:                &http.Client{Jar: jar, Timeout: 10 * time.Second},
+		OnDownloadPrimaryPlaylist: quiet,
+		OnDownloadStreamPlaylist:  quiet,
+		OnDownloadSegment:         quiet,
+		OnDownloadPart:            quiet,
+		OnDecodeError:             func(error) {},
+	}
+	c.OnTracks = func(tracks []*gohlslib.Track) error {
+		for _, tr := range tracks {
+			switch tr.Codec.(type) {
+			case *codecs.H264:
+				c.OnDataH26x(tr, func(int64, int64, [][]byte) { vOnce.Do(func() { close(video) }) })
+			case *codecs.MPEG4Audio:
+				c.OnDataMPEG4Audio(tr, func(int64, [][]byte) { aOnce.Do(func() { close(audio) }) })
+			}
+		}
+		return nil
+	}
+	if err := c.Start(); err != nil {
+		return err
+	}
+	defer c.Close()
+	for _, ch := range []chan struct{}{video, audio} {
+		select {
+		case <-ch:
+		case err := <-c.Wait():
+			return fmt.Errorf("hls client: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// eventually polls fn until it returns nil or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = fn(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within %v: %v", what, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ffmpegRead tries to read url for 2 s and returns ffmpeg's error (nil if it read).
+func (s *stack) ffmpegRead(ctx context.Context, url string, extra ...string) error {
+	args := append([]string{"-hide_banner", "-loglevel", "error"}, extra...)
+	args = append(args, "-i", url, "-t", "2", "-f", "null", "-")
+	cmd := exec.CommandContext(ctx, s.ffmpeg, args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
