@@ -489,4 +489,3 @@ func (s *stack) ffmpegRead(ctx context.Context, url string, extra ...string) err
 	}
 	return nil
 }
-
