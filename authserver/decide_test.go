@@ -1,0 +1,481 @@
+package authserver_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stagedoor/stagedoor/authserver"
+	"github.com/stagedoor/stagedoor/store"
+)
+
+// mustOpen opens a fresh database in t.TempDir() and closes it when the test ends.
+func mustOpen(t testing.TB) *store.DB {
+	t.Helper()
+	db, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "stagedoor.db"))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+var (
+	relaySecret = authserver.Secret{User: "stagedoor-relay", Password: "relay-secret-1"}
+	adminSecret = authserver.Secret{User: "stagedoor-admin", Password: "admin-secret-1"}
+	testPolicy  = authserver.Policy{Relay: relaySecret, Admin: adminSecret}
+)
+
+// fixture is a real store with an active user benw and a banned user mallory.
+type fixture struct {
+	db        *store.DB
+	activeKey string // benw's key
+	bannedKey string // mallory's key
+}
+
+func newFixture(t testing.TB) fixture {
+	t.Helper()
+	db := mustOpen(t)
+	ctx := t.Context()
+	benw, err := db.CreateUser(ctx, "benw")
+	if err != nil {
+		t.Fatalf("CreateUser(benw): %v", err)
+	}
+	mallory, err := db.CreateUser(ctx, "mallory")
+	if err != nil {
+		t.Fatalf("CreateUser(mallory): %v", err)
+	}
+	if err := db.SetActive(ctx, "mallory", false); err != nil {
+		t.Fatalf("SetActive(mallory): %v", err)
+	}
+	return fixture{db: db, activeKey: benw.StreamKey, bannedKey: mallory.StreamKey}
+}
+
+// fakeCreds is a Credentials for faults a real database cannot produce on demand.
+type fakeCreds struct {
+	userByKeyDigest func(ctx context.Context, d store.Digest) (store.KeyOwner, error)
+}
+
+func (f fakeCreds) UserByKeyDigest(ctx context.Context, d store.Digest) (store.KeyOwner, error) {
+	return f.userByKeyDigest(ctx, d)
+}
+
+var errInjected = errors.New("injected lookup failure")
+
+func failingCreds() fakeCreds {
+	return fakeCreds{func(context.Context, store.Digest) (store.KeyOwner, error) {
+		return store.KeyOwner{}, errInjected
+	}}
+}
+
+func blockingCreds() fakeCreds {
+	return fakeCreds{func(ctx context.Context, _ store.Digest) (store.KeyOwner, error) {
+		<-ctx.Done()
+		return store.KeyOwner{}, ctx.Err()
+	}}
+}
+
+func panickingCreds() fakeCreds {
+	return fakeCreds{func(context.Context, store.Digest) (store.KeyOwner, error) {
+		panic("injected panic in lookup")
+	}}
+}
+
+// countingCreds counts lookups and answers ErrNotFound.
+func countingCreds(n *atomic.Int64) fakeCreds {
+	return fakeCreds{func(_ context.Context, d store.Digest) (store.KeyOwner, error) {
+		n.Add(1)
+		return store.KeyOwner{}, fmt.Errorf("key %s: %w", d.Fingerprint(), store.ErrNotFound)
+	}}
+}
+
+// req builds a request from loopback with no credentials.
+func req(action, protocol, path string) authserver.Request {
+	return authserver.Request{IP: "127.0.0.1", Action: action, Protocol: protocol, Path: path}
+}
+
+func (f fixture) relayRead(ip string) authserver.Request {
+	r := req("read", "rtsp", "live/"+f.activeKey)
+	r.IP, r.User, r.Password = ip, relaySecret.User, relaySecret.Password
+	return r
+}
+
+func admin(action, path, ip string) authserver.Request {
+	r := req(action, "", path)
+	r.IP, r.User, r.Password = ip, adminSecret.User, adminSecret.Password
+	return r
+}
+
+func with(r authserver.Request, f func(*authserver.Request)) authserver.Request {
+	f(&r)
+	return r
+}
+
+func TestDecide(t *testing.T) {
+	f := newFixture(t)
+	key := "live/" + f.activeKey
+	for _, tt := range []struct {
+		name string
+		pol  authserver.Policy
+		req  authserver.Request
+		want bool
+	}{
+		{"OwnerPublishesToKeyPath", testPolicy, req("publish", "rtmp", key), true},
+		{"OwnerPublishesFromAnywhere", testPolicy, with(req("publish", "srt", key), func(r *authserver.Request) { r.IP = "203.0.113.7" }), true},
+		{"OwnerPublishesOverWebRTC", testPolicy, req("publish", "webrtc", key), true},
+		{"OwnerPublishesOverRTSP", testPolicy, req("publish", "rtsp", key), true},
+		{"BannedKeyPublishDenied", testPolicy, req("publish", "rtmp", "live/"+f.bannedKey), false},
+		{"UnknownKeyPublishDenied", testPolicy, req("publish", "rtmp", "live/"+store.NewKey()), false},
+		{"PublishOverHLSDenied", testPolicy, req("publish", "hls", key), false},
+		{"PublishOverMoQDenied", testPolicy, req("publish", "moq", key), false},
+		{"PublishWithoutProtocolDenied", testPolicy, req("publish", "", key), false},
+		{"PublishToPublicPathDenied", testPolicy, req("publish", "rtmp", "live/benw"), false},
+		{"PublishToPublicPathWithKeyAsPasswordDenied", testPolicy,
+			with(req("publish", "rtmp", "live/benw"), func(r *authserver.Request) { r.User, r.Password = "benw", f.activeKey }), false},
+		{"PublishToPublicPathWithKeyAsTokenDenied", testPolicy,
+			with(req("publish", "rtmp", "live/benw"), func(r *authserver.Request) { r.Token = f.activeKey }), false},
+		{"PublishToPublicPathWithKeyInQueryDenied", testPolicy,
+			with(req("publish", "rtmp", "live/benw"), func(r *authserver.Request) { r.Query = "key=" + f.activeKey }), false},
+		{"PublishWithRelayCredsDenied", testPolicy,
+			with(req("publish", "rtsp", "live/benw"), func(r *authserver.Request) { r.User, r.Password = relaySecret.User, relaySecret.Password }), false},
+		{"PublishWithAdminCredsDenied", testPolicy,
+			with(req("publish", "rtmp", "live/benw"), func(r *authserver.Request) { r.User, r.Password = adminSecret.User, adminSecret.Password }), false},
+		{"PublishToDotDotPathDenied", testPolicy, req("publish", "rtmp", "live/../"+f.activeKey), false},
+		{"PublishToTrailingSlashKeyDenied", testPolicy, req("publish", "rtmp", key+"/"), false},
+		{"UppercasePublishDenied", testPolicy, req("PUBLISH", "rtmp", key), false},
+
+		{"KeyPathReadDenied", testPolicy, req("read", "hls", key), false},
+		{"KeyPathReadOverRTSPWithoutRelayDenied", testPolicy, req("read", "rtsp", key), false},
+		{"KeyPathReadWithOwnKeyAsPasswordDenied", testPolicy,
+			with(req("read", "rtsp", key), func(r *authserver.Request) { r.User, r.Password = "benw", f.activeKey }), false},
+		{"RelayReadsKeyPathFromLoopback", testPolicy, f.relayRead("127.0.0.1"), true},
+		{"RelayReadsKeyPathFromIPv6Loopback", testPolicy, f.relayRead("::1"), true},
+		{"RelayFromNonLoopbackDenied", testPolicy, f.relayRead("10.0.0.5"), false},
+		{"RelayWithoutIPDenied", testPolicy, f.relayRead(""), false},
+		{"RelayWithWrongPasswordDenied", testPolicy,
+			with(f.relayRead("127.0.0.1"), func(r *authserver.Request) { r.Password += "x" }), false},
+		{"RelayWithPasswordPrefixDenied", testPolicy,
+			with(f.relayRead("127.0.0.1"), func(r *authserver.Request) { r.Password = r.Password[:len(r.Password)-1] }), false},
+		{"RelayWithAdminUserDenied", testPolicy,
+			with(f.relayRead("127.0.0.1"), func(r *authserver.Request) { r.User = adminSecret.User }), false},
+		{"RelayOverRTMPDenied", testPolicy,
+			with(f.relayRead("127.0.0.1"), func(r *authserver.Request) { r.Protocol = "rtmp" }), false},
+		{"RelayOverHLSDenied", testPolicy,
+			with(f.relayRead("127.0.0.1"), func(r *authserver.Request) { r.Protocol = "hls" }), false},
+		{"RelayReadsPublicPathOverRTSPDenied", testPolicy,
+			with(f.relayRead("127.0.0.1"), func(r *authserver.Request) { r.Path = "live/benw" }), false},
+		{"RelayUnsetEmptyCredsDenied", authserver.Policy{},
+			with(f.relayRead("127.0.0.1"), func(r *authserver.Request) { r.User, r.Password = "", "" }), false},
+		{"RelayUnsetPasswordDenied", authserver.Policy{Relay: authserver.Secret{User: relaySecret.User}},
+			with(f.relayRead("127.0.0.1"), func(r *authserver.Request) { r.Password = "" }), false},
+
+		{"PublicReadOverHLSAllowed", testPolicy, req("read", "hls", "live/benw"), true},
+		{"PublicReadOfUnknownChannelOverHLSAllowed", testPolicy, req("read", "hls", "live/nobody"), true},
+		{"PublicReadFromAnywhereAllowed", testPolicy,
+			with(req("read", "hls", "live/benw"), func(r *authserver.Request) { r.IP = "198.51.100.1" }), true},
+		{"PublicReadOverRTSPDenied", testPolicy, req("read", "rtsp", "live/benw"), false},
+		{"PublicReadOverWebRTCDenied", testPolicy, req("read", "webrtc", "live/benw"), false},
+		{"PublicReadWithoutProtocolDenied", testPolicy, req("read", "", "live/benw"), false},
+		{"PlaylistPathReadDenied", testPolicy, req("read", "hls", "live/index.m3u8"), false},
+		{"UppercasePathReadDenied", testPolicy, req("read", "hls", "LIVE/BENW"), false},
+		{"ReservedNameReadDenied", testPolicy, req("read", "hls", "live/api"), false},
+		{"EmptyPathReadDenied", testPolicy, req("read", "hls", ""), false},
+
+		{"AdminAPIFromLoopback", testPolicy, admin("api", "", "127.0.0.1"), true},
+		{"AdminMetricsFromLoopback", testPolicy, admin("metrics", "", "127.0.0.1"), true},
+		{"AdminPprofFromIPv6Loopback", testPolicy, admin("pprof", "", "::1"), true},
+		{"AdminPlaybackOfKeyPathFromLoopback", testPolicy, admin("playback", key, "127.0.0.1"), true},
+		{"AdminAPIWithPathDenied", testPolicy, admin("api", "live/benw", "127.0.0.1"), false},
+		{"AdminMetricsWithPathDenied", testPolicy, admin("metrics", key, "127.0.0.1"), false},
+		{"AdminFromNonLoopbackDenied", testPolicy, admin("api", "", "10.0.0.5"), false},
+		{"AdminFromUnparsableIPDenied", testPolicy, admin("api", "", "localhost"), false},
+		{"AdminWithWrongPasswordDenied", testPolicy,
+			with(admin("api", "", "127.0.0.1"), func(r *authserver.Request) { r.Password = "wrong" }), false},
+		{"AdminWithRelayCredsDenied", testPolicy,
+			with(admin("api", "", "127.0.0.1"), func(r *authserver.Request) { r.User, r.Password = relaySecret.User, relaySecret.Password }), false},
+		{"AdminUnsetEmptyCredsDenied", authserver.Policy{}, with(admin("api", "", "127.0.0.1"), func(r *authserver.Request) { r.User, r.Password = "", "" }), false},
+		{"AnonymousAPIFromLoopbackDenied", testPolicy, req("api", "", ""), false},
+		{"AnonymousPlaybackOfKeyPathDenied", testPolicy, req("playback", "", key), false},
+		{"OwnerPlaybackWithKeyDenied", testPolicy,
+			with(req("playback", "", key), func(r *authserver.Request) { r.User, r.Password = "benw", f.activeKey }), false},
+		{"AdminAPIOverUnknownProtocolDenied", testPolicy,
+			with(admin("api", "", "127.0.0.1"), func(r *authserver.Request) { r.Protocol = "x" }), false},
+
+		{"UnknownProtocolPublishDenied", testPolicy, req("publish", "x", key), false},
+		{"UnknownActionDenied", testPolicy, req("x", "rtmp", key), false},
+		{"EmptyActionDenied", testPolicy, req("", "rtmp", key), false},
+		{"EmptyRequestDenied", testPolicy, authserver.Request{}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := authserver.Decide(t.Context(), tt.req, f.db, tt.pol)
+			if d.Allow != tt.want {
+				t.Fatalf("Allow = %v, want %v (decision %+v)", d.Allow, tt.want, d)
+			}
+			wantStatus := http.StatusUnauthorized
+			if tt.want {
+				wantStatus = http.StatusOK
+			}
+			if d.Status != wantStatus {
+				t.Errorf("Status = %d, want %d", d.Status, wantStatus)
+			}
+			if d.Reason == "" {
+				t.Error("Reason is empty")
+			}
+			for _, secret := range []string{f.activeKey, f.bannedKey, relaySecret.Password, adminSecret.Password} {
+				if strings.Contains(fmt.Sprintf("%+v", d), secret) {
+					t.Errorf("decision %+v carries a secret", d)
+				}
+			}
+		})
+	}
+}
+
+func TestDecidePublishFields(t *testing.T) {
+	f := newFixture(t)
+	d := authserver.Decide(t.Context(), req("publish", "rtmp", "live/"+f.activeKey), f.db, testPolicy)
+	want := authserver.Decision{
+		Allow: true, Status: http.StatusOK, Reason: d.Reason,
+		PathKind: authserver.PathKey, User: "benw", KeyFP: store.Fingerprint(f.activeKey),
+	}
+	if d != want {
+		t.Errorf("decision = %+v, want %+v", d, want)
+	}
+
+	d = authserver.Decide(t.Context(), req("publish", "rtmp", "live/"+f.bannedKey), f.db, testPolicy)
+	if d.Allow || d.User != "mallory" || d.KeyFP != store.Fingerprint(f.bannedKey) || d.PathKind != authserver.PathKey {
+		t.Errorf("banned decision = %+v, want a deny naming mallory by fingerprint", d)
+	}
+}
+
+func TestDecidePublicReadProtocols(t *testing.T) {
+	f := newFixture(t)
+	pol := testPolicy
+	pol.PublicReadProtocols = []string{"hls", "rtsp"}
+	for _, tt := range []struct {
+		name string
+		req  authserver.Request
+		want bool
+	}{
+		{"PublicReadOverRTSPAllowed", req("read", "rtsp", "live/benw"), true},
+		{"PublicReadOverHLSAllowed", req("read", "hls", "live/benw"), true},
+		{"PublicReadOverWebRTCDenied", req("read", "webrtc", "live/benw"), false},
+		{"PublicReadOverRTMPDenied", req("read", "rtmp", "live/benw"), false},
+		{"KeyPathReadOverRTSPStillDenied", req("read", "rtsp", "live/"+f.activeKey), false},
+		{"GarbagePathOverRTSPStillDenied", req("read", "rtsp", "live/../benw"), false},
+		{"PublishToPublicPathStillDenied", req("publish", "rtsp", "live/benw"), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := authserver.Decide(t.Context(), tt.req, f.db, pol).Allow; got != tt.want {
+				t.Errorf("Allow = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecideLookupFaults(t *testing.T) {
+	key := store.NewKey()
+	for _, tt := range []struct {
+		name       string
+		creds      authserver.Credentials
+		ctx        func(t *testing.T) context.Context
+		wantStatus int
+	}{
+		{"LookupErrorIs500", failingCreds(), func(t *testing.T) context.Context { return t.Context() }, http.StatusInternalServerError},
+		{"DeadlineIs503", blockingCreds(), func(t *testing.T) context.Context {
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel() // the deadline has already passed
+			return ctx
+		}, http.StatusServiceUnavailable},
+		{"InactiveOwnerIs401", fakeCreds{func(context.Context, store.Digest) (store.KeyOwner, error) {
+			return store.KeyOwner{UserID: 1, UserName: "benw", Active: false, KeyID: 1, Fingerprint: store.Fingerprint(key)}, nil
+		}}, func(t *testing.T) context.Context { return t.Context() }, http.StatusUnauthorized},
+		{"WrappedNotFoundIs401", fakeCreds{func(context.Context, store.Digest) (store.KeyOwner, error) {
+			return store.KeyOwner{}, fmt.Errorf("lookup: %w", store.ErrNotFound)
+		}}, func(t *testing.T) context.Context { return t.Context() }, http.StatusUnauthorized},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := authserver.Decide(tt.ctx(t), req("publish", "rtmp", "live/"+key), tt.creds, testPolicy)
+			if d.Allow {
+				t.Fatalf("Allow = true on a fault, want a deny (%+v)", d)
+			}
+			if d.Status != tt.wantStatus {
+				t.Errorf("Status = %d, want %d", d.Status, tt.wantStatus)
+			}
+			if d.KeyFP != store.Fingerprint(key) {
+				t.Errorf("KeyFP = %q, want %q", d.KeyFP, store.Fingerprint(key))
+			}
+		})
+	}
+}
+
+// TestDecideNoLookupOutsideKeyPaths checks threats.md T04: no database query for a path
+// outside the two allowed shapes, whatever the action.
+func TestDecideNoLookupOutsideKeyPaths(t *testing.T) {
+	key := store.NewKey()
+	var n atomic.Int64
+	creds := countingCreds(&n)
+	paths := []string{
+		"", "live/benw", "live/../" + key, "live//" + key, "/live/" + key, "live/" + key + "/",
+		"LIVE/" + key, "live/" + key + "\x00", "live/" + key + "\u200b", "live/sk_" + strings.Repeat("a", 42),
+		"live/sk_" + strings.Repeat("a", 44), "live/index.m3u8", key,
+	}
+	for _, p := range paths {
+		for _, action := range []string{"publish", "read", "playback", "api", "x"} {
+			if d := authserver.Decide(t.Context(), req(action, "rtmp", p), creds, testPolicy); d.Allow {
+				t.Errorf("Decide(%s %q) allowed", action, p)
+			}
+		}
+	}
+	if got := n.Load(); got != 0 {
+		t.Errorf("lookups = %d, want 0", got)
+	}
+	// Positive control: a key path does reach the lookup.
+	authserver.Decide(t.Context(), req("publish", "rtmp", "live/"+key), creds, testPolicy)
+	if got := n.Load(); got != 1 {
+		t.Errorf("lookups after a key-path publish = %d, want 1", got)
+	}
+}
+
+// Dimensions of the decision matrix (threats.md T05).
+const (
+	pathActiveKey  = "ActiveKey"
+	pathBannedKey  = "BannedKey"
+	pathUnknownKey = "UnknownKey"
+	pathPublic     = "Public"
+	pathGarbage    = "Garbage"
+	pathEmpty      = "Empty"
+
+	credsNone          = "NoCreds"
+	credsRelayLoopback = "RelayLoopback"
+	credsRelayRemote   = "RelayRemote"
+	credsAdminLoopback = "AdminLoopback"
+	credsAdminRemote   = "AdminRemote"
+	credsWrongPassword = "WrongPassword"
+)
+
+var (
+	matrixActions   = []string{"publish", "read", "playback", "api", "metrics", "pprof", "", "PUBLISH", "x"}
+	matrixProtocols = []string{"rtsp", "rtmp", "hls", "webrtc", "srt", "moq", "", "x"}
+	matrixPaths     = []string{pathActiveKey, pathBannedKey, pathUnknownKey, pathPublic, pathGarbage, pathEmpty}
+	matrixCreds     = []string{credsNone, credsRelayLoopback, credsRelayRemote, credsAdminLoopback, credsAdminRemote, credsWrongPassword}
+)
+
+// wantAllow is the truth table of the default policy, written without looking at
+// Decide's structure:
+//   - a protocol MediaMTX never sends is denied for every action;
+//   - publish: only to the key path of an active user's key, over rtmp, rtsp, srt or webrtc,
+//     whatever the credentials or address;
+//   - read of a key path: only the relay credential, over rtsp, from loopback;
+//   - read of a public path: only over hls;
+//   - playback: only the admin credential from loopback, any path;
+//   - api, metrics, pprof: only the admin credential from loopback, with no path;
+//   - anything else, including unknown and wrongly cased actions: denied.
+func wantAllow(action, protocol, path, creds string) bool {
+	switch protocol {
+	case "rtsp", "rtmp", "hls", "webrtc", "srt", "moq", "":
+	default:
+		return false
+	}
+	isKeyPath := path == pathActiveKey || path == pathBannedKey || path == pathUnknownKey
+	switch action {
+	case "publish":
+		switch protocol {
+		case "rtmp", "rtsp", "srt", "webrtc":
+			return path == pathActiveKey
+		}
+		return false
+	case "read":
+		if isKeyPath {
+			return creds == credsRelayLoopback && protocol == "rtsp"
+		}
+		if path == pathPublic {
+			return protocol == "hls"
+		}
+		return false
+	case "playback":
+		return creds == credsAdminLoopback
+	case "api", "metrics", "pprof":
+		return creds == credsAdminLoopback && path == pathEmpty
+	}
+	return false
+}
+
+func (f fixture) matrixRequest(action, protocol, path, creds string) (authserver.Request, string) {
+	r := authserver.Request{Action: action, Protocol: protocol, IP: "127.0.0.1"}
+	wantKind := authserver.PathKey
+	switch path {
+	case pathActiveKey:
+		r.Path = "live/" + f.activeKey
+	case pathBannedKey:
+		r.Path = "live/" + f.bannedKey
+	case pathUnknownKey:
+		r.Path = "live/" + store.KeyPrefix + strings.Repeat("A", 43)
+	case pathPublic:
+		r.Path, wantKind = "live/benw", authserver.PathPublic
+	case pathGarbage:
+		r.Path, wantKind = "live/../benw", authserver.PathOther
+	case pathEmpty:
+		r.Path, wantKind = "", ""
+	}
+	switch creds {
+	case credsRelayLoopback:
+		r.User, r.Password = relaySecret.User, relaySecret.Password
+	case credsRelayRemote:
+		r.User, r.Password, r.IP = relaySecret.User, relaySecret.Password, "10.0.0.5"
+	case credsAdminLoopback:
+		r.User, r.Password = adminSecret.User, adminSecret.Password
+	case credsAdminRemote:
+		r.User, r.Password, r.IP = adminSecret.User, adminSecret.Password, "10.0.0.5"
+	case credsWrongPassword:
+		r.User, r.Password = relaySecret.User, "wrong-password"
+	}
+	return r, wantKind
+}
+
+func TestDecideMatrix(t *testing.T) {
+	f := newFixture(t)
+	var cases, allowed int
+	for _, action := range matrixActions {
+		for _, protocol := range matrixProtocols {
+			for _, path := range matrixPaths {
+				for _, creds := range matrixCreds {
+					cases++
+					name := fmt.Sprintf("action=%q/protocol=%q/%s/%s", action, protocol, path, creds)
+					r, wantKind := f.matrixRequest(action, protocol, path, creds)
+					want := wantAllow(action, protocol, path, creds)
+					d := authserver.Decide(t.Context(), r, f.db, testPolicy)
+					if d.Allow != want {
+						t.Errorf("%s: Allow = %v, want %v (reason %q)", name, d.Allow, want, d.Reason)
+						continue
+					}
+					if d.Allow {
+						allowed++
+					}
+					wantStatus := http.StatusUnauthorized
+					if want {
+						wantStatus = http.StatusOK
+					}
+					if d.Status != wantStatus {
+						t.Errorf("%s: Status = %d, want %d", name, d.Status, wantStatus)
+					}
+					if d.PathKind != wantKind {
+						t.Errorf("%s: PathKind = %q, want %q", name, d.PathKind, wantKind)
+					}
+				}
+			}
+		}
+	}
+	if want := 9 * 8 * 6 * 6; cases != want {
+		t.Errorf("matrix has %d cases, want %d", cases, want)
+	}
+	// publish: 4 protocols x 6 creds; relay read: 3 key paths; public read: 6 creds;
+	// playback: 7 protocols x 6 paths; api/metrics/pprof: 3 x 7 protocols.
+	if want := 24 + 3 + 6 + 42 + 21; allowed != want {
+		t.Errorf("matrix allowed %d cases, want %d", allowed, want)
+	}
+}

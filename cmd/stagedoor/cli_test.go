@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stagedoor/stagedoor/store"
+)
+
+var keyShape = regexp.MustCompile(`sk_[A-Za-z0-9_-]{43}`)
+
+type cliResult struct {
+	stdout, stderr string
+	err            error
+}
+
+func runCLI(t *testing.T, env map[string]string, args ...string) cliResult {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), append([]string{"stagedoor"}, args...), func(k string) string { return env[k] },
+		strings.NewReader(""), &stdout, &stderr)
+	return cliResult{stdout.String(), stderr.String(), err}
+}
+
+func newEnv(t *testing.T) map[string]string {
+	return map[string]string{
+		"STAGEDOOR_DB":       filepath.Join(t.TempDir(), "stagedoor.db"),
+		"STAGEDOOR_HLS_URL":  "http://stream.example:8888",
+		"STAGEDOOR_RTMP_URL": "rtmp://stream.example:1935/live",
+	}
+}
+
+func users(t *testing.T, env map[string]string) []store.User {
+	t.Helper()
+	db, err := store.Open(context.Background(), env["STAGEDOOR_DB"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	us, err := db.Users(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return us
+}
+
+func TestUserAdd(t *testing.T) {
+	env := newEnv(t)
+	r := runCLI(t, env, "user", "add", "benw", "--json")
+	if r.err != nil {
+		t.Fatalf("user add: %v %s", r.err, r.stderr)
+	}
+	var v map[string]string
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v["name"] != "benw" || !store.IsKey(v["stream_key"]) || v["server_url"] != "rtmp://stream.example:1935/live" ||
+		v["hls_url"] != "http://stream.example:8888/live/benw/index.m3u8" {
+		t.Errorf("user add --json = %v", v)
+	}
+	db, _ := store.Open(t.Context(), env["STAGEDOOR_DB"])
+	defer db.Close()
+	if o, err := db.UserByKeyDigest(t.Context(), store.KeyDigest(v["stream_key"])); err != nil || o.UserName != "benw" {
+		t.Errorf("printed key does not verify: %v %+v", err, o)
+	}
+
+	text := runCLI(t, env, "user", "add", "alice")
+	for _, want := range []string{"Server:     rtmp://stream.example:1935/live", "Stream Key: sk_", "http://stream.example:8888/live/alice/index.m3u8"} {
+		if !strings.Contains(text.stdout, want) {
+			t.Errorf("user add output lacks %q:\n%s", want, text.stdout)
+		}
+	}
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	env := newEnv(t)
+	if r := runCLI(t, env, "user", "add", "benw"); r.err != nil {
+		t.Fatal(r.err)
+	}
+	before := users(t, env)
+	for _, tt := range []struct {
+		name string
+		args []string
+	}{
+		{"DuplicateUser", []string{"user", "add", "benw"}},
+		{"UppercaseName", []string{"user", "add", "BenW"}},
+		{"ReservedName", []string{"user", "add", "api"}},
+		{"KeyPrefixName", []string{"user", "add", "sk_abc"}},
+		{"TwoNames", []string{"user", "add", "aaa", "bbb"}},
+		{"NoName", []string{"user", "add"}},
+		{"BanUnknown", []string{"user", "ban", "nobody"}},
+		{"UnbanUnknown", []string{"user", "unban", "nobody"}},
+		{"ResetUnknown", []string{"key", "reset", "nobody"}},
+		{"UnknownUserCommand", []string{"user", "delete", "benw"}},
+		{"UnknownCommand", []string{"frobnicate"}},
+		{"UnknownFlag", []string{"user", "list", "--nope"}},
+		{"HookUnknownEvent", []string{"hook", "ready"}},
+		{"HookWithoutEnv", []string{"hook", "available"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCLI(t, env, tt.args...)
+			if r.err == nil {
+				t.Fatalf("%v: nil error", tt.args)
+			}
+			if code := exitCode(r.err); code != 2 {
+				t.Errorf("exit code = %d, want 2 (err %v)", code, r.err)
+			}
+			if keyShape.MatchString(r.err.Error()) {
+				t.Errorf("error names a key: %v", r.err)
+			}
+		})
+	}
+	after := users(t, env)
+	if len(after) != len(before) || after[0].Name != before[0].Name || after[0].Active != before[0].Active {
+		t.Errorf("users changed: %+v -> %+v", before, after)
+	}
+}
+
+func TestBanUnbanAndKeyReset(t *testing.T) {
+	env := newEnv(t)
+	r := runCLI(t, env, "user", "add", "benw", "--json")
+	var v map[string]string
+	_ = json.Unmarshal([]byte(r.stdout), &v)
+	oldKey := v["stream_key"]
+
+	if r := runCLI(t, env, "user", "ban", "benw"); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if us := users(t, env); us[0].Active {
+		t.Error("banned user still active")
+	}
+	if r := runCLI(t, env, "user", "unban", "benw"); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if us := users(t, env); !us[0].Active {
+		t.Error("unbanned user inactive")
+	}
+
+	r = runCLI(t, env, "key", "reset", "benw", "--json")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	_ = json.Unmarshal([]byte(r.stdout), &v)
+	db, _ := store.Open(t.Context(), env["STAGEDOOR_DB"])
+	defer db.Close()
+	if _, err := db.UserByKeyDigest(t.Context(), store.KeyDigest(oldKey)); err == nil {
+		t.Error("old key still valid after key reset")
+	}
+	if _, err := db.UserByKeyDigest(t.Context(), store.KeyDigest(v["stream_key"])); err != nil {
+		t.Errorf("new key invalid: %v", err)
+	}
+
+	list := runCLI(t, env, "user", "list", "--json")
+	var rows []map[string]any
+	if err := json.Unmarshal([]byte(list.stdout), &rows); err != nil || len(rows) != 1 || rows[0]["name"] != "benw" {
+		t.Errorf("user list --json = %s (%v)", list.stdout, err)
+	}
+	if strings.Contains(list.stdout, "sk_") {
+		t.Error("user list shows a key")
+	}
+}
+
+func TestServeNeedsHookSecret(t *testing.T) {
+	r := runCLI(t, newEnv(t), "serve")
+	if r.err == nil || exitCode(r.err) != 2 {
+		t.Errorf("serve without %s: err %v", "STAGEDOOR_HOOK_SECRET", r.err)
+	}
+}
+
+func TestRedactor(t *testing.T) {
+	key := store.NewKey()
+	var out bytes.Buffer
+	r := newRedactor(&out, []string{"topsecret-relay", ""})
+	for _, chunk := range []string{
+		"INF [path live/" + key[:10], key[10:] + "] stream is available\n",
+		"source rtsp://stagedoor-relay:topsecret-relay@127.0.0.1:8554/live/x\n",
+		"query user=alice&pass=$2a$10$abc/def token=tok123\n",
+		"source rtsp://u:other-pass@host/x and tail without newline",
+	} {
+		_, _ = r.Write([]byte(chunk))
+	}
+	r.Flush()
+	got := out.String()
+	for _, secret := range []string{key, "topsecret-relay", "$2a$10$abc", "tok123", "other-pass"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("output still contains %q:\n%s", secret, got)
+		}
+	}
+	for _, want := range []string{"key:" + store.Fingerprint(key), "stream is available", "user=alice", "tail without newline"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+}
