@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 
 // needTool finds an external tool: the env override, then PATH (or a repo-relative
 // default). Under CI a missing tool fails the test; locally it skips with a hint.
-func needTool(t *testing.T, name, envOverride, fallback string) string {
+func needTool(t testing.TB, name, envOverride, fallback string) string {
 	t.Helper()
 	if p := os.Getenv(envOverride); p != "" {
 		return p
@@ -66,7 +66,7 @@ func needTool(t *testing.T, name, envOverride, fallback string) string {
 }
 
 // stagedoorBin builds ./cmd/stagedoor once per test binary.
-func stagedoorBin(t *testing.T) string {
+func stagedoorBin(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "stagedoor-e2e-bin")
@@ -86,7 +86,7 @@ func stagedoorBin(t *testing.T) string {
 	return builtBin
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -116,7 +116,7 @@ func (b *syncBuffer) String() string {
 
 // logWriter routes a child's output into t.Logf, line by line, with a prefix.
 type logWriter struct {
-	t      *testing.T
+	t      testing.TB
 	prefix string
 	mu     sync.Mutex
 	rest   []byte
@@ -148,7 +148,7 @@ func (w *logWriter) stop() {
 
 // stack is one `stagedoor run` (service + MediaMTX) on free loopback ports.
 type stack struct {
-	t         *testing.T
+	t         testing.TB
 	bin       string
 	ffmpeg    string
 	db        string
@@ -169,7 +169,7 @@ type stackOptions struct {
 	config string
 }
 
-func startStack(t *testing.T, opts stackOptions) *stack {
+func startStack(t testing.TB, opts stackOptions) *stack {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("e2e: skipped with -short")
@@ -311,19 +311,25 @@ type publisher struct {
 // publish starts ffmpeg sending a test pattern with video and audio to url.
 func (s *stack) publish(url string) *publisher {
 	s.t.Helper()
-	p := &publisher{out: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(s.ffmpeg, "-hide_banner", "-nostats", "-loglevel", "error", "-re",
+	return startFFmpeg(s.t, s.ffmpeg, "-re",
 		"-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
 		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
 		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-pix_fmt", "yuv420p",
 		"-c:a", "aac", "-b:a", "64k", "-f", "flv", url)
+}
+
+// startFFmpeg runs ffmpeg with args in its own process group; it is stopped at cleanup.
+func startFFmpeg(t testing.TB, ffmpeg string, args ...string) *publisher {
+	t.Helper()
+	p := &publisher{out: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(ffmpeg, append([]string{"-hide_banner", "-nostats", "-loglevel", "error"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	go func() { p.done <- p.cmd.Wait() }()
-	s.t.Cleanup(p.stop)
+	t.Cleanup(p.stop)
 	return p
 }
 
@@ -343,7 +349,7 @@ func (p *publisher) stop() {
 
 // refused waits for ffmpeg to give up; it fails the test if ffmpeg is still streaming
 // after timeout or exited cleanly.
-func (p *publisher) refused(t *testing.T, timeout time.Duration) {
+func (p *publisher) refused(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	select {
 	case err := <-p.done:
@@ -384,7 +390,7 @@ func (s *stack) waitLive(name string, live bool, timeout time.Duration) {
 
 // hlsStatus GETs an HLS playlist as a player does (cookies kept across MediaMTX's
 // cookie-check redirect) and returns the final status code.
-func hlsStatus(t *testing.T, url, user, pass string) int {
+func hlsStatus(t testing.TB, url, user, pass string) int {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
@@ -402,7 +408,7 @@ func hlsStatus(t *testing.T, url, user, pass string) int {
 }
 
 // playHLS plays url with gohlslib until both a video and an audio access unit arrived.
-func playHLS(t *testing.T, url string, timeout time.Duration) error {
+func playHLS(t testing.TB, url string, timeout time.Duration) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
@@ -463,7 +469,7 @@ func playOnce(ctx context.Context, url string) error {
 }
 
 // eventually polls fn until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, fn func() error) {
+func eventually(t testing.TB, timeout time.Duration, what string, fn func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var err error

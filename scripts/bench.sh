@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make bench`: runs every benchmark and writes BENCHMARKS.md. Needs `make build` and ffmpeg.
+# Absolute numbers on a shared machine are noise; each figure is compared with a baseline
+# measured in the same run, and medians are quoted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count=${1:-5}
+streams=${STAGEDOOR_BENCH_STREAMS:-1,5,10,25}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+micro_cmd="go test -run '^\$' -bench . -benchmem -count $count ./authserver/ ./store/"
+alias_cmd="STAGEDOOR_BENCH_STREAMS=$streams go test -run '^\$' -bench BenchmarkAliasCost -benchtime 1x -count 1 -timeout 60m ./e2e/"
+echo "bench: $micro_cmd" >&2
+eval "$micro_cmd" | tee "$out/micro.txt" >&2
+echo "bench: $alias_cmd" >&2
+eval "$alias_cmd" 2>&1 | grep -v '\[stack\]\|\[mediamtx\]' | tee "$out/alias.txt" >&2
+
+{
+	cat <<HEAD
+# Benchmarks
+
+Written by \`make bench\` (scripts/bench.sh) on $(date -u +%Y-%m-%d). Every figure is a median;
+every comparison is against a baseline measured in the same run on the same machine.
+
+- Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
+- $(go version); MediaMTX $(bin/mediamtx --version 2>/dev/null | tail -1); $(ffmpeg -version | head -1 | cut -d' ' -f1-3)
+- Commands:
+  - \`$micro_cmd\`
+  - \`$alias_cmd\`
+
+HEAD
+	go run ./scripts/benchreport "$out/micro.txt" "$out/alias.txt"
+	cat scripts/benchmarks-notes.md
+} > BENCHMARKS.md
+echo "bench: wrote BENCHMARKS.md" >&2

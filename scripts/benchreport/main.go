@@ -1,0 +1,154 @@
+// Command benchreport turns `go test -bench` output into the tables of BENCHMARKS.md:
+// medians over -count runs, and ratios against the baseline measured in the same run.
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// result holds every sample of every unit for one benchmark name.
+type result map[string][]float64
+
+var line = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+
+func parse(r io.Reader, into map[string]result, order *[]string) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		m := line.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		name, f := m[1], strings.Fields(m[2])
+		if into[name] == nil {
+			into[name] = result{}
+			*order = append(*order, name)
+		}
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			into[name][f[i+1]] = append(into[name][f[i+1]], v)
+		}
+	}
+	return sc.Err()
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func fmtNum(v float64) string {
+	switch {
+	case v >= 1000:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+}
+
+func main() {
+	res := map[string]result{}
+	var order []string
+	for _, fn := range os.Args[1:] {
+		fh, err := os.Open(fn)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchreport:", err)
+			os.Exit(1)
+		}
+		err = parse(fh, res, &order)
+		fh.Close()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchreport:", err)
+			os.Exit(1)
+		}
+	}
+	w := bufio.NewWriter(os.Stdout)
+	defer w.Flush()
+	authHTTP(w, res, order)
+	aliasCost(w, res, order)
+	micro(w, res, order)
+}
+
+// authHTTP: req/s, p50, p99 per case, with the req/s ratio against the bare-gin baseline.
+func authHTTP(w io.Writer, res map[string]result, order []string) {
+	fmt.Fprintln(w, "### P1 auth decisions over HTTP (new connection per call, as MediaMTX does)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| callers | case | req/s | ratio to baseline | p50 (µs) | p99 (µs) | runs |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	for _, name := range order {
+		rest, ok := strings.CutPrefix(name, "BenchmarkAuthHTTP/")
+		if !ok {
+			continue
+		}
+		mode, c, _ := strings.Cut(rest, "/")
+		r := res[name]
+		base := median(res["BenchmarkAuthHTTP/"+mode+"/Baseline"]["req/s"])
+		ratio := "–"
+		if base > 0 {
+			ratio = fmt.Sprintf("%.0f %%", median(r["req/s"])/base*100)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %d |\n", mode, c, fmtNum(median(r["req/s"])), ratio,
+			fmtNum(median(r["p50_us"])), fmtNum(median(r["p99_us"])), len(r["req/s"]))
+	}
+	fmt.Fprintln(w)
+}
+
+// aliasCost: MediaMTX CPU and RSS with N aliased streams against N streams without alias.
+func aliasCost(w io.Writer, res map[string]result, order []string) {
+	fmt.Fprintln(w, "### P4 alias cost (MediaMTX CPU and RSS, one HLS player per stream)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| streams | CPU direct (% core) | CPU alias (% core) | extra CPU | RSS direct (MB) | RSS alias (MB) | Stagedoor CPU (% core) |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	for _, name := range order {
+		n, ok := strings.CutPrefix(name, "BenchmarkAliasCost/mode=direct/streams=")
+		if !ok {
+			continue
+		}
+		d, a := res[name], res["BenchmarkAliasCost/mode=alias/streams="+n]
+		dc, ac := median(d["mtx_cpu_%core"]), median(a["mtx_cpu_%core"])
+		extra := "–"
+		if dc > 0 && a != nil {
+			extra = fmt.Sprintf("%+.0f %%", (ac-dc)/dc*100)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", n, fmtNum(dc), fmtNum(ac), extra,
+			fmtNum(median(d["mtx_rss_MB"])), fmtNum(median(a["mtx_rss_MB"])), fmtNum(median(a["stagedoor_cpu_%core"])))
+	}
+	fmt.Fprintln(w)
+}
+
+// micro: the remaining Go micro-benchmarks with ns/op and allocations.
+func micro(w io.Writer, res map[string]result, order []string) {
+	fmt.Fprintln(w, "### Micro-benchmarks")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| benchmark | ns/op | B/op | allocs/op | runs |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
+	for _, name := range order {
+		if strings.HasPrefix(name, "BenchmarkAuthHTTP/") || strings.HasPrefix(name, "BenchmarkAliasCost/") {
+			continue
+		}
+		r := res[name]
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %d |\n", strings.TrimPrefix(name, "Benchmark"),
+			fmtNum(median(r["ns/op"])), fmtNum(median(r["B/op"])), fmtNum(median(r["allocs/op"])), len(r["ns/op"]))
+	}
+	fmt.Fprintln(w)
+}
