@@ -50,7 +50,9 @@ func TestDecodeRequest(t *testing.T) {
 		check  func(authserver.Request) bool // for accepted bodies
 	}{
 		{"MediaMTXBodyAccepted", mediaMTXBody("read", "live/benw", "hls"), true,
-			func(r authserver.Request) bool { return r.Action == "read" && r.Path == "live/benw" && r.Protocol == "hls" }},
+			func(r authserver.Request) bool {
+				return r.Action == "read" && r.Path == "live/benw" && r.Protocol == "hls"
+			}},
 		{"UnknownFieldsAccepted", `{"action":"read","path":"live/benw","protocol":"hls","newField":{"a":[1,2]},"other":true}`, true,
 			func(r authserver.Request) bool { return r.Action == "read" && r.Path == "live/benw" }},
 		{"DuplicateUnknownFieldAccepted", `{"action":"read","x":1,"x":2}`, true,
@@ -79,8 +81,8 @@ func TestDecodeRequest(t *testing.T) {
 		{"CaseVariantActionRejected", `{"action":"read","ACTION":"publish","path":"live/benw","protocol":"hls"}`, false, nil},
 		{"CaseVariantAloneRejected", `{"Action":"publish"}`, false, nil},
 		{"CaseVariantUserAgentRejected", `{"useragent":"x"}`, false, nil},
-		{"UnicodeFoldUserRejected", `{"u\u017fer":"admin"}`, false, nil},        // ſ folds to s
-		{"UnicodeFoldTokenRejected", `{"to\u212aen":"x"}`, false, nil},          // Kelvin sign folds to k
+		{"UnicodeFoldUserRejected", `{"u\u017fer":"admin"}`, false, nil},            // ſ folds to s
+		{"UnicodeFoldTokenRejected", `{"to\u212aen":"x"}`, false, nil},              // Kelvin sign folds to k
 		{"UnicodeFoldLiteralUserRejected", "{\"u\u017fer\":\"admin\"}", false, nil}, // raw UTF-8, not an escape
 		{"DuplicatePathRejected", `{"action":"read","path":"live/benw","path":"live/sk_x"}`, false, nil},
 		{"DuplicateEscapedPathRejected", `{"path":"live/benw","p\u0061th":"live/x"}`, false, nil},

@@ -169,6 +169,7 @@ func TestHandlerDenials(t *testing.T) {
 		{"InvalidUTF8Is400", "application/json", "{\"action\":\"publish\",\"path\":\"" + key + "\",\"protocol\":\"rtmp\",\"userAgent\":\"\xff\"}", http.StatusBadRequest},
 		{"TopLevelArrayIs400", "application/json", `[` + publish + `]`, http.StatusBadRequest},
 		{"NestedBracketsIs400", "application/json", strings.Repeat("[", 1<<15), http.StatusBadRequest},
+		{"MiBOfNestedBracketsIs413", "application/json", strings.Repeat("[", 1<<20), http.StatusRequestEntityTooLarge},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			wantDenied(t, post(t, srv, tt.contentType, strings.NewReader(tt.body)), tt.want)
@@ -295,11 +296,11 @@ func TestHandlerLogsNoSecrets(t *testing.T) {
 	relay = strings.Replace(relay, `"user":""`, `"user":"`+relaySecret.User+`"`, 1)
 	relay = strings.Replace(relay, `"password":""`, `"password":"`+relaySecret.Password+`"`, 1)
 	for _, body := range []string{
-		withSecrets(mediaMTXBody("publish", "live/"+f.activeKey, "rtmp")),     // allowed
-		withSecrets(mediaMTXBody("publish", "live/"+f.bannedKey, "rtmp")),     // banned
+		withSecrets(mediaMTXBody("publish", "live/"+f.activeKey, "rtmp")),    // allowed
+		withSecrets(mediaMTXBody("publish", "live/"+f.bannedKey, "rtmp")),    // banned
 		withSecrets(mediaMTXBody("publish", "live/"+store.NewKey(), "rtmp")), // unknown
-		withSecrets(mediaMTXBody("read", "live/"+f.activeKey, "hls")),         // key-path read
-		withSecrets(mediaMTXBody("publish", "live/benw", "rtmp")),             // hijack attempt
+		withSecrets(mediaMTXBody("read", "live/"+f.activeKey, "hls")),        // key-path read
+		withSecrets(mediaMTXBody("publish", "live/benw", "rtmp")),            // hijack attempt
 		relay, // relay read, logged at debug
 	} {
 		postJSON(t, srv, body)
