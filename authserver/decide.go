@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 
 	"github.com/stagedoor/stagedoor/store"
 )
@@ -44,6 +45,9 @@ type Policy struct {
 	// Admin is the operator credential Stagedoor uses for MediaMTX's API, metrics and
 	// pprof, accepted from loopback only. Unset: those actions are always denied.
 	Admin Secret
+	// Passwords verifies user/password publishing. Nil: only stream keys and no-auth
+	// streams can publish.
+	Passwords *Passwords
 }
 
 func (p Policy) publicRead(protocol string) bool {
@@ -68,6 +72,8 @@ var knownProtocols = map[string]bool{"rtsp": true, "rtmp": true, "hls": true, "w
 type Credentials interface {
 	// UserByKeyDigest returns store.ErrNotFound for an unknown key.
 	UserByKeyDigest(ctx context.Context, d store.Digest) (store.KeyOwner, error)
+	// StreamByName returns store.ErrNotFound for an unknown stream name.
+	StreamByName(ctx context.Context, name string) (store.Stream, error)
 }
 
 // Decision is the outcome of one auth request, with allowlisted fields for the log.
@@ -116,10 +122,13 @@ func decide(ctx context.Context, req Request, kind, rest string, creds Credentia
 		if !ingestProtocols[req.Protocol] {
 			return deny(http.StatusUnauthorized, "protocol cannot publish")
 		}
-		if kind != PathKey {
-			return deny(http.StatusUnauthorized, "publish outside a key path")
+		switch kind {
+		case PathKey:
+			return decideKey(ctx, rest, "", creds)
+		case PathPublic:
+			return decidePublic(ctx, req, rest, creds, pol)
 		}
-		return decideKey(ctx, rest, creds)
+		return deny(http.StatusUnauthorized, "publish outside a Stagedoor path")
 
 	case ActionRead:
 		switch kind {
@@ -149,20 +158,78 @@ func decide(ctx context.Context, req Request, kind, rest string, creds Credentia
 	return deny(http.StatusUnauthorized, "unknown action")
 }
 
-// decideKey allows a publish on live/<key> for a known key of an active user.
-func decideKey(ctx context.Context, key string, creds Credentials) Decision {
+// presentedKey finds a stream key offered for a publish on a public name: ?key= in the
+// query (RTMP, RTSP), or as the password or bearer token (SRT, RTSP Basic, WHIP).
+func presentedKey(req Request) (string, bool) {
+	if q, err := url.ParseQuery(req.Query); err == nil {
+		if k := q.Get("key"); k != "" {
+			return k, true
+		}
+	}
+	for _, s := range []string{req.Password, req.Token} {
+		if store.IsKey(s) {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// decidePublic decides a publish straight to a public name live/<name>: with the owner's
+// stream key in the query or as the password, with the stream owner's user and password
+// (plaintext or its bcrypt hash), or with nothing for a no-auth stream.
+func decidePublic(ctx context.Context, req Request, name string, creds Credentials, pol Policy) Decision {
+	if key, ok := presentedKey(req); ok {
+		if !store.IsKey(key) {
+			return deny(http.StatusUnauthorized, "malformed key")
+		}
+		if req.User != "" && req.User != name {
+			return deny(http.StatusUnauthorized, "user does not own this name")
+		}
+		return decideKey(ctx, key, name, creds)
+	}
+	s, err := creds.StreamByName(ctx, name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return deny(http.StatusUnauthorized, "unknown stream")
+	case err != nil:
+		return lookupFailed(ctx, "")
+	case !s.Active:
+		return Decision{Status: http.StatusUnauthorized, Reason: "inactive user", User: s.UserName}
+	case !s.AuthRequired:
+		return Decision{Allow: true, Status: http.StatusOK, Reason: "no-auth stream", User: s.UserName}
+	case req.User == "":
+		return deny(http.StatusUnauthorized, "missing credentials")
+	case req.User != s.UserName:
+		return deny(http.StatusUnauthorized, "user does not own this stream")
+	case pol.Passwords == nil:
+		return deny(http.StatusUnauthorized, "passwords disabled")
+	}
+	d := pol.Passwords.Verify(s.UserName, req.IP, s.PasswordHash, req.Password)
+	d.User = s.UserName
+	return d
+}
+
+func lookupFailed(ctx context.Context, fp string) Decision {
+	d := deny(http.StatusInternalServerError, "lookup failed")
+	if ctx.Err() != nil {
+		d = deny(http.StatusServiceUnavailable, "deadline exceeded")
+	}
+	d.KeyFP = fp
+	return d
+}
+
+// decideKey allows a publish with a known key of an active user; on a public name
+// (owner != "") the key must belong to the user of that name.
+func decideKey(ctx context.Context, key, owner string, creds Credentials) Decision {
 	dg := store.KeyDigest(key)
 	o, err := creds.UserByKeyDigest(ctx, dg)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return Decision{Status: http.StatusUnauthorized, Reason: "unknown key", KeyFP: dg.Fingerprint()}
 	case err != nil:
-		d := deny(http.StatusInternalServerError, "lookup failed")
-		if ctx.Err() != nil {
-			d = deny(http.StatusServiceUnavailable, "deadline exceeded")
-		}
-		d.KeyFP = dg.Fingerprint()
-		return d
+		return lookupFailed(ctx, dg.Fingerprint())
+	case owner != "" && o.UserName != owner:
+		return Decision{Status: http.StatusUnauthorized, Reason: "key of another user", KeyFP: o.Fingerprint}
 	case !o.Active:
 		return Decision{Status: http.StatusUnauthorized, Reason: "inactive user", User: o.UserName, KeyFP: o.Fingerprint}
 	}

@@ -59,36 +59,47 @@ func newFixture(t testing.TB) fixture {
 // fakeCreds is a Credentials for faults a real database cannot produce on demand.
 type fakeCreds struct {
 	userByKeyDigest func(ctx context.Context, d store.Digest) (store.KeyOwner, error)
+	// streamByName defaults to ErrNotFound.
+	streamByName func(ctx context.Context, name string) (store.Stream, error)
 }
 
 func (f fakeCreds) UserByKeyDigest(ctx context.Context, d store.Digest) (store.KeyOwner, error) {
 	return f.userByKeyDigest(ctx, d)
 }
 
+func (f fakeCreds) StreamByName(ctx context.Context, name string) (store.Stream, error) {
+	if f.streamByName == nil {
+		return store.Stream{}, fmt.Errorf("stream %s: %w", name, store.ErrNotFound)
+	}
+	return f.streamByName(ctx, name)
+}
+
 var errInjected = errors.New("injected lookup failure")
 
 func failingCreds() fakeCreds {
-	return fakeCreds{func(context.Context, store.Digest) (store.KeyOwner, error) {
+	return fakeCreds{userByKeyDigest: func(context.Context, store.Digest) (store.KeyOwner, error) {
 		return store.KeyOwner{}, errInjected
+	}, streamByName: func(context.Context, string) (store.Stream, error) {
+		return store.Stream{}, errInjected
 	}}
 }
 
 func blockingCreds() fakeCreds {
-	return fakeCreds{func(ctx context.Context, _ store.Digest) (store.KeyOwner, error) {
+	return fakeCreds{userByKeyDigest: func(ctx context.Context, _ store.Digest) (store.KeyOwner, error) {
 		<-ctx.Done()
 		return store.KeyOwner{}, ctx.Err()
 	}}
 }
 
 func panickingCreds() fakeCreds {
-	return fakeCreds{func(context.Context, store.Digest) (store.KeyOwner, error) {
+	return fakeCreds{userByKeyDigest: func(context.Context, store.Digest) (store.KeyOwner, error) {
 		panic("injected panic in lookup")
 	}}
 }
 
 // countingCreds counts lookups and answers ErrNotFound.
 func countingCreds(n *atomic.Int64) fakeCreds {
-	return fakeCreds{func(_ context.Context, d store.Digest) (store.KeyOwner, error) {
+	return fakeCreds{userByKeyDigest: func(_ context.Context, d store.Digest) (store.KeyOwner, error) {
 		n.Add(1)
 		return store.KeyOwner{}, fmt.Errorf("key %s: %w", d.Fingerprint(), store.ErrNotFound)
 	}}
@@ -135,12 +146,23 @@ func TestDecide(t *testing.T) {
 		{"PublishOverMoQDenied", testPolicy, req("publish", "moq", key), false},
 		{"PublishWithoutProtocolDenied", testPolicy, req("publish", "", key), false},
 		{"PublishToPublicPathDenied", testPolicy, req("publish", "rtmp", "live/benw"), false},
-		{"PublishToPublicPathWithKeyAsPasswordDenied", testPolicy,
-			with(req("publish", "rtmp", "live/benw"), func(r *authserver.Request) { r.User, r.Password = "benw", f.activeKey }), false},
-		{"PublishToPublicPathWithKeyAsTokenDenied", testPolicy,
-			with(req("publish", "rtmp", "live/benw"), func(r *authserver.Request) { r.Token = f.activeKey }), false},
-		{"PublishToPublicPathWithKeyInQueryDenied", testPolicy,
-			with(req("publish", "rtmp", "live/benw"), func(r *authserver.Request) { r.Query = "key=" + f.activeKey }), false},
+		// The secret in the query (issue 3): the owner's key publishes straight to the public name.
+		{"OwnKeyAsPasswordOnPublicPathAllowed", testPolicy,
+			with(req("publish", "srt", "live/benw"), func(r *authserver.Request) { r.User, r.Password = "benw", f.activeKey }), true},
+		{"OwnKeyAsTokenOnPublicPathAllowed", testPolicy,
+			with(req("publish", "webrtc", "live/benw"), func(r *authserver.Request) { r.Token = f.activeKey }), true},
+		{"OwnKeyInQueryOnPublicPathAllowed", testPolicy,
+			with(req("publish", "rtmp", "live/benw"), func(r *authserver.Request) { r.Query = "key=" + f.activeKey }), true},
+		{"KeyOnAnotherUsersPublicPathDenied", testPolicy,
+			with(req("publish", "rtmp", "live/mallory"), func(r *authserver.Request) { r.Query = "key=" + f.activeKey }), false},
+		{"BannedKeyInQueryOnOwnPathDenied", testPolicy,
+			with(req("publish", "rtmp", "live/mallory"), func(r *authserver.Request) { r.Query = "key=" + f.bannedKey }), false},
+		{"KeyWithOtherUserNameDenied", testPolicy,
+			with(req("publish", "srt", "live/benw"), func(r *authserver.Request) { r.User, r.Password = "alice", f.activeKey }), false},
+		{"MalformedKeyInQueryDenied", testPolicy,
+			with(req("publish", "rtmp", "live/benw"), func(r *authserver.Request) { r.Query = "key=sk_short" }), false},
+		{"UnknownKeyInQueryDenied", testPolicy,
+			with(req("publish", "rtmp", "live/benw"), func(r *authserver.Request) { r.Query = "key=" + store.NewKey() }), false},
 		{"PublishWithRelayCredsDenied", testPolicy,
 			with(req("publish", "rtsp", "live/benw"), func(r *authserver.Request) { r.User, r.Password = relaySecret.User, relaySecret.Password }), false},
 		{"PublishWithAdminCredsDenied", testPolicy,
@@ -291,10 +313,10 @@ func TestDecideLookupFaults(t *testing.T) {
 			cancel() // the deadline has already passed
 			return ctx
 		}, http.StatusServiceUnavailable},
-		{"InactiveOwnerIs401", fakeCreds{func(context.Context, store.Digest) (store.KeyOwner, error) {
+		{"InactiveOwnerIs401", fakeCreds{userByKeyDigest: func(context.Context, store.Digest) (store.KeyOwner, error) {
 			return store.KeyOwner{UserID: 1, UserName: "benw", Active: false, KeyID: 1, Fingerprint: store.Fingerprint(key)}, nil
 		}}, func(t *testing.T) context.Context { return t.Context() }, http.StatusUnauthorized},
-		{"WrappedNotFoundIs401", fakeCreds{func(context.Context, store.Digest) (store.KeyOwner, error) {
+		{"WrappedNotFoundIs401", fakeCreds{userByKeyDigest: func(context.Context, store.Digest) (store.KeyOwner, error) {
 			return store.KeyOwner{}, fmt.Errorf("lookup: %w", store.ErrNotFound)
 		}}, func(t *testing.T) context.Context { return t.Context() }, http.StatusUnauthorized},
 	} {
@@ -320,7 +342,7 @@ func TestDecideNoLookupOutsideKeyPaths(t *testing.T) {
 	var n atomic.Int64
 	creds := countingCreds(&n)
 	paths := []string{
-		"", "live/benw", "live/../" + key, "live//" + key, "/live/" + key, "live/" + key + "/",
+		"", "live/../" + key, "live//" + key, "/live/" + key, "live/" + key + "/",
 		"LIVE/" + key, "live/" + key + "\x00", "live/" + key + "\u200b", "live/sk_" + strings.Repeat("a", 42),
 		"live/sk_" + strings.Repeat("a", 44), "live/index.m3u8", key,
 	}

@@ -14,8 +14,8 @@ import (
 
 // Channels is the read-only lookup behind the public status API.
 type Channels interface {
-	// UserByName returns store.ErrNotFound for an unknown name.
-	UserByName(ctx context.Context, name string) (store.User, error)
+	// ChannelByName returns store.ErrNotFound for a name nobody owns.
+	ChannelByName(ctx context.Context, name string) (store.Channel, error)
 }
 
 // ChannelStatus is the public view of a channel. It never carries a key or source id.
@@ -42,7 +42,7 @@ func NewPublicHandler(logger *slog.Logger, ch Channels, hlsBase string) http.Han
 		}
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 		defer cancel()
-		u, err := ch.UserByName(ctx, name)
+		u, err := ch.ChannelByName(ctx, name)
 		if errors.Is(err, store.ErrNotFound) {
 			c.JSON(http.StatusNotFound, notFound)
 			return

@@ -404,7 +404,7 @@ func TestPublicChannelStatus(t *testing.T) {
 		if err != nil {
 			t.Fatalf("UserByKeyDigest: %v", err)
 		}
-		if err := f.db.SetLive(t.Context(), o.UserID, o.KeyID, "src-1", "rtmpConn"); err != nil {
+		if err := f.db.SetLive(t.Context(), store.LiveState{Name: o.UserName, UserID: o.UserID, KeyID: o.KeyID, SourceID: "src-1", SourceType: "rtmpConn"}); err != nil {
 			t.Fatalf("SetLive: %v", err)
 		}
 		status, body := channelStatus(t, srv, "benw")

@@ -97,9 +97,9 @@ func startDirect(b *testing.B, n int) mediaSetup {
 		"MTX_AUTHHTTPADDRESS="+auth.URL+"/mediamtx/auth",
 		fmt.Sprintf("MTX_RTMPADDRESS=127.0.0.1:%d", rtmp),
 		fmt.Sprintf("MTX_HLSADDRESS=127.0.0.1:%d", hls),
-		fmt.Sprintf("MTX_RTSPADDRESS=127.0.0.1:%d", freePort(b)),
 		fmt.Sprintf("MTX_APIADDRESS=127.0.0.1:%d", freePort(b)),
 	)
+	cmd.Env = append(cmd.Env, mediamtxPorts(b, freePort(b), freeUDPPort(b), freePort(b))...)
 	lw := &logWriter{t: b, prefix: "[mediamtx]"}
 	cmd.Stdout, cmd.Stderr = lw, lw
 	if err := cmd.Start(); err != nil {

@@ -86,6 +86,28 @@ func stagedoorBin(t testing.TB) string {
 	return builtBin
 }
 
+// freeUDPPort returns a UDP port free at the time of the call (SRT, WebRTC ICE).
+func freeUDPPort(t testing.TB) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// mediamtxPorts are the MTX_* overrides that move every MediaMTX listener we do not
+// choose explicitly onto free loopback ports, so that tests never collide.
+func mediamtxPorts(t testing.TB, rtsp, srt, webrtc int) []string {
+	return []string{
+		fmt.Sprintf("MTX_RTSPADDRESS=127.0.0.1:%d", rtsp),
+		fmt.Sprintf("MTX_SRTADDRESS=127.0.0.1:%d", srt),
+		fmt.Sprintf("MTX_WEBRTCADDRESS=127.0.0.1:%d", webrtc),
+		fmt.Sprintf("MTX_WEBRTCLOCALUDPADDRESS=127.0.0.1:%d", freeUDPPort(t)),
+	}
+}
+
 func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -154,6 +176,8 @@ type stack struct {
 	db        string
 	rtmp      int
 	rtsp      int
+	srt       int
+	webrtc    int
 	hls       int
 	api       int
 	internal  int
@@ -183,6 +207,7 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 		t: t, bin: stagedoorBin(t), ffmpeg: ff,
 		db:   filepath.Join(t.TempDir(), "stagedoor.db"),
 		rtmp: freePort(t), rtsp: freePort(t), hls: freePort(t), api: freePort(t),
+		srt: freeUDPPort(t), webrtc: freePort(t),
 		internal: freePort(t), public: freePort(t),
 		relayPass: "relay-" + strings.ReplaceAll(t.Name(), "/", "-") + "-secret",
 		out:       &syncBuffer{},
@@ -205,6 +230,7 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 		fmt.Sprintf("MTX_HLSADDRESS=127.0.0.1:%d", s.hls),
 		"STAGEDOOR_RELAY_PASSWORD="+s.relayPass,
 	)
+	s.cmd.Env = append(s.cmd.Env, mediamtxPorts(t, s.rtsp, s.srt, s.webrtc)...)
 	lw := &logWriter{t: t, prefix: "[stack]"}
 	s.cmd.Stdout = io.MultiWriter(s.out, lw)
 	s.cmd.Stderr = io.MultiWriter(s.out, lw)
@@ -263,7 +289,10 @@ func (s *stack) cli(args ...string) (string, string, error) {
 	cmd := exec.Command(s.bin, append(args, "--db", s.db)...)
 	cmd.Env = append(os.Environ(),
 		fmt.Sprintf("STAGEDOOR_HLS_URL=http://127.0.0.1:%d", s.hls),
-		fmt.Sprintf("STAGEDOOR_RTMP_URL=rtmp://127.0.0.1:%d/live", s.rtmp))
+		fmt.Sprintf("STAGEDOOR_RTMP_URL=rtmp://127.0.0.1:%d/live", s.rtmp),
+		fmt.Sprintf("STAGEDOOR_SRT_URL=srt://127.0.0.1:%d", s.srt),
+		fmt.Sprintf("STAGEDOOR_RTSP_URL=rtsp://127.0.0.1:%d", s.rtsp),
+		fmt.Sprintf("STAGEDOOR_WHIP_URL=http://127.0.0.1:%d", s.webrtc))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -16,9 +16,11 @@ import (
 type Store interface {
 	// UserByKeyDigest returns store.ErrNotFound for an unknown key.
 	UserByKeyDigest(ctx context.Context, d store.Digest) (store.KeyOwner, error)
-	SetLive(ctx context.Context, userID, keyID int64, sourceID, sourceType string) error
-	SetOffline(ctx context.Context, userID int64, sourceID string) (bool, error)
-	LiveUsers(ctx context.Context) ([]store.LiveState, error)
+	// ChannelByName returns store.ErrNotFound for a name nobody owns.
+	ChannelByName(ctx context.Context, name string) (store.Channel, error)
+	SetLive(ctx context.Context, l store.LiveState) error
+	SetOffline(ctx context.Context, name, sourceID string) (bool, error)
+	LiveStates(ctx context.Context) ([]store.LiveState, error)
 	TouchKey(ctx context.Context, keyID int64) error
 }
 
@@ -80,30 +82,53 @@ func NewManager(logger *slog.Logger, st Store, api *MediaMTX, relay Relay) *Mana
 }
 
 // HandleEvent applies one hook event. available: confirmed with paths/get (the source
-// must be available with the event's source id), then the user goes live and the alias
-// is set. unavailable: only the source the user is live on can take them offline, so an
-// old source's late event never takes down a newer stream. Unknown keys are ignored.
+// must be available with the event's source id), then the name goes live (and, for a key
+// path, the alias is set). unavailable: only the source the name is live on can take it
+// offline, so an old source's late event never takes down a newer stream. Unknown keys
+// and names are ignored. Every event also schedules a full reconcile.
 func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 	defer m.Kick()
 	kind, rest := store.ParsePath(ev.Path)
-	if kind != store.PathKey {
-		return nil // public-path ingest has no alias; the reconciler covers its state
-	}
-	dg := store.KeyDigest(rest)
-	log := m.logger.With("event", ev.Kind, "key_fp", dg.Fingerprint(), "source_type", ev.SourceType)
+	log := m.logger.With("event", ev.Kind, "source_type", ev.SourceType)
 	if ev.SourceID == "" {
 		log.Warn("hook event without source id ignored")
 		return nil
 	}
-	owner, err := m.store.UserByKeyDigest(ctx, dg)
-	if errors.Is(err, store.ErrNotFound) {
-		log.Warn("hook event for unknown key ignored")
+	var (
+		live store.LiveState
+		fp   string
+	)
+	switch kind {
+	case store.PathKey:
+		dg := store.KeyDigest(rest)
+		fp = dg.Fingerprint()
+		owner, err := m.store.UserByKeyDigest(ctx, dg)
+		if errors.Is(err, store.ErrNotFound) {
+			log.Warn("hook event for unknown key ignored", "key_fp", fp)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !owner.Active && ev.Kind == EventAvailable {
+			log.Info("banned user's stream not aliased", "user", owner.UserName, "key_fp", fp)
+			return nil
+		}
+		live = store.LiveState{Name: owner.UserName, UserID: owner.UserID, UserName: owner.UserName, KeyID: owner.KeyID}
+	case store.PathPublic:
+		ch, err := m.store.ChannelByName(ctx, rest)
+		if errors.Is(err, store.ErrNotFound) {
+			log.Warn("hook event for unknown name ignored", "name", rest)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		live = store.LiveState{Name: ch.Name, UserID: ch.UserID, UserName: ch.UserName}
+	default:
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	log = log.With("user", owner.UserName)
+	log = log.With("name", live.Name, "key_fp", fp)
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -117,16 +142,22 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 			log.Info("available event not confirmed by mediamtx; ignored")
 			return nil
 		}
-		if !owner.Active {
-			log.Info("banned user's stream not aliased")
+		live.SourceID, live.SourceType = p.Source.ID, p.Source.Type
+		if kind == store.PathKey && m.heldByDirectIngest(ctx, live.Name) {
+			log.Info("name is live through direct ingest; alias not set")
 			return nil
 		}
-		if err := m.goLive(ctx, owner, ev.Path, p.Source); err != nil {
+		if kind == store.PathKey {
+			err = m.goLiveAliased(ctx, live, ev.Path)
+		} else {
+			err = m.store.SetLive(ctx, live)
+		}
+		if err != nil {
 			return err
 		}
-		log.Info("channel live")
+		log.Info("live")
 	case EventUnavailable:
-		changed, err := m.store.SetOffline(ctx, owner.UserID, ev.SourceID)
+		changed, err := m.store.SetOffline(ctx, live.Name, ev.SourceID)
 		if err != nil {
 			return err
 		}
@@ -134,25 +165,37 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 			log.Info("unavailable event for a source that is not current; ignored")
 			return nil
 		}
-		if err := m.api.DeletePathConfig(ctx, store.LivePrefix+owner.UserName); err != nil {
-			return fmt.Errorf("remove alias of %s: %w", owner.UserName, err)
+		if kind == store.PathKey {
+			if err := m.api.DeletePathConfig(ctx, store.LivePrefix+live.Name); err != nil {
+				return fmt.Errorf("remove alias of %s: %w", live.Name, err)
+			}
 		}
-		log.Info("channel offline")
+		log.Info("offline")
 	}
 	return nil
 }
 
-// goLive marks the owner live on src and points the alias at keyPath.
-func (m *Manager) goLive(ctx context.Context, owner store.KeyOwner, keyPath string, src *PathSource) error {
-	if err := m.store.SetLive(ctx, owner.UserID, owner.KeyID, src.ID, src.Type); err != nil {
+// aliasSourceType is how MediaMTX reports the source of an alias entry (an RTSP pull).
+const aliasSourceType = "rtspSource"
+
+// heldByDirectIngest reports whether live/<name> carries a publisher of its own: adding
+// the alias entry would recreate that path and drop the publisher.
+func (m *Manager) heldByDirectIngest(ctx context.Context, name string) bool {
+	p, err := m.api.PathByName(ctx, store.LivePrefix+name)
+	return err == nil && p.Available && p.Source != nil && p.Source.Type != aliasSourceType
+}
+
+// goLiveAliased marks the owner's channel live and points the alias at keyPath.
+func (m *Manager) goLiveAliased(ctx context.Context, live store.LiveState, keyPath string) error {
+	if err := m.store.SetLive(ctx, live); err != nil {
 		return err
 	}
-	if err := m.store.TouchKey(ctx, owner.KeyID); err != nil {
+	if err := m.store.TouchKey(ctx, live.KeyID); err != nil {
 		return err
 	}
 	conf := aliasConfig{Source: m.relay.sourceURL(keyPath), SourceOnDemand: false, RTSPTransport: "tcp"}
-	if err := m.api.ReplacePathConfig(ctx, store.LivePrefix+owner.UserName, conf); err != nil {
-		return fmt.Errorf("set alias of %s: %w", owner.UserName, err)
+	if err := m.api.ReplacePathConfig(ctx, store.LivePrefix+live.Name, conf); err != nil {
+		return fmt.Errorf("set alias of %s: %w", live.Name, err)
 	}
 	return nil
 }

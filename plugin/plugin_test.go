@@ -288,7 +288,7 @@ func TestReconcile(t *testing.T) {
 	})
 	t.Run("StaleLiveFlagCleared", func(t *testing.T) {
 		f := newFixture(t)
-		if err := f.db.SetLive(t.Context(), f.id, 0, "ghost", "rtmpConn"); err != nil {
+		if err := f.db.SetLive(t.Context(), store.LiveState{Name: "benw", UserID: f.id, SourceID: "ghost", SourceType: "rtmpConn"}); err != nil {
 			t.Fatal(err)
 		}
 		if err := f.m.Reconcile(t.Context()); err != nil {
@@ -331,7 +331,7 @@ func TestReconcile(t *testing.T) {
 	t.Run("APIDownChangesNothing", func(t *testing.T) {
 		db := mustOpen(t)
 		nu, _ := db.CreateUser(t.Context(), "benw")
-		_ = db.SetLive(t.Context(), nu.ID, 0, "A", "rtmpConn")
+		_ = db.SetLive(t.Context(), store.LiveState{Name: "benw", UserID: nu.ID, SourceID: "A", SourceType: "rtmpConn"})
 		m := plugin.NewManager(discard(), db, &plugin.MediaMTX{BaseURL: "http://127.0.0.1:1"}, relay)
 		if err := m.Reconcile(t.Context()); err == nil {
 			t.Fatal("Reconcile with MediaMTX down: nil error")

@@ -9,14 +9,16 @@ import (
 )
 
 type liveTarget struct {
-	owner   store.KeyOwner
-	keyPath string
-	source  *PathSource
+	live    store.LiveState
+	keyPath string // "" for direct ingest on the public name
+	fp      string
 }
 
 // Reconcile makes live state and aliases match MediaMTX: every available key path of a
-// known, active key is live and aliased; every other alias is removed and every other
-// user marked offline. It repairs missed hooks and crashes of either process.
+// known, active key is live and aliased to its owner's name; every public name MediaMTX
+// carries directly (user/password or ?key= ingest) is live; every other alias is removed
+// and every other name marked offline. It repairs missed hooks and crashes of either
+// process. A MediaMTX that cannot be asked changes nothing.
 func (m *Manager) Reconcile(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -29,12 +31,38 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reconcile: list path configs: %w", err)
 	}
-	live, err := m.store.LiveUsers(ctx)
+	current, err := m.store.LiveStates(ctx)
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
+	existing := make(map[string]string) // public name -> source of our alias entry
+	for _, c := range confs {
+		if kind, name := store.ParsePath(c.Name); kind == store.PathPublic && m.relay.isOurs(c.Source) {
+			existing[name] = c.Source
+		}
+	}
 
 	want := make(map[string]liveTarget)
+	// Direct ingest on public names first: an alias must never replace it (adding the
+	// exact-name entry would recreate the path and drop that publisher).
+	for _, p := range paths {
+		kind, name := store.ParsePath(p.Name)
+		if kind != store.PathPublic || !p.Available || p.Source == nil || p.Source.ID == "" {
+			continue
+		}
+		if _, ours := existing[name]; ours {
+			continue
+		}
+		ch, err := m.store.ChannelByName(ctx, name)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reconcile: %w", err)
+		}
+		want[name] = liveTarget{live: store.LiveState{Name: name, UserID: ch.UserID, UserName: ch.UserName,
+			SourceID: p.Source.ID, SourceType: p.Source.Type}}
+	}
 	for _, p := range paths {
 		kind, key := store.ParsePath(p.Name)
 		if kind != store.PathKey || !p.Available || p.Source == nil || p.Source.ID == "" {
@@ -50,56 +78,63 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		if !owner.Active {
 			continue
 		}
-		if prev, ok := want[owner.UserName]; ok && !isCurrent(live, prev.owner.UserID, p.Source.ID) {
-			continue // two keys of one user live at once: keep the first unless this one is current
+		if prev, ok := want[owner.UserName]; ok && (prev.keyPath == "" || !isCurrent(current, owner.UserName, p.Source.ID)) {
+			continue // direct ingest holds the name, or another key of this user is current
 		}
-		want[owner.UserName] = liveTarget{owner: owner, keyPath: p.Name, source: p.Source}
-	}
-
-	existing := make(map[string]string)
-	for _, c := range confs {
-		if kind, name := store.ParsePath(c.Name); kind == store.PathPublic && m.relay.isOurs(c.Source) {
-			existing[name] = c.Source
+		want[owner.UserName] = liveTarget{
+			live: store.LiveState{Name: owner.UserName, UserID: owner.UserID, UserName: owner.UserName,
+				KeyID: owner.KeyID, SourceID: p.Source.ID, SourceType: p.Source.Type},
+			keyPath: p.Name, fp: owner.Fingerprint,
 		}
 	}
 
 	var errs []error
 	for name, t := range want {
-		if existing[name] == m.relay.sourceURL(t.keyPath) && isCurrent(live, t.owner.UserID, t.source.ID) {
+		if t.keyPath == "" {
+			if !isCurrent(current, name, t.live.SourceID) {
+				if err := m.store.SetLive(ctx, t.live); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				m.logger.Info("reconcile: live", "name", name)
+			}
 			continue
 		}
-		if err := m.goLive(ctx, t.owner, t.keyPath, t.source); err != nil {
+		if existing[name] == m.relay.sourceURL(t.keyPath) && isCurrent(current, name, t.live.SourceID) {
+			continue
+		}
+		if err := m.goLiveAliased(ctx, t.live, t.keyPath); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		m.logger.Info("reconcile: channel live", "user", name, "key_fp", t.owner.Fingerprint)
+		m.logger.Info("reconcile: live and aliased", "name", name, "key_fp", t.fp)
 	}
 	for name := range existing {
-		if _, ok := want[name]; ok {
+		if t, ok := want[name]; ok && t.keyPath != "" {
 			continue
 		}
 		if err := m.api.DeletePathConfig(ctx, store.LivePrefix+name); err != nil {
 			errs = append(errs, fmt.Errorf("remove alias of %s: %w", name, err))
 			continue
 		}
-		m.logger.Info("reconcile: alias removed", "user", name)
+		m.logger.Info("reconcile: alias removed", "name", name)
 	}
-	for _, l := range live {
-		if _, ok := want[l.UserName]; ok {
+	for _, l := range current {
+		if _, ok := want[l.Name]; ok {
 			continue
 		}
-		if _, err := m.store.SetOffline(ctx, l.UserID, ""); err != nil {
+		if _, err := m.store.SetOffline(ctx, l.Name, ""); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		m.logger.Info("reconcile: channel offline", "user", l.UserName)
+		m.logger.Info("reconcile: offline", "name", l.Name)
 	}
 	return errors.Join(errs...)
 }
 
-func isCurrent(live []store.LiveState, userID int64, sourceID string) bool {
+func isCurrent(live []store.LiveState, name, sourceID string) bool {
 	for _, l := range live {
-		if l.UserID == userID {
+		if l.Name == name {
 			return l.SourceID == sourceID
 		}
 	}

@@ -24,7 +24,7 @@ Written by \`make bench\` (scripts/bench.sh) on $(date -u +%Y-%m-%d). Every figu
 every comparison is against a baseline measured in the same run on the same machine.
 
 - Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
-- $(go version); MediaMTX $(bin/mediamtx --version 2>/dev/null | tail -1); $(ffmpeg -version | head -1 | cut -d' ' -f1-3)
+- $(go version); MediaMTX $(bin/mediamtx --version 2>&1 | grep -m1 -o "v[0-9.]*"); $(ffmpeg -version | head -1 | cut -d' ' -f1-3)
 - Commands:
   - \`$micro_cmd\`
   - \`$alias_cmd\`

@@ -7,64 +7,86 @@ import (
 	"time"
 )
 
-// LiveState says which MediaMTX source carries a live channel.
+// LiveState says which MediaMTX source carries a live public name (a user's channel or
+// one of their streams).
 type LiveState struct {
+	// Name is the public name: the stream plays at live/<Name>.
+	Name     string
 	UserID   int64
 	UserName string
-	KeyID    int64
+	// KeyID is the stream key that went live, 0 for password or no-auth ingest.
+	KeyID int64
 	// SourceID is MediaMTX's conn or session id (MTX_SOURCE_ID), also the kick id.
 	SourceID   string
 	SourceType string
 	Since      time.Time
 }
 
-// SetLive marks the user live on sourceID. It is idempotent: the same source keeps its
+// SetLive marks l.Name live on l.SourceID. It is idempotent: the same source keeps its
 // live_since; a different source replaces the old one (an encoder that reconnected).
-func (db *DB) SetLive(ctx context.Context, userID, keyID int64, sourceID, sourceType string) error {
+func (db *DB) SetLive(ctx context.Context, l LiveState) error {
 	var key any
-	if keyID != 0 {
-		key = keyID
+	if l.KeyID != 0 {
+		key = l.KeyID
 	}
-	_, err := db.db.ExecContext(ctx, `INSERT INTO live_state (user_id, key_id, source_id, source_type, live_since)
-		VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (user_id) DO UPDATE SET
+	_, err := db.db.ExecContext(ctx, `INSERT INTO live_state (name, user_id, key_id, source_id, source_type, live_since)
+		VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET
+			user_id = excluded.user_id,
 			key_id = excluded.key_id,
 			source_type = excluded.source_type,
 			live_since = CASE WHEN live_state.source_id = excluded.source_id THEN live_state.live_since ELSE excluded.live_since END,
 			source_id = excluded.source_id`,
-		userID, key, sourceID, sourceType, db.now())
+		l.Name, l.UserID, key, l.SourceID, l.SourceType, db.now())
 	if err != nil {
-		return fmt.Errorf("set live: %w", err)
+		return fmt.Errorf("set %s live: %w", l.Name, err)
 	}
 	return nil
 }
 
-// SetOffline marks the user offline if sourceID is the source they are live on, or
+// SetOffline marks name offline if sourceID is the source it is live on, or
 // unconditionally when sourceID is empty. It reports whether a row changed, so that an
 // old source's late "unavailable" never takes down a newer stream.
-func (db *DB) SetOffline(ctx context.Context, userID int64, sourceID string) (bool, error) {
+func (db *DB) SetOffline(ctx context.Context, name, sourceID string) (bool, error) {
 	var (
 		res sql.Result
 		err error
 	)
 	if sourceID == "" {
-		res, err = db.db.ExecContext(ctx, `DELETE FROM live_state WHERE user_id = ?`, userID)
+		res, err = db.db.ExecContext(ctx, `DELETE FROM live_state WHERE name = ?`, name)
 	} else {
-		res, err = db.db.ExecContext(ctx, `DELETE FROM live_state WHERE user_id = ? AND source_id = ?`, userID, sourceID)
+		res, err = db.db.ExecContext(ctx, `DELETE FROM live_state WHERE name = ? AND source_id = ?`, name, sourceID)
 	}
 	if err != nil {
-		return false, fmt.Errorf("set offline: %w", err)
+		return false, fmt.Errorf("set %s offline: %w", name, err)
 	}
 	n, _ := res.RowsAffected()
 	return n > 0, nil
 }
 
-// LiveUsers returns every live channel ordered by name.
-func (db *DB) LiveUsers(ctx context.Context) ([]LiveState, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT l.user_id, u.name, l.key_id, l.source_id, l.source_type, l.live_since
-		FROM live_state l JOIN users u ON u.id = l.user_id ORDER BY u.name`)
+// LiveByName returns the live state of a public name; ErrNotFound when it is offline.
+func (db *DB) LiveByName(ctx context.Context, name string) (LiveState, error) {
+	rows, err := db.queryLive(ctx, `WHERE l.name = ?`, name)
 	if err != nil {
-		return nil, fmt.Errorf("list live users: %w", err)
+		return LiveState{}, err
+	}
+	if len(rows) == 0 {
+		return LiveState{}, fmt.Errorf("live state of %s: %w", name, ErrNotFound)
+	}
+	return rows[0], nil
+}
+
+// LiveStates returns every live public name ordered by name.
+func (db *DB) LiveStates(ctx context.Context) ([]LiveState, error) {
+	return db.queryLive(ctx, ``)
+}
+
+func (db *DB) queryLive(ctx context.Context, where string, args ...any) ([]LiveState, error) {
+	// where is one of two constant strings above, never input.
+	rows, err := db.db.QueryContext(ctx, `SELECT l.name, l.user_id, u.name, l.key_id, l.source_id, l.source_type, l.live_since
+		FROM live_state l JOIN users u ON u.id = l.user_id `+where+` ORDER BY l.name`, args...) // #nosec G202
+	if err != nil {
+		return nil, fmt.Errorf("list live state: %w", err)
 	}
 	defer rows.Close()
 	var out []LiveState
@@ -74,20 +96,20 @@ func (db *DB) LiveUsers(ctx context.Context) ([]LiveState, error) {
 			keyID sql.NullInt64
 			since int64
 		)
-		if err := rows.Scan(&l.UserID, &l.UserName, &keyID, &l.SourceID, &l.SourceType, &since); err != nil {
-			return nil, fmt.Errorf("list live users: %w", err)
+		if err := rows.Scan(&l.Name, &l.UserID, &l.UserName, &keyID, &l.SourceID, &l.SourceType, &since); err != nil {
+			return nil, fmt.Errorf("list live state: %w", err)
 		}
 		l.KeyID = keyID.Int64
 		l.Since = time.Unix(since, 0).UTC()
 		out = append(out, l)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list live users: %w", err)
+		return nil, fmt.Errorf("list live state: %w", err)
 	}
 	return out, nil
 }
 
-// ClearLive marks every user offline; `stagedoor run` calls it before it starts its own
+// ClearLive marks every name offline; `stagedoor run` calls it before it starts its own
 // MediaMTX, which cannot carry any stream yet.
 func (db *DB) ClearLive(ctx context.Context) error {
 	if _, err := db.db.ExecContext(ctx, `DELETE FROM live_state`); err != nil {

@@ -15,7 +15,9 @@ type User struct {
 	Name      string
 	Active    bool
 	CreatedAt time.Time
-	// Live is nil while the channel is offline.
+	// HasPassword says whether a publishing password is set (the hash is never listed).
+	HasPassword bool
+	// Live is nil while the user's own channel live/<Name> is offline.
 	Live *LiveState
 }
 
@@ -36,6 +38,9 @@ func (db *DB) CreateUser(ctx context.Context, name string) (NewUser, error) {
 	nu := NewUser{User: User{Name: name, Active: true}, StreamKey: key, Fingerprint: Fingerprint(key)}
 	now := db.now()
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if err := nameFree(ctx, tx, name, 0); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO users (name, active, created_at) VALUES (?, 1, ?)`, name, now)
 		if err != nil {
 			return err
@@ -46,7 +51,7 @@ func (db *DB) CreateUser(ctx context.Context, name string) (NewUser, error) {
 		return insertKey(ctx, tx, nu.ID, key, "default", now)
 	})
 	if err != nil {
-		if isUniqueViolation(err) {
+		if isUniqueViolation(err) || errors.Is(err, ErrConflict) {
 			return NewUser{}, fmt.Errorf("create user %s: %w", name, ErrConflict)
 		}
 		return NewUser{}, fmt.Errorf("create user %s: %w", name, err)
@@ -55,7 +60,8 @@ func (db *DB) CreateUser(ctx context.Context, name string) (NewUser, error) {
 	return nu, nil
 }
 
-const userColumns = `u.id, u.name, u.active, u.created_at, l.source_id, l.source_type, l.live_since, l.key_id`
+const userColumns = `u.id, u.name, u.active, u.created_at, u.password_hash IS NOT NULL,
+	l.source_id, l.source_type, l.live_since, l.key_id`
 
 type rowScanner interface{ Scan(dest ...any) error }
 
@@ -69,14 +75,14 @@ func scanUser(r rowScanner) (User, error) {
 		since      sql.NullInt64
 		keyID      sql.NullInt64
 	)
-	if err := r.Scan(&u.ID, &u.Name, &active, &created, &sourceID, &sourceType, &since, &keyID); err != nil {
+	if err := r.Scan(&u.ID, &u.Name, &active, &created, &u.HasPassword, &sourceID, &sourceType, &since, &keyID); err != nil {
 		return User{}, err
 	}
 	u.Active = active == 1
 	u.CreatedAt = time.Unix(created, 0).UTC()
 	if sourceID.Valid {
 		u.Live = &LiveState{
-			UserID: u.ID, UserName: u.Name, KeyID: keyID.Int64,
+			Name: u.Name, UserID: u.ID, UserName: u.Name, KeyID: keyID.Int64,
 			SourceID: sourceID.String, SourceType: sourceType.String,
 			Since: time.Unix(since.Int64, 0).UTC(),
 		}
@@ -87,7 +93,7 @@ func scanUser(r rowScanner) (User, error) {
 // UserByName returns the user called name, with its live state; ErrNotFound if none.
 func (db *DB) UserByName(ctx context.Context, name string) (User, error) {
 	row := db.db.QueryRowContext(ctx, `SELECT `+userColumns+`
-		FROM users u LEFT JOIN live_state l ON l.user_id = u.id WHERE u.name = ?`, name)
+		FROM users u LEFT JOIN live_state l ON l.name = u.name WHERE u.name = ?`, name)
 	u, err := scanUser(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, fmt.Errorf("user %s: %w", name, ErrNotFound)
@@ -101,7 +107,7 @@ func (db *DB) UserByName(ctx context.Context, name string) (User, error) {
 // Users returns every user ordered by name.
 func (db *DB) Users(ctx context.Context) ([]User, error) {
 	rows, err := db.db.QueryContext(ctx, `SELECT `+userColumns+`
-		FROM users u LEFT JOIN live_state l ON l.user_id = u.id ORDER BY u.name`)
+		FROM users u LEFT JOIN live_state l ON l.name = u.name ORDER BY u.name`)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
@@ -133,6 +139,22 @@ func (db *DB) SetActive(ctx context.Context, name string, active bool) error {
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("user %s: %w", name, ErrNotFound)
+	}
+	return nil
+}
+
+// nameFree returns ErrConflict if name is taken in the public namespace live/<name>: by a
+// user, or by a stream not owned by owner (a user may name a stream after themselves).
+func nameFree(ctx context.Context, tx *sql.Tx, name string, owner int64) error {
+	var n int
+	err := tx.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM users WHERE name = ? AND id != ?) +
+		(SELECT count(*) FROM streams WHERE name = ?)`, name, owner, name).Scan(&n)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return ErrConflict
 	}
 	return nil
 }

@@ -35,6 +35,9 @@ const (
 type urls struct {
 	rtmp string // encoder "Server" field, e.g. rtmp://HOST:1935/live
 	hls  string // HLS base, e.g. http://HOST:8888
+	srt  string // SRT listener, e.g. srt://HOST:8890
+	rtsp string // RTSP listener, e.g. rtsp://HOST:8554
+	whip string // WebRTC listener, e.g. http://HOST:8889
 }
 
 func (u *urls) register(fs *flag.FlagSet, getenv func(string) string) {
@@ -42,6 +45,12 @@ func (u *urls) register(fs *flag.FlagSet, getenv func(string) string) {
 		"encoder server URL printed for streamers (env "+envRTMPURL+")")
 	fs.StringVar(&u.hls, "hls-url", envOr(getenv, envHLSURL, "http://localhost:8888"),
 		"public HLS base URL (env "+envHLSURL+")")
+	fs.StringVar(&u.srt, "srt-url", envOr(getenv, "STAGEDOOR_SRT_URL", "srt://localhost:8890"),
+		"SRT ingest URL printed for streamers (env STAGEDOOR_SRT_URL)")
+	fs.StringVar(&u.rtsp, "rtsp-url", envOr(getenv, "STAGEDOOR_RTSP_URL", "rtsp://localhost:8554"),
+		"RTSP ingest URL printed for streamers (env STAGEDOOR_RTSP_URL)")
+	fs.StringVar(&u.whip, "whip-url", envOr(getenv, "STAGEDOOR_WHIP_URL", "http://localhost:8889"),
+		"WebRTC (WHIP) base URL printed for streamers (env STAGEDOOR_WHIP_URL)")
 }
 
 func (u urls) hlsFor(name string) string {

@@ -45,13 +45,11 @@ func TestShippedConfig(t *testing.T) {
 			t.Errorf("%s is on at %q, want 127.0.0.1 only", svc, addr)
 		}
 	}
-	if addr := str("rtspAddress"); !strings.HasPrefix(addr, "127.0.0.1:") {
-		t.Errorf("rtspAddress = %q: RTSP only serves the loopback relay", addr)
+	if on, ok := boolean("moq"); !ok || on {
+		t.Errorf("moq = %v, want explicitly false until Stagedoor handles it", c["moq"])
 	}
-	for _, svc := range []string{"webrtc", "srt", "moq"} {
-		if on, ok := boolean(svc); !ok || on {
-			t.Errorf("%s = %v, want explicitly false until Stagedoor handles it", svc, c[svc])
-		}
+	if methods, _ := c["rtspAuthMethods"].([]any); len(methods) != 1 || methods[0] != "basic" {
+		t.Errorf("rtspAuthMethods = %v, want [basic] (digest hides the password from Stagedoor)", c["rtspAuthMethods"])
 	}
 	if d := str("hlsDirectory"); d != "" {
 		t.Errorf("hlsDirectory = %q: segments on disk are named after key paths", d)
@@ -87,6 +85,9 @@ func TestShippedConfig(t *testing.T) {
 	}
 	if _, ok := public["overridePublisher"].(bool); !ok {
 		t.Error("public path overridePublisher must be set deliberately")
+	}
+	if got := public["runOnAvailable"]; got != "stagedoor hook available" {
+		t.Errorf("public path runOnAvailable = %v", got)
 	}
 	dollar := regexp.MustCompile(`\$`)
 	for name, p := range paths {

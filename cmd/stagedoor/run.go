@@ -28,6 +28,8 @@ commands:
   serve                     run the service only (MediaMTX started elsewhere)
   hook available|unavailable  what MediaMTX executes on runOnAvailable/runOnUnavailable
   user add|list|ban|unban   manage users (channels)
+  user passwd NAME          set a user's publishing password
+  stream add|list|rm        manage user/password stream names
   key reset NAME            replace a user's stream keys
 
 Every command takes -h for its flags.`
@@ -67,7 +69,9 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 	case "hook":
 		return cmdHook(ctx, rest, getenv, stderr)
 	case "user":
-		return cmdUser(ctx, rest, getenv, stdout, stderr)
+		return cmdUser(ctx, rest, getenv, stdin, stdout, stderr)
+	case "stream":
+		return cmdStream(ctx, rest, getenv, stdout, stderr)
 	case "key":
 		return cmdKey(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":

@@ -81,6 +81,7 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 			PublicReadProtocols: cfg.publicReadProtocols(),
 			Relay:               authserver.Secret{User: relayUser, Password: sec.relay},
 			Admin:               authserver.Secret{User: adminUser, Password: sec.admin},
+			Passwords:           authserver.NewPasswords(),
 		},
 	}))
 	internal.Handle("POST /internal/hook", plugin.NewHookHandler(logger, sec.hook, mgr))

@@ -83,7 +83,6 @@ func mediamtxEnv(cfg serviceConfig, sec secrets) ([]string, error) {
 		"PATH="+filepath.Dir(self)+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"MTX_AUTHHTTPADDRESS=http://"+internal+"/mediamtx/auth",
 		"MTX_APIADDRESS="+api.Host,
-		"MTX_RTSPADDRESS="+cfg.mediamtxRTSP,
 		plugin.EnvHookURL+"=http://"+internal+"/internal/hook",
 		plugin.EnvHookSecret+"="+sec.hook,
 	), nil

@@ -17,6 +17,12 @@ type cliFlags struct {
 	db   string
 	json bool
 	urls urls
+	// user passwd
+	password string
+	cost     int
+	// stream add / list
+	user   string
+	noAuth bool
 }
 
 func newCLIFlags(name string, getenv func(string) string, stderr io.Writer) (*flag.FlagSet, *cliFlags) {
@@ -39,12 +45,16 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func cmdUser(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func cmdUser(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError("usage: stagedoor user add|list|ban|unban [flags] [NAME]")
+		return usageError("usage: stagedoor user add|list|ban|unban|passwd [flags] [NAME]")
 	}
 	sub := args[0]
 	fs, c := newCLIFlags("user "+sub, getenv, stderr)
+	if sub == "passwd" {
+		fs.StringVar(&c.password, "password", "", "the new password (default: read one line from stdin)")
+		fs.IntVar(&c.cost, "cost", store.DefaultCost, "bcrypt cost, 10 to 12")
+	}
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return err
@@ -104,8 +114,10 @@ func cmdUser(ctx context.Context, args []string, getenv func(string) string, std
 			fmt.Fprintf(stdout, "Unbanned %s: publishing is allowed again.\n", name)
 		}
 		return nil
+	case "passwd":
+		return cmdPasswd(ctx, c, pos, stdin, stdout)
 	}
-	return usageError(fmt.Sprintf("unknown user command %q (add, list, ban, unban)", sub))
+	return usageError(fmt.Sprintf("unknown user command %q (add, list, ban, unban, passwd)", sub))
 }
 
 // printNewKey shows a new stream key, once, with the encoder settings for it.

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/stagedoor/stagedoor/store"
+)
+
+// encoderForms are the ways a streamer can enter user/password publishing in an encoder.
+type encoderForms struct {
+	Stream string `json:"stream"`
+	// TwoPart is OBS's Server + Stream Key fields.
+	TwoPart struct {
+		Server    string `json:"server"`
+		StreamKey string `json:"stream_key"`
+	} `json:"two_part"`
+	// OneField is the whole URL in one field (ffmpeg, encoders with a single URL).
+	OneField string `json:"one_field"`
+	SRT      string `json:"srt"`
+	RTSP     string `json:"rtsp"`
+	WHIP     string `json:"whip"`
+}
+
+// formsFor builds the encoder settings of stream for user with password secret (the
+// bcrypt hash, or a placeholder when no password is set or the stream needs none).
+func formsFor(u urls, stream, user, secret string, auth bool) encoderForms {
+	var f encoderForms
+	f.Stream = stream
+	query := ""
+	if auth {
+		query = "?user=" + user + "&pass=" + secret
+	}
+	f.TwoPart.Server = u.rtmp
+	f.TwoPart.StreamKey = stream + query
+	f.OneField = strings.TrimRight(u.rtmp, "/") + "/" + stream + query
+	whip := strings.TrimRight(u.whip, "/") + "/live/" + stream + "/whip"
+	rtsp, err := url.Parse(strings.TrimRight(u.rtsp, "/") + "/live/" + stream)
+	if auth {
+		f.SRT = u.srt + "?streamid=publish:live/" + stream + ":" + user + ":" + secret
+		if err == nil {
+			rtsp.User = url.UserPassword(user, secret)
+		}
+		whip += " (HTTP Basic " + user + ":" + secret + ")"
+	} else {
+		f.SRT = u.srt + "?streamid=publish:live/" + stream
+	}
+	if err == nil {
+		f.RTSP = rtsp.String()
+	}
+	f.WHIP = whip
+	return f
+}
+
+func printForms(w io.Writer, f encoderForms, auth bool) {
+	fmt.Fprintf(w, `
+Stream %s
+  OBS (two fields): Server     %s
+                    Stream Key %s
+  One field (ffmpeg and others): %s
+  SRT:  %s
+  RTSP: %s
+  WHIP: %s
+`, f.Stream, f.TwoPart.Server, f.TwoPart.StreamKey, f.OneField, f.SRT, f.RTSP, f.WHIP)
+	if auth {
+		fmt.Fprintln(w, "  The pass value is your password's bcrypt hash; your plaintext password works too (use it if your encoder rejects $).")
+	}
+}
+
+func cmdPasswd(ctx context.Context, c *cliFlags, pos []string, stdin io.Reader, stdout io.Writer) error {
+	name, err := oneName(pos, "user passwd")
+	if err != nil {
+		return err
+	}
+	pw := c.password
+	if pw == "" {
+		line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+		if err != nil && line == "" {
+			return usageError("user passwd: give the password with --password or on stdin")
+		}
+		pw = strings.TrimRight(line, "\r\n")
+	}
+	hash, err := store.HashPassword(pw, c.cost)
+	if err != nil {
+		return err
+	}
+	db, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.SetPasswordHash(ctx, name, hash); err != nil {
+		return err
+	}
+	streams, err := db.Streams(ctx, name)
+	if err != nil {
+		return err
+	}
+	var forms []encoderForms
+	for _, s := range streams {
+		if s.AuthRequired {
+			forms = append(forms, formsFor(c.urls, s.Name, name, hash, true))
+		}
+	}
+	if c.json {
+		if forms == nil {
+			forms = []encoderForms{}
+		}
+		return writeJSON(stdout, map[string]any{"name": name, "password_hash": hash, "encoder_urls": forms})
+	}
+	fmt.Fprintf(stdout, "Password set for %s. Old encoder URLs stop working now.\nPassword hash (a publish credential: keep it secret):\n  %s\n", name, hash)
+	if len(forms) == 0 {
+		fmt.Fprintf(stdout, "\n%s has no password streams yet: stagedoor stream add NAME --user %s\n", name, name)
+	}
+	for _, f := range forms {
+		printForms(stdout, f, true)
+	}
+	return nil
+}
+
+func cmdStream(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError("usage: stagedoor stream add NAME --user USER [--no-auth] | list [--user USER] | rm NAME")
+	}
+	sub := args[0]
+	fs, c := newCLIFlags("stream "+sub, getenv, stderr)
+	fs.StringVar(&c.user, "user", "", "the owner of the stream")
+	if sub == "add" {
+		fs.BoolVar(&c.noAuth, "no-auth", false, "accept publishes with no credentials (the name must still exist)")
+	}
+	pos, err := parseFlags(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "add":
+		name, err := oneName(pos, "stream add")
+		if err != nil {
+			return err
+		}
+		if c.user == "" {
+			return usageError("stream add: --user is required")
+		}
+		db, err := c.open(ctx)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		s, err := db.CreateStream(ctx, name, c.user, !c.noAuth)
+		if err != nil {
+			return err
+		}
+		secret := s.PasswordHash
+		if secret == "" {
+			secret = "<password>"
+		}
+		f := formsFor(c.urls, s.Name, s.UserName, secret, s.AuthRequired)
+		if c.json {
+			return writeJSON(stdout, map[string]any{
+				"name": s.Name, "user": s.UserName, "auth_required": s.AuthRequired,
+				"hls_url": c.urls.hlsFor(s.Name), "encoder_urls": []encoderForms{f},
+			})
+		}
+		fmt.Fprintf(stdout, "Created stream %s for %s.\nPublic playback (HLS): %s\n", s.Name, s.UserName, c.urls.hlsFor(s.Name))
+		if s.AuthRequired && s.PasswordHash == "" {
+			fmt.Fprintf(stdout, "No password is set yet: stagedoor user passwd %s\n", s.UserName)
+		}
+		printForms(stdout, f, s.AuthRequired && s.PasswordHash != "")
+		return nil
+	case "list":
+		if len(pos) != 0 {
+			return usageError("stream list takes no arguments")
+		}
+		db, err := c.open(ctx)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		streams, err := db.Streams(ctx, c.user)
+		if err != nil {
+			return err
+		}
+		type row struct {
+			Name         string     `json:"name"`
+			User         string     `json:"user"`
+			AuthRequired bool       `json:"auth_required"`
+			Live         bool       `json:"live"`
+			LiveSince    *time.Time `json:"live_since"`
+			HLSURL       string     `json:"hls_url"`
+		}
+		rows := make([]row, 0, len(streams))
+		for _, s := range streams {
+			r := row{Name: s.Name, User: s.UserName, AuthRequired: s.AuthRequired, HLSURL: c.urls.hlsFor(s.Name)}
+			if s.Live != nil {
+				r.Live, r.LiveSince = true, &s.Live.Since
+			}
+			rows = append(rows, r)
+		}
+		if c.json {
+			return writeJSON(stdout, rows)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tUSER\tAUTH\tLIVE")
+		for _, r := range rows {
+			auth, live := "password", "-"
+			if !r.AuthRequired {
+				auth = "none"
+			}
+			if r.Live {
+				live = "since " + r.LiveSince.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.User, auth, live)
+		}
+		return tw.Flush()
+	case "rm":
+		name, err := oneName(pos, "stream rm")
+		if err != nil {
+			return err
+		}
+		db, err := c.open(ctx)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if err := db.DeleteStream(ctx, name); err != nil {
+			return err
+		}
+		if c.json {
+			return writeJSON(stdout, map[string]any{"name": name, "removed": true})
+		}
+		fmt.Fprintf(stdout, "Removed stream %s.\n", name)
+		return nil
+	}
+	return usageError(fmt.Sprintf("unknown stream command %q (add, list, rm)", sub))
+}

@@ -1,0 +1,279 @@
+// Package rtmpfront is Stagedoor's RTMP front door: a thin proxy on the public RTMP port
+// that makes ScaleEngine's verbatim encoder URLs work with MediaMTX.
+//
+// In those forms the credentials sit in the server URL, before the stream name:
+// Server "rtmp://HOST/live?user=alice&pass=P" + stream name "concert", or the single
+// field "rtmp://HOST/live?user=alice&pass=P/concert". MediaMTX joins tcUrl and stream
+// name and parses the result, so the name lands inside pass and every such publisher
+// lands on the one path "live". The front rewrites the connect and publish commands of
+// exactly those connections into the routable form (tcUrl ".../live", stream name
+// "concert?user=alice&pass=P"), so each stream gets its own path. Every other connection
+// is relayed unchanged. MediaMTX learns the client's real address from a PROXY protocol
+// header (rtmpTrustedProxies), so auth still sees the streamer's IP.
+package rtmpfront
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortmplib/pkg/amf0"
+	"github.com/bluenviron/gortmplib/pkg/bytecounter"
+	"github.com/bluenviron/gortmplib/pkg/rawmessage"
+
+	"github.com/stagedoor/stagedoor/store"
+)
+
+// Handshake sizes (RTMP spec §5.2): C0/S0 one byte, C1/S1/C2/S2 1536 bytes each.
+const (
+	handshakeClientBytes = 1 + 1536 + 1536
+	chunkSizeMessage     = 1
+	commandAMF0Message   = 20
+)
+
+// Proxy relays RTMP connections to MediaMTX. Set the fields, then call Serve.
+type Proxy struct {
+	// Upstream is MediaMTX's RTMP listener, e.g. 127.0.0.1:1936. Required.
+	Upstream string
+	// Logger receives one line per rewritten or failed connection; never credentials.
+	Logger *slog.Logger
+	// HandshakeTimeout bounds the handshake and the commands up to publish. Default 10 s.
+	HandshakeTimeout time.Duration
+}
+
+// Serve accepts connections on ln until ctx ends or ln fails.
+func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	if p.HandshakeTimeout == 0 {
+		p.HandshakeTimeout = 10 * time.Second
+	}
+	if p.Logger == nil {
+		p.Logger = slog.New(slog.DiscardHandler)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		wg.Go(func() { p.handle(ctx, conn) })
+	}
+}
+
+func (p *Proxy) handle(ctx context.Context, client net.Conn) {
+	defer client.Close()
+	up, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", p.Upstream)
+	if err != nil {
+		p.Logger.Warn("rtmp front: upstream unreachable", "err", err)
+		return
+	}
+	defer up.Close()
+	stop := context.AfterFunc(ctx, func() { client.Close(); up.Close() })
+	defer stop()
+
+	if _, err := io.WriteString(up, proxyHeader(client.RemoteAddr(), client.LocalAddr())); err != nil {
+		return
+	}
+	// MediaMTX → client needs no rewriting: copy it raw.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(client, up)
+		client.Close()
+	}()
+	defer func() { up.Close(); <-done }()
+
+	_ = client.SetReadDeadline(time.Now().Add(p.HandshakeTimeout))
+	if _, err := io.CopyN(up, client, handshakeClientBytes); err != nil {
+		return
+	}
+	if err := p.relay(client, up); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		p.Logger.Debug("rtmp front: connection ended", "err", err)
+	}
+}
+
+// relay copies client messages to MediaMTX one by one, rewriting the commands of
+// ScaleEngine-form connections. The read deadline is lifted once publishing starts.
+func (p *Proxy) relay(client, up net.Conn) error {
+	r := rawmessage.NewReader(client, bytecounter.NewReader(client), nil)
+	w := rawmessage.NewWriter(up, bytecounter.NewWriter(up), false)
+	var st state
+	for {
+		msg, err := r.Read()
+		if err != nil {
+			return err
+		}
+		switch msg.Type {
+		case chunkSizeMessage:
+			if len(msg.Body) == 4 {
+				v := (uint32(msg.Body[0])<<24 | uint32(msg.Body[1])<<16 | uint32(msg.Body[2])<<8 | uint32(msg.Body[3])) & 0x7FFFFFFF
+				if err := r.SetChunkSize(v); err != nil {
+					return err
+				}
+				if err := w.Write(msg); err != nil {
+					return err
+				}
+				w.SetChunkSize(v)
+				continue
+			}
+		case commandAMF0Message:
+			name, err := st.rewrite(msg)
+			if err != nil {
+				return err
+			}
+			if name == "publish" || name == "play" {
+				_ = client.SetReadDeadline(time.Time{})
+				if st.rewritten {
+					p.Logger.Info("rtmp front: ScaleEngine URL form routed", "ip", hostOf(client.RemoteAddr()))
+				}
+			}
+		}
+		if err := w.Write(msg); err != nil {
+			return err
+		}
+	}
+}
+
+// state is what a connection's connect command told us.
+type state struct {
+	tcURL     string // the original tcUrl when it carried a query, else ""
+	rewritten bool
+}
+
+// rewrite edits msg's AMF0 command in place when needed and returns the command name.
+func (st *state) rewrite(msg *rawmessage.Message) (string, error) {
+	data, err := amf0.Unmarshal(msg.Body)
+	if err != nil || len(data) == 0 {
+		return "", nil // not ours to judge: MediaMTX will refuse it
+	}
+	name, _ := data[0].(string)
+	changed := false
+	switch name {
+	case "connect":
+		if len(data) < 3 {
+			break
+		}
+		obj, ok := data[2].(amf0.Object)
+		if !ok {
+			break
+		}
+		tc, _ := obj.GetString("tcUrl")
+		base, _, hasQuery := strings.Cut(tc, "?")
+		if !hasQuery {
+			break
+		}
+		st.tcURL = tc
+		for i := range obj {
+			switch obj[i].Key {
+			case "tcUrl":
+				obj[i].Value = base
+			case "app":
+				if s, ok := obj[i].Value.(string); ok {
+					obj[i].Value, _, _ = strings.Cut(s, "?")
+				}
+			}
+		}
+		changed = true
+	case "releaseStream", "FCPublish", "publish":
+		if st.tcURL == "" || len(data) < 4 {
+			break
+		}
+		stream, _ := data[3].(string)
+		if n, ok := RoutableName(st.tcURL, stream); ok {
+			data[3] = n
+			changed, st.rewritten = true, true
+		}
+	}
+	if changed {
+		b, err := data.Marshal()
+		if err != nil {
+			return name, fmt.Errorf("re-encode %s: %w", name, err)
+		}
+		msg.Body = b
+	}
+	return name, nil
+}
+
+// RoutableName turns a ScaleEngine verbatim form into the stream name MediaMTX can route.
+// MediaMTX would join tcURL and stream as tcURL + "/" + stream and parse that; in the
+// verbatim forms the result is ".../live?user=U&pass=P/NAME", so the name is the tail of
+// pass. A bcrypt hash is always 60 characters and may contain "/", so a hash-shaped pass
+// is split by length; a plaintext pass at its last "/" (names never contain one).
+// It returns ok=false when the URL is not of that form.
+func RoutableName(tcURL, stream string) (string, bool) {
+	full := tcURL
+	if stream != "" && stream[0] != '?' {
+		full += "/" + stream
+	}
+	u, err := url.Parse(full)
+	if err != nil {
+		return "", false
+	}
+	q := u.Query()
+	if k := q.Get("key"); k != "" {
+		// ?key=<stream key>/NAME: keys never contain "/".
+		key, name, ok := strings.Cut(k, "/")
+		if !ok || name == "" || strings.ContainsAny(name, "/?#") {
+			return "", false
+		}
+		return name + "?key=" + url.QueryEscape(key), true
+	}
+	user, pass := q.Get("user"), q.Get("pass")
+	if user == "" || pass == "" {
+		return "", false
+	}
+	var secret, name string
+	if len(pass) > 61 && store.IsHashShaped(pass[:60]) && pass[60] == '/' {
+		secret, name = pass[:60], pass[61:]
+	} else if i := strings.LastIndexByte(pass, '/'); i > 0 {
+		secret, name = pass[:i], pass[i+1:]
+	} else {
+		return "", false
+	}
+	if name == "" || strings.ContainsAny(name, "/?#") {
+		return "", false
+	}
+	return name + "?user=" + url.QueryEscape(user) + "&pass=" + url.QueryEscape(secret), true
+}
+
+// proxyHeader is a PROXY protocol v1 line naming the client, for MediaMTX's
+// rtmpTrustedProxies.
+func proxyHeader(src, dst net.Addr) string {
+	s, d := tcpAddr(src), tcpAddr(dst)
+	if s == nil || d == nil {
+		return "PROXY UNKNOWN\r\n"
+	}
+	fam := "TCP4"
+	if s.IP.To4() == nil || d.IP.To4() == nil {
+		fam = "TCP6"
+	}
+	return fmt.Sprintf("PROXY %s %s %s %d %d\r\n", fam, s.IP, d.IP, s.Port, d.Port)
+}
+
+func tcpAddr(a net.Addr) *net.TCPAddr {
+	t, _ := a.(*net.TCPAddr)
+	return t
+}
+
+func hostOf(a net.Addr) string {
+	if t := tcpAddr(a); t != nil {
+		return t.IP.String()
+	}
+	return ""
+}
