@@ -224,9 +224,10 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 		"--hls-url", fmt.Sprintf("http://127.0.0.1:%d", s.hls),
 		"--rtmp-url", fmt.Sprintf("rtmp://127.0.0.1:%d/live", s.rtmp),
 		"--reconcile-interval", "2s",
+		"--rtmp-addr", fmt.Sprintf("127.0.0.1:%d", s.rtmp),
+		"--mediamtx-rtmp", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 	)
 	s.cmd.Env = append(os.Environ(),
-		fmt.Sprintf("MTX_RTMPADDRESS=127.0.0.1:%d", s.rtmp),
 		fmt.Sprintf("MTX_HLSADDRESS=127.0.0.1:%d", s.hls),
 		"STAGEDOOR_RELAY_PASSWORD="+s.relayPass,
 	)
@@ -250,6 +251,13 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 	})
 	s.waitReady()
 	return s
+}
+
+// with returns the stack reporting to t, for use inside subtests.
+func (s *stack) with(t testing.TB) *stack {
+	c := *s
+	c.t = t
+	return &c
 }
 
 func (s *stack) url(port int, path string) string {
@@ -337,14 +345,25 @@ type publisher struct {
 	done chan error
 }
 
-// publish starts ffmpeg sending a test pattern with video and audio to url.
+// publish starts ffmpeg sending a test pattern with video and audio to an RTMP url.
 func (s *stack) publish(url string) *publisher {
 	s.t.Helper()
-	return startFFmpeg(s.t, s.ffmpeg, "-re",
+	return s.publishWith("flv", url)
+}
+
+// publishWith encodes the test pattern and sends it with ffmpeg's output format and
+// options (e.g. "flv" with -rtmp_app, "mpegts" for SRT, "rtsp"), then url.
+func (s *stack) publishWith(format string, args ...string) *publisher {
+	s.t.Helper()
+	ff := []string{"-re",
 		"-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
 		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
 		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-pix_fmt", "yuv420p",
-		"-c:a", "aac", "-b:a", "64k", "-f", "flv", url)
+		"-c:a", "aac", "-b:a", "64k", "-f", format}
+	if format == "rtsp" {
+		ff = append(ff, "-rtsp_transport", "tcp")
+	}
+	return startFFmpeg(s.t, s.ffmpeg, append(ff, args...)...)
 }
 
 // startFFmpeg runs ffmpeg with args in its own process group; it is stopped at cleanup.

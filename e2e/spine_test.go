@@ -21,7 +21,7 @@ func TestSpine(t *testing.T) {
 
 	// Publish with the stream key, as OBS would with Server rtmp://HOST:1935/live.
 	pub := s.publish(s.rtmpURL(key))
-	s.waitLive("benw", true, 15*time.Second)
+	s.with(t).waitLive("benw", true, 15*time.Second)
 	if err := playHLS(t, s.hlsURL("benw"), 10*time.Second); err != nil {
 		t.Fatalf("public HLS: %v\npublisher: %s", err, pub.out)
 	}
@@ -95,7 +95,7 @@ func TestSpine(t *testing.T) {
 
 	t.Run("OfflineAfterStop", func(t *testing.T) {
 		pub.stop()
-		s.waitLive("benw", false, 5*time.Second)
+		s.with(t).waitLive("benw", false, 5*time.Second)
 		eventually(t, 5*time.Second, "public path gone", func() error {
 			if got := hlsStatus(t, s.hlsURL("benw"), "", ""); got != http.StatusNotFound {
 				return errorf("public playlist = %d, want 404", got)
@@ -125,11 +125,11 @@ func TestSpine(t *testing.T) {
 		}
 		s.publish(s.rtmpURL(key)).refused(t, 15*time.Second)
 		p := s.publish(s.rtmpURL(newKey))
-		s.waitLive("benw", true, 15*time.Second)
+		s.with(t).waitLive("benw", true, 15*time.Second)
 		if err := playHLS(t, s.hlsURL("benw"), 10*time.Second); err != nil {
 			t.Fatalf("public HLS after key reset: %v", err)
 		}
 		p.stop()
-		s.waitLive("benw", false, 5*time.Second)
+		s.with(t).waitLive("benw", false, 5*time.Second)
 	})
 }

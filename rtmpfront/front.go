@@ -174,19 +174,18 @@ func (st *state) rewrite(msg *rawmessage.Message) (string, error) {
 			break
 		}
 		tc, _ := obj.GetString("tcUrl")
-		base, _, hasQuery := strings.Cut(tc, "?")
-		if !hasQuery {
+		base, ok := appBase(tc)
+		if !ok {
 			break
 		}
+		// The query (and anything after it) goes back into the stream name at publish.
 		st.tcURL = tc
 		for i := range obj {
 			switch obj[i].Key {
 			case "tcUrl":
 				obj[i].Value = base
 			case "app":
-				if s, ok := obj[i].Value.(string); ok {
-					obj[i].Value, _, _ = strings.Cut(s, "?")
-				}
+				obj[i].Value = base[strings.LastIndexByte(base, '/')+1:]
 			}
 		}
 		changed = true
@@ -210,12 +209,35 @@ func (st *state) rewrite(msg *rawmessage.Message) (string, error) {
 	return name, nil
 }
 
-// RoutableName turns a ScaleEngine verbatim form into the stream name MediaMTX can route.
-// MediaMTX would join tcURL and stream as tcURL + "/" + stream and parse that; in the
-// verbatim forms the result is ".../live?user=U&pass=P/NAME", so the name is the tail of
-// pass. A bcrypt hash is always 60 characters and may contain "/", so a hash-shaped pass
-// is split by length; a plaintext pass at its last "/" (names never contain one).
-// It returns ok=false when the URL is not of that form.
+// appBase returns tcURL cut to scheme://host/app when it carries a query, ok=false when
+// it has none (then the connection is relayed unchanged).
+func appBase(tcURL string) (string, bool) {
+	before, _, hasQuery := strings.Cut(tcURL, "?")
+	if !hasQuery {
+		return "", false
+	}
+	u, err := url.Parse(before)
+	if err != nil || u.Host == "" {
+		return "", false
+	}
+	app, _, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
+	if app == "" {
+		return "", false
+	}
+	return u.Scheme + "://" + u.Host + "/" + app, true
+}
+
+// RoutableName returns the stream name to publish under appBase(tcURL) so that MediaMTX
+// sees the path and credentials the encoder meant. MediaMTX joins tcURL and stream as
+// tcURL + "/" + stream and parses that, and encoders split one-field URLs at a "/" of
+// their choosing (a bcrypt hash contains "/"), so the joined string is the truth:
+//   - ".../live/NAME?QUERY": the name is in the path; publish "NAME?QUERY";
+//   - ".../live?user=U&pass=P/NAME" (ScaleEngine): the name is the tail of pass. A bcrypt
+//     hash is always 60 characters, so a hash-shaped pass is split by length, a plaintext
+//     one at its last "/" (names never contain one). Publish "NAME?user=U&pass=P";
+//   - ".../live?key=K/NAME": keys never contain "/". Publish "NAME?key=K".
+//
+// It returns ok=false when the joined URL is none of these.
 func RoutableName(tcURL, stream string) (string, bool) {
 	full := tcURL
 	if stream != "" && stream[0] != '?' {
@@ -225,11 +247,17 @@ func RoutableName(tcURL, stream string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
+	segs := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
+	switch {
+	case len(segs) == 2 && segs[0] != "" && validName(segs[1]):
+		return segs[1] + "?" + u.RawQuery, true
+	case len(segs) != 1 || segs[0] == "":
+		return "", false
+	}
 	q := u.Query()
 	if k := q.Get("key"); k != "" {
-		// ?key=<stream key>/NAME: keys never contain "/".
 		key, name, ok := strings.Cut(k, "/")
-		if !ok || name == "" || strings.ContainsAny(name, "/?#") {
+		if !ok || !validName(name) {
 			return "", false
 		}
 		return name + "?key=" + url.QueryEscape(key), true
@@ -246,11 +274,13 @@ func RoutableName(tcURL, stream string) (string, bool) {
 	} else {
 		return "", false
 	}
-	if name == "" || strings.ContainsAny(name, "/?#") {
+	if !validName(name) {
 		return "", false
 	}
 	return name + "?user=" + url.QueryEscape(user) + "&pass=" + url.QueryEscape(secret), true
 }
+
+func validName(name string) bool { return name != "" && !strings.ContainsAny(name, "/?#") }
 
 // proxyHeader is a PROXY protocol v1 line naming the client, for MediaMTX's
 // rtmpTrustedProxies.

@@ -68,12 +68,14 @@ type serviceConfig struct {
 	publicAddr     string
 	mediamtxAPI    string
 	mediamtxRTSP   string
+	rtmpAddr       string
+	mediamtxRTMP   string
 	publicRead     string
 	reconcileEvery time.Duration
 	urls           urls
 }
 
-func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string) {
+func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, frontDefault string) {
 	dbVar(fs, &c.db, getenv)
 	fs.StringVar(&c.internalAddr, "internal-addr", envOr(getenv, envInternalAddr, "127.0.0.1:9090"),
 		"loopback listener for MediaMTX auth and hooks (env "+envInternalAddr+")")
@@ -83,6 +85,10 @@ func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 		"MediaMTX control API (env "+envMediaMTXAPI+")")
 	fs.StringVar(&c.mediamtxRTSP, "mediamtx-rtsp", envOr(getenv, envMediaMTXRTSP, "127.0.0.1:8554"),
 		"MediaMTX RTSP listener the alias relay pulls from (env "+envMediaMTXRTSP+")")
+	fs.StringVar(&c.rtmpAddr, "rtmp-addr", envOr(getenv, "STAGEDOOR_RTMP_ADDR", frontDefault),
+		"public RTMP listener of Stagedoor's RTMP front, which makes ScaleEngine URL forms routable; empty: no front (env STAGEDOOR_RTMP_ADDR)")
+	fs.StringVar(&c.mediamtxRTMP, "mediamtx-rtmp", envOr(getenv, "STAGEDOOR_MEDIAMTX_RTMP", "127.0.0.1:1936"),
+		"MediaMTX's RTMP listener behind the front, loopback (env STAGEDOOR_MEDIAMTX_RTMP)")
 	fs.StringVar(&c.publicRead, "public-read", envOr(getenv, envPublicRead, "hls"),
 		"comma-separated protocols allowed to read public channels: hls,rtsp,rtmp,srt,webrtc,moq (env "+envPublicRead+")")
 	fs.DurationVar(&c.reconcileEvery, "reconcile-interval", 10*time.Second, "how often live state is checked against MediaMTX (max 30s)")

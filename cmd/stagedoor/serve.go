@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/stagedoor/stagedoor/authserver"
 	"github.com/stagedoor/stagedoor/plugin"
+	"github.com/stagedoor/stagedoor/rtmpfront"
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -20,7 +22,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg serviceConfig
-	cfg.register(fs, getenv)
+	cfg.register(fs, getenv, "") // with your own MediaMTX, the front is opt-in
 	if pos, err := parseFlags(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -88,7 +90,7 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 	internal.Handle("GET /healthz", authserver.HealthHandler(db))
 	public := authserver.NewPublicHandler(logger, db, cfg.urls.hls)
 
-	svc := &service{logger: logger, db: db, manager: mgr, errc: make(chan error, 2)}
+	svc := &service{logger: logger, db: db, manager: mgr, errc: make(chan error, 3)}
 	for _, l := range []struct {
 		addr string
 		h    http.Handler
@@ -108,11 +110,29 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 			}
 		}()
 	}
+	var frontLn net.Listener
+	if cfg.rtmpAddr != "" {
+		if frontLn, err = net.Listen("tcp", cfg.rtmpAddr); err != nil {
+			_ = svc.close()
+			return nil, fmt.Errorf("listen rtmp front: %w", err)
+		}
+		logger.Info("listening", "listener", "rtmp front", "addr", frontLn.Addr().String(), "upstream", cfg.mediamtxRTMP)
+	}
 	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	svc.stopLoop, svc.loopDone = stop, make(chan struct{})
 	go func() {
 		defer close(svc.loopDone)
+		var wg sync.WaitGroup
+		if frontLn != nil {
+			front := &rtmpfront.Proxy{Upstream: cfg.mediamtxRTMP, Logger: logger.With("component", "rtmpfront")}
+			wg.Go(func() {
+				if err := front.Serve(loopCtx, frontLn); err != nil {
+					svc.errc <- err
+				}
+			})
+		}
 		mgr.Run(loopCtx, cfg.reconcileEvery)
+		wg.Wait()
 	}()
 	return svc, nil
 }

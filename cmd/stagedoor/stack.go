@@ -23,7 +23,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, _, s
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg serviceConfig
-	cfg.register(fs, getenv)
+	cfg.register(fs, getenv, ":1935")
 	bin := fs.String("mediamtx", envOr(getenv, "STAGEDOOR_MEDIAMTX", "bin/mediamtx"), "MediaMTX binary (env STAGEDOOR_MEDIAMTX)")
 	conf := fs.String("mediamtx-config", envOr(getenv, "STAGEDOOR_MEDIAMTX_CONFIG", "mediamtx.yml"),
 		"MediaMTX configuration (env STAGEDOOR_MEDIAMTX_CONFIG)")
@@ -79,13 +79,23 @@ func mediamtxEnv(cfg serviceConfig, sec secrets) ([]string, error) {
 	if host, port, err := net.SplitHostPort(internal); err == nil && host == "" {
 		internal = net.JoinHostPort("127.0.0.1", port)
 	}
-	return append(os.Environ(), // the child needs PATH, HOME and the operator's MTX_* overrides
+	env := append(os.Environ(), // the child needs PATH, HOME and the operator's MTX_* overrides
 		"PATH="+filepath.Dir(self)+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"MTX_AUTHHTTPADDRESS=http://"+internal+"/mediamtx/auth",
 		"MTX_APIADDRESS="+api.Host,
 		plugin.EnvHookURL+"=http://"+internal+"/internal/hook",
 		plugin.EnvHookSecret+"="+sec.hook,
-	), nil
+	)
+	if cfg.rtmpAddr != "" {
+		// Behind the RTMP front: MediaMTX listens on loopback and takes the streamer's
+		// address from the front's PROXY protocol header.
+		host, _, err := net.SplitHostPort(cfg.mediamtxRTMP)
+		if err != nil || !isLoopbackHost(host) {
+			return nil, usageError("-mediamtx-rtmp must be a loopback address")
+		}
+		env = append(env, "MTX_RTMPADDRESS="+cfg.mediamtxRTMP, "MTX_RTMPTRUSTEDPROXIES="+host)
+	}
+	return env, nil
 }
 
 // supervise runs MediaMTX until ctx ends, restarting it with backoff when it exits.
