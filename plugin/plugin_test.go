@@ -422,3 +422,79 @@ func TestNotifyFromEnv(t *testing.T) {
 		t.Error("EventFromEnv without MTX_PATH: nil error")
 	}
 }
+
+func TestDirectIngest(t *testing.T) {
+	t.Run("PublicNameAvailableGoesLiveWithoutAlias", func(t *testing.T) {
+		f := newFixture(t)
+		f.api.setSource("live/benw", "P") // benw?key=… straight to the public name
+		if err := f.m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventAvailable, Path: "live/benw", SourceID: "P"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.live(t); got != "P" {
+			t.Errorf("live source = %q, want P", got)
+		}
+		if _, ok := f.api.config("live/benw"); ok {
+			t.Error("direct ingest got an alias entry")
+		}
+		f.api.setSource("live/benw", "")
+		if err := f.m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventUnavailable, Path: "live/benw", SourceID: "P"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.live(t); got != "" {
+			t.Errorf("live source = %q after unavailable, want offline", got)
+		}
+	})
+	t.Run("StreamNameLiveByReconcile", func(t *testing.T) {
+		f := newFixture(t)
+		if _, err := f.db.CreateStream(t.Context(), "concert", "benw", true); err != nil {
+			t.Fatal(err)
+		}
+		f.api.setSource("live/concert", "S")
+		if err := f.m.Reconcile(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		l, err := f.db.LiveByName(t.Context(), "concert")
+		if err != nil || l.SourceID != "S" || l.UserName != "benw" {
+			t.Errorf("concert live = %+v, %v; want source S owned by benw", l, err)
+		}
+		f.api.setSource("live/concert", "")
+		if err := f.m.Reconcile(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.db.LiveByName(t.Context(), "concert"); err == nil {
+			t.Error("concert still live after its stream ended")
+		}
+	})
+	t.Run("UnknownPublicNameIgnored", func(t *testing.T) {
+		f := newFixture(t)
+		f.api.setSource("live/nobody", "X")
+		if err := f.m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventAvailable, Path: "live/nobody", SourceID: "X"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.m.Reconcile(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if ls, _ := f.db.LiveStates(t.Context()); len(ls) != 0 {
+			t.Errorf("live states = %+v, want none", ls)
+		}
+	})
+	t.Run("KeyAliasNeverReplacesDirectIngest", func(t *testing.T) {
+		// Adding the exact-name alias entry would recreate live/benw and drop its publisher.
+		f := newFixture(t)
+		f.api.setSource("live/benw", "P")
+		f.api.setSource(f.keyPath(), "K")
+		f.event(t, plugin.EventAvailable, "K")
+		if _, ok := f.api.config("live/benw"); ok {
+			t.Error("alias set over a name held by direct ingest (event)")
+		}
+		if err := f.m.Reconcile(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := f.api.config("live/benw"); ok {
+			t.Error("alias set over a name held by direct ingest (reconcile)")
+		}
+		if got := f.live(t); got != "P" {
+			t.Errorf("live source = %q, want the direct publisher P", got)
+		}
+	})
+}
