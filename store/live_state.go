@@ -16,6 +16,9 @@ type LiveState struct {
 	UserName string
 	// KeyID is the stream key that went live, 0 for password or no-auth ingest.
 	KeyID int64
+	// KeyDigest is the digest of the key that went live, nil for password or no-auth
+	// ingest; unlike KeyID it survives the key's revocation, so the stream can be kicked.
+	KeyDigest *Digest
 	// SourceID is MediaMTX's conn or session id (MTX_SOURCE_ID), also the kick id.
 	SourceID   string
 	SourceType string
@@ -29,15 +32,20 @@ func (db *DB) SetLive(ctx context.Context, l LiveState) error {
 	if l.KeyID != 0 {
 		key = l.KeyID
 	}
-	_, err := db.db.ExecContext(ctx, `INSERT INTO live_state (name, user_id, key_id, source_id, source_type, live_since)
-		VALUES (?, ?, ?, ?, ?, ?)
+	var digest any
+	if l.KeyDigest != nil {
+		digest = l.KeyDigest[:]
+	}
+	_, err := db.db.ExecContext(ctx, `INSERT INTO live_state (name, user_id, key_id, key_digest, source_id, source_type, live_since)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET
 			user_id = excluded.user_id,
 			key_id = excluded.key_id,
+			key_digest = excluded.key_digest,
 			source_type = excluded.source_type,
 			live_since = CASE WHEN live_state.source_id = excluded.source_id THEN live_state.live_since ELSE excluded.live_since END,
 			source_id = excluded.source_id`,
-		l.Name, l.UserID, key, l.SourceID, l.SourceType, db.now())
+		l.Name, l.UserID, key, digest, l.SourceID, l.SourceType, db.now())
 	if err != nil {
 		return fmt.Errorf("set %s live: %w", l.Name, err)
 	}
@@ -83,7 +91,7 @@ func (db *DB) LiveStates(ctx context.Context) ([]LiveState, error) {
 
 func (db *DB) queryLive(ctx context.Context, where string, args ...any) ([]LiveState, error) {
 	// where is one of two constant strings above, never input.
-	rows, err := db.db.QueryContext(ctx, `SELECT l.name, l.user_id, u.name, l.key_id, l.source_id, l.source_type, l.live_since
+	rows, err := db.db.QueryContext(ctx, `SELECT l.name, l.user_id, u.name, l.key_id, l.key_digest, l.source_id, l.source_type, l.live_since
 		FROM live_state l JOIN users u ON u.id = l.user_id `+where+` ORDER BY l.name`, args...) // #nosec G202
 	if err != nil {
 		return nil, fmt.Errorf("list live state: %w", err)
@@ -93,13 +101,19 @@ func (db *DB) queryLive(ctx context.Context, where string, args ...any) ([]LiveS
 	for rows.Next() {
 		var (
 			l     LiveState
-			keyID sql.NullInt64
-			since int64
+			keyID  sql.NullInt64
+			digest []byte
+			since  int64
 		)
-		if err := rows.Scan(&l.Name, &l.UserID, &l.UserName, &keyID, &l.SourceID, &l.SourceType, &since); err != nil {
+		if err := rows.Scan(&l.Name, &l.UserID, &l.UserName, &keyID, &digest, &l.SourceID, &l.SourceType, &since); err != nil {
 			return nil, fmt.Errorf("list live state: %w", err)
 		}
 		l.KeyID = keyID.Int64
+		if len(digest) == len(Digest{}) {
+			var d Digest
+			copy(d[:], digest)
+			l.KeyDigest = &d
+		}
 		l.Since = time.Unix(since, 0).UTC()
 		out = append(out, l)
 	}

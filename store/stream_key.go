@@ -37,30 +37,6 @@ func (db *DB) UserByKeyDigest(ctx context.Context, d Digest) (KeyOwner, error) {
 	return o, nil
 }
 
-// ResetKeys replaces every key of the user with one new key, in one transaction, and
-// returns it. It returns ErrNotFound for an unknown user.
-func (db *DB) ResetKeys(ctx context.Context, name string) (string, error) {
-	key := NewKey()
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		var id int64
-		err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, name).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM stream_keys WHERE user_id = ?`, id); err != nil {
-			return err
-		}
-		return insertKey(ctx, tx, id, key, "default", db.now())
-	})
-	if err != nil {
-		return "", fmt.Errorf("reset keys of %s: %w", name, err)
-	}
-	return key, nil
-}
-
 // TouchKey records that the key was used to go live; called from hooks, never from auth.
 func (db *DB) TouchKey(ctx context.Context, keyID int64) error {
 	if _, err := db.db.ExecContext(ctx, `UPDATE stream_keys SET last_used_at = ? WHERE id = ?`, db.now(), keyID); err != nil {

@@ -127,18 +127,35 @@ func (db *DB) Users(ctx context.Context) ([]User, error) {
 }
 
 // SetActive bans (active=false) or unbans a user. It returns ErrNotFound for an unknown name.
-// Banning takes effect on the next auth call: the auth path reads the flag every time.
+// Banning takes effect on the next auth call (the auth path reads the flag every time);
+// a running service also notices it at once (policy generation) and kicks the user's live
+// streams. A change of state queues a user.banned / user.unbanned event.
 func (db *DB) SetActive(ctx context.Context, name string, active bool) error {
 	v := 0
 	if active {
 		v = 1
 	}
-	res, err := db.db.ExecContext(ctx, `UPDATE users SET active = ? WHERE name = ?`, v, name)
+	now := db.now()
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var cur int
+		err := tx.QueryRowContext(ctx, `SELECT active FROM users WHERE name = ?`, name).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("user %s: %w", name, ErrNotFound)
+		}
+		if err != nil || cur == v {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET active = ? WHERE name = ?`, v, name); err != nil {
+			return err
+		}
+		ev := EventUserBanned
+		if active {
+			ev = EventUserUnbanned
+		}
+		return addEvent(ctx, tx, ev, name, name, now)
+	})
 	if err != nil {
 		return fmt.Errorf("set active for %s: %w", name, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("user %s: %w", name, ErrNotFound)
 	}
 	return nil
 }

@@ -1,0 +1,88 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// AuditEntry is one line of the audit trail. It never holds a secret.
+type AuditEntry struct {
+	At       time.Time `json:"at"`
+	Kind     string    `json:"kind"` // publish, kick, webhook, admin
+	User     string    `json:"user"`
+	KeyFP    string    `json:"key_fp"`
+	IP       string    `json:"ip"`
+	Protocol string    `json:"protocol"`
+	Decision string    `json:"decision"` // allow, deny, ok, failed, …
+	Reason   string    `json:"reason"`
+}
+
+// AppendAudit writes entries in one transaction (the auth path batches them).
+func (db *DB) AppendAudit(ctx context.Context, entries []AuditEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO audit (at, kind, username, key_fp, ip, protocol, decision, reason)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, e := range entries {
+			if _, err := st.ExecContext(ctx, e.At.UTC().Unix(), e.Kind, e.User, e.KeyFP, e.IP, e.Protocol, e.Decision, e.Reason); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("append audit: %w", err)
+	}
+	return nil
+}
+
+// AuditFilter selects audit entries; zero fields match everything.
+type AuditFilter struct {
+	User  string
+	Since time.Time
+	Limit int // default 1000
+}
+
+// Audit returns matching entries, newest first.
+func (db *DB) Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
+	if f.Limit <= 0 {
+		f.Limit = 1000
+	}
+	rows, err := db.db.QueryContext(ctx, `SELECT at, kind, username, key_fp, ip, protocol, decision, reason FROM audit
+		WHERE (? = '' OR username = ?) AND at >= ? ORDER BY at DESC, id DESC LIMIT ?`,
+		f.User, f.User, f.Since.UTC().Unix(), f.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("read audit: %w", err)
+	}
+	defer rows.Close()
+	out := []AuditEntry{}
+	for rows.Next() {
+		var (
+			e  AuditEntry
+			at int64
+		)
+		if err := rows.Scan(&at, &e.Kind, &e.User, &e.KeyFP, &e.IP, &e.Protocol, &e.Decision, &e.Reason); err != nil {
+			return nil, fmt.Errorf("read audit: %w", err)
+		}
+		e.At = time.Unix(at, 0).UTC()
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// PruneAudit deletes entries older than before and returns how many.
+func (db *DB) PruneAudit(ctx context.Context, before time.Time) (int64, error) {
+	res, err := db.db.ExecContext(ctx, `DELETE FROM audit WHERE at < ?`, before.UTC().Unix())
+	if err != nil {
+		return 0, fmt.Errorf("prune audit: %w", err)
+	}
+	return res.RowsAffected()
+}

@@ -1,0 +1,281 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Outbox events, delivered to webhooks.
+const (
+	EventStreamStarted = "stream.started"
+	EventStreamStopped = "stream.stopped"
+	EventUserBanned    = "user.banned"
+	EventUserUnbanned  = "user.unbanned"
+	EventKeyRotated    = "key.rotated"
+)
+
+// Revocation says what happens to a live stream on a key that is revoked.
+type Revocation struct {
+	// KeepLive lets a stream already live on the key finish; reconnects are refused.
+	// False (the default): the reconciler kicks it.
+	KeepLive bool
+}
+
+// KeyInfo describes a stream key without the key.
+type KeyInfo struct {
+	ID          int64
+	Fingerprint string
+	Label       string
+	CreatedAt   time.Time
+	LastUsedAt  *time.Time
+}
+
+// IssuedKey is a key just made, shown once.
+type IssuedKey struct {
+	UserName    string
+	StreamKey   string
+	Fingerprint string
+	Label       string
+}
+
+// maxLabel bounds key labels.
+const maxLabel = 64
+
+func validLabel(label string) error {
+	if len(label) > maxLabel {
+		return &InvalidError{Field: "label", Reason: fmt.Sprintf("longer than %d bytes", maxLabel)}
+	}
+	for _, r := range label {
+		if r < 0x20 || r == 0x7f {
+			return &InvalidError{Field: "label", Reason: "control characters are not allowed"}
+		}
+	}
+	return nil
+}
+
+func userID(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
+	var id int64
+	err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, name).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("user %s: %w", name, ErrNotFound)
+	}
+	return id, err
+}
+
+func addEvent(ctx context.Context, tx *sql.Tx, event, user, channel string, now int64) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO outbox (at, event, username, channel, next_at) VALUES (?, ?, ?, ?, ?)`,
+		now, event, user, channel, now)
+	return err
+}
+
+// AddKey adds a labelled key to the user and returns it (shown once). ErrNotFound for an
+// unknown user, *InvalidError for a bad label.
+func (db *DB) AddKey(ctx context.Context, name, label string) (IssuedKey, error) {
+	if err := validLabel(label); err != nil {
+		return IssuedKey{}, err
+	}
+	key := IssuedKey{UserName: name, StreamKey: NewKey(), Label: label}
+	key.Fingerprint = Fingerprint(key.StreamKey)
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		id, err := userID(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		return insertKey(ctx, tx, id, key.StreamKey, label, db.now())
+	})
+	if err != nil {
+		return IssuedKey{}, fmt.Errorf("add key for %s: %w", name, err)
+	}
+	return key, nil
+}
+
+// Keys lists the user's keys, oldest first; ErrNotFound for an unknown user.
+func (db *DB) Keys(ctx context.Context, name string) ([]KeyInfo, error) {
+	if _, err := db.UserByName(ctx, name); err != nil {
+		return nil, err
+	}
+	rows, err := db.db.QueryContext(ctx, `SELECT k.id, k.fingerprint, k.label, k.created_at, k.last_used_at
+		FROM stream_keys k JOIN users u ON u.id = k.user_id WHERE u.name = ? ORDER BY k.created_at, k.id`, name)
+	if err != nil {
+		return nil, fmt.Errorf("list keys of %s: %w", name, err)
+	}
+	defer rows.Close()
+	out := []KeyInfo{}
+	for rows.Next() {
+		var (
+			k       KeyInfo
+			created int64
+			used    sql.NullInt64
+		)
+		if err := rows.Scan(&k.ID, &k.Fingerprint, &k.Label, &created, &used); err != nil {
+			return nil, fmt.Errorf("list keys of %s: %w", name, err)
+		}
+		k.CreatedAt = time.Unix(created, 0).UTC()
+		if used.Valid {
+			t := time.Unix(used.Int64, 0).UTC()
+			k.LastUsedAt = &t
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// revokeWhere moves the matching keys to revoked_keys and deletes them; it returns how
+// many were revoked. where is one of the constant clauses of this file, never input.
+func revokeWhere(ctx context.Context, tx *sql.Tx, r Revocation, now int64, where string, args ...any) (int64, error) {
+	keep := 0
+	if r.KeepLive {
+		keep = 1
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO revoked_keys (digest, user_id, fingerprint, keep_live, revoked_at)
+		SELECT digest, user_id, fingerprint, ?, ? FROM stream_keys `+where, append([]any{keep, now}, args...)...); err != nil { // #nosec G202
+		return 0, err
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM stream_keys `+where, args...) // #nosec G202
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// RevokeKey revokes the user's key with this fingerprint. ErrNotFound if the user has no
+// such key.
+func (db *DB) RevokeKey(ctx context.Context, name, fingerprint string, r Revocation) error {
+	now := db.now()
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		id, err := userID(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		n, err := revokeWhere(ctx, tx, r, now, `WHERE user_id = ? AND fingerprint = ?`, id, fingerprint)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("key %s of %s: %w", fingerprint, name, ErrNotFound)
+		}
+		return addEvent(ctx, tx, EventKeyRotated, name, name, now)
+	})
+	if err != nil {
+		return fmt.Errorf("revoke key: %w", err)
+	}
+	return nil
+}
+
+// ResetKeys replaces every key of the user with one new key and kicks streams on the old
+// ones (see ResetKeysWith).
+func (db *DB) ResetKeys(ctx context.Context, name string) (string, error) {
+	k, err := db.ResetKeysWith(ctx, name, Revocation{})
+	return k.StreamKey, err
+}
+
+// ResetKeysWith replaces every key of the user with one new key, in one transaction.
+// It returns ErrNotFound for an unknown user.
+func (db *DB) ResetKeysWith(ctx context.Context, name string, r Revocation) (IssuedKey, error) {
+	key := IssuedKey{UserName: name, StreamKey: NewKey(), Label: "default"}
+	key.Fingerprint = Fingerprint(key.StreamKey)
+	now := db.now()
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		id, err := userID(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		if _, err := revokeWhere(ctx, tx, r, now, `WHERE user_id = ?`, id); err != nil {
+			return err
+		}
+		if err := insertKey(ctx, tx, id, key.StreamKey, key.Label, now); err != nil {
+			return err
+		}
+		return addEvent(ctx, tx, EventKeyRotated, name, name, now)
+	})
+	if err != nil {
+		return IssuedKey{}, fmt.Errorf("reset keys of %s: %w", name, err)
+	}
+	return key, nil
+}
+
+// ResetAllKeys gives every user one new key and revokes all old keys, in one transaction
+// (a breach response: nothing half-rotated). It returns the new keys ordered by user.
+func (db *DB) ResetAllKeys(ctx context.Context, r Revocation) ([]IssuedKey, error) {
+	now := db.now()
+	var out []IssuedKey
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		out = out[:0]
+		rows, err := tx.QueryContext(ctx, `SELECT id, name FROM users ORDER BY name`)
+		if err != nil {
+			return err
+		}
+		type u struct {
+			id   int64
+			name string
+		}
+		var users []u
+		for rows.Next() {
+			var x u
+			if err := rows.Scan(&x.id, &x.name); err != nil {
+				rows.Close()
+				return err
+			}
+			users = append(users, x)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if _, err := revokeWhere(ctx, tx, r, now, ``); err != nil {
+			return err
+		}
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO stream_keys (user_id, digest, fingerprint, label, created_at) VALUES (?, ?, ?, 'default', ?)`)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		ev, err := tx.PrepareContext(ctx, `INSERT INTO outbox (at, event, username, channel, next_at) VALUES (?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer ev.Close()
+		for _, x := range users {
+			k := NewKey()
+			d := KeyDigest(k)
+			if _, err := ins.ExecContext(ctx, x.id, d[:], d.Fingerprint(), now); err != nil {
+				return err
+			}
+			if _, err := ev.ExecContext(ctx, now, EventKeyRotated, x.name, x.name, now); err != nil {
+				return err
+			}
+			out = append(out, IssuedKey{UserName: x.name, StreamKey: k, Fingerprint: d.Fingerprint(), Label: "default"})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reset all keys: %w", err)
+	}
+	return out, nil
+}
+
+// RevokedKey reports whether a key digest was revoked, and with KeepLive.
+func (db *DB) RevokedKey(ctx context.Context, d Digest) (revoked, keepLive bool, err error) {
+	var keep int
+	err = db.db.QueryRowContext(ctx, `SELECT keep_live FROM revoked_keys WHERE digest = ?`, d[:]).Scan(&keep)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, fmt.Errorf("revoked key %s: %w", d.Fingerprint(), err)
+	}
+	return true, keep == 1, nil
+}
+
+// PolicyGeneration changes whenever a credential may have been revoked (ban, password,
+// key or stream change), including from another process such as the CLI.
+func (db *DB) PolicyGeneration(ctx context.Context) (int64, error) {
+	var v int64
+	if err := db.db.QueryRowContext(ctx, `SELECT value FROM policy_generation WHERE id = 1`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("policy generation: %w", err)
+	}
+	return v, nil
+}

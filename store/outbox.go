@@ -1,0 +1,75 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// OutboxEvent is a queued webhook event: it names a user and channel, never a key.
+type OutboxEvent struct {
+	ID       int64
+	At       time.Time
+	Event    string
+	User     string
+	Channel  string
+	Attempts int
+}
+
+// AddEvent queues an event (the service's own: stream.started / stream.stopped).
+func (db *DB) AddEvent(ctx context.Context, event, user, channel string) error {
+	now := db.now()
+	if _, err := db.db.ExecContext(ctx, `INSERT INTO outbox (at, event, username, channel, next_at) VALUES (?, ?, ?, ?, ?)`,
+		now, event, user, channel, now); err != nil {
+		return fmt.Errorf("queue %s: %w", event, err)
+	}
+	return nil
+}
+
+// DueEvents returns up to limit undelivered events whose next attempt is due, oldest first.
+func (db *DB) DueEvents(ctx context.Context, limit int) ([]OutboxEvent, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT id, at, event, username, channel, attempts FROM outbox
+		WHERE done = 0 AND next_at <= ? ORDER BY id LIMIT ?`, db.now(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("due events: %w", err)
+	}
+	defer rows.Close()
+	var out []OutboxEvent
+	for rows.Next() {
+		var (
+			e  OutboxEvent
+			at int64
+		)
+		if err := rows.Scan(&e.ID, &at, &e.Event, &e.User, &e.Channel, &e.Attempts); err != nil {
+			return nil, fmt.Errorf("due events: %w", err)
+		}
+		e.At = time.Unix(at, 0).UTC()
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// FinishEvent marks an event delivered (or given up on).
+func (db *DB) FinishEvent(ctx context.Context, id int64) error {
+	if _, err := db.db.ExecContext(ctx, `UPDATE outbox SET done = 1, attempts = attempts + 1 WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("finish event: %w", err)
+	}
+	return nil
+}
+
+// RetryEvent schedules another attempt after delay.
+func (db *DB) RetryEvent(ctx context.Context, id int64, delay time.Duration) error {
+	if _, err := db.db.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, next_at = ? WHERE id = ?`,
+		db.Now().Add(delay).UTC().Unix(), id); err != nil {
+		return fmt.Errorf("retry event: %w", err)
+	}
+	return nil
+}
+
+// PruneEvents deletes finished events older than before.
+func (db *DB) PruneEvents(ctx context.Context, before time.Time) error {
+	if _, err := db.db.ExecContext(ctx, `DELETE FROM outbox WHERE done = 1 AND at < ?`, before.UTC().Unix()); err != nil {
+		return fmt.Errorf("prune events: %w", err)
+	}
+	return nil
+}
