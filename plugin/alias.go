@@ -22,6 +22,10 @@ type Store interface {
 	SetOffline(ctx context.Context, name, sourceID string) (bool, error)
 	LiveStates(ctx context.Context) ([]store.LiveState, error)
 	TouchKey(ctx context.Context, keyID int64) error
+	// RevokedKey returns store.ErrNotFound for a digest that was never revoked.
+	RevokedKey(ctx context.Context, d store.Digest) (store.RevokedKeyInfo, error)
+	// PolicyGeneration changes when any credential may have been revoked.
+	PolicyGeneration(ctx context.Context) (int64, error)
 }
 
 // Relay says how MediaMTX pulls a key path to republish it under the public name:
@@ -62,8 +66,14 @@ type Manager struct {
 	api    *MediaMTX
 	relay  Relay
 
-	// Debounce is how long after an event the confirming reconcile runs. Default 500 ms.
+	// Debounce is how long after an event the confirming reconcile runs. Default 200 ms.
 	Debounce time.Duration
+	// PolicyPoll is how often the policy generation is read, so that a ban or key
+	// revocation made by the CLI in another process kicks within about this long plus
+	// Debounce. Default 250 ms.
+	PolicyPoll time.Duration
+	// OnKick, if set, is told of every kick (audit, metrics). It must not block.
+	OnKick func(Kick)
 
 	mu      sync.Mutex // serialises every change to state and aliases
 	trigger chan struct{}
@@ -72,12 +82,13 @@ type Manager struct {
 // NewManager returns a Manager; call Run to start its reconcile loop.
 func NewManager(logger *slog.Logger, st Store, api *MediaMTX, relay Relay) *Manager {
 	return &Manager{
-		logger:   logger.With("component", "plugin"),
-		store:    st,
-		api:      api,
-		relay:    relay,
-		Debounce: 500 * time.Millisecond,
-		trigger:  make(chan struct{}, 1),
+		logger:     logger.With("component", "plugin"),
+		store:      st,
+		api:        api,
+		relay:      relay,
+		Debounce:   200 * time.Millisecond,
+		PolicyPoll: 250 * time.Millisecond,
+		trigger:    make(chan struct{}, 1),
 	}
 }
 
@@ -125,6 +136,9 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 			return err
 		}
 		live = store.LiveState{Name: ch.Name, UserID: ch.UserID, UserName: ch.UserName}
+		if d, ok := ev.keyDigest(); ok {
+			live.KeyDigest = &d
+		}
 	default:
 		return nil
 	}
@@ -208,10 +222,14 @@ func (m *Manager) Kick() {
 	}
 }
 
-// Run reconciles at once, then after every Kick (debounced) and every interval, until
-// ctx ends. Errors are logged, not fatal: MediaMTX may be restarting.
+// Run reconciles at once, then after every Kick (debounced), whenever the policy
+// generation changes, and every interval, until ctx ends. Errors are logged, not fatal:
+// MediaMTX may be restarting.
 func (m *Manager) Run(ctx context.Context, interval time.Duration) {
 	failing := false
+	gen, _ := m.store.PolicyGeneration(ctx)
+	poll := time.NewTicker(m.PolicyPoll)
+	defer poll.Stop()
 	for {
 		wait := interval
 		if err := m.Reconcile(ctx); err != nil && ctx.Err() == nil {
@@ -223,15 +241,31 @@ func (m *Manager) Run(ctx context.Context, interval time.Duration) {
 			m.logger.Info("reconcile recovered")
 			failing = false
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		case <-m.trigger:
+		next := time.NewTimer(wait)
+	idle:
+		for {
 			select {
 			case <-ctx.Done():
+				next.Stop()
 				return
-			case <-time.After(m.Debounce):
+			case <-next.C:
+				break idle
+			case <-poll.C:
+				g, err := m.store.PolicyGeneration(ctx)
+				if err != nil || g == gen {
+					continue
+				}
+				gen = g
+				next.Stop()
+				break idle // a credential may have been revoked: enforce now
+			case <-m.trigger:
+				next.Stop()
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(m.Debounce):
+				}
+				break idle
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/stagedoor/stagedoor/store"
@@ -42,6 +44,19 @@ type Event struct {
 	Path       string `json:"path"`
 	SourceID   string `json:"source_id"`
 	SourceType string `json:"source_type"`
+	// KeyDigest is the hex SHA-256 of a stream key given in the publisher's query
+	// (live/<name>?key=…), computed by the hook process so the key never leaves it.
+	KeyDigest string `json:"key_digest,omitempty"`
+}
+
+func (e Event) keyDigest() (store.Digest, bool) {
+	var d store.Digest
+	b, err := hex.DecodeString(e.KeyDigest)
+	if err != nil || len(b) != len(d) {
+		return d, false
+	}
+	copy(d[:], b)
+	return d, true
 }
 
 // Validate checks the event's shape; its errors never name the path.
@@ -53,6 +68,8 @@ func (e Event) Validate() error {
 		return errors.New("path too long")
 	case len(e.SourceID) > 128 || len(e.SourceType) > 64:
 		return errors.New("source too long")
+	case e.KeyDigest != "" && len(e.KeyDigest) != 64:
+		return errors.New("malformed key digest")
 	}
 	if kind, _ := store.ParsePath(e.Path); kind == store.PathOther {
 		return errors.New("path is not a Stagedoor path")
@@ -67,6 +84,13 @@ func EventFromEnv(kind string, getenv func(string) string) (Event, error) {
 		Path:       getenv("MTX_PATH"),
 		SourceID:   getenv("MTX_SOURCE_ID"),
 		SourceType: getenv("MTX_SOURCE_TYPE"),
+	}
+	// MTX_QUERY is url.QueryEscape(raw query) since MediaMTX v1.18.1.
+	if raw, err := url.QueryUnescape(getenv("MTX_QUERY")); err == nil {
+		if q, err := url.ParseQuery(raw); err == nil && store.IsKey(q.Get("key")) {
+			d := store.KeyDigest(q.Get("key"))
+			ev.KeyDigest = hex.EncodeToString(d[:])
+		}
 	}
 	return ev, ev.Validate()
 }

@@ -149,3 +149,29 @@ func (m *MediaMTX) Ready(ctx context.Context) error {
 	var pg page[Path]
 	return m.do(ctx, http.MethodGet, "/v3/paths/list?itemsPerPage=1", nil, &pg)
 }
+
+// kickRoutes maps MediaMTX source types to the kick endpoint of their connection or
+// session (v1.21.0 names).
+var kickRoutes = map[string]string{
+	"rtmpConn":      "/v3/rtmp/conns/kick/",
+	"rtmpsConn":     "/v3/rtmps/conns/kick/",
+	"rtspSession":   "/v3/rtsp/sessions/kick/",
+	"rtspsSession":  "/v3/rtsps/sessions/kick/",
+	"srtConn":       "/v3/srt/conns/kick/",
+	"webRTCSession": "/v3/webrtc/sessions/kick/",
+	"moqSession":    "/v3/moq/sessions/kick/",
+}
+
+// Kick disconnects the publisher with this source type and id. An id MediaMTX no longer
+// knows is not an error (the publisher is already gone).
+func (m *MediaMTX) Kick(ctx context.Context, sourceType, id string) error {
+	route, ok := kickRoutes[sourceType]
+	if !ok {
+		return fmt.Errorf("kick: no kick endpoint for source type %q", sourceType)
+	}
+	err := m.do(ctx, http.MethodPost, route+url.PathEscape(id), nil, nil)
+	if errors.Is(err, ErrAPINotFound) {
+		return nil
+	}
+	return err
+}

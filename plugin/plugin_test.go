@@ -2,6 +2,7 @@ package plugin_test
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -498,3 +499,107 @@ func TestDirectIngest(t *testing.T) {
 		}
 	})
 }
+
+func (f *fakeAPI) kicked(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.calls {
+		if c == "POST /v3/rtmp/conns/kick/"+id {
+			return true
+		}
+	}
+	return false
+}
+
+func TestEnforcement(t *testing.T) {
+	reconcile := func(t *testing.T, f *fixture) {
+		t.Helper()
+		if err := f.m.Reconcile(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("BanKicksKeyStream", func(t *testing.T) {
+		f := newFixture(t)
+		f.api.setSource(f.keyPath(), "A")
+		f.event(t, plugin.EventAvailable, "A")
+		if err := f.db.SetActive(t.Context(), "benw", false); err != nil {
+			t.Fatal(err)
+		}
+		reconcile(t, f)
+		if !f.api.kicked("A") {
+			t.Error("banned user's stream not kicked")
+		}
+		f.wantState(t, "")
+	})
+	t.Run("RevokedKeyKicked", func(t *testing.T) {
+		f := newFixture(t)
+		f.api.setSource(f.keyPath(), "A")
+		f.event(t, plugin.EventAvailable, "A")
+		if _, err := f.db.ResetKeys(t.Context(), "benw"); err != nil {
+			t.Fatal(err)
+		}
+		reconcile(t, f)
+		if !f.api.kicked("A") {
+			t.Error("stream on a revoked key not kicked")
+		}
+	})
+	t.Run("KeepLiveFinishes", func(t *testing.T) {
+		f := newFixture(t)
+		f.api.setSource(f.keyPath(), "A")
+		f.event(t, plugin.EventAvailable, "A")
+		if _, err := f.db.ResetKeysWith(t.Context(), "benw", store.Revocation{KeepLive: true}); err != nil {
+			t.Fatal(err)
+		}
+		reconcile(t, f)
+		if f.api.kicked("A") {
+			t.Error("--keep-live stream kicked")
+		}
+		f.wantState(t, "A")
+	})
+	t.Run("UnbannedNotKicked", func(t *testing.T) {
+		f := newFixture(t)
+		f.api.setSource(f.keyPath(), "A")
+		f.event(t, plugin.EventAvailable, "A")
+		reconcile(t, f)
+		if f.api.kicked("A") {
+			t.Error("active user's stream kicked")
+		}
+	})
+	t.Run("DirectIngestKeyRevokedKicked", func(t *testing.T) {
+		f := newFixture(t)
+		d := store.KeyDigest(f.key)
+		f.api.setSource("live/benw", "Q")
+		ev := plugin.Event{Kind: plugin.EventAvailable, Path: "live/benw", SourceID: "Q", KeyDigest: hexDigest(d)}
+		if err := f.m.HandleEvent(t.Context(), ev); err != nil {
+			t.Fatal(err)
+		}
+		reconcile(t, f)
+		if f.api.kicked("Q") {
+			t.Fatal("kicked while the key is valid")
+		}
+		if err := f.db.RevokeKey(t.Context(), "benw", d.Fingerprint(), store.Revocation{}); err != nil {
+			t.Fatal(err)
+		}
+		reconcile(t, f)
+		if !f.api.kicked("Q") {
+			t.Error("direct ingest on a revoked key not kicked")
+		}
+	})
+	t.Run("DeletedStreamKicked", func(t *testing.T) {
+		f := newFixture(t)
+		if _, err := f.db.CreateStream(t.Context(), "concert", "benw", false); err != nil {
+			t.Fatal(err)
+		}
+		f.api.setSource("live/concert", "S")
+		reconcile(t, f)
+		if err := f.db.DeleteStream(t.Context(), "concert"); err != nil {
+			t.Fatal(err)
+		}
+		reconcile(t, f)
+		if !f.api.kicked("S") {
+			t.Error("stream on a deleted name not kicked")
+		}
+	})
+}
+
+func hexDigest(d store.Digest) string { return hex.EncodeToString(d[:]) }

@@ -8,6 +8,15 @@ import (
 	"github.com/stagedoor/stagedoor/store"
 )
 
+// Kick records one publisher disconnected because its credential no longer allows it.
+type Kick struct {
+	Name       string // the public name the stream played under
+	User       string
+	KeyFP      string
+	SourceType string
+	Reason     string
+}
+
 type liveTarget struct {
 	live    store.LiveState
 	keyPath string // "" for direct ingest on the public name
@@ -55,27 +64,53 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		}
 		ch, err := m.store.ChannelByName(ctx, name)
 		if errors.Is(err, store.ErrNotFound) {
+			m.kick(ctx, p.Source, Kick{Name: name, Reason: "name no longer exists"})
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("reconcile: %w", err)
 		}
+		if !ch.Active {
+			m.kick(ctx, p.Source, Kick{Name: name, User: ch.UserName, Reason: "user banned"})
+			continue
+		}
+		var digest *store.Digest
+		if l, ok := liveOf(current, name); ok && l.SourceID == p.Source.ID && l.KeyDigest != nil {
+			digest = l.KeyDigest
+			if ok, fp, err := m.keyStillAllows(ctx, *digest); err != nil {
+				return fmt.Errorf("reconcile: %w", err)
+			} else if !ok {
+				m.kick(ctx, p.Source, Kick{Name: name, User: ch.UserName, KeyFP: fp, Reason: "key revoked"})
+				continue
+			}
+		}
 		want[name] = liveTarget{live: store.LiveState{Name: name, UserID: ch.UserID, UserName: ch.UserName,
-			SourceID: p.Source.ID, SourceType: p.Source.Type}}
+			KeyDigest: digest, SourceID: p.Source.ID, SourceType: p.Source.Type}}
 	}
 	for _, p := range paths {
 		kind, key := store.ParsePath(p.Name)
 		if kind != store.PathKey || !p.Available || p.Source == nil || p.Source.ID == "" {
 			continue
 		}
-		owner, err := m.store.UserByKeyDigest(ctx, store.KeyDigest(key))
+		dg := store.KeyDigest(key)
+		owner, err := m.store.UserByKeyDigest(ctx, dg)
 		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
+			r, rerr := m.store.RevokedKey(ctx, dg)
+			switch {
+			case rerr == nil && r.KeepLive && r.Active:
+				// Revoked with --keep-live: this stream may finish, still aliased.
+				owner = store.KeyOwner{UserID: r.UserID, UserName: r.UserName, Active: true, Fingerprint: r.Fingerprint}
+			case rerr == nil || errors.Is(rerr, store.ErrNotFound):
+				m.kick(ctx, p.Source, Kick{User: r.UserName, KeyFP: dg.Fingerprint(), Reason: "key revoked"})
+				continue
+			default:
+				return fmt.Errorf("reconcile: %w", rerr)
+			}
+		} else if err != nil {
 			return fmt.Errorf("reconcile: %w", err)
 		}
 		if !owner.Active {
+			m.kick(ctx, p.Source, Kick{Name: owner.UserName, User: owner.UserName, KeyFP: owner.Fingerprint, Reason: "user banned"})
 			continue
 		}
 		if prev, ok := want[owner.UserName]; ok && (prev.keyPath == "" || !isCurrent(current, owner.UserName, p.Source.ID)) {
@@ -130,6 +165,49 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		m.logger.Info("reconcile: offline", "name", l.Name)
 	}
 	return errors.Join(errs...)
+}
+
+// keyStillAllows reports whether a key digest is still a key, or was revoked with
+// keep-live for a stream already running; it returns the key's fingerprint.
+func (m *Manager) keyStillAllows(ctx context.Context, d store.Digest) (bool, string, error) {
+	_, err := m.store.UserByKeyDigest(ctx, d)
+	if err == nil {
+		return true, d.Fingerprint(), nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return false, "", err
+	}
+	r, err := m.store.RevokedKey(ctx, d)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, d.Fingerprint(), nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	return r.KeepLive, d.Fingerprint(), nil
+}
+
+// kick disconnects a publisher whose credential no longer allows it. Failures are
+// logged; the next reconcile tries again.
+func (m *Manager) kick(ctx context.Context, src *PathSource, k Kick) {
+	k.SourceType = src.Type
+	if err := m.api.Kick(ctx, src.Type, src.ID); err != nil {
+		m.logger.Warn("kick failed", "name", k.Name, "user", k.User, "key_fp", k.KeyFP, "reason", k.Reason, "err", err)
+		return
+	}
+	m.logger.Info("kicked", "name", k.Name, "user", k.User, "key_fp", k.KeyFP, "source_type", k.SourceType, "reason", k.Reason)
+	if m.OnKick != nil {
+		m.OnKick(k)
+	}
+}
+
+func liveOf(live []store.LiveState, name string) (store.LiveState, bool) {
+	for _, l := range live {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return store.LiveState{}, false
 }
 
 func isCurrent(live []store.LiveState, name, sourceID string) bool {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -27,25 +28,38 @@ type LiveState struct {
 
 // SetLive marks l.Name live on l.SourceID. It is idempotent: the same source keeps its
 // live_since; a different source replaces the old one (an encoder that reconnected).
+// Going from offline to live queues a stream.started event in the same transaction.
 func (db *DB) SetLive(ctx context.Context, l LiveState) error {
-	var key any
+	var key, digest any
 	if l.KeyID != 0 {
 		key = l.KeyID
 	}
-	var digest any
 	if l.KeyDigest != nil {
 		digest = l.KeyDigest[:]
 	}
-	_, err := db.db.ExecContext(ctx, `INSERT INTO live_state (name, user_id, key_id, key_digest, source_id, source_type, live_since)
-		VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (name) DO UPDATE SET
-			user_id = excluded.user_id,
-			key_id = excluded.key_id,
-			key_digest = excluded.key_digest,
-			source_type = excluded.source_type,
-			live_since = CASE WHEN live_state.source_id = excluded.source_id THEN live_state.live_since ELSE excluded.live_since END,
-			source_id = excluded.source_id`,
-		l.Name, l.UserID, key, digest, l.SourceID, l.SourceType, db.now())
+	now := db.now()
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM live_state WHERE name = ?`, l.Name).Scan(&n); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO live_state (name, user_id, key_id, key_digest, source_id, source_type, live_since)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET
+				user_id = excluded.user_id,
+				key_id = excluded.key_id,
+				key_digest = excluded.key_digest,
+				source_type = excluded.source_type,
+				live_since = CASE WHEN live_state.source_id = excluded.source_id THEN live_state.live_since ELSE excluded.live_since END,
+				source_id = excluded.source_id`,
+			l.Name, l.UserID, key, digest, l.SourceID, l.SourceType, now); err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+		return addEvent(ctx, tx, EventStreamStarted, l.UserName, l.Name, now)
+	})
 	if err != nil {
 		return fmt.Errorf("set %s live: %w", l.Name, err)
 	}
@@ -54,22 +68,31 @@ func (db *DB) SetLive(ctx context.Context, l LiveState) error {
 
 // SetOffline marks name offline if sourceID is the source it is live on, or
 // unconditionally when sourceID is empty. It reports whether a row changed, so that an
-// old source's late "unavailable" never takes down a newer stream.
+// old source's late "unavailable" never takes down a newer stream. Going offline queues
+// a stream.stopped event in the same transaction.
 func (db *DB) SetOffline(ctx context.Context, name, sourceID string) (bool, error) {
-	var (
-		res sql.Result
-		err error
-	)
-	if sourceID == "" {
-		res, err = db.db.ExecContext(ctx, `DELETE FROM live_state WHERE name = ?`, name)
-	} else {
-		res, err = db.db.ExecContext(ctx, `DELETE FROM live_state WHERE name = ? AND source_id = ?`, name, sourceID)
-	}
+	changed := false
+	now := db.now()
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var user string
+		err := tx.QueryRowContext(ctx, `SELECT u.name FROM live_state l JOIN users u ON u.id = l.user_id
+			WHERE l.name = ? AND (? = '' OR l.source_id = ?)`, name, sourceID, sourceID).Scan(&user)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM live_state WHERE name = ?`, name); err != nil {
+			return err
+		}
+		changed = true
+		return addEvent(ctx, tx, EventStreamStopped, user, name, now)
+	})
 	if err != nil {
 		return false, fmt.Errorf("set %s offline: %w", name, err)
 	}
-	n, _ := res.RowsAffected()
-	return n > 0, nil
+	return changed, nil
 }
 
 // LiveByName returns the live state of a public name; ErrNotFound when it is offline.
@@ -125,8 +148,19 @@ func (db *DB) queryLive(ctx context.Context, where string, args ...any) ([]LiveS
 
 // ClearLive marks every name offline; `stagedoor run` calls it before it starts its own
 // MediaMTX, which cannot carry any stream yet.
+// A stream.stopped event is queued for each.
 func (db *DB) ClearLive(ctx context.Context) error {
-	if _, err := db.db.ExecContext(ctx, `DELETE FROM live_state`); err != nil {
+	now := db.now()
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (at, event, username, channel, next_at)
+			SELECT ?, ?, u.name, l.name, ? FROM live_state l JOIN users u ON u.id = l.user_id`,
+			now, EventStreamStopped, now); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM live_state`)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("clear live state: %w", err)
 	}
 	return nil

@@ -257,17 +257,33 @@ func (db *DB) ResetAllKeys(ctx context.Context, r Revocation) ([]IssuedKey, erro
 	return out, nil
 }
 
-// RevokedKey reports whether a key digest was revoked, and with KeepLive.
-func (db *DB) RevokedKey(ctx context.Context, d Digest) (revoked, keepLive bool, err error) {
-	var keep int
-	err = db.db.QueryRowContext(ctx, `SELECT keep_live FROM revoked_keys WHERE digest = ?`, d[:]).Scan(&keep)
+// RevokedKeyInfo is what is kept of a revoked key: its owner and whether a stream live
+// on it may finish.
+type RevokedKeyInfo struct {
+	UserID      int64
+	UserName    string
+	Active      bool
+	Fingerprint string
+	KeepLive    bool
+}
+
+// RevokedKey returns the revocation of a key digest; ErrNotFound if it was never revoked.
+func (db *DB) RevokedKey(ctx context.Context, d Digest) (RevokedKeyInfo, error) {
+	var (
+		r            RevokedKeyInfo
+		active, keep int
+	)
+	err := db.db.QueryRowContext(ctx, `SELECT r.user_id, u.name, u.active, r.fingerprint, r.keep_live
+		FROM revoked_keys r JOIN users u ON u.id = r.user_id WHERE r.digest = ?`, d[:]).
+		Scan(&r.UserID, &r.UserName, &active, &r.Fingerprint, &keep)
 	if errors.Is(err, sql.ErrNoRows) {
-		return false, false, nil
+		return r, fmt.Errorf("revoked key %s: %w", d.Fingerprint(), ErrNotFound)
 	}
 	if err != nil {
-		return false, false, fmt.Errorf("revoked key %s: %w", d.Fingerprint(), err)
+		return r, fmt.Errorf("revoked key %s: %w", d.Fingerprint(), err)
 	}
-	return true, keep == 1, nil
+	r.Active, r.KeepLive = active == 1, keep == 1
+	return r, nil
 }
 
 // PolicyGeneration changes whenever a credential may have been revoked (ban, password,
