@@ -26,8 +26,9 @@ type Options struct {
 	Policy Policy
 	// Timeout bounds every decision, database waits included. Default 2 s.
 	Timeout time.Duration
-	// OnDecision, if set, is called after every decision (metrics, audit). It must not block.
-	OnDecision func(Request, Decision)
+	// OnDecision, if set, is called after every decision with its duration (metrics,
+	// audit). It must not block.
+	OnDecision func(Request, Decision, time.Duration)
 }
 
 type handler struct {
@@ -80,10 +81,11 @@ func denyUnlessWritten(c *gin.Context) {
 }
 
 func (h *handler) auth(c *gin.Context) {
+	start := time.Now()
 	req, d := h.evaluate(c)
 	h.log(req, d)
 	if h.opts.OnDecision != nil {
-		h.opts.OnDecision(req, d)
+		h.opts.OnDecision(req, d, time.Since(start))
 	}
 	if d.Allow {
 		c.Status(http.StatusNoContent) // the only 2xx in this package

@@ -96,7 +96,7 @@ func TestHandlerAllowsMediaMTXPublish(t *testing.T) {
 	f := newFixture(t)
 	var decisions []authserver.Decision
 	var mu sync.Mutex
-	srv, _ := authServer(t, f.db, authserver.Options{Policy: testPolicy, OnDecision: func(_ authserver.Request, d authserver.Decision) {
+	srv, _ := authServer(t, f.db, authserver.Options{Policy: testPolicy, OnDecision: func(_ authserver.Request, d authserver.Decision, _ time.Duration) {
 		mu.Lock()
 		defer mu.Unlock()
 		decisions = append(decisions, d)

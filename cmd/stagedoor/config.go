@@ -4,6 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"flag"
+	"fmt"
+	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -72,6 +75,8 @@ type serviceConfig struct {
 	mediamtxRTMP   string
 	publicRead     string
 	reconcileEvery time.Duration
+	auditRetention time.Duration
+	webhookURLs    []string
 	urls           urls
 }
 
@@ -92,12 +97,31 @@ func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, f
 	fs.StringVar(&c.publicRead, "public-read", envOr(getenv, envPublicRead, "hls"),
 		"comma-separated protocols allowed to read public channels: hls,rtsp,rtmp,srt,webrtc,moq (env "+envPublicRead+")")
 	fs.DurationVar(&c.reconcileEvery, "reconcile-interval", 10*time.Second, "how often live state is checked against MediaMTX (max 30s)")
+	fs.DurationVar(&c.auditRetention, "audit-retention", 30*24*time.Hour, "how long audit entries are kept")
+	for _, u := range strings.Split(getenv("STAGEDOOR_WEBHOOK_URLS"), ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			c.webhookURLs = append(c.webhookURLs, u)
+		}
+	}
+	fs.Func("webhook-url", "URL that receives signed events; repeatable (env STAGEDOOR_WEBHOOK_URLS, comma-separated)",
+		func(u string) error {
+			c.webhookURLs = append(c.webhookURLs, u)
+			return nil
+		})
 	c.urls.register(fs, getenv)
 }
 
 func (c *serviceConfig) validate() error {
 	if c.reconcileEvery <= 0 || c.reconcileEvery > 30*time.Second {
 		return usageError("-reconcile-interval must be between 0 and 30s")
+	}
+	if c.auditRetention < time.Hour {
+		return usageError("-audit-retention must be at least 1h")
+	}
+	for _, u := range c.webhookURLs {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return usageError("-webhook-url must be an http(s) URL")
+		}
 	}
 	for _, p := range c.publicReadProtocols() {
 		switch p {
@@ -126,17 +150,48 @@ type secrets struct {
 	hook  string
 	admin string
 	relay string
+	// adminToken guards the admin HTTP API; "" disables it.
+	adminToken string
+	// webhook signs webhook deliveries.
+	webhook string
 }
 
-func loadSecrets(getenv func(string) string) secrets {
-	return secrets{
+// loadSecrets reads secrets from the environment or from files named there
+// (STAGEDOOR_ADMIN_TOKEN_FILE, STAGEDOOR_WEBHOOK_SECRET_FILE), never from argv, and makes
+// fresh internal ones where none is given.
+func loadSecrets(getenv func(string) string) (secrets, error) {
+	s := secrets{
 		hook:  envOr(getenv, plugin.EnvHookSecret, newSecret()),
 		admin: envOr(getenv, envAdminPassword, newSecret()),
 		relay: envOr(getenv, envRelayPassword, newSecret()),
 	}
+	var err error
+	if s.adminToken, err = secretFromEnv(getenv, "STAGEDOOR_ADMIN_TOKEN"); err != nil {
+		return s, err
+	}
+	if s.webhook, err = secretFromEnv(getenv, "STAGEDOOR_WEBHOOK_SECRET"); err != nil {
+		return s, err
+	}
+	return s, nil
 }
 
-func (s secrets) list() []string { return []string{s.hook, s.admin, s.relay} }
+// secretFromEnv returns $NAME, or the first line of the file $NAME_FILE.
+func secretFromEnv(getenv func(string) string, name string) (string, error) {
+	v := getenv(name)
+	if f := getenv(name + "_FILE"); v == "" && f != "" {
+		b, err := os.ReadFile(f) // #nosec G304 -- operator-chosen secret file
+		if err != nil {
+			return "", usageError(fmt.Sprintf("read %s_FILE: %v", name, err))
+		}
+		v, _, _ = strings.Cut(string(b), "\n")
+	}
+	if v = strings.TrimSpace(v); v != "" && len(v) < 16 {
+		return "", usageError(name + ": the secret must be at least 16 characters")
+	}
+	return v, nil
+}
+
+func (s secrets) list() []string { return []string{s.hook, s.admin, s.relay, s.adminToken, s.webhook} }
 
 func newSecret() string {
 	var b [24]byte

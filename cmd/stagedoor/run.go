@@ -30,7 +30,8 @@ commands:
   user add|list|ban|unban   manage users (channels)
   user passwd NAME          set a user's publishing password
   stream add|list|rm        manage user/password stream names
-  key reset NAME            replace a user's stream keys
+  key add|list|revoke|reset manage a user's labelled stream keys (reset --all: every user)
+  audit                     the audit trail (--user, --since, --json)
 
 Every command takes -h for its flags.`
 
@@ -74,6 +75,8 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 		return cmdStream(ctx, rest, getenv, stdout, stderr)
 	case "key":
 		return cmdKey(ctx, rest, getenv, stdout, stderr)
+	case "audit":
+		return cmdAudit(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -12,10 +12,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stagedoor/stagedoor/adminapi"
+	"github.com/stagedoor/stagedoor/audit"
 	"github.com/stagedoor/stagedoor/authserver"
 	"github.com/stagedoor/stagedoor/plugin"
 	"github.com/stagedoor/stagedoor/rtmpfront"
 	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor/webhook"
 )
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
@@ -35,7 +40,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return usageError("serve: set " + plugin.EnvHookSecret + " (the same value in MediaMTX's environment, for its hooks)")
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
-	svc, err := startService(ctx, cfg, loadSecrets(getenv), logger)
+	sec, err := loadSecrets(getenv)
+	if err != nil {
+		return err
+	}
+	svc, err := startService(ctx, cfg, sec, logger)
 	if err != nil {
 		return err
 	}
@@ -67,6 +76,9 @@ func newServer(h http.Handler) *http.Server {
 }
 
 func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slog.Logger) (*service, error) {
+	if len(cfg.webhookURLs) > 0 && sec.webhook == "" {
+		return nil, usageError("webhook URLs need a signing secret: set STAGEDOOR_WEBHOOK_SECRET or STAGEDOOR_WEBHOOK_SECRET_FILE")
+	}
 	if host, _, err := net.SplitHostPort(cfg.internalAddr); err != nil || !isLoopbackHost(host) {
 		return nil, usageError("-internal-addr must be a loopback address: it serves auth and hooks")
 	}
@@ -76,6 +88,23 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 	}
 	api := &plugin.MediaMTX{BaseURL: cfg.mediamtxAPI, User: adminUser, Password: sec.admin}
 	mgr := plugin.NewManager(logger, db, api, plugin.Relay{User: relayUser, Password: sec.relay, RTSPAddress: cfg.mediamtxRTSP})
+	passwords := authserver.NewPasswords()
+	rec := audit.NewRecorder(db, logger, 8192)
+	rec.Retention = cfg.auditRetention
+	met := newMetrics(db, passwords, rec)
+	mgr.OnKick = func(k plugin.Kick) {
+		met.kicks.WithLabelValues(k.Reason).Inc()
+		rec.Record(store.AuditEntry{At: time.Now(), Kind: "kick", User: k.User, KeyFP: k.KeyFP,
+			Protocol: k.SourceType, Decision: "kicked", Reason: k.Reason})
+	}
+	hooks := webhook.NewDispatcher(db, logger, cfg.webhookURLs, sec.webhook)
+	hooks.OnDelivery = func(event string, ok bool) {
+		result := "ok"
+		if !ok {
+			result = "failed"
+		}
+		met.deliveries.WithLabelValues(event, result).Inc()
+	}
 
 	internal := http.NewServeMux()
 	internal.Handle("POST /mediamtx/auth", authserver.NewHandler(logger, db, authserver.Options{
@@ -83,12 +112,24 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 			PublicReadProtocols: cfg.publicReadProtocols(),
 			Relay:               authserver.Secret{User: relayUser, Password: sec.relay},
 			Admin:               authserver.Secret{User: adminUser, Password: sec.admin},
-			Passwords:           authserver.NewPasswords(),
+			Passwords:           passwords,
+		},
+		OnDecision: func(req authserver.Request, d authserver.Decision, took time.Duration) {
+			met.decision(req, d, took)
+			if req.Action == authserver.ActionPublish {
+				rec.Record(auditEntry(req, d))
+			}
 		},
 	}))
 	internal.Handle("POST /internal/hook", plugin.NewHookHandler(logger, sec.hook, mgr))
 	internal.Handle("GET /healthz", authserver.HealthHandler(db))
-	public := authserver.NewPublicHandler(logger, db, cfg.urls.hls)
+	internal.Handle("GET /metrics", promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{}))
+	public := http.NewServeMux()
+	public.Handle("/api/v1/admin/", adminapi.NewHandler(logger, db, adminapi.Options{
+		Token: sec.adminToken, RTMPURL: cfg.urls.rtmp, HLSURL: cfg.urls.hls,
+		OnChange: mgr.Kick, OnAudit: rec.Record,
+	}))
+	public.Handle("/", authserver.NewPublicHandler(logger, db, cfg.urls.hls))
 
 	svc := &service{logger: logger, db: db, manager: mgr, errc: make(chan error, 3)}
 	for _, l := range []struct {
@@ -131,10 +172,27 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 				}
 			})
 		}
+		wg.Go(func() { rec.Run(loopCtx) })
+		wg.Go(func() { hooks.Run(loopCtx) })
 		mgr.Run(loopCtx, cfg.reconcileEvery)
 		wg.Wait()
 	}()
 	return svc, nil
+}
+
+// auditEntry is the audit line of a publish decision: fingerprints and names, never a
+// secret or a raw path.
+func auditEntry(req authserver.Request, d authserver.Decision) store.AuditEntry {
+	decision := "deny"
+	if d.Allow {
+		decision = "allow"
+	}
+	ip := req.IP
+	if len(ip) > 64 {
+		ip = ip[:64]
+	}
+	return store.AuditEntry{At: time.Now(), Kind: "publish", User: d.User, KeyFP: d.KeyFP, IP: ip,
+		Protocol: req.Protocol, Decision: decision, Reason: d.Reason}
 }
 
 func isLoopbackHost(host string) bool {

@@ -40,7 +40,10 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, _, s
 			return usageError(fmt.Sprintf("run: %s not found (run `make build` first)", f))
 		}
 	}
-	sec := loadSecrets(getenv)
+	sec, err := loadSecrets(getenv)
+	if err != nil {
+		return err
+	}
 	out := newRedactor(stderr, sec.list())
 	defer out.Flush()
 	logger := slog.New(slog.NewJSONHandler(out, nil))

@@ -1,0 +1,110 @@
+// Package audit records the audit trail without slowing the auth path: entries are
+// queued in memory and written in batches, one transaction per batch.
+package audit
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/stagedoor/stagedoor/store"
+)
+
+// Store writes and prunes the trail.
+type Store interface {
+	AppendAudit(ctx context.Context, entries []store.AuditEntry) error
+	PruneAudit(ctx context.Context, before time.Time) (int64, error)
+}
+
+// Recorder batches audit entries. Record never blocks: when the queue is full the entry
+// is dropped and counted (Dropped), because MediaMTX waits on the auth answer.
+type Recorder struct {
+	store  Store
+	logger *slog.Logger
+	ch     chan store.AuditEntry
+	// Retention is how long entries are kept. Default 30 days.
+	Retention time.Duration
+	// FlushEvery bounds how long an entry waits in memory. Default 250 ms.
+	FlushEvery time.Duration
+
+	dropped atomic.Int64
+	written atomic.Int64
+}
+
+// NewRecorder returns a Recorder with a queue of queueSize entries.
+func NewRecorder(st Store, logger *slog.Logger, queueSize int) *Recorder {
+	return &Recorder{store: st, logger: logger.With("component", "audit"), ch: make(chan store.AuditEntry, queueSize),
+		Retention: 30 * 24 * time.Hour, FlushEvery: 250 * time.Millisecond}
+}
+
+// Record queues e.
+func (r *Recorder) Record(e store.AuditEntry) {
+	select {
+	case r.ch <- e:
+	default:
+		r.dropped.Add(1)
+	}
+}
+
+// Dropped is how many entries were lost to a full queue.
+func (r *Recorder) Dropped() int64 { return r.dropped.Load() }
+
+// Written is how many entries reached the database.
+func (r *Recorder) Written() int64 { return r.written.Load() }
+
+// Run writes batches until ctx ends, then flushes what is queued; it prunes old entries
+// hourly.
+func (r *Recorder) Run(ctx context.Context) {
+	flush := time.NewTicker(r.FlushEvery)
+	defer flush.Stop()
+	prune := time.NewTicker(time.Hour)
+	defer prune.Stop()
+	batch := make([]store.AuditEntry, 0, 512)
+	write := func(ctx context.Context) {
+		if len(batch) == 0 {
+			return
+		}
+		if err := r.store.AppendAudit(ctx, batch); err != nil {
+			r.logger.Error("audit batch lost", "entries", len(batch), "err", err)
+			r.dropped.Add(int64(len(batch)))
+		} else {
+			r.written.Add(int64(len(batch)))
+		}
+		batch = batch[:0]
+	}
+	r.pruneOld(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			for {
+				select {
+				case e := <-r.ch:
+					batch = append(batch, e)
+				default:
+					fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					write(fctx)
+					cancel()
+					return
+				}
+			}
+		case e := <-r.ch:
+			batch = append(batch, e)
+			if len(batch) >= cap(batch) {
+				write(ctx)
+			}
+		case <-flush.C:
+			write(ctx)
+		case <-prune.C:
+			r.pruneOld(ctx)
+		}
+	}
+}
+
+func (r *Recorder) pruneOld(ctx context.Context) {
+	if n, err := r.store.PruneAudit(ctx, time.Now().Add(-r.Retention)); err != nil {
+		r.logger.Warn("audit prune", "err", err)
+	} else if n > 0 {
+		r.logger.Info("audit pruned", "entries", n)
+	}
+}

@@ -1,0 +1,529 @@
+package authserver
+
+import (
+	"fmt"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+const (
+	testPassword = "correct horse battery staple"
+	// testHash10 is bcrypt cost 10 of testPassword. A constant spares a generation
+	// (60 ms, about 750 ms under -race); it contains "/" like most real hashes.
+	testHash10 = "$2a$10$7jiKhObtcPR5dNsER6VO5eedT/DWJc0NhjAwbetwvM9yfoF2iKCTq"
+	// otherHash10 is bcrypt cost 10 of another password.
+	otherHash10 = "$2a$10$aKornp162oSSKOW8vPCYPesVx/XDAk7Fpm/bIoXqWgNHpX8KDxTt2"
+)
+
+// testClock is a settable clock for Passwords.Now, safe for concurrent Verify calls.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock {
+	return &testClock{now: time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC)}
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// newTestPasswords returns NewPasswords on a clock that only moves when told to, with
+// the rate bucket out of the way; the tests of the bucket set RatePerSecond themselves.
+func newTestPasswords() (*Passwords, *testClock) {
+	clk := newTestClock()
+	p := NewPasswords()
+	p.Now = clk.Now
+	p.RatePerSecond = 1 << 20
+	return p, clk
+}
+
+// lowCostHash hashes pw at bcrypt's minimum cost 4 (about 1 ms). The store refuses
+// such a hash, but Verify only refuses costs above 12, and these tests count bcrypt
+// runs rather than time them.
+func lowCostHash(t testing.TB, pw string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatalf("GenerateFromPassword: %v", err)
+	}
+	return string(h)
+}
+
+// changeChar returns s with the byte at i replaced by another bcrypt alphabet character.
+func changeChar(s string, i int) string {
+	c := byte('A')
+	if s[i] == 'A' {
+		c = 'B'
+	}
+	return s[:i] + string(c) + s[i+1:]
+}
+
+func wantStatus(allow bool) int {
+	if allow {
+		return http.StatusOK
+	}
+	return http.StatusUnauthorized
+}
+
+func TestVerifyHashAsPassword(t *testing.T) {
+	long72 := strings.Repeat("p", 71) + "!"
+	hash72 := lowCostHash(t, long72)
+	over73 := long72 + "x"
+	over10k := long72 + strings.Repeat("x", 10*1024-len(long72))
+	// bcrypt itself accepts what follows the 72nd byte (golang/go#36546): only Verify's
+	// length check stands between these and a false match.
+	for _, pw := range []string{over73, over10k} {
+		if err := bcrypt.CompareHashAndPassword([]byte(hash72), []byte(pw)); err != nil {
+			t.Fatalf("precondition: bcrypt rejects a %d-byte password with a matching prefix: %v", len(pw), err)
+		}
+	}
+	garbage31 := "$2a$31$" + testHash10[7:]
+	// bcrypt would read cost 31 from the client's string: about 36 h of CPU.
+	if c, err := bcrypt.Cost([]byte(garbage31)); err != nil || c != 31 {
+		t.Fatalf("precondition: bcrypt.Cost(%q) = %d, %v; want 31, nil", garbage31, c, err)
+	}
+
+	hash4 := lowCostHash(t, testPassword)
+
+	for _, tt := range []struct {
+		name      string
+		stored    string
+		presented string
+		allow     bool
+		runs      int64 // bcrypt runs: 0 unless the string is not hash-shaped
+	}{
+		{"ExactHashAllowed", testHash10, testHash10, true, 0},
+		{"LastCharChangedDenied", testHash10, changeChar(testHash10, 59), false, 0},
+		{"SaltCharChangedDenied", testHash10, changeChar(testHash10, 12), false, 0},
+		{"Cost31SameTailDenied", testHash10, garbage31, false, 0},
+		{"Cost31GarbageDenied", testHash10, "$2a$31$" + strings.Repeat("A", 53), false, 0},
+		{"Variant2yDenied", testHash10, "$2y$" + testHash10[4:], false, 0},
+		{"Variant2bDenied", testHash10, "$2b$" + testHash10[4:], false, 0},
+		{"AnotherUsersHashDenied", testHash10, otherHash10, false, 0},
+		// Not hash-shaped, so these are plaintext guesses: one bcrypt run each at the
+		// stored hash's cost (never a cost read from the client's string).
+		{"HashWithTrailingNameIsAPlaintextGuess", hash4, hash4 + "/concert", false, 1},
+		{"HashCutShortIsAPlaintextGuess", hash4, hash4[:31], false, 1},
+		{"EmptyPasswordDenied", testHash10, "", false, 0},
+		{"Over72BytesDenied", hash72, over73, false, 0},
+		{"Over10kBDenied", hash72, over10k, false, 0},
+		{"NoStoredHashDeniesHash", "", testHash10, false, 0},
+		{"NoStoredHashDeniesPlaintext", "", testPassword, false, 0},
+		{"NoStoredHashDeniesEmpty", "", "", false, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, _ := newTestPasswords()
+			d := p.Verify("alice", "198.51.100.1", tt.stored, tt.presented)
+			if d.Allow != tt.allow || d.Status != wantStatus(tt.allow) {
+				t.Errorf("Verify = allow %v status %d (%s), want allow %v status %d",
+					d.Allow, d.Status, d.Reason, tt.allow, wantStatus(tt.allow))
+			}
+			if got := p.BcryptRuns(); got != tt.runs {
+				t.Errorf("BcryptRuns = %d, want %d", got, tt.runs)
+			}
+			if strings.Contains(d.Reason, "$2") {
+				t.Errorf("reason %q carries a hash", d.Reason)
+			}
+		})
+	}
+}
+
+// step is one Verify call in a sequence whose steps depend on each other.
+type step struct {
+	name      string
+	advance   time.Duration // moved on the clock before the call
+	user, ip  string
+	stored    string
+	presented string
+	status    int   // wanted Decision.Status
+	runs      int64 // wanted BcryptRuns after the call
+}
+
+func runSteps(t *testing.T, p *Passwords, clk *testClock, steps []step) {
+	t.Helper()
+	for _, s := range steps {
+		clk.Advance(s.advance)
+		d := p.Verify(s.user, s.ip, s.stored, s.presented)
+		if d.Status != s.status || d.Allow != (s.status == http.StatusOK) {
+			t.Errorf("%s: Verify = allow %v status %d (%s), want status %d", s.name, d.Allow, d.Status, d.Reason, s.status)
+		}
+		if got := p.BcryptRuns(); got != s.runs {
+			t.Errorf("%s: BcryptRuns = %d, want %d", s.name, got, s.runs)
+		}
+	}
+}
+
+func TestVerifyPlaintextCache(t *testing.T) {
+	p, clk := newTestPasswords()
+	h1 := lowCostHash(t, testPassword)
+	h2 := lowCostHash(t, testPassword) // re-salted: same password, new hash
+	if h1 == h2 {
+		t.Fatal("two hashes of the same password are equal")
+	}
+	const ip = "203.0.113.9"
+	ok, no := http.StatusOK, http.StatusUnauthorized
+	runSteps(t, p, clk, []step{
+		{name: "FirstVerifiesWithBcrypt", user: "alice", ip: ip, stored: h1, presented: testPassword, status: ok, runs: 1},
+		{name: "SecondServedFromCache", user: "alice", ip: ip, stored: h1, presented: testPassword, status: ok, runs: 1},
+		{name: "OtherUserSameHashNotCached", user: "bob", ip: ip, stored: h1, presented: testPassword, status: ok, runs: 2},
+		{name: "WrongPasswordRunsBcrypt", user: "alice", ip: ip, stored: h1, presented: "wrong", status: no, runs: 3},
+		{name: "WrongPasswordNeverCached", user: "alice", ip: ip, stored: h1, presented: "wrong", status: no, runs: 4},
+		{name: "ResaltedHashIgnoresCache", user: "alice", ip: ip, stored: h2, presented: testPassword, status: ok, runs: 5},
+		{name: "OldHashAsPasswordDeniedAfterResalt", user: "alice", ip: ip, stored: h2, presented: h1, status: no, runs: 5},
+		{name: "CachedJustBeforeTTL", advance: p.CacheTTL - time.Second, user: "alice", ip: ip, stored: h2, presented: testPassword, status: ok, runs: 5},
+		{name: "ExpiredAfterTTL", advance: time.Second, user: "alice", ip: ip, stored: h2, presented: testPassword, status: ok, runs: 6},
+		{name: "CachedAgain", user: "alice", ip: ip, stored: h2, presented: testPassword, status: ok, runs: 6},
+	})
+	if got := p.CacheHits(); got != 3 {
+		t.Errorf("CacheHits = %d, want 3", got)
+	}
+}
+
+func TestVerifyPerIPLimit(t *testing.T) {
+	p, clk := newTestPasswords()
+	h := lowCostHash(t, testPassword)
+	const attacker, other = "198.51.100.1", "203.0.113.9"
+	no := http.StatusUnauthorized
+	var steps []step
+	for i := range p.IPMaxFailures {
+		steps = append(steps, step{name: fmt.Sprintf("WrongFromAttacker%d", i+1), user: "alice", ip: attacker, stored: h,
+			presented: fmt.Sprintf("guess-%d", i), status: no, runs: int64(i + 1)})
+	}
+	n := int64(p.IPMaxFailures)
+	steps = append(steps,
+		step{name: "NextFromAttackerRefusedWithoutBcrypt", user: "alice", ip: attacker, stored: h, presented: "guess-x", status: no, runs: n},
+		step{name: "CorrectFromAttackerRefusedWithoutBcrypt", user: "alice", ip: attacker, stored: h, presented: testPassword, status: no, runs: n},
+		step{name: "OtherUserFromAttackerRefused", user: "bob", ip: attacker, stored: h, presented: testPassword, status: no, runs: n},
+		step{name: "OtherIPStillVerifies", user: "alice", ip: other, stored: h, presented: "typo", status: no, runs: n + 1},
+		step{name: "StillBlockedJustBeforeIPBlock", advance: p.IPBlock - time.Second, user: "alice", ip: attacker, stored: h, presented: "guess-y", status: no, runs: n + 1},
+		step{name: "MayTryAgainAfterIPBlock", advance: time.Second, user: "alice", ip: attacker, stored: h, presented: "guess-z", status: no, runs: n + 2},
+		step{name: "NewWindowCountsAfresh", user: "alice", ip: attacker, stored: h, presented: "guess-zz", status: no, runs: n + 3},
+	)
+	runSteps(t, p, clk, steps)
+}
+
+func TestVerifyPerIPWindow(t *testing.T) {
+	p, clk := newTestPasswords()
+	h := lowCostHash(t, testPassword)
+	// Failures further apart than IPWindow never add up to a block. Distinct users keep
+	// the per-user limit out of it.
+	attempts := 3 * p.IPMaxFailures
+	for i := range attempts {
+		clk.Advance(p.IPWindow + time.Second)
+		if d := p.Verify(fmt.Sprintf("user%d", i), "198.51.100.1", h, "wrong"); d.Status != http.StatusUnauthorized {
+			t.Errorf("attempt %d: status %d, want 401", i, d.Status)
+		}
+	}
+	if got := p.BcryptRuns(); got != int64(attempts) {
+		t.Errorf("BcryptRuns = %d, want %d (every spaced-out failure verified)", got, attempts)
+	}
+}
+
+func TestVerifyPerUserBackoff(t *testing.T) {
+	p, clk := newTestPasswords()
+	h := lowCostHash(t, testPassword)
+	ipN := 0
+	freshIP := func() string { ipN++; return fmt.Sprintf("10.%d.%d.%d", ipN>>16&255, ipN>>8&255, ipN&255) }
+	verify := func(pw string) Decision { return p.Verify("alice", freshIP(), h, pw) }
+
+	// UserFreeFailures failures, each from its own address (well below the IP limit).
+	for i := range p.UserFreeFailures {
+		if d := verify(fmt.Sprintf("guess-%d", i)); d.Status != http.StatusUnauthorized {
+			t.Fatalf("free failure %d: status %d, want 401", i, d.Status)
+		}
+	}
+	if got, want := p.BcryptRuns(), int64(p.UserFreeFailures); got != want {
+		t.Fatalf("after the free failures BcryptRuns = %d, want %d", got, want)
+	}
+	// Each further failure doubles the refusal window, from 1 s up to UserMaxBackoff.
+	window := time.Second
+	for k := 1; window < p.UserMaxBackoff || k < 15; k++ {
+		runs := p.BcryptRuns()
+		if d := verify("guess"); d.Status != http.StatusUnauthorized {
+			t.Fatalf("failure %d over: status %d, want 401", k, d.Status)
+		}
+		if got := p.BcryptRuns(); got != runs+1 {
+			t.Fatalf("failure %d over: BcryptRuns = %d, want %d (not yet blocked)", k, got, runs+1)
+		}
+		want := min(window, p.UserMaxBackoff)
+		clk.Advance(want - time.Millisecond)
+		for _, pw := range []string{"guess", testPassword} {
+			if d := verify(pw); d.Status != http.StatusUnauthorized {
+				t.Fatalf("failure %d over, %v later: status %d, want 401 (blocked)", k, want-time.Millisecond, d.Status)
+			}
+		}
+		if got := p.BcryptRuns(); got != runs+1 {
+			t.Fatalf("failure %d over: bcrypt ran while blocked (%d runs, want %d)", k, got, runs+1)
+		}
+		clk.Advance(time.Millisecond)
+		window *= 2
+	}
+
+	// A success (once the window is over) resets the count: the next failures are free.
+	runs := p.BcryptRuns()
+	if d := verify(testPassword); !d.Allow {
+		t.Fatalf("correct password after the window: %+v, want allowed", d)
+	}
+	for i := range p.UserFreeFailures {
+		if d := verify("guess"); d.Status != http.StatusUnauthorized {
+			t.Fatalf("failure %d after reset: status %d", i, d.Status)
+		}
+	}
+	if got, want := p.BcryptRuns(), runs+1+int64(p.UserFreeFailures); got != want {
+		t.Errorf("after a success BcryptRuns = %d, want %d (count reset)", got, want)
+	}
+}
+
+func TestVerifyUserHardCap(t *testing.T) {
+	p, clk := newTestPasswords()
+	p.UserFreeFailures, p.UserHardCap, p.UserMaxBackoff = 2, 4, 10*time.Minute
+	h := lowCostHash(t, testPassword)
+	// An attacker tries every second for an hour, each time from a new address.
+	// Failures 1 and 2 are free, failure 3 blocks for 1 s, failure 4 reaches the cap
+	// and blocks for UserMaxBackoff rather than 2 s; after that one failure per
+	// UserMaxBackoff is verified: t = 0, 1, 2, 3, then 603, 1203, 1803, 2403, 3003.
+	const attempts = 3600
+	for i := range attempts {
+		if d := p.Verify("alice", fmt.Sprintf("10.0.%d.%d", i>>8, i&255), h, "guess"); d.Status != http.StatusUnauthorized {
+			t.Fatalf("attempt %d: status %d, want 401", i, d.Status)
+		}
+		clk.Advance(time.Second)
+	}
+	if got, want := p.BcryptRuns(), int64(9); got != want {
+		t.Errorf("BcryptRuns after %d attempts in an hour = %d, want %d", attempts, got, want)
+	}
+}
+
+// TestVerifyDistributedGuessing is T18: 1,000 addresses × 10 guesses on one user, one
+// guess every 100 ms, with the default limits.
+func TestVerifyDistributedGuessing(t *testing.T) {
+	clk := newTestClock()
+	p := NewPasswords()
+	p.Now = clk.Now
+	h := lowCostHash(t, testPassword)
+	denied := 0
+	for ip := range 1000 {
+		for range 10 {
+			if d := p.Verify("benw", fmt.Sprintf("10.1.%d.%d", ip>>8, ip&255), h, "guess"); d.Status == http.StatusUnauthorized {
+				denied++
+			}
+			clk.Advance(100 * time.Millisecond)
+		}
+	}
+	if denied != 10_000 {
+		t.Errorf("denied with 401: %d of 10000", denied)
+	}
+	// UserFreeFailures free failures, then one after each window of 1, 2, 4, …, 256 s;
+	// the 512 s window after the 20th failure outlasts the 1,000 s of the attack.
+	if got, want := p.BcryptRuns(), int64(p.UserFreeFailures+10); got != want {
+		t.Errorf("BcryptRuns = %d, want %d (NIST: at most 100)", got, want)
+	}
+}
+
+// TestVerifyClockJumps is T28: moving the clock back never lifts a block, and a jump
+// forward is just time passing (the next attempts are limited again).
+func TestVerifyClockJumps(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		back time.Duration
+	}{
+		{"BackOneHour", time.Hour},
+		{"BackOneDay", 24 * time.Hour},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, clk := newTestPasswords()
+			h := lowCostHash(t, testPassword)
+			const attacker = "198.51.100.1"
+			// Block the attacker's address and, from other addresses, user bob.
+			for i := range p.IPMaxFailures {
+				p.Verify("alice", attacker, h, fmt.Sprintf("guess-%d", i))
+			}
+			for i := range p.UserFreeFailures + 1 {
+				p.Verify("bob", fmt.Sprintf("10.2.0.%d", i), h, "guess")
+			}
+			runs := p.BcryptRuns()
+			if want := int64(p.IPMaxFailures + p.UserFreeFailures + 1); runs != want {
+				t.Fatalf("setup BcryptRuns = %d, want %d", runs, want)
+			}
+
+			clk.Advance(-tt.back)
+			for _, r := range []struct{ user, ip string }{{"alice", attacker}, {"bob", "10.2.1.1"}} {
+				for _, pw := range []string{"guess", testPassword} {
+					if d := p.Verify(r.user, r.ip, h, pw); d.Status != http.StatusUnauthorized {
+						t.Errorf("%s from %s after the jump back: status %d, want 401", r.user, r.ip, d.Status)
+					}
+				}
+			}
+			if got := p.BcryptRuns(); got != runs {
+				t.Errorf("BcryptRuns after the jump back = %d, want %d (blocks must hold)", got, runs)
+			}
+
+			// Back to where the clock was, plus IPBlock: a block of IPBlock is over.
+			clk.Advance(tt.back + p.IPBlock)
+			const flood = 100
+			for i := range flood {
+				p.Verify("carol", attacker, h, fmt.Sprintf("flood-%d", i))
+			}
+			if got, want := p.BcryptRuns(), runs+int64(p.IPMaxFailures); got != want {
+				t.Errorf("BcryptRuns after %d guesses once the block is over = %d, want %d", flood, got, want)
+			}
+		})
+	}
+}
+
+// TestVerifyConcurrencyBudget is T19: bcrypt never runs on more than GOMAXPROCS
+// goroutines, and the excess is refused with 503 at once instead of queueing.
+func TestVerifyConcurrencyBudget(t *testing.T) {
+	p, _ := newTestPasswords()
+	procs := runtime.GOMAXPROCS(0)
+	calls := max(50, procs+10)
+	var cur, peak atomic.Int64
+	entered := make(chan struct{}, calls)
+	release := make(chan struct{})
+	p.compare = func(hash, pw []byte) error {
+		n := cur.Add(1)
+		for {
+			old := peak.Load()
+			if n <= old || peak.CompareAndSwap(old, n) {
+				break
+			}
+		}
+		entered <- struct{}{}
+		<-release
+		cur.Add(-1)
+		return bcrypt.ErrMismatchedHashAndPassword
+	}
+	var releaseOnce sync.Once
+	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
+	results := make(chan Decision, calls)
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Go(func() {
+			results <- p.Verify(fmt.Sprintf("user%d", i), fmt.Sprintf("10.3.0.%d", i), testHash10, fmt.Sprintf("password-%d", i))
+		})
+	}
+	defer func() { releaseAll(); wg.Wait() }()
+
+	// The first procs callers hold the semaphore until released; everyone else must
+	// have an answer already.
+	ctx := t.Context()
+	for range procs {
+		select {
+		case <-entered:
+		case <-ctx.Done():
+			t.Fatal("bcrypt callers never entered compare")
+		}
+	}
+	busy := 0
+	for range calls - procs {
+		select {
+		case d := <-results:
+			if d.Status != http.StatusServiceUnavailable || d.Allow {
+				t.Errorf("excess call: allow %v status %d (%s), want 503", d.Allow, d.Status, d.Reason)
+			} else {
+				busy++
+			}
+		case <-ctx.Done():
+			t.Fatal("excess calls waited for bcrypt instead of failing fast")
+		}
+	}
+	if busy != calls-procs {
+		t.Errorf("503 answers while bcrypt was busy = %d, want %d", busy, calls-procs)
+	}
+	if got := peak.Load(); got > int64(procs) {
+		t.Errorf("peak concurrent bcrypt = %d, want ≤ GOMAXPROCS %d", got, procs)
+	}
+	if got := p.BcryptRuns(); got != int64(procs) {
+		t.Errorf("BcryptRuns = %d, want %d", got, procs)
+	}
+	releaseAll()
+	for range procs {
+		if d := <-results; d.Status != http.StatusUnauthorized {
+			t.Errorf("released call: status %d, want 401", d.Status)
+		}
+	}
+}
+
+func TestVerifyRateBucket(t *testing.T) {
+	p, clk := newTestPasswords()
+	p.RatePerSecond = 2
+	var compares atomic.Int64
+	p.compare = func(hash, pw []byte) error {
+		compares.Add(1)
+		return bcrypt.CompareHashAndPassword(hash, pw)
+	}
+	h := lowCostHash(t, testPassword)
+	for _, tt := range []struct {
+		name      string
+		advance   time.Duration
+		user, ip  string
+		presented string
+		status    int
+		compares  int64
+	}{
+		{"FirstTokenAlice", 0, "alice", "10.4.0.1", testPassword, http.StatusOK, 1},
+		{"SecondTokenBob", 0, "bob", "10.4.0.2", "bob-guess", http.StatusUnauthorized, 2},
+		{"ThirdRefusedWithoutCompare", 0, "carol", "10.4.0.3", "carol-guess", http.StatusServiceUnavailable, 2},
+		{"CachedSuccessNeedsNoToken", 0, "alice", "10.4.0.1", testPassword, http.StatusOK, 2},
+		{"ExactHashNeedsNoToken", 0, "dave", "10.4.0.4", h, http.StatusOK, 2},
+		{"HalfSecondRefillsOne", 500 * time.Millisecond, "carol", "10.4.0.3", "carol-guess", http.StatusUnauthorized, 3},
+		{"EmptyAgain", 0, "erin", "10.4.0.5", "erin-guess", http.StatusServiceUnavailable, 3},
+	} {
+		clk.Advance(tt.advance)
+		d := p.Verify(tt.user, tt.ip, h, tt.presented)
+		if d.Status != tt.status {
+			t.Errorf("%s: status %d (%s), want %d", tt.name, d.Status, d.Reason, tt.status)
+		}
+		if got := compares.Load(); got != tt.compares {
+			t.Errorf("%s: compare calls = %d, want %d", tt.name, got, tt.compares)
+		}
+	}
+}
+
+// TestVerifyLoadOneIP is issue 3's requirement: 10,000 wrong passwords for alice from
+// one address cost at most IPMaxFailures bcrypt runs, and alice still gets in from
+// her own address. The hash is a real cost-10 one.
+func TestVerifyLoadOneIP(t *testing.T) {
+	t.Parallel()
+	clk := newTestClock()
+	p := NewPasswords()
+	p.Now = clk.Now
+	status := map[int]int{}
+	for i := range 10_000 {
+		d := p.Verify("alice", "198.51.100.1", testHash10, fmt.Sprintf("guess-%05d", i))
+		status[d.Status]++
+		if d.Allow {
+			t.Fatalf("guess %d allowed", i)
+		}
+	}
+	if status[http.StatusUnauthorized] != 10_000 {
+		t.Errorf("statuses = %v, want 10000 × 401", status)
+	}
+	if got := p.BcryptRuns(); got > int64(p.IPMaxFailures) {
+		t.Errorf("BcryptRuns = %d, want ≤ %d", got, p.IPMaxFailures)
+	}
+	runs := p.BcryptRuns()
+	if d := p.Verify("alice", "203.0.113.9", testHash10, testPassword); !d.Allow || d.Status != http.StatusOK {
+		t.Errorf("alice's correct password from her address: %+v, want allowed", d)
+	}
+	if got := p.BcryptRuns(); got != runs+1 {
+		t.Errorf("BcryptRuns = %d, want %d", got, runs+1)
+	}
+}
