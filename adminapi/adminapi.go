@@ -138,7 +138,9 @@ type userView struct {
 	HLSURL      string     `json:"hls_url"`
 }
 
-func (a *api) hls(name string) string { return strings.TrimRight(a.opts.HLSURL, "/") + "/live/" + name + "/index.m3u8" }
+func (a *api) hls(name string) string {
+	return strings.TrimRight(a.opts.HLSURL, "/") + "/live/" + name + "/index.m3u8"
+}
 
 func (a *api) view(u store.User) userView {
 	v := userView{Name: u.Name, Active: u.Active, HasPassword: u.HasPassword, CreatedAt: u.CreatedAt, HLSURL: a.hls(u.Name)}

@@ -123,7 +123,7 @@ func (db *DB) queryLive(ctx context.Context, where string, args ...any) ([]LiveS
 	var out []LiveState
 	for rows.Next() {
 		var (
-			l     LiveState
+			l      LiveState
 			keyID  sql.NullInt64
 			digest []byte
 			since  int64
