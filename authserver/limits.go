@@ -35,13 +35,15 @@ type Passwords struct {
 	IPWindow      time.Duration
 	IPBlock       time.Duration
 	// UserFreeFailures consecutive failures of one user are free; each further failure
-	// doubles a refusal window from 1 s up to UserMaxBackoff; after UserHardCap
-	// consecutive failures the user's password is refused for UserMaxBackoff at a time.
-	// Defaults 10, 15 min, 100 (NIST SP 800-63B §5.2.2). A success resets the count.
-	// None of this touches the user's stream keys.
+	// doubles a refusal window from 1 s up to UserMaxBackoff; at UserHardCap consecutive
+	// failures the user's password is refused for UserHardCapLock (or until a new
+	// password is set, which changes the stored hash). Defaults 10, 15 min, 100 (NIST SP
+	// 800-63B §5.2.2), 24 h. A success resets the count. None of this touches the user's
+	// stream keys.
 	UserFreeFailures int
 	UserMaxBackoff   time.Duration
 	UserHardCap      int
+	UserHardCapLock  time.Duration
 	// RatePerSecond bounds bcrypt runs per second (burst of the same size).
 	// Default 10 per GOMAXPROCS.
 	RatePerSecond int
@@ -77,6 +79,7 @@ type ipState struct {
 type userState struct {
 	fails        int
 	blockedUntil time.Time
+	hash         string // the stored hash the failures were against
 }
 
 // maxTracked bounds each map; beyond it expired entries are swept, then the map is reset.
@@ -93,6 +96,7 @@ func NewPasswords() *Passwords {
 		UserFreeFailures: 10,
 		UserMaxBackoff:   15 * time.Minute,
 		UserHardCap:      100,
+		UserHardCapLock:  24 * time.Hour,
 		RatePerSecond:    10 * n,
 		Now:              time.Now,
 		compare:          bcrypt.CompareHashAndPassword,
@@ -119,23 +123,32 @@ func (p *Passwords) Verify(user, ip, storedHash, presented string) Decision {
 		return deny(http.StatusUnauthorized, "missing password")
 	case len(presented) > store.MaxPasswordBytes:
 		return deny(http.StatusUnauthorized, "password too long")
-	case store.IsHashShaped(presented):
-		// Hash as password (ScaleEngine): exact, constant-time, no bcrypt ever.
+	}
+	now := p.Now()
+	if store.IsHashShaped(presented) {
+		// Hash as password (ScaleEngine): exact, constant-time, no bcrypt ever; limited
+		// like a password.
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if reason := p.blocked(user, ip, storedHash, now); reason != "" {
+			return deny(http.StatusUnauthorized, reason)
+		}
 		if subtle.ConstantTimeCompare([]byte(presented), []byte(storedHash)) == 1 {
+			delete(p.users, user)
 			return Decision{Allow: true, Status: http.StatusOK, Reason: "password hash"}
 		}
+		p.fail(user, ip, storedHash, now)
 		return deny(http.StatusUnauthorized, "wrong password hash")
 	}
 
 	ck := cacheKey(user, presented)
-	now := p.Now()
 	p.mu.Lock()
 	if e, ok := p.cache[ck]; ok && e.hash == storedHash && now.Before(e.expires) {
 		p.mu.Unlock()
 		p.hits.Add(1)
 		return Decision{Allow: true, Status: http.StatusOK, Reason: "password (cached)"}
 	}
-	if reason := p.blocked(user, ip, now); reason != "" {
+	if reason := p.blocked(user, ip, storedHash, now); reason != "" {
 		p.mu.Unlock()
 		return deny(http.StatusUnauthorized, reason)
 	}
@@ -161,7 +174,7 @@ func (p *Passwords) Verify(user, ip, storedHash, presented string) Decision {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err != nil {
-		p.fail(user, ip, now)
+		p.fail(user, ip, storedHash, now)
 		return deny(http.StatusUnauthorized, "wrong password")
 	}
 	delete(p.users, user)
@@ -183,18 +196,22 @@ func cacheKey(user, pw string) [32]byte {
 }
 
 // blocked returns a reason when ip or user may not try a password now. p.mu is held.
-func (p *Passwords) blocked(user, ip string, now time.Time) string {
+func (p *Passwords) blocked(user, ip, storedHash string, now time.Time) string {
 	if s := p.ips[ip]; s != nil && now.Before(s.blockedUntil) {
 		return "too many failures from this address"
 	}
-	if s := p.users[user]; s != nil && now.Before(s.blockedUntil) {
-		return "too many failures for this user"
+	if s := p.users[user]; s != nil {
+		if s.hash != storedHash {
+			delete(p.users, user) // a new password was set: start over
+		} else if now.Before(s.blockedUntil) {
+			return "too many failures for this user"
+		}
 	}
 	return ""
 }
 
 // fail records a verified failure. p.mu is held.
-func (p *Passwords) fail(user, ip string, now time.Time) {
+func (p *Passwords) fail(user, ip, storedHash string, now time.Time) {
 	if len(p.ips) >= maxTracked {
 		sweep(p.ips, func(s *ipState) bool { return now.After(s.blockedUntil) && now.Sub(s.windowStart) > p.IPWindow })
 	}
@@ -212,14 +229,14 @@ func (p *Passwords) fail(user, ip string, now time.Time) {
 		sweep(p.users, func(s *userState) bool { return now.After(s.blockedUntil) })
 	}
 	us := p.users[user]
-	if us == nil {
-		us = &userState{}
+	if us == nil || us.hash != storedHash {
+		us = &userState{hash: storedHash}
 		p.users[user] = us
 	}
 	us.fails++
 	switch over := us.fails - p.UserFreeFailures; {
 	case us.fails >= p.UserHardCap:
-		us.blockedUntil = now.Add(p.UserMaxBackoff)
+		us.blockedUntil = now.Add(p.UserHardCapLock)
 	case over > 0:
 		backoff := time.Second << min(over-1, 20)
 		us.blockedUntil = now.Add(min(backoff, p.UserMaxBackoff))
@@ -235,6 +252,8 @@ func (p *Passwords) takeToken(now time.Time) bool {
 	if el := now.Sub(p.lastFill).Seconds(); el > 0 {
 		p.tokens = min(rate, p.tokens+el*rate)
 		p.lastFill = now
+	} else if el < 0 {
+		p.lastFill = now // the clock went back: refill from here, never stall
 	}
 	if p.tokens < 1 {
 		return false

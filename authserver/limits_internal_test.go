@@ -296,9 +296,8 @@ func TestVerifyUserHardCap(t *testing.T) {
 	p.UserFreeFailures, p.UserHardCap, p.UserMaxBackoff = 2, 4, 10*time.Minute
 	h := lowCostHash(t, testPassword)
 	// An attacker tries every second for an hour, each time from a new address.
-	// Failures 1 and 2 are free, failure 3 blocks for 1 s, failure 4 reaches the cap
-	// and blocks for UserMaxBackoff rather than 2 s; after that one failure per
-	// UserMaxBackoff is verified: t = 0, 1, 2, 3, then 603, 1203, 1803, 2403, 3003.
+	// Failures 1 and 2 are free, failure 3 blocks for 1 s, failure 4 reaches the cap and
+	// locks the password for UserHardCapLock (24 h): no verification after t = 3.
 	const attempts = 3600
 	for i := range attempts {
 		if d := p.Verify("alice", fmt.Sprintf("10.0.%d.%d", i>>8, i&255), h, "guess"); d.Status != http.StatusUnauthorized {
@@ -306,8 +305,13 @@ func TestVerifyUserHardCap(t *testing.T) {
 		}
 		clk.Advance(time.Second)
 	}
-	if got, want := p.BcryptRuns(), int64(9); got != want {
-		t.Errorf("BcryptRuns after %d attempts in an hour = %d, want %d", attempts, got, want)
+	if got, want := p.BcryptRuns(), int64(4); got != want {
+		t.Errorf("BcryptRuns after %d attempts in an hour = %d, want %d (the hard cap)", attempts, got, want)
+	}
+	// The lock lifts when the operator sets a new password (a new stored hash).
+	h2 := lowCostHash(t, testPassword)
+	if d := p.Verify("alice", "10.9.9.9", h2, testPassword); !d.Allow {
+		t.Errorf("after a new password: %+v, want allowed", d)
 	}
 }
 
@@ -525,5 +529,27 @@ func TestVerifyLoadOneIP(t *testing.T) {
 	}
 	if got := p.BcryptRuns(); got != runs+1 {
 		t.Errorf("BcryptRuns = %d, want %d", got, runs+1)
+	}
+}
+
+// TestVerifyHashGuessesLimited: wrong hashes count as failures like wrong passwords, and
+// an address blocked for them cannot present even the right hash (threats §3.3 item 6).
+func TestVerifyHashGuessesLimited(t *testing.T) {
+	p, _ := newTestPasswords()
+	h := lowCostHash(t, testPassword)
+	wrong := h[:len(h)-1] + map[bool]string{true: "a", false: "b"}[h[len(h)-1] != 'a']
+	for i := range p.IPMaxFailures {
+		if d := p.Verify("alice", "198.51.100.1", h, wrong); d.Allow {
+			t.Fatalf("wrong hash %d allowed", i)
+		}
+	}
+	if d := p.Verify("alice", "198.51.100.1", h, h); d.Allow {
+		t.Error("blocked address allowed with the right hash")
+	}
+	if d := p.Verify("alice", "203.0.113.9", h, h); !d.Allow {
+		t.Errorf("right hash from another address: %+v, want allowed", d)
+	}
+	if got := p.BcryptRuns(); got != 0 {
+		t.Errorf("BcryptRuns = %d, want 0: hashes never reach bcrypt", got)
 	}
 }

@@ -191,6 +191,9 @@ type stack struct {
 type stackOptions struct {
 	// config is the MediaMTX configuration file; default the shipped mediamtx.yml.
 	config string
+	// args and env are added to `stagedoor run`'s.
+	args []string
+	env  []string
 }
 
 func startStack(t testing.TB, opts stackOptions) *stack {
@@ -227,11 +230,13 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 		"--rtmp-addr", fmt.Sprintf("127.0.0.1:%d", s.rtmp),
 		"--mediamtx-rtmp", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 	)
+	s.cmd.Args = append(s.cmd.Args, opts.args...)
 	s.cmd.Env = append(os.Environ(),
 		fmt.Sprintf("MTX_HLSADDRESS=127.0.0.1:%d", s.hls),
 		"STAGEDOOR_RELAY_PASSWORD="+s.relayPass,
 	)
 	s.cmd.Env = append(s.cmd.Env, mediamtxPorts(t, s.rtsp, s.srt, s.webrtc)...)
+	s.cmd.Env = append(s.cmd.Env, opts.env...)
 	lw := &logWriter{t: t, prefix: "[stack]"}
 	s.cmd.Stdout = io.MultiWriter(s.out, lw)
 	s.cmd.Stderr = io.MultiWriter(s.out, lw)

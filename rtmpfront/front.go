@@ -232,12 +232,12 @@ func appBase(tcURL string) (string, bool) {
 // tcURL + "/" + stream and parses that, and encoders split one-field URLs at a "/" of
 // their choosing (a bcrypt hash contains "/"), so the joined string is the truth:
 //   - ".../live/NAME?QUERY": the name is in the path; publish "NAME?QUERY";
-//   - ".../live?user=U&pass=P/NAME" (ScaleEngine): the name is the tail of pass. A bcrypt
-//     hash is always 60 characters, so a hash-shaped pass is split by length, a plaintext
-//     one at its last "/" (names never contain one). Publish "NAME?user=U&pass=P";
-//   - ".../live?key=K/NAME": keys never contain "/". Publish "NAME?key=K".
+//   - ".../live?QUERY/NAME" (ScaleEngine): stream names never contain "/", so the name
+//     is what follows the last "/" of the query, whatever "/" the password or its bcrypt
+//     hash contains; the query must carry user and pass, or key. Publish "NAME?QUERY".
 //
-// It returns ok=false when the joined URL is none of these.
+// The query is passed on byte for byte, for MediaMTX to decode. It returns ok=false when
+// the joined URL is none of these.
 func RoutableName(tcURL, stream string) (string, bool) {
 	full := tcURL
 	if stream != "" && stream[0] != '?' {
@@ -254,30 +254,22 @@ func RoutableName(tcURL, stream string) (string, bool) {
 	case len(segs) != 1 || segs[0] == "":
 		return "", false
 	}
-	q := u.Query()
-	if k := q.Get("key"); k != "" {
-		key, name, ok := strings.Cut(k, "/")
-		if !ok || !validName(name) {
-			return "", false
-		}
-		return name + "?key=" + url.QueryEscape(key), true
-	}
-	user, pass := q.Get("user"), q.Get("pass")
-	if user == "" || pass == "" {
+	i := strings.LastIndexByte(u.RawQuery, '/')
+	if i < 0 {
 		return "", false
 	}
-	var secret, name string
-	if len(pass) > 61 && store.IsHashShaped(pass[:60]) && pass[60] == '/' {
-		secret, name = pass[:60], pass[61:]
-	} else if i := strings.LastIndexByte(pass, '/'); i > 0 {
-		secret, name = pass[:i], pass[i+1:]
-	} else {
+	query, name := u.RawQuery[:i], u.RawQuery[i+1:]
+	q, err := url.ParseQuery(query)
+	if err != nil || !validName(name) {
 		return "", false
 	}
-	if !validName(name) {
+	switch key := q.Get("key"); {
+	case key != "" && !store.IsKey(key):
+		return "", false
+	case key == "" && (q.Get("user") == "" || q.Get("pass") == ""):
 		return "", false
 	}
-	return name + "?user=" + url.QueryEscape(user) + "&pass=" + url.QueryEscape(secret), true
+	return name + "?" + query, true
 }
 
 func validName(name string) bool { return name != "" && !strings.ContainsAny(name, "/?#") }
