@@ -345,9 +345,10 @@ func (s *stack) rtmpURL(path string) string {
 
 // publisher is an ffmpeg encoder standing in for OBS.
 type publisher struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan error
+	cmd    *exec.Cmd
+	out    *syncBuffer
+	exited chan struct{} // closed when ffmpeg has exited; err is then set
+	err    error
 }
 
 // publish starts ffmpeg sending a test pattern with video and audio to an RTMP url.
@@ -374,29 +375,34 @@ func (s *stack) publishWith(format string, args ...string) *publisher {
 // startFFmpeg runs ffmpeg with args in its own process group; it is stopped at cleanup.
 func startFFmpeg(t testing.TB, ffmpeg string, args ...string) *publisher {
 	t.Helper()
-	p := &publisher{out: &syncBuffer{}, done: make(chan error, 1)}
+	p := &publisher{out: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(ffmpeg, append([]string{"-hide_banner", "-nostats", "-loglevel", "error"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.done <- p.cmd.Wait() }()
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
 	t.Cleanup(p.stop)
 	return p
 }
 
 // stop ends the publisher as OBS's "Stop Streaming" would.
 func (p *publisher) stop() {
-	if p.cmd.ProcessState != nil {
+	select {
+	case <-p.exited:
 		return
+	default:
 	}
 	_ = p.cmd.Process.Signal(os.Interrupt)
 	select {
-	case <-p.done:
+	case <-p.exited:
 	case <-time.After(10 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-p.done
+		<-p.exited
 	}
 }
 
@@ -405,9 +411,8 @@ func (p *publisher) stop() {
 func (p *publisher) refused(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	select {
-	case err := <-p.done:
-		p.done <- err
-		if err == nil {
+	case <-p.exited:
+		if p.err == nil {
 			t.Errorf("publisher exited with status 0, want a refusal")
 		}
 	case <-time.After(timeout):
