@@ -79,7 +79,9 @@ func BenchmarkAuthHTTP(b *testing.B) {
 		_, _ = io.Copy(io.Discard, c.Request.Body)
 		c.Status(http.StatusNoContent)
 	})
-	ours := authserver.NewHandler(quiet, db, authserver.Options{})
+	// As the service runs it: lookups cached until the policy generation changes.
+	ours := authserver.NewHandler(quiet, authserver.NewCachedCredentials(db), authserver.Options{})
+	uncached := authserver.NewHandler(quiet, db, authserver.Options{})
 	cases := []struct {
 		name    string
 		handler http.Handler
@@ -87,6 +89,7 @@ func BenchmarkAuthHTTP(b *testing.B) {
 	}{
 		{"Baseline", bare, benchBody("publish", "live/"+key, "rtmp")},
 		{"ValidKeyPublish", ours, benchBody("publish", "live/"+key, "rtmp")},
+		{"ValidKeyPublishNoCache", uncached, benchBody("publish", "live/"+key, "rtmp")},
 		{"WrongKeyPublish", ours, benchBody("publish", "live/"+store.NewKey(), "rtmp")},
 		{"PublicRead", ours, benchBody("read", "live/benw", "hls")},
 		{"KeyPathRead", ours, benchBody("read", "live/"+key, "hls")},

@@ -301,6 +301,7 @@ func (s *stack) waitReady() {
 func (s *stack) cli(args ...string) (string, string, error) {
 	cmd := exec.Command(s.bin, append(args, "--db", s.db)...)
 	cmd.Env = append(os.Environ(),
+		fmt.Sprintf("STAGEDOOR_INTERNAL_ADDR=127.0.0.1:%d", s.internal),
 		fmt.Sprintf("STAGEDOOR_HLS_URL=http://127.0.0.1:%d", s.hls),
 		fmt.Sprintf("STAGEDOOR_RTMP_URL=rtmp://127.0.0.1:%d/live", s.rtmp),
 		fmt.Sprintf("STAGEDOOR_SRT_URL=srt://127.0.0.1:%d", s.srt),

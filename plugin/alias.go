@@ -74,6 +74,9 @@ type Manager struct {
 	PolicyPoll time.Duration
 	// OnKick, if set, is told of every kick (audit, metrics). It must not block.
 	OnKick func(Kick)
+	// OnPolicyChange, if set, is called when the policy generation changes, before the
+	// enforcing reconcile (the auth cache is dropped there).
+	OnPolicyChange func()
 
 	mu      sync.Mutex // serialises every change to state and aliases
 	trigger chan struct{}
@@ -256,6 +259,9 @@ func (m *Manager) Run(ctx context.Context, interval time.Duration) {
 					continue
 				}
 				gen = g
+				if m.OnPolicyChange != nil {
+					m.OnPolicyChange()
+				}
 				next.Stop()
 				break idle // a credential may have been revoked: enforce now
 			case <-m.trigger:

@@ -42,6 +42,7 @@ func cmdKey(ctx context.Context, args []string, getenv func(string) string, stdo
 		if err != nil {
 			return err
 		}
+		c.notify(ctx)
 		if c.json {
 			return writeJSON(stdout, map[string]string{"stream_key": k.StreamKey, "fingerprint": k.Fingerprint, "label": k.Label})
 		}
@@ -95,6 +96,7 @@ func cmdKey(ctx context.Context, args []string, getenv func(string) string, stdo
 		if err := db.RevokeKey(ctx, pos[0], pos[1], rev); err != nil {
 			return err
 		}
+		c.notify(ctx)
 		if c.json {
 			return writeJSON(stdout, map[string]any{"name": pos[0], "fingerprint": pos[1], "revoked": true, "keep_live": rev.KeepLive})
 		}
@@ -120,12 +122,14 @@ func cmdKey(ctx context.Context, args []string, getenv func(string) string, stdo
 			if err != nil {
 				return err
 			}
+			c.notify(ctx)
 			return printNewKey(stdout, c, "New stream key for", name, k.StreamKey, k.Fingerprint)
 		}
 		ks, err := db.ResetAllKeys(ctx, rev)
 		if err != nil {
 			return err
 		}
+		c.notify(ctx)
 		out := make([]map[string]string, 0, len(ks))
 		for _, k := range ks {
 			out = append(out, map[string]string{"name": k.UserName, "stream_key": k.StreamKey, "fingerprint": k.Fingerprint})

@@ -20,6 +20,7 @@ import (
 	"github.com/stagedoor/stagedoor/plugin"
 	"github.com/stagedoor/stagedoor/rtmpfront"
 	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor/web"
 	"github.com/stagedoor/stagedoor/webhook"
 )
 
@@ -89,6 +90,12 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 	api := &plugin.MediaMTX{BaseURL: cfg.mediamtxAPI, User: adminUser, Password: sec.admin}
 	mgr := plugin.NewManager(logger, db, api, plugin.Relay{User: relayUser, Password: sec.relay, RTSPAddress: cfg.mediamtxRTSP})
 	passwords := authserver.NewPasswords()
+	creds := authserver.NewCachedCredentials(db)
+	mgr.OnPolicyChange = creds.Invalidate
+	policyChanged := func() {
+		creds.Invalidate()
+		mgr.Kick()
+	}
 	rec := audit.NewRecorder(db, logger, 8192)
 	rec.Retention = cfg.auditRetention
 	met := newMetrics(db, passwords, rec)
@@ -107,7 +114,7 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 	}
 
 	internal := http.NewServeMux()
-	internal.Handle("POST /mediamtx/auth", authserver.NewHandler(logger, db, authserver.Options{
+	internal.Handle("POST /mediamtx/auth", authserver.NewHandler(logger, creds, authserver.Options{
 		Policy: authserver.Policy{
 			PublicReadProtocols: cfg.publicReadProtocols(),
 			Relay:               authserver.Secret{User: relayUser, Password: sec.relay},
@@ -123,13 +130,33 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 	}))
 	internal.Handle("POST /internal/hook", plugin.NewHookHandler(logger, sec.hook, mgr))
 	internal.Handle("GET /healthz", authserver.HealthHandler(db))
+	// The CLI calls this after a change (ban, key, password, stream) so that the auth
+	// cache never answers from before it; it carries no data, so it needs no secret.
+	internal.HandleFunc("POST /internal/policy-changed", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Origin") != "" {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		policyChanged()
+		w.WriteHeader(http.StatusNoContent)
+	})
 	internal.Handle("GET /metrics", promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{}))
+	pages, err := web.NewHandler(logger, db, cfg.urls.hls)
+	if err != nil {
+		_ = db.Close()
+		return nil, usageError(err.Error())
+	}
 	public := http.NewServeMux()
 	public.Handle("/api/v1/admin/", adminapi.NewHandler(logger, db, adminapi.Options{
 		Token: sec.adminToken, RTMPURL: cfg.urls.rtmp, HLSURL: cfg.urls.hls,
-		OnChange: mgr.Kick, OnAudit: rec.Record,
+		OnChange: policyChanged, OnAudit: rec.Record,
 	}))
 	public.Handle("/", authserver.NewPublicHandler(logger, db, cfg.urls.hls))
+	// Channel pages (issue 7). These patterns are more specific than "/" and match no
+	// /api/ path, so the status API and the admin API keep their routes.
+	public.Handle("GET /{$}", pages)
+	public.Handle("GET /{name}", pages)
+	public.Handle("GET /static/", pages)
 
 	svc := &service{logger: logger, db: db, manager: mgr, errc: make(chan error, 3)}
 	for _, l := range []struct {

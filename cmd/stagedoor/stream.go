@@ -98,6 +98,7 @@ func cmdPasswd(ctx context.Context, c *cliFlags, pos []string, stdin io.Reader, 
 	if err := db.SetPasswordHash(ctx, name, hash); err != nil {
 		return err
 	}
+	c.notify(ctx)
 	streams, err := db.Streams(ctx, name)
 	if err != nil {
 		return err
@@ -156,6 +157,7 @@ func cmdStream(ctx context.Context, args []string, getenv func(string) string, s
 		if err != nil {
 			return err
 		}
+		c.notify(ctx)
 		secret := s.PasswordHash
 		if secret == "" {
 			secret = "<password>"
@@ -231,6 +233,7 @@ func cmdStream(ctx context.Context, args []string, getenv func(string) string, s
 		if err := db.DeleteStream(ctx, name); err != nil {
 			return err
 		}
+		c.notify(ctx)
 		if c.json {
 			return writeJSON(stdout, map[string]any{"name": name, "removed": true})
 		}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"text/tabwriter"
 	"time"
 
@@ -17,6 +18,8 @@ type cliFlags struct {
 	db   string
 	json bool
 	urls urls
+	// internal is the running service's internal address, told about policy changes.
+	internal string
 	// user passwd
 	password string
 	cost     int
@@ -31,13 +34,29 @@ func newCLIFlags(name string, getenv func(string) string, stderr io.Writer) (*fl
 	c := &cliFlags{}
 	dbVar(fs, &c.db, getenv)
 	fs.BoolVar(&c.json, "json", false, "machine-readable output")
+	fs.StringVar(&c.internal, "internal-addr", envOr(getenv, envInternalAddr, "127.0.0.1:9090"),
+		"the running service's internal address, told at once about bans and key changes (env "+envInternalAddr+")")
 	c.urls.register(fs, getenv)
 	return fs, c
 }
 
-// openExisting opens the database for an admin command; it refuses to create one
-// on a typo'd path unless the command creates users.
 func (c *cliFlags) open(ctx context.Context) (*store.DB, error) { return store.Open(ctx, c.db) }
+
+// notify tells a running service that credentials changed, so that its auth cache drops
+// what it knew and live streams are re-checked before this command returns. It is best
+// effort: with no service running there is nothing to tell, and a service that cannot be
+// reached notices the change itself within 250 ms.
+func (c *cliFlags) notify(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.internal+"/internal/policy-changed", nil)
+	if err != nil {
+		return
+	}
+	if res, err := http.DefaultClient.Do(req); err == nil {
+		res.Body.Close()
+	}
+}
 
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
@@ -105,6 +124,7 @@ func cmdUser(ctx context.Context, args []string, getenv func(string) string, std
 		if err := db.SetActive(ctx, name, sub == "unban"); err != nil {
 			return err
 		}
+		c.notify(ctx)
 		if c.json {
 			return writeJSON(stdout, map[string]any{"name": name, "active": sub == "unban"})
 		}

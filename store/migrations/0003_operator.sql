@@ -52,6 +52,11 @@ CREATE TRIGGER keys_insert_policy AFTER INSERT ON stream_keys
 	BEGIN UPDATE policy_generation SET value = value + 1 WHERE id = 1; END;
 CREATE TRIGGER streams_delete_policy AFTER DELETE ON streams
 	BEGIN UPDATE policy_generation SET value = value + 1 WHERE id = 1; END;
+-- Inserts too: the auth path caches "no such stream" and "no such key" answers.
+CREATE TRIGGER streams_insert_policy AFTER INSERT ON streams
+	BEGIN UPDATE policy_generation SET value = value + 1 WHERE id = 1; END;
+CREATE TRIGGER users_insert_policy AFTER INSERT ON users
+	BEGIN UPDATE policy_generation SET value = value + 1 WHERE id = 1; END;
 
 -- The digest of the key a direct-ingest stream (live/<name>?key=…) used, so that revoking
 -- that key can kick it too. Key-path streams carry the key in their path.
