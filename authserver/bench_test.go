@@ -141,7 +141,10 @@ func (l *latencies) add(d time.Duration) {
 	l.mu.Unlock()
 }
 
-func (l *latencies) report(b *testing.B) {
+func (l *latencies) report(b *testing.B) { l.reportN(b, b.N, b.Elapsed()) }
+
+// reportN reports p50, p99 and the rate of n calls made in elapsed.
+func (l *latencies) reportN(b *testing.B, n int, elapsed time.Duration) {
 	if len(l.d) == 0 {
 		return
 	}
@@ -149,5 +152,5 @@ func (l *latencies) report(b *testing.B) {
 	pct := func(p float64) float64 { return float64(l.d[int(p*float64(len(l.d)-1))].Microseconds()) }
 	b.ReportMetric(pct(0.50), "p50_us")
 	b.ReportMetric(pct(0.99), "p99_us")
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+	b.ReportMetric(float64(n)/elapsed.Seconds(), "req/s")
 }

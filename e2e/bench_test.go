@@ -35,7 +35,7 @@ var (
 
 // benchSource encodes a 3-minute H.264 + AAC test source once, so that publishers can
 // send it with -c copy and cost (almost) nothing next to MediaMTX.
-func benchSource(b *testing.B, ffmpeg string) string {
+func benchSource(b testing.TB, ffmpeg string) string {
 	b.Helper()
 	sourceOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "stagedoor-bench-src")

@@ -9,12 +9,14 @@ streams=${STAGEDOOR_BENCH_STREAMS:-1,5,10,25}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-micro_cmd="go test -run '^\$' -bench . -benchmem -count $count ./authserver/ ./store/"
-alias_cmd="STAGEDOOR_BENCH_STREAMS=$streams go test -run '^\$' -bench BenchmarkAliasCost -benchtime 1x -count 1 -timeout 60m ./e2e/"
-echo "bench: $micro_cmd" >&2
-eval "$micro_cmd" | tee "$out/micro.txt" >&2
-echo "bench: $alias_cmd" >&2
-eval "$alias_cmd" 2>&1 | grep -v '\[stack\]\|\[mediamtx\]' | tee "$out/alias.txt" >&2
+micro_cmd="go test -run '^\$' -bench '^Benchmark(AuthHTTP|Decide|UserByKeyDigest|ResetAllKeys10k)\$' -benchmem -count $count ./authserver/ ./store/"
+storm_cmd="go test -run '^\$' -bench '^BenchmarkReconnectStorm\$' -benchtime 1x -count $count ./authserver/"
+e2e_cmd="STAGEDOOR_BENCH_STREAMS=$streams go test -run '^\$' -bench '^Benchmark(TimeToPlayback|ControlLatency|AliasCost)\$' -benchtime 1x -count 1 -timeout 60m ./e2e/"
+for c in micro storm e2e; do
+	cmd_var="${c}_cmd"
+	echo "bench: ${!cmd_var}" >&2
+	eval "${!cmd_var}" 2>&1 | grep -v '\[stack\]\|\[mediamtx\]' | tee "$out/$c.txt" >&2
+done
 
 {
 	cat <<HEAD
@@ -27,10 +29,11 @@ every comparison is against a baseline measured in the same run on the same mach
 - $(go version); MediaMTX $(bin/mediamtx --version 2>&1 | grep -m1 -o "v[0-9.]*"); $(ffmpeg -version | head -1 | cut -d' ' -f1-3)
 - Commands:
   - \`$micro_cmd\`
-  - \`$alias_cmd\`
+  - \`$storm_cmd\`
+  - \`$e2e_cmd\`
 
 HEAD
-	go run ./scripts/benchreport "$out/micro.txt" "$out/alias.txt"
+	go run ./scripts/benchreport "$out/micro.txt" "$out/storm.txt" "$out/e2e.txt"
 	cat scripts/benchmarks-notes.md
 } > BENCHMARKS.md
 echo "bench: wrote BENCHMARKS.md" >&2

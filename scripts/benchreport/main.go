@@ -85,8 +85,62 @@ func main() {
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
 	authHTTP(w, res, order)
+	storm(w, res, order)
+	playback(w, res)
 	aliasCost(w, res, order)
+	control(w, res)
 	micro(w, res, order)
+}
+
+// storm: P2, bcrypt runs, rate and p99 of the reconnect storm and the wrong-key flood.
+func storm(w io.Writer, res map[string]result, order []string) {
+	fmt.Fprintln(w, "### P2 reconnect storm and wrong-key flood (one address, one call at a time)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| case | bcrypt runs | req/s | p50 (µs) | p99 (µs) | runs |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, name := range order {
+		c, ok := strings.CutPrefix(name, "BenchmarkReconnectStorm/")
+		if !ok {
+			continue
+		}
+		r := res[name]
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %d |\n", c, fmtNum(median(r["bcrypt_runs"])), fmtNum(median(r["req/s"])),
+			fmtNum(median(r["p50_us"])), fmtNum(median(r["p99_us"])), len(r["req/s"]))
+	}
+	fmt.Fprintln(w)
+}
+
+// playback: P3, publisher start to the first segment in the public playlist.
+func playback(w io.Writer, res map[string]result) {
+	a, d := res["BenchmarkTimeToPlayback/alias"], res["BenchmarkTimeToPlayback/direct"]
+	if a == nil || d == nil {
+		return
+	}
+	am, dm := median(a["s_to_first_segment"]), median(d["s_to_first_segment"])
+	fmt.Fprintln(w, "### P3 time to public playback (publisher start → public playlist lists a segment, median of 5)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| path | seconds |")
+	fmt.Fprintln(w, "|---|---|")
+	fmt.Fprintf(w, "| direct ingest on the public name (`benw?key=…`, no alias), baseline | %.2f |\n", dm)
+	fmt.Fprintf(w, "| key path through the alias (`live/<key>` → `live/benw`) | %.2f |\n", am)
+	fmt.Fprintf(w, "| alias − baseline | %+.2f (target ≤ +0.10) |\n", am-dm)
+	fmt.Fprintln(w)
+}
+
+// control: P5, ban and stop latencies.
+func control(w io.Writer, res map[string]result) {
+	r := res["BenchmarkControlLatency"]
+	if r == nil {
+		return
+	}
+	fmt.Fprintln(w, "### P5 control latency (median of 5; target < 2 s each)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| event | seconds |")
+	fmt.Fprintln(w, "|---|---|")
+	fmt.Fprintf(w, "| `stagedoor user ban` (CLI, another process) → publisher kicked | %.2f |\n", median(r["s_ban_to_kicked"]))
+	fmt.Fprintf(w, "| `stagedoor user ban` → public playlist 404 | %.2f |\n", median(r["s_ban_to_public_404"]))
+	fmt.Fprintf(w, "| publisher stops → status API offline | %.2f |\n", median(r["s_stop_to_offline"]))
+	fmt.Fprintln(w)
 }
 
 // authHTTP: req/s, p50, p99 per case, with the req/s ratio against the bare-gin baseline.
@@ -143,7 +197,9 @@ func micro(w io.Writer, res map[string]result, order []string) {
 	fmt.Fprintln(w, "| benchmark | ns/op | B/op | allocs/op | runs |")
 	fmt.Fprintln(w, "|---|---|---|---|---|")
 	for _, name := range order {
-		if strings.HasPrefix(name, "BenchmarkAuthHTTP/") || strings.HasPrefix(name, "BenchmarkAliasCost/") {
+		if strings.HasPrefix(name, "BenchmarkAuthHTTP/") || strings.HasPrefix(name, "BenchmarkAliasCost/") ||
+			strings.HasPrefix(name, "BenchmarkReconnectStorm/") || strings.HasPrefix(name, "BenchmarkTimeToPlayback/") ||
+			name == "BenchmarkControlLatency" {
 			continue
 		}
 		r := res[name]
