@@ -75,7 +75,7 @@ func BenchmarkTimeToPlayback(b *testing.B) {
 		name string
 		url  string
 	}{
-		{"alias", s.rtmpURL(key)},                 // live/<key>, aliased to live/benw
+		{"alias", s.rtmpURL(key)},                // live/<key>, aliased to live/benw
 		{"direct", s.rtmpURL("benw?key=" + key)}, // the key in the query, no alias
 	} {
 		b.Run(mode.name, func(b *testing.B) {
