@@ -4,16 +4,37 @@ MEDIAMTX_BIN     := bin/mediamtx-$(MEDIAMTX_VERSION)
 GO               ?= go
 GOLANGCI_VERSION ?= v2.5.0
 BENCH_COUNT      ?= 5
+# hls.js for the channel pages: the npm version MediaMTX v1.21.0 embeds, checked against
+# the SHA-256 of its dist/hls.min.js. Change both together.
+HLSJS_VERSION    ?= 1.7.2
+HLSJS_SHA256     ?= afcde07437ec84b072fe8782e772ceb5046eac751b2719f73ae0d83d763bc3f5
+HLSJS_CACHE      := build/hls.js-$(HLSJS_VERSION).min.js
 
-.PHONY: all build stagedoor mediamtx run test unit e2e bench fuzz lint fmt clean
+.PHONY: all build stagedoor hlsjs mediamtx run test unit e2e bench fuzz lint fmt clean
 
 all: build
 
 build: stagedoor mediamtx
 
 # Always handed to `go build`: its own cache makes a no-change build instant.
-stagedoor:
+stagedoor: hlsjs
 	$(GO) build -o bin/stagedoor ./cmd/stagedoor
+
+# hls.js from npm into web/static/, where the binary embeds it (go:embed); fetched once
+# per version into build/. Needs node/npm, like the MediaMTX build.
+hlsjs: web/static/hls.min.js
+
+$(HLSJS_CACHE):
+	@mkdir -p build
+	tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/hlsjs.XXXXXX") && \
+	(cd "$$tmp" && npm pack --silent "hls.js@$(HLSJS_VERSION)" >/dev/null && \
+		tar xzf "hls.js-$(HLSJS_VERSION).tgz" package/dist/hls.min.js) && \
+	echo "$(HLSJS_SHA256)  $$tmp/package/dist/hls.min.js" | sha256sum -c --quiet && \
+	cp "$$tmp/package/dist/hls.min.js" $@.tmp && mv $@.tmp $@; \
+	status=$$?; rm -rf "$$tmp"; exit $$status
+
+web/static/hls.min.js: $(HLSJS_CACHE)
+	cp $< $@
 
 # MediaMTX from its Go module (see scripts/build-mediamtx.sh). Built once per version.
 mediamtx: bin/mediamtx
@@ -32,7 +53,7 @@ run: build
 test: build
 	$(GO) test -race -count=1 -timeout 30m ./...
 
-unit:
+unit: hlsjs
 	$(GO) test -race -short -count=1 ./...
 
 e2e: build
@@ -41,9 +62,15 @@ e2e: build
 bench: build
 	scripts/bench.sh $(BENCH_COUNT)
 
+# Each fuzz target for FUZZTIME (their seeds run in every `go test`).
 FUZZTIME ?= 60s
+FUZZ_TARGETS := authserver:FuzzDecodeAndDecide store:FuzzParsePath rtmpfront:FuzzRoutableName plugin:FuzzHookPayload
 fuzz:
-	$(GO) test ./authserver/ -run '^$$' -fuzz '^FuzzDecodeAndDecide$$' -fuzztime $(FUZZTIME)
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t#*:}; \
+		echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test ./$$pkg/ -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s || exit 1; \
+	done
 
 lint:
 	$(GO) vet ./...
@@ -56,4 +83,4 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin
+	rm -rf bin build web/static/hls.min.js

@@ -272,7 +272,8 @@ func RoutableName(tcURL, stream string) (string, bool) {
 	return name + "?" + query, true
 }
 
-func validName(name string) bool { return name != "" && !strings.ContainsAny(name, "/?#") }
+// validName accepts only what Stagedoor can route: a channel or stream name, or a key.
+func validName(name string) bool { return store.ValidUsername(name) == nil || store.IsKey(name) }
 
 // proxyHeader is a PROXY protocol v1 line naming the client, for MediaMTX's
 // rtmpTrustedProxies.
