@@ -151,7 +151,7 @@ func (a *api) view(u store.User) userView {
 }
 
 func (a *api) listUsers(c *gin.Context) {
-	us, err := a.st.Users(c)
+	us, err := a.st.Users(c.Request.Context())
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -170,7 +170,7 @@ func (a *api) createUser(c *gin.Context) {
 	if !bind(c, &in) {
 		return
 	}
-	nu, err := a.st.CreateUser(c, in.Name)
+	nu, err := a.st.CreateUser(c.Request.Context(), in.Name)
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -181,7 +181,7 @@ func (a *api) createUser(c *gin.Context) {
 }
 
 func (a *api) getUser(c *gin.Context) {
-	u, err := a.st.UserByName(c, c.Param("name"))
+	u, err := a.st.UserByName(c.Request.Context(), c.Param("name"))
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -192,7 +192,7 @@ func (a *api) getUser(c *gin.Context) {
 func (a *api) setActive(active bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		name := c.Param("name")
-		if err := a.st.SetActive(c, name, active); err != nil {
+		if err := a.st.SetActive(c.Request.Context(), name, active); err != nil {
 			a.fail(c, err)
 			return
 		}
@@ -216,13 +216,17 @@ func (a *api) setPassword(c *gin.Context) {
 	if in.Cost == 0 {
 		in.Cost = store.DefaultCost
 	}
+	if _, err := a.st.UserByName(c.Request.Context(), c.Param("name")); err != nil {
+		a.fail(c, err) // before bcrypt: an unknown user costs nothing
+		return
+	}
 	hash, err := store.HashPassword(in.Password, in.Cost)
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
 	name := c.Param("name")
-	if err := a.st.SetPasswordHash(c, name, hash); err != nil {
+	if err := a.st.SetPasswordHash(c.Request.Context(), name, hash); err != nil {
 		a.fail(c, err)
 		return
 	}
@@ -238,7 +242,7 @@ type keyView struct {
 }
 
 func (a *api) listKeys(c *gin.Context) {
-	ks, err := a.st.Keys(c, c.Param("name"))
+	ks, err := a.st.Keys(c.Request.Context(), c.Param("name"))
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -257,7 +261,7 @@ func (a *api) addKey(c *gin.Context) {
 	if !bind(c, &in) {
 		return
 	}
-	k, err := a.st.AddKey(c, c.Param("name"), in.Label)
+	k, err := a.st.AddKey(c.Request.Context(), c.Param("name"), in.Label)
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -272,7 +276,7 @@ func keepLive(c *gin.Context) store.Revocation {
 
 func (a *api) revokeKey(c *gin.Context) {
 	name, fp := c.Param("name"), c.Param("fp")
-	if err := a.st.RevokeKey(c, name, fp, keepLive(c)); err != nil {
+	if err := a.st.RevokeKey(c.Request.Context(), name, fp, keepLive(c)); err != nil {
 		a.fail(c, err)
 		return
 	}
@@ -281,7 +285,7 @@ func (a *api) revokeKey(c *gin.Context) {
 }
 
 func (a *api) resetKeys(c *gin.Context) {
-	k, err := a.st.ResetKeysWith(c, c.Param("name"), keepLive(c))
+	k, err := a.st.ResetKeysWith(c.Request.Context(), c.Param("name"), keepLive(c))
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -291,7 +295,7 @@ func (a *api) resetKeys(c *gin.Context) {
 }
 
 func (a *api) resetAll(c *gin.Context) {
-	ks, err := a.st.ResetAllKeys(c, keepLive(c))
+	ks, err := a.st.ResetAllKeys(c.Request.Context(), keepLive(c))
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -313,7 +317,7 @@ type streamView struct {
 }
 
 func (a *api) listStreams(c *gin.Context) {
-	ss, err := a.st.Streams(c, c.Query("user"))
+	ss, err := a.st.Streams(c.Request.Context(), c.Query("user"))
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -334,7 +338,7 @@ func (a *api) createStream(c *gin.Context) {
 	if !bind(c, &in) {
 		return
 	}
-	s, err := a.st.CreateStream(c, in.Name, in.User, !in.NoAuth)
+	s, err := a.st.CreateStream(c.Request.Context(), in.Name, in.User, !in.NoAuth)
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -345,7 +349,7 @@ func (a *api) createStream(c *gin.Context) {
 
 func (a *api) deleteStream(c *gin.Context) {
 	name := c.Param("name")
-	if err := a.st.DeleteStream(c, name); err != nil {
+	if err := a.st.DeleteStream(c.Request.Context(), name); err != nil {
 		a.fail(c, err)
 		return
 	}
@@ -363,7 +367,7 @@ func (a *api) audit(c *gin.Context) {
 		}
 		f.Since = time.Now().Add(-d)
 	}
-	es, err := a.st.Audit(c, f)
+	es, err := a.st.Audit(c.Request.Context(), f)
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -372,7 +376,7 @@ func (a *api) audit(c *gin.Context) {
 }
 
 func (a *api) live(c *gin.Context) {
-	ls, err := a.st.LiveStates(c)
+	ls, err := a.st.LiveStates(c.Request.Context())
 	if err != nil {
 		a.fail(c, err)
 		return

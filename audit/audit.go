@@ -23,9 +23,11 @@ type Recorder struct {
 	store  Store
 	logger *slog.Logger
 	ch     chan store.AuditEntry
-	// Retention is how long entries are kept. Default 30 days.
+	// Retention is how long entries are kept. Default 30 days; zero or less means the
+	// default (never "prune everything").
 	Retention time.Duration
-	// FlushEvery bounds how long an entry waits in memory. Default 250 ms.
+	// FlushEvery bounds how long an entry waits in memory. Default 250 ms; zero or less
+	// means the default.
 	FlushEvery time.Duration
 
 	dropped atomic.Int64
@@ -56,6 +58,12 @@ func (r *Recorder) Written() int64 { return r.written.Load() }
 // Run writes batches until ctx ends, then flushes what is queued; it prunes old entries
 // hourly.
 func (r *Recorder) Run(ctx context.Context) {
+	if r.FlushEvery <= 0 {
+		r.FlushEvery = 250 * time.Millisecond
+	}
+	if r.Retention <= 0 {
+		r.Retention = 30 * 24 * time.Hour
+	}
 	flush := time.NewTicker(r.FlushEvery)
 	defer flush.Stop()
 	prune := time.NewTicker(time.Hour)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Outbox events, delivered to webhooks.
@@ -48,9 +50,14 @@ func validLabel(label string) error {
 	if len(label) > maxLabel {
 		return &InvalidError{Field: "label", Reason: fmt.Sprintf("longer than %d bytes", maxLabel)}
 	}
+	if !utf8.ValidString(label) {
+		return &InvalidError{Field: "label", Reason: "not valid UTF-8"}
+	}
 	for _, r := range label {
-		if r < 0x20 || r == 0x7f {
-			return &InvalidError{Field: "label", Reason: "control characters are not allowed"}
+		// Printable only: no C0/C1 controls, no bidi overrides or other format characters
+		// that could disguise a label in a terminal.
+		if !unicode.IsPrint(r) && r != ' ' {
+			return &InvalidError{Field: "label", Reason: "control and format characters are not allowed"}
 		}
 	}
 	return nil

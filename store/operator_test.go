@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -450,12 +451,13 @@ func TestResetAllKeysNoUsers(t *testing.T) {
 }
 
 func TestResetAllKeys10k(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10,000 users take seconds under -race; run without -short")
+	}
 	const n = 10000
 	db := mustOpen(t)
 	ctx := t.Context()
-	t0 := time.Now()
 	old := seedUsers(t, db, n)
-	t.Logf("seed %v", time.Since(t0)); t0 = time.Now()
 
 	keys, err := db.ResetAllKeys(ctx, store.Revocation{})
 	if err != nil {
@@ -563,53 +565,53 @@ type policyFixture struct {
 func TestPolicyGeneration(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
-		setup func(f policyFixture) error
-		step  func(f policyFixture) error
+		setup func(ctx context.Context, f policyFixture) error
+		step  func(ctx context.Context, f policyFixture) error
 		want  bool // the generation changes
 	}{
-		{"BanChanges", nil, func(f policyFixture) error { return f.db.SetActive(t.Context(), "alice", false) }, true},
-		{"UnbanChanges", func(f policyFixture) error { return f.db.SetActive(t.Context(), "alice", false) },
-			func(f policyFixture) error { return f.db.SetActive(t.Context(), "alice", true) }, true},
-		{"BanOfBannedUserUnchanged", func(f policyFixture) error { return f.db.SetActive(t.Context(), "alice", false) },
-			func(f policyFixture) error { return f.db.SetActive(t.Context(), "alice", false) }, false},
-		{"PasswordChanges", nil, func(f policyFixture) error { return f.db.SetPasswordHash(t.Context(), "alice", testHash) }, true},
-		{"KeyAddChanges", nil, func(f policyFixture) error {
-			_, err := f.db.AddKey(t.Context(), "alice", "more")
+		{"BanChanges", nil, func(ctx context.Context, f policyFixture) error { return f.db.SetActive(ctx, "alice", false) }, true},
+		{"UnbanChanges", func(ctx context.Context, f policyFixture) error { return f.db.SetActive(ctx, "alice", false) },
+			func(ctx context.Context, f policyFixture) error { return f.db.SetActive(ctx, "alice", true) }, true},
+		{"BanOfBannedUserUnchanged", func(ctx context.Context, f policyFixture) error { return f.db.SetActive(ctx, "alice", false) },
+			func(ctx context.Context, f policyFixture) error { return f.db.SetActive(ctx, "alice", false) }, false},
+		{"PasswordChanges", nil, func(ctx context.Context, f policyFixture) error { return f.db.SetPasswordHash(ctx, "alice", testHash) }, true},
+		{"KeyAddChanges", nil, func(ctx context.Context, f policyFixture) error {
+			_, err := f.db.AddKey(ctx, "alice", "more")
 			return err
 		}, true},
-		{"KeyRevokeChanges", nil, func(f policyFixture) error {
-			return f.db.RevokeKey(t.Context(), "alice", f.backup.Fingerprint, store.Revocation{})
+		{"KeyRevokeChanges", nil, func(ctx context.Context, f policyFixture) error {
+			return f.db.RevokeKey(ctx, "alice", f.backup.Fingerprint, store.Revocation{})
 		}, true},
-		{"KeyResetChanges", nil, func(f policyFixture) error {
-			_, err := f.db.ResetKeysWith(t.Context(), "alice", store.Revocation{KeepLive: true})
+		{"KeyResetChanges", nil, func(ctx context.Context, f policyFixture) error {
+			_, err := f.db.ResetKeysWith(ctx, "alice", store.Revocation{KeepLive: true})
 			return err
 		}, true},
-		{"ResetAllChanges", nil, func(f policyFixture) error {
-			_, err := f.db.ResetAllKeys(t.Context(), store.Revocation{})
+		{"ResetAllChanges", nil, func(ctx context.Context, f policyFixture) error {
+			_, err := f.db.ResetAllKeys(ctx, store.Revocation{})
 			return err
 		}, true},
-		{"StreamDeleteChanges", nil, func(f policyFixture) error { return f.db.DeleteStream(t.Context(), "alices_show") }, true},
-		{"SetLiveUnchanged", nil, func(f policyFixture) error {
-			return f.db.SetLive(t.Context(), store.LiveState{Name: "alices_show", UserID: f.alice.ID, UserName: "alice",
+		{"StreamDeleteChanges", nil, func(ctx context.Context, f policyFixture) error { return f.db.DeleteStream(ctx, "alices_show") }, true},
+		{"SetLiveUnchanged", nil, func(ctx context.Context, f policyFixture) error {
+			return f.db.SetLive(ctx, store.LiveState{Name: "alices_show", UserID: f.alice.ID, UserName: "alice",
 				SourceID: "src-b", SourceType: "rtmpConn"})
 		}, false},
-		{"SetOfflineUnchanged", nil, func(f policyFixture) error {
-			_, err := f.db.SetOffline(t.Context(), "alice", "src-a")
+		{"SetOfflineUnchanged", nil, func(ctx context.Context, f policyFixture) error {
+			_, err := f.db.SetOffline(ctx, "alice", "src-a")
 			return err
 		}, false},
-		{"ClearLiveUnchanged", nil, func(f policyFixture) error { return f.db.ClearLive(t.Context()) }, false},
-		{"AppendAuditUnchanged", nil, func(f policyFixture) error {
-			return f.db.AppendAudit(t.Context(), []store.AuditEntry{{At: time.Now(), Kind: "publish", User: "alice", Decision: "deny"}})
+		{"ClearLiveUnchanged", nil, func(ctx context.Context, f policyFixture) error { return f.db.ClearLive(ctx) }, false},
+		{"AppendAuditUnchanged", nil, func(ctx context.Context, f policyFixture) error {
+			return f.db.AppendAudit(ctx, []store.AuditEntry{{At: time.Now(), Kind: "publish", User: "alice", Decision: "deny"}})
 		}, false},
-		{"TouchKeyUnchanged", nil, func(f policyFixture) error {
-			o, err := f.db.UserByKeyDigest(t.Context(), store.KeyDigest(f.alice.StreamKey))
+		{"TouchKeyUnchanged", nil, func(ctx context.Context, f policyFixture) error {
+			o, err := f.db.UserByKeyDigest(ctx, store.KeyDigest(f.alice.StreamKey))
 			if err != nil {
 				return err
 			}
-			return f.db.TouchKey(t.Context(), o.KeyID)
+			return f.db.TouchKey(ctx, o.KeyID)
 		}, false},
-		{"AddEventUnchanged", nil, func(f policyFixture) error {
-			return f.db.AddEvent(t.Context(), store.EventStreamStarted, "alice", "alice")
+		{"AddEventUnchanged", nil, func(ctx context.Context, f policyFixture) error {
+			return f.db.AddEvent(ctx, store.EventStreamStarted, "alice", "alice")
 		}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -622,12 +624,12 @@ func TestPolicyGeneration(t *testing.T) {
 				t.Fatalf("SetLive: %v", err)
 			}
 			if tt.setup != nil {
-				if err := tt.setup(f); err != nil {
+				if err := tt.setup(t.Context(), f); err != nil {
 					t.Fatalf("setup: %v", err)
 				}
 			}
 			before := policyGen(t, db)
-			if err := tt.step(f); err != nil {
+			if err := tt.step(t.Context(), f); err != nil {
 				t.Fatalf("step: %v", err)
 			}
 			if got := policyGen(t, db) != before; got != tt.want {

@@ -59,8 +59,10 @@ func (db *DB) FinishEvent(ctx context.Context, id int64) error {
 
 // RetryEvent schedules another attempt after delay.
 func (db *DB) RetryEvent(ctx context.Context, id int64, delay time.Duration) error {
+	// Round up to whole seconds (the column's unit), so a delay is never shortened.
+	next := db.Now().Add(delay + time.Second - time.Nanosecond).UTC().Unix()
 	if _, err := db.db.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, next_at = ? WHERE id = ?`,
-		db.Now().Add(delay).UTC().Unix(), id); err != nil {
+		next, id); err != nil {
 		return fmt.Errorf("retry event: %w", err)
 	}
 	return nil

@@ -90,6 +90,9 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	if d.Client == nil {
 		d.Client = &http.Client{Timeout: 5 * time.Second}
 	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
 	if d.wake == nil {
 		d.wake = make(chan struct{}, 1)
 	}

@@ -1,0 +1,492 @@
+package webhook_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor/webhook"
+)
+
+const secret = "whsec-test-0123456789"
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// clock is a fake db.Now that the dispatcher goroutine may read while the test moves it.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func mustOpen(t *testing.T) (*store.DB, *clock) {
+	t.Helper()
+	db, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "stagedoor.db"))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	c := &clock{now: time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC)}
+	db.Now = c.Now
+	return db, c
+}
+
+// delivery is one request a receiver got.
+type delivery struct {
+	header http.Header
+	body   []byte
+}
+
+// receiver is a webhook endpoint answering with a settable status.
+type receiver struct {
+	srv    *httptest.Server
+	status atomic.Int32
+	mu     sync.Mutex
+	got    []delivery
+}
+
+func newReceiver(t *testing.T, status int) *receiver {
+	t.Helper()
+	r := &receiver{}
+	r.status.Store(int32(status))
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		r.got = append(r.got, delivery{header: req.Header.Clone(), body: body})
+		r.mu.Unlock()
+		w.WriteHeader(int(r.status.Load()))
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) deliveries() []delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]delivery(nil), r.got...)
+}
+
+// start runs d until the test ends.
+func start(t *testing.T, d *webhook.Dispatcher) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+// waitFor polls cond until it holds, failing after 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within 5 s", what)
+		}
+		<-tick.C
+	}
+}
+
+// outboxState is an outbox row's delivery state.
+type outboxState struct {
+	Attempts int
+	Done     bool
+}
+
+func stateOf(t *testing.T, db *store.DB, id int64) outboxState {
+	t.Helper()
+	var s outboxState
+	if err := db.SQL().QueryRowContext(t.Context(), `SELECT attempts, done FROM outbox WHERE id = ?`, id).
+		Scan(&s.Attempts, &s.Done); err != nil {
+		t.Fatalf("outbox row %d: %v", id, err)
+	}
+	return s
+}
+
+// queue adds an event and returns its id.
+func queue(t *testing.T, db *store.DB, event, user, channel string) int64 {
+	t.Helper()
+	if err := db.AddEvent(t.Context(), event, user, channel); err != nil {
+		t.Fatalf("AddEvent: %v", err)
+	}
+	var id int64
+	if err := db.SQL().QueryRowContext(t.Context(), `SELECT max(id) FROM outbox`).Scan(&id); err != nil {
+		t.Fatalf("outbox id: %v", err)
+	}
+	return id
+}
+
+func webhookAudit(t *testing.T, db *store.DB) []store.AuditEntry {
+	t.Helper()
+	es, err := db.Audit(t.Context(), store.AuditFilter{})
+	if err != nil {
+		t.Fatalf("Audit: %v", err)
+	}
+	var out []store.AuditEntry
+	for _, e := range es {
+		if e.Kind == "webhook" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func dueCount(t *testing.T, db *store.DB) int {
+	t.Helper()
+	evs, err := db.DueEvents(t.Context(), 100)
+	if err != nil {
+		t.Fatalf("DueEvents: %v", err)
+	}
+	return len(evs)
+}
+
+// results counts OnDelivery calls.
+type results struct{ ok, failed atomic.Int64 }
+
+func (r *results) record(_ string, ok bool) {
+	if ok {
+		r.ok.Add(1)
+	} else {
+		r.failed.Add(1)
+	}
+}
+
+func TestDeliverSignedEvent(t *testing.T) {
+	db, clk := mustOpen(t)
+	nu, err := db.CreateUser(t.Context(), "alice")
+	if err != nil {
+		t.Fatalf("CreateUser: %v", err)
+	}
+	rcv := newReceiver(t, http.StatusNoContent)
+	id := queue(t, db, store.EventStreamStarted, "alice", "alices_show")
+	at := clk.Now()
+
+	var res results
+	d := webhook.NewDispatcher(db, discard(), []string{rcv.srv.URL + "/hook"}, secret)
+	d.OnDelivery = res.record
+	start(t, d)
+	waitFor(t, "event delivered and audited", func() bool { return len(webhookAudit(t, db)) == 1 })
+
+	got := rcv.deliveries()
+	if len(got) != 1 {
+		t.Fatalf("receiver got %d requests, want 1", len(got))
+	}
+	h, body := got[0].header, got[0].body
+	for _, tt := range []struct {
+		name, header, want string
+	}{
+		{"EventNamed", webhook.HeaderEvent, store.EventStreamStarted},
+		{"DeliveryIsOutboxID", webhook.HeaderDelivery, strconv.FormatInt(id, 10)},
+		{"JSONBody", "Content-Type", "application/json"},
+	} {
+		if v := h.Get(tt.header); v != tt.want {
+			t.Errorf("%s: %s = %q, want %q", tt.name, tt.header, v, tt.want)
+		}
+	}
+	ts, err := strconv.ParseInt(h.Get(webhook.HeaderTimestamp), 10, 64)
+	if err != nil {
+		t.Fatalf("%s = %q: %v", webhook.HeaderTimestamp, h.Get(webhook.HeaderTimestamp), err)
+	}
+	if got, want := h.Get(webhook.HeaderSignature), webhook.Sign(secret, ts, body); got != want {
+		t.Errorf("%s = %q, want Sign(secret, ts, body) = %q", webhook.HeaderSignature, got, want)
+	}
+
+	var fields map[string]any
+	if err := json.Unmarshal(body, &fields); err != nil {
+		t.Fatalf("body %s: %v", body, err)
+	}
+	want := map[string]any{"id": float64(id), "event": store.EventStreamStarted, "user": "alice",
+		"channel": "alices_show", "at": at.Format(time.RFC3339)}
+	if !reflect.DeepEqual(fields, want) {
+		t.Errorf("body = %v, want %v", fields, want)
+	}
+	for _, secretish := range []string{nu.StreamKey, store.KeyPrefix, nu.Fingerprint} {
+		if strings.Contains(string(body), secretish) || strings.Contains(fmt.Sprint(h), secretish) {
+			t.Errorf("delivery carries %q: %s", secretish, body)
+		}
+	}
+
+	if s := stateOf(t, db, id); s != (outboxState{Attempts: 1, Done: true}) {
+		t.Errorf("outbox state = %+v, want 1 attempt, done", s)
+	}
+	clk.Add(24 * time.Hour)
+	if n := dueCount(t, db); n != 0 {
+		t.Errorf("due events a day later = %d, want 0", n)
+	}
+	if e := webhookAudit(t, db)[0]; e.Decision != "delivered" || e.User != "alice" {
+		t.Errorf("audit entry = %+v, want decision delivered for alice", e)
+	}
+
+	// A second event proves the first is not sent again: the receiver counts per id.
+	id2 := queue(t, db, store.EventUserBanned, "alice", "alice")
+	d.Wake()
+	waitFor(t, "second event delivered", func() bool { return stateOf(t, db, id2).Done })
+	perID := map[string]int{}
+	for _, g := range rcv.deliveries() {
+		perID[g.header.Get(webhook.HeaderDelivery)]++
+	}
+	if wantPer := map[string]int{strconv.FormatInt(id, 10): 1, strconv.FormatInt(id2, 10): 1}; !reflect.DeepEqual(perID, wantPer) {
+		t.Errorf("deliveries per id = %v, want %v", perID, wantPer)
+	}
+	waitFor(t, "OnDelivery told twice", func() bool { return res.ok.Load() == 2 })
+	if n := res.failed.Load(); n != 0 {
+		t.Errorf("OnDelivery failures = %d, want 0", n)
+	}
+}
+
+func TestDeliverStoreEvents(t *testing.T) {
+	db, _ := mustOpen(t)
+	ctx := t.Context()
+	if _, err := db.CreateUser(ctx, "alice"); err != nil {
+		t.Fatalf("CreateUser: %v", err)
+	}
+	if err := db.SetActive(ctx, "alice", false); err != nil {
+		t.Fatalf("ban: %v", err)
+	}
+	if _, err := db.ResetKeysWith(ctx, "alice", store.Revocation{}); err != nil {
+		t.Fatalf("reset: %v", err)
+	}
+	rcv := newReceiver(t, http.StatusOK)
+	start(t, webhook.NewDispatcher(db, discard(), []string{rcv.srv.URL}, secret))
+	waitFor(t, "both events delivered", func() bool { return len(rcv.deliveries()) == 2 && dueCount(t, db) == 0 })
+
+	var got []string
+	for _, g := range rcv.deliveries() {
+		got = append(got, g.header.Get(webhook.HeaderEvent))
+		if strings.Contains(string(g.body), store.KeyPrefix) {
+			t.Errorf("body carries a key: %s", g.body)
+		}
+	}
+	if want := []string{store.EventUserBanned, store.EventKeyRotated}; !reflect.DeepEqual(got, want) {
+		t.Errorf("events delivered = %v, want %v (oldest first)", got, want)
+	}
+}
+
+func TestRetryThenGiveUp(t *testing.T) {
+	db, clk := mustOpen(t)
+	rcv := newReceiver(t, http.StatusInternalServerError)
+	id := queue(t, db, store.EventStreamStopped, "alice", "alice")
+
+	var res results
+	d := webhook.NewDispatcher(db, discard(), []string{rcv.srv.URL}, secret)
+	d.MaxAttempts = 3
+	d.OnDelivery = res.record
+	start(t, d)
+
+	for _, step := range []struct {
+		name         string
+		advance      time.Duration // the clock moves by this, then Wake
+		wantAttempts int
+		wantDone     bool
+		wantDecision string
+		notDueUntil  time.Duration // after this attempt: still not due this long after it
+	}{
+		{"FirstFailureRetried", 0, 1, false, "retry", time.Second - time.Nanosecond},
+		{"SecondFailureBacksOffLonger", time.Second, 2, false, "retry", 2*time.Second - time.Nanosecond},
+		{"ThirdFailureGivesUp", 2 * time.Second, 3, true, "failed", 0},
+	} {
+		clk.Add(step.advance)
+		d.Wake()
+		waitFor(t, step.name, func() bool { return len(webhookAudit(t, db)) == step.wantAttempts })
+
+		if s := stateOf(t, db, id); s != (outboxState{Attempts: step.wantAttempts, Done: step.wantDone}) {
+			t.Errorf("%s: outbox state = %+v, want %d attempts, done %v", step.name, s, step.wantAttempts, step.wantDone)
+		}
+		e := webhookAudit(t, db)[0]
+		if e.Decision != step.wantDecision || e.User != "alice" || !strings.Contains(e.Reason, "status 500") {
+			t.Errorf("%s: audit = %+v, want decision %q naming status 500", step.name, e, step.wantDecision)
+		}
+		if n := len(rcv.deliveries()); n != step.wantAttempts {
+			t.Errorf("%s: receiver got %d requests, want %d", step.name, n, step.wantAttempts)
+		}
+		if n := dueCount(t, db); n != 0 {
+			t.Errorf("%s: due right after the attempt = %d, want 0", step.name, n)
+		}
+		if step.notDueUntil > 0 {
+			clk.Add(step.notDueUntil)
+			if n := dueCount(t, db); n != 0 {
+				t.Errorf("%s: due %v later = %d, want 0 (backoff)", step.name, step.notDueUntil, n)
+			}
+			clk.Add(-step.notDueUntil)
+		}
+	}
+	clk.Add(time.Hour)
+	if n := dueCount(t, db); n != 0 {
+		t.Errorf("due after giving up = %d, want 0", n)
+	}
+	waitFor(t, "OnDelivery told three times", func() bool { return res.failed.Load() == 3 })
+	if n := res.ok.Load(); n != 0 {
+		t.Errorf("OnDelivery successes = %d, want 0", n)
+	}
+}
+
+func TestOneFailingURLRetries(t *testing.T) {
+	db, clk := mustOpen(t)
+	good := newReceiver(t, http.StatusOK)
+	bad := newReceiver(t, http.StatusBadGateway)
+	id := queue(t, db, store.EventUserUnbanned, "alice", "alice")
+	start(t, webhook.NewDispatcher(db, discard(), []string{good.srv.URL, bad.srv.URL}, secret))
+	waitFor(t, "attempt audited", func() bool { return len(webhookAudit(t, db)) == 1 })
+
+	if s := stateOf(t, db, id); s != (outboxState{Attempts: 1, Done: false}) {
+		t.Errorf("outbox state = %+v, want 1 attempt, not done", s)
+	}
+	if e := webhookAudit(t, db)[0]; e.Decision != "retry" || !strings.Contains(e.Reason, "status 502") {
+		t.Errorf("audit = %+v, want a retry naming status 502", e)
+	}
+	if g, b := len(good.deliveries()), len(bad.deliveries()); g != 1 || b != 1 {
+		t.Errorf("deliveries good/bad = %d/%d, want 1/1", g, b)
+	}
+	if n := dueCount(t, db); n != 0 {
+		t.Errorf("due right after the failure = %d, want 0", n)
+	}
+	clk.Add(time.Second)
+	if n := dueCount(t, db); n != 1 {
+		t.Errorf("due after the backoff = %d, want 1", n)
+	}
+}
+
+func TestUnreachableURLNotLeaked(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	url := dead.URL + "/hook?token=leaky-token"
+	dead.Close()
+	for _, tt := range []struct {
+		name, url, wantReason string
+	}{
+		{"UnreachableNamesHostOnly", url, "unreachable"},
+		{"BadURLNamesNothing", "http://[::1/hook?token=leaky-token", "bad webhook url"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			db, _ := mustOpen(t)
+			id := queue(t, db, store.EventStreamStarted, "alice", "alice")
+			start(t, webhook.NewDispatcher(db, discard(), []string{tt.url}, secret))
+			waitFor(t, "attempt audited", func() bool { return len(webhookAudit(t, db)) == 1 })
+			e := webhookAudit(t, db)[0]
+			if e.Decision != "retry" || !strings.Contains(e.Reason, tt.wantReason) {
+				t.Errorf("audit = %+v, want a retry naming %q", e, tt.wantReason)
+			}
+			if strings.Contains(e.Reason, "leaky-token") {
+				t.Errorf("audit reason %q carries the URL's query", e.Reason)
+			}
+			if s := stateOf(t, db, id); s != (outboxState{Attempts: 1}) {
+				t.Errorf("outbox state = %+v, want 1 attempt, not done", s)
+			}
+		})
+	}
+}
+
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestNoURLsFinishesWithoutHTTP(t *testing.T) {
+	db, _ := mustOpen(t)
+	var ids []int64
+	for _, ev := range []string{store.EventStreamStarted, store.EventStreamStopped, store.EventKeyRotated} {
+		ids = append(ids, queue(t, db, ev, "alice", "alice"))
+	}
+	var calls atomic.Int64
+	d := webhook.NewDispatcher(db, discard(), nil, "")
+	d.Client = &http.Client{Transport: roundTripFunc(func(*http.Request) (*http.Response, error) {
+		calls.Add(1)
+		return nil, fmt.Errorf("no request expected")
+	})}
+	start(t, d)
+	waitFor(t, "events finished", func() bool { return dueCount(t, db) == 0 })
+
+	for _, id := range ids {
+		if s := stateOf(t, db, id); !s.Done {
+			t.Errorf("event %d state = %+v, want done", id, s)
+		}
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("HTTP requests = %d, want 0", n)
+	}
+	if es := webhookAudit(t, db); len(es) != 0 {
+		t.Errorf("webhook audit entries = %+v, want none", es)
+	}
+}
+
+func TestWakeNeverBlocks(t *testing.T) {
+	db, _ := mustOpen(t)
+	d := webhook.NewDispatcher(db, discard(), nil, "")
+	for range 3 {
+		d.Wake() // Run is not started: the second and third wakes must be dropped
+	}
+	if d.Store != webhook.Store(db) || d.URLs != nil || d.Secret != "" {
+		t.Errorf("NewDispatcher fields = %+v, want the store and no URLs", d)
+	}
+}
+
+func TestSign(t *testing.T) {
+	reference := func(secret string, ts int64, body string) string {
+		m := hmac.New(sha256.New, []byte(secret))
+		fmt.Fprintf(m, "%d.%s", ts, body)
+		return "sha256=" + hex.EncodeToString(m.Sum(nil))
+	}
+	const ts = 1772395200
+	body := `{"id":1,"event":"stream.started"}`
+	base := webhook.Sign(secret, ts, []byte(body))
+	if again := webhook.Sign(secret, ts, []byte(body)); again != base {
+		t.Errorf("Sign is not deterministic: %q then %q", base, again)
+	}
+	if want := reference(secret, ts, body); base != want {
+		t.Errorf("Sign = %q, want HMAC-SHA256(secret, ts.body) = %q", base, want)
+	}
+	for _, tt := range []struct {
+		name   string
+		secret string
+		ts     int64
+		body   string
+	}{
+		{"OtherSecretDiffers", secret + "x", ts, body},
+		{"OtherTimestampDiffers", secret, ts + 1, body},
+		{"OtherBodyDiffers", secret, ts, body + " "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := webhook.Sign(tt.secret, tt.ts, []byte(tt.body))
+			if got == base {
+				t.Errorf("Sign(%q, %d, %q) = base signature, want a different one", tt.secret, tt.ts, tt.body)
+			}
+			if want := reference(tt.secret, tt.ts, tt.body); got != want {
+				t.Errorf("Sign = %q, want %q", got, want)
+			}
+		})
+	}
+}
