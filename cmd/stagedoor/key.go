@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"text/tabwriter"
+	"strconv"
 	"time"
 
 	"github.com/stagedoor/stagedoor/store"
@@ -74,16 +74,15 @@ func cmdKey(ctx context.Context, args []string, getenv func(string) string, stdo
 		if c.json {
 			return writeJSON(stdout, rows)
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "FINGERPRINT\tLABEL\tCREATED\tLAST USED")
+		table := make([][]string, 0, len(rows))
 		for _, r := range rows {
 			used := "never"
 			if r.LastUsedAt != nil {
 				used = r.LastUsedAt.Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Fingerprint, r.Label, r.CreatedAt.Format(time.RFC3339), used)
+			table = append(table, []string{r.Fingerprint, strconv.Quote(r.Label), r.CreatedAt.Format(time.RFC3339), used})
 		}
-		return tw.Flush()
+		return writeTable(stdout, []string{"FINGERPRINT", "LABEL", "CREATED", "LAST USED"}, table)
 	case "revoke":
 		if len(pos) != 2 {
 			return usageError("key revoke: expected NAME FINGERPRINT")
@@ -180,13 +179,12 @@ func cmdAudit(ctx context.Context, args []string, getenv func(string) string, st
 	if c.json {
 		return writeJSON(stdout, es)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tKIND\tUSER\tKEY\tIP\tPROTOCOL\tDECISION\tREASON")
+	table := make([][]string, 0, len(es))
 	for _, e := range es {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%q\n", e.At.Format(time.RFC3339), e.Kind, dash(e.User), dash(e.KeyFP),
-			dash(e.IP), dash(e.Protocol), e.Decision, e.Reason)
+		table = append(table, []string{e.At.Format(time.RFC3339), e.Kind, dash(e.User), dash(e.KeyFP),
+			dash(e.IP), dash(e.Protocol), e.Decision, strconv.Quote(e.Reason)})
 	}
-	return tw.Flush()
+	return writeTable(stdout, []string{"TIME", "KIND", "USER", "KEY", "IP", "PROTOCOL", "DECISION", "REASON"}, table)
 }
 
 func dash(s string) string {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/url"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/stagedoor/stagedoor/store"
@@ -197,29 +196,21 @@ func cmdStream(ctx context.Context, args []string, getenv func(string) string, s
 			HLSURL       string     `json:"hls_url"`
 		}
 		rows := make([]row, 0, len(streams))
+		table := make([][]string, 0, len(streams))
 		for _, s := range streams {
 			r := row{Name: s.Name, User: s.UserName, AuthRequired: s.AuthRequired, HLSURL: c.urls.hlsFor(s.Name)}
-			if s.Live != nil {
-				r.Live, r.LiveSince = true, &s.Live.Since
-			}
+			r.Live, r.LiveSince = liveFields(s.Live)
 			rows = append(rows, r)
+			auth := "password"
+			if !s.AuthRequired {
+				auth = "none"
+			}
+			table = append(table, []string{s.Name, s.UserName, auth, liveText(s.Live)})
 		}
 		if c.json {
 			return writeJSON(stdout, rows)
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tUSER\tAUTH\tLIVE")
-		for _, r := range rows {
-			auth, live := "password", "-"
-			if !r.AuthRequired {
-				auth = "none"
-			}
-			if r.Live {
-				live = "since " + r.LiveSince.Format(time.RFC3339)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.User, auth, live)
-		}
-		return tw.Flush()
+		return writeTable(stdout, []string{"NAME", "USER", "AUTH", "LIVE"}, table)
 	case "rm":
 		name, err := oneName(pos, "stream rm")
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -174,27 +175,46 @@ type userJSON struct {
 
 func printUsers(w io.Writer, c *cliFlags, users []store.User) error {
 	out := make([]userJSON, 0, len(users))
+	rows := make([][]string, 0, len(users))
 	for _, u := range users {
 		j := userJSON{Name: u.Name, Active: u.Active, CreatedAt: u.CreatedAt, HLSURL: c.urls.hlsFor(u.Name)}
-		if u.Live != nil {
-			j.Live, j.LiveSince = true, &u.Live.Since
-		}
+		j.Live, j.LiveSince = liveFields(u.Live)
 		out = append(out, j)
+		status := "active"
+		if !u.Active {
+			status = "banned"
+		}
+		rows = append(rows, []string{u.Name, status, liveText(u.Live), u.CreatedAt.Format(time.RFC3339)})
 	}
 	if c.json {
 		return writeJSON(w, out)
 	}
+	return writeTable(w, []string{"NAME", "STATUS", "LIVE", "CREATED"}, rows)
+}
+
+// liveFields is the JSON view of a live state: live and live_since (null when offline).
+func liveFields(l *store.LiveState) (bool, *time.Time) {
+	if l == nil {
+		return false, nil
+	}
+	since := l.Since
+	return true, &since
+}
+
+// liveText is the table view of a live state.
+func liveText(l *store.LiveState) string {
+	if l == nil {
+		return "-"
+	}
+	return "since " + l.Since.Format(time.RFC3339)
+}
+
+// writeTable prints aligned columns for people; --json is for programs.
+func writeTable(w io.Writer, header []string, rows [][]string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATUS\tLIVE\tCREATED")
-	for _, u := range out {
-		status, live := "active", "-"
-		if !u.Active {
-			status = "banned"
-		}
-		if u.Live {
-			live = "since " + u.LiveSince.Format(time.RFC3339)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Name, status, live, u.CreatedAt.Format(time.RFC3339))
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
 	return tw.Flush()
 }
