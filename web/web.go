@@ -1,0 +1,102 @@
+// Package web serves the public channel pages: GET / lists the channels live now and
+// GET /{name} shows one channel with a live badge and an HLS player (hls.js, vendored
+// from npm and served from /static/, with the browser's native HLS as the fallback).
+//
+// Pages carry no key, password, hash or internal address. Every response has a strict
+// Content-Security-Policy (scripts and styles only from this origin, media and HLS
+// requests only to the public HLS origin) and Referrer-Policy: no-referrer.
+package web
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/stagedoor/stagedoor/store"
+)
+
+// Channels is what the pages read from the store.
+type Channels interface {
+	// ChannelByName returns store.ErrNotFound for a name nobody owns.
+	ChannelByName(ctx context.Context, name string) (store.Channel, error)
+	// LiveStates returns every live public name ordered by name.
+	LiveStates(ctx context.Context) ([]store.LiveState, error)
+}
+
+// statusPath is where the pages poll a channel's status: the public status API, served
+// by authserver on the same listener.
+const statusPath = "/api/v1/channels/"
+
+type handler struct {
+	logger  *slog.Logger
+	ch      Channels
+	hlsBase string
+	assets  map[string]*asset
+}
+
+// NewHandler returns the page handler for GET /, GET /{name} and GET /static/{file};
+// any other path gets the 404 page. hlsBase is the public HLS base URL (--hls-url, e.g.
+// http://HOST:8888); its origin is the only one the page's CSP lets media come from.
+// It returns an error when hlsBase is not an absolute http(s) URL.
+func NewHandler(logger *slog.Logger, ch Channels, hlsBase string) (http.Handler, error) {
+	origin, err := hlsOrigin(hlsBase)
+	if err != nil {
+		return nil, err
+	}
+	assets, err := loadAssets()
+	if err != nil {
+		return nil, err
+	}
+	h := &handler{
+		logger:  logger.With("component", "web"),
+		ch:      ch,
+		hlsBase: strings.TrimRight(hlsBase, "/"),
+		assets:  assets,
+	}
+	if assets[HLSJS] == nil {
+		h.logger.Warn("hls.js is not embedded: channel pages play with the browser's native HLS only; run `make hlsjs` and rebuild")
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", h.index)
+	mux.HandleFunc("GET /static/{file}", h.static)
+	mux.HandleFunc("GET /{name}", h.channel)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { h.notFound(w) })
+	return secure(contentSecurityPolicy(origin), mux), nil
+}
+
+// hlsOrigin returns scheme://host[:port] of the HLS base URL.
+func hlsOrigin(base string) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("hls url %q: must be an absolute http or https URL", base)
+	}
+	if u.User != nil {
+		// The URL goes into every page; it must not carry a credential.
+		return "", fmt.Errorf("hls url: must not contain a user or password")
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+// contentSecurityPolicy allows scripts, styles and images from this origin only, status
+// polls to this origin, and playlists and segments from the HLS origin. media-src needs
+// blob: because hls.js plays through Media Source Extensions. hls.js runs without its
+// Web Worker (see app.js), so no worker-src is granted.
+func contentSecurityPolicy(hlsOrigin string) string {
+	return fmt.Sprintf("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "+
+		"connect-src 'self' %[1]s; media-src %[1]s blob:; base-uri 'none'; form-action 'none'; "+
+		"frame-ancestors 'none'", hlsOrigin)
+}
+
+// secure adds the headers every page and asset carries.
+func secure(csp string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", csp)
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
+}
