@@ -303,13 +303,13 @@ func measureStreams(b *testing.B, ff, src string, n int, start func(*testing.B, 
 	var extra float64
 	var wg sync.WaitGroup
 	if setup.extraPID != 0 {
-		wg.Go(func() { extra = cpuMedian(b, setup.extraPID, 5, 4*time.Second) })
+		wg.Go(func() { extra = cpuMedian(b, setup.extraPID, 5, 3*time.Second) })
 	}
-	cpu := cpuMedian(b, mtx, 5, 4*time.Second)
+	cpu := cpuMedian(b, mtx, 5, 3*time.Second)
 	wg.Wait()
 	rss := rssMB(mtx)
 	for i, p := range players {
-		if got := p.frames.Load() - before[i]; got < 100 { // 20 s at 25 fps = 500
+		if got := p.frames.Load() - before[i]; got < 100 { // 15 s at 25 fps = 375
 			b.Fatalf("stream %d: only %d video frames played in the window; HLS did not keep advancing", i, got)
 		}
 	}
