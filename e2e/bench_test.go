@@ -33,7 +33,7 @@ var (
 	sourceErr  error
 )
 
-// benchSource encodes a 3-minute H.264 + AAC test source once, so that publishers can
+// benchSource encodes a 90-second H.264 + AAC test source once, so that publishers can
 // send it with -c copy and cost (almost) nothing next to MediaMTX.
 func benchSource(b testing.TB, ffmpeg string) string {
 	b.Helper()
@@ -45,8 +45,8 @@ func benchSource(b testing.TB, ffmpeg string) string {
 		}
 		sourceFile = filepath.Join(dir, "source.flv")
 		out, err := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error",
-			"-f", "lavfi", "-i", "testsrc=size=640x360:rate=25:duration=180",
-			"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=180",
+			"-f", "lavfi", "-i", "testsrc=size=640x360:rate=25:duration=90",
+			"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=90",
 			"-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-pix_fmt", "yuv420p", "-b:v", "800k",
 			"-c:a", "aac", "-b:a", "64k", "-f", "flv", sourceFile).CombinedOutput()
 		if err != nil {
@@ -294,7 +294,7 @@ func measureStreams(b *testing.B, ff, src string, n int, start func(*testing.B, 
 	for i := range n {
 		players[i] = startPlayer(b, setup.playURL(i))
 	}
-	time.Sleep(5 * time.Second) // warm-up: muxers and players settle
+	time.Sleep(3 * time.Second) // warm-up: muxers and players settle
 	before := make([]int64, n)
 	for i, p := range players {
 		before[i] = p.frames.Load()
