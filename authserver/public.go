@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -27,7 +28,9 @@ type ChannelStatus struct {
 }
 
 // HLSURL returns the public playlist URL of a channel under hlsBase (http://host:8888).
-func HLSURL(hlsBase, name string) string { return hlsBase + "/live/" + name + "/index.m3u8" }
+func HLSURL(hlsBase, name string) string {
+	return strings.TrimRight(hlsBase, "/") + "/live/" + name + "/index.m3u8"
+}
 
 // NewPublicHandler serves the public listener: GET /api/v1/channels/{name}.
 func NewPublicHandler(logger *slog.Logger, ch Channels, hlsBase string) http.Handler {

@@ -452,3 +452,11 @@ func TestHealthHandler(t *testing.T) {
 		t.Errorf("closed DB: %d %q, want 503 unhealthy", status, body)
 	}
 }
+
+func TestHLSURLTrimsTrailingSlash(t *testing.T) {
+	for _, base := range []string{"http://h:8888", "http://h:8888/", "http://h:8888//"} {
+		if got, want := authserver.HLSURL(base, "benw"), "http://h:8888/live/benw/index.m3u8"; got != want {
+			t.Errorf("HLSURL(%q) = %q, want %q", base, got, want)
+		}
+	}
+}
