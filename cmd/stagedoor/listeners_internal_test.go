@@ -304,3 +304,48 @@ func TestServeListeners(t *testing.T) {
 		}
 	})
 }
+
+// TestPolicyChangedNeverAllowsMediaMTX: a MediaMTX auth body posted to the notification
+// endpoint (a mistaken authHTTPAddress) is answered non-2xx, which MediaMTX reads as deny;
+// the CLI's own notification is accepted.
+func TestPolicyChangedNeverAllowsMediaMTX(t *testing.T) {
+	internal, public := "127.0.0.1:"+strconv.Itoa(freeLoopbackPort(t)), "127.0.0.1:"+strconv.Itoa(freeLoopbackPort(t))
+	ctx, cancel := context.WithCancel(t.Context())
+	env := map[string]string{"STAGEDOOR_HOOK_SECRET": "0123456789abcdef-hook"}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"stagedoor", "serve", "--db", filepath.Join(t.TempDir(), "s.db"),
+			"--internal-addr", internal, "--public-addr", public, "--mediamtx-api", "http://127.0.0.1:1"},
+			func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, io.Discard)
+	}()
+	defer func() { cancel(); <-done }()
+	url := "http://" + internal + "/internal/policy-changed"
+	var res *http.Response
+	var err error
+	for range 100 {
+		if res, err = http.Post(url, "application/json",
+			strings.NewReader(`{"action":"publish","path":"live/benw","protocol":"rtmp","ip":"127.0.0.1"}`)); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode/100 == 2 {
+		t.Errorf("MediaMTX-shaped POST answered %d: would allow", res.StatusCode)
+	}
+	c := &cliFlags{internal: internal}
+	req, _ := http.NewRequest(http.MethodPost, url, nil)
+	req.Header.Set(policyNotifyHeader, "1")
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNoContent {
+		t.Errorf("CLI notification answered %d, want 204", res.StatusCode)
+	}
+	c.notify(t.Context()) // must not fail or block
+}

@@ -131,10 +131,12 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 	internal.Handle("POST /internal/hook", plugin.NewHookHandler(logger, sec.hook, mgr))
 	internal.Handle("GET /healthz", authserver.HealthHandler(db))
 	// The CLI calls this after a change (ban, key, password, stream) so that the auth
-	// cache never answers from before it; it carries no data, so it needs no secret.
+	// cache never answers from before it; it carries no data, so it needs no secret. It
+	// requires its own header so that a MediaMTX whose authHTTPAddress points here by
+	// mistake gets a 400 (deny), never a 2xx (allow).
 	internal.HandleFunc("POST /internal/policy-changed", func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Origin") != "" {
-			http.Error(w, "forbidden", http.StatusForbidden)
+		if r.Header.Get("Origin") != "" || r.Header.Get(policyNotifyHeader) != "1" {
+			http.Error(w, "bad request", http.StatusBadRequest)
 			return
 		}
 		policyChanged()
@@ -206,6 +208,9 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 	}()
 	return svc, nil
 }
+
+// policyNotifyHeader marks the CLI's policy-changed notification.
+const policyNotifyHeader = "X-Stagedoor-Policy-Changed"
 
 // auditEntry is the audit line of a publish decision: fingerprints and names, never a
 // secret or a raw path.

@@ -54,6 +54,7 @@ func (c *cliFlags) notify(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	req.Header.Set(policyNotifyHeader, "1")
 	if res, err := http.DefaultClient.Do(req); err == nil {
 		res.Body.Close()
 	}
@@ -72,7 +73,7 @@ func cmdUser(ctx context.Context, args []string, getenv func(string) string, std
 	sub := args[0]
 	fs, c := newCLIFlags("user "+sub, getenv, stderr)
 	if sub == "passwd" {
-		fs.StringVar(&c.password, "password", "", "the new password (default: read one line from stdin)")
+		fs.StringVar(&c.password, "password", "", "the new password (visible in ps while the command runs: prefer stdin, the default)")
 		fs.IntVar(&c.cost, "cost", store.DefaultCost, "bcrypt cost, 10 to 12")
 	}
 	pos, err := parseFlags(fs, args[1:])
