@@ -80,7 +80,7 @@ func (db *DB) Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
 
 // PruneAudit deletes entries older than before and returns how many.
 func (db *DB) PruneAudit(ctx context.Context, before time.Time) (int64, error) {
-	res, err := db.db.ExecContext(ctx, `DELETE FROM audit WHERE at < ?`, before.UTC().Unix())
+	res, err := db.exec(ctx, `DELETE FROM audit WHERE at < ?`, before.UTC().Unix())
 	if err != nil {
 		return 0, fmt.Errorf("prune audit: %w", err)
 	}

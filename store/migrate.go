@@ -16,7 +16,7 @@ var migrations embed.FS
 // transaction that checks and records its name, so that `serve` and a hook process
 // starting at the same moment never apply one twice.
 func (db *DB) migrate(ctx context.Context) error {
-	if _, err := db.db.ExecContext(ctx,
+	if _, err := db.exec(ctx,
 		`CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

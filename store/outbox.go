@@ -19,7 +19,7 @@ type OutboxEvent struct {
 // AddEvent queues an event (the service's own: stream.started / stream.stopped).
 func (db *DB) AddEvent(ctx context.Context, event, user, channel string) error {
 	now := db.now()
-	if _, err := db.db.ExecContext(ctx, `INSERT INTO outbox (at, event, username, channel, next_at) VALUES (?, ?, ?, ?, ?)`,
+	if _, err := db.exec(ctx, `INSERT INTO outbox (at, event, username, channel, next_at) VALUES (?, ?, ?, ?, ?)`,
 		now, event, user, channel, now); err != nil {
 		return fmt.Errorf("queue %s: %w", event, err)
 	}
@@ -51,7 +51,7 @@ func (db *DB) DueEvents(ctx context.Context, limit int) ([]OutboxEvent, error) {
 
 // FinishEvent marks an event delivered (or given up on).
 func (db *DB) FinishEvent(ctx context.Context, id int64) error {
-	if _, err := db.db.ExecContext(ctx, `UPDATE outbox SET done = 1, attempts = attempts + 1 WHERE id = ?`, id); err != nil {
+	if _, err := db.exec(ctx, `UPDATE outbox SET done = 1, attempts = attempts + 1 WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("finish event: %w", err)
 	}
 	return nil
@@ -61,7 +61,7 @@ func (db *DB) FinishEvent(ctx context.Context, id int64) error {
 func (db *DB) RetryEvent(ctx context.Context, id int64, delay time.Duration) error {
 	// Round up to whole seconds (the column's unit), so a delay is never shortened.
 	next := db.Now().Add(delay + time.Second - time.Nanosecond).UTC().Unix()
-	if _, err := db.db.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, next_at = ? WHERE id = ?`,
+	if _, err := db.exec(ctx, `UPDATE outbox SET attempts = attempts + 1, next_at = ? WHERE id = ?`,
 		next, id); err != nil {
 		return fmt.Errorf("retry event: %w", err)
 	}
@@ -70,7 +70,7 @@ func (db *DB) RetryEvent(ctx context.Context, id int64, delay time.Duration) err
 
 // PruneEvents deletes finished events older than before.
 func (db *DB) PruneEvents(ctx context.Context, before time.Time) error {
-	if _, err := db.db.ExecContext(ctx, `DELETE FROM outbox WHERE done = 1 AND at < ?`, before.UTC().Unix()); err != nil {
+	if _, err := db.exec(ctx, `DELETE FROM outbox WHERE done = 1 AND at < ?`, before.UTC().Unix()); err != nil {
 		return fmt.Errorf("prune events: %w", err)
 	}
 	return nil

@@ -63,7 +63,7 @@ func (db *DB) SetPasswordHash(ctx context.Context, name, hash string) error {
 	if c, err := bcrypt.Cost([]byte(hash)); err != nil || c < MinCost || c > MaxCost {
 		return &InvalidError{Field: "password hash", Reason: fmt.Sprintf("cost must be %d to %d", MinCost, MaxCost)}
 	}
-	res, err := db.db.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE name = ?`, hash, name)
+	res, err := db.exec(ctx, `UPDATE users SET password_hash = ? WHERE name = ?`, hash, name)
 	if err != nil {
 		return fmt.Errorf("set password of %s: %w", name, err)
 	}

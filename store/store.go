@@ -39,6 +39,12 @@ const BusyTimeout = 5 * time.Second
 type DB struct {
 	db *sql.DB
 
+	// writeGate admits one writer of this process at a time. SQLite allows one writer
+	// anyway; queueing here, in order and bounded by the caller's context, keeps many
+	// goroutines from spinning in SQLite's busy handler until one of them gives up with
+	// SQLITE_BUSY. busy_timeout then only arbitrates between processes (CLI and service).
+	writeGate chan struct{}
+
 	// Now returns the current time; tests replace it. Defaults to time.Now.
 	Now func() time.Time
 }
@@ -80,7 +86,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	db := &DB{db: sdb, Now: time.Now}
+	db := &DB{db: sdb, Now: time.Now, writeGate: make(chan struct{}, 1)}
 	if err := db.checkPragmas(ctx); err != nil {
 		_ = sdb.Close()
 		return nil, err
@@ -152,8 +158,34 @@ func (db *DB) checkPragmas(ctx context.Context) error {
 
 func (db *DB) now() int64 { return db.Now().UTC().Unix() }
 
-// inTx runs fn in one immediate transaction and commits it if fn returns nil.
+// lockWrite waits for this process's write turn; the returned func gives it back.
+func (db *DB) lockWrite(ctx context.Context) (func(), error) {
+	select {
+	case db.writeGate <- struct{}{}:
+		return func() { <-db.writeGate }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// exec runs one writing statement in its write turn.
+func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	unlock, err := db.lockWrite(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return db.db.ExecContext(ctx, query, args...)
+}
+
+// inTx runs fn in one immediate transaction, in its write turn, and commits it if fn
+// returns nil.
 func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	unlock, err := db.lockWrite(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	tx, err := db.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

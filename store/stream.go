@@ -132,7 +132,7 @@ func (db *DB) Streams(ctx context.Context, owner string) ([]Stream, error) {
 // DeleteStream removes a stream; ErrNotFound if none. A live publisher on it is not
 // kicked here (the caller decides).
 func (db *DB) DeleteStream(ctx context.Context, name string) error {
-	res, err := db.db.ExecContext(ctx, `DELETE FROM streams WHERE name = ?`, name)
+	res, err := db.exec(ctx, `DELETE FROM streams WHERE name = ?`, name)
 	if err != nil {
 		return fmt.Errorf("delete stream %s: %w", name, err)
 	}

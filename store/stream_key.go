@@ -39,7 +39,7 @@ func (db *DB) UserByKeyDigest(ctx context.Context, d Digest) (KeyOwner, error) {
 
 // TouchKey records that the key was used to go live; called from hooks, never from auth.
 func (db *DB) TouchKey(ctx context.Context, keyID int64) error {
-	if _, err := db.db.ExecContext(ctx, `UPDATE stream_keys SET last_used_at = ? WHERE id = ?`, db.now(), keyID); err != nil {
+	if _, err := db.exec(ctx, `UPDATE stream_keys SET last_used_at = ? WHERE id = ?`, db.now(), keyID); err != nil {
 		return fmt.Errorf("touch key: %w", err)
 	}
 	return nil
