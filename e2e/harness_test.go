@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -86,17 +87,6 @@ func stagedoorBin(t testing.TB) string {
 	return builtBin
 }
 
-// freeUDPPort returns a UDP port free at the time of the call (SRT, WebRTC ICE).
-func freeUDPPort(t testing.TB) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
 // mediamtxPorts are the MTX_* overrides that move every MediaMTX listener we do not
 // choose explicitly onto free loopback ports, so that tests never collide.
 func mediamtxPorts(t testing.TB, rtsp, srt, webrtc int) []string {
@@ -108,14 +98,62 @@ func mediamtxPorts(t testing.TB, rtsp, srt, webrtc int) []string {
 	}
 }
 
+// Ports for test listeners come from below the kernel's ephemeral range (32768 and up
+// on Linux), so an outbound connection's source port can never take one between our
+// check and MediaMTX's bind, and are never handed out twice in one test binary: asking
+// the kernel for ":0" and closing can return the same port twice in a row, and two
+// MediaMTX listeners on one port fail the whole stack with "address already in use".
+const (
+	testPortLow  = 20000
+	testPortHigh = 32700
+)
+
+var (
+	portMu    sync.Mutex
+	portsUsed = map[int]bool{}
+)
+
+// freePort returns a TCP port on 127.0.0.1 that is free now and unused by this binary.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return pickPort(t, func(port int) error {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			_ = l.Close()
+		}
+		return err
+	})
+}
+
+// freeUDPPort returns a UDP port free at the time of the call (SRT, WebRTC ICE).
+func freeUDPPort(t testing.TB) int {
+	t.Helper()
+	return pickPort(t, func(port int) error {
+		c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			_ = c.Close()
+		}
+		return err
+	})
+}
+
+func pickPort(t testing.TB, try func(int) error) int {
+	t.Helper()
+	portMu.Lock()
+	defer portMu.Unlock()
+	for range 1000 {
+		port := testPortLow + rand.IntN(testPortHigh-testPortLow)
+		if portsUsed[port] {
+			continue
+		}
+		if try(port) != nil {
+			continue
+		}
+		portsUsed[port] = true
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free test port below the ephemeral range after 1000 tries")
+	return 0
 }
 
 // syncBuffer collects a process's output for later scans.
