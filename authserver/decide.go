@@ -92,6 +92,9 @@ const (
 	reasonAdmin = "admin"
 )
 
+// reasonUnhealthy denies everything while the database fails its health probe.
+const reasonUnhealthy = "database unhealthy"
+
 func deny(status int, reason string) Decision {
 	return Decision{Status: status, Reason: reason}
 }

@@ -29,6 +29,9 @@ type Options struct {
 	// OnDecision, if set, is called after every decision with its duration (metrics,
 	// audit). It must not block.
 	OnDecision func(Request, Decision, time.Duration)
+	// Healthy, if set, is asked before every decision; while it returns an error every
+	// request is denied with 503 (see Health).
+	Healthy func() error
 }
 
 type handler struct {
@@ -110,6 +113,9 @@ func (h *handler) evaluate(c *gin.Context) (Request, Decision) {
 	req, err := DecodeRequest(body)
 	if err != nil {
 		return Request{}, deny(http.StatusBadRequest, "malformed body")
+	}
+	if h.opts.Healthy != nil && h.opts.Healthy() != nil {
+		return req, deny(http.StatusServiceUnavailable, reasonUnhealthy)
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.opts.Timeout)
 	defer cancel()

@@ -2,13 +2,16 @@ package authserver_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -460,3 +463,43 @@ func TestHLSURLTrimsTrailingSlash(t *testing.T) {
 		}
 	}
 }
+
+// TestHandlerDeniesWhileUnhealthy: while the database fails its write probe every
+// request is denied, even one the policy would allow, and the first good probe restores
+// the allow without a restart.
+func TestHandlerDeniesWhileUnhealthy(t *testing.T) {
+	var probeErr atomic.Pointer[error]
+	fail := errors.New("disk I/O error")
+	probeErr.Store(&fail)
+	health := authserver.NewHealth(slog.New(slog.DiscardHandler), func(context.Context) error { return *probeErr.Load() }, pingOK{})
+	if err := health.Check(t.Context()); err == nil {
+		t.Fatal("Check with a failing probe returned nil")
+	}
+	srv, _ := authServer(t, failingCreds(), authserver.Options{Policy: testPolicy, Healthy: health.Err})
+	read := mediaMTXBody("read", "live/benw", "hls") // allowed without any lookup when healthy
+	wantDenied(t, postJSON(t, srv, read), http.StatusServiceUnavailable)
+
+	var ok error
+	probeErr.Store(&ok)
+	if err := health.Check(t.Context()); err != nil {
+		t.Fatalf("Check with a passing probe: %v", err)
+	}
+	if rep := postJSON(t, srv, read); !is2xx(rep.status) {
+		t.Errorf("public read after recovery: status = %d, want 2xx", rep.status)
+	}
+}
+
+// TestHealthBeforeFirstProbe: a Health that has not probed yet is unhealthy.
+func TestHealthBeforeFirstProbe(t *testing.T) {
+	h := authserver.NewHealth(slog.New(slog.DiscardHandler), func(context.Context) error { return nil }, pingOK{})
+	if h.Err() == nil {
+		t.Error("Err() before the first probe = nil, want an error")
+	}
+	if h.Ping(t.Context()) == nil {
+		t.Error("Ping() before the first probe = nil, want an error")
+	}
+}
+
+type pingOK struct{}
+
+func (pingOK) Ping(context.Context) error { return nil }

@@ -37,7 +37,9 @@ const BusyTimeout = 5 * time.Second
 
 // DB is a Stagedoor database on one SQLite file.
 type DB struct {
-	db *sql.DB
+	db    *sql.DB
+	probe *sql.DB // health probes; see ProbeWrite
+	path  string
 
 	// writeGate admits one writer of this process at a time. SQLite allows one writer
 	// anyway; queueing here, in order and bounded by the caller's context, keeps many
@@ -52,10 +54,12 @@ type DB struct {
 // dsn puts every pragma in the connection string so that each pooled connection gets it;
 // _txlock=immediate makes read-then-write transactions take the write lock up front
 // instead of failing with SQLITE_BUSY when they try to upgrade.
-func dsn(path string) string {
+func dsn(path string) string { return dsnWithBusy(path, BusyTimeout.Milliseconds()) }
+
+func dsnWithBusy(path string, busyMillis int64) string {
 	q := url.Values{}
 	for _, p := range []string{
-		fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()),
+		fmt.Sprintf("busy_timeout(%d)", busyMillis),
 		"journal_mode(wal)",
 		"synchronous(normal)",
 		"foreign_keys(1)",
@@ -86,7 +90,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	db := &DB{db: sdb, Now: time.Now, writeGate: make(chan struct{}, 1)}
+	db := &DB{db: sdb, path: path, Now: time.Now, writeGate: make(chan struct{}, 1)}
 	if err := db.checkPragmas(ctx); err != nil {
 		_ = sdb.Close()
 		return nil, err
@@ -95,11 +99,17 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		_ = sdb.Close()
 		return nil, err
 	}
+	if db.probe, err = openProbe(path); err != nil {
+		_ = sdb.Close()
+		return nil, fmt.Errorf("open database: %w", err)
+	}
 	return db, nil
 }
 
 // Close closes the database.
-func (db *DB) Close() error { return db.db.Close() }
+func (db *DB) Close() error {
+	return errors.Join(db.probe.Close(), db.db.Close())
+}
 
 // Ping checks that the database answers a read within ctx.
 func (db *DB) Ping(ctx context.Context) error {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -104,6 +105,8 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 		rec.Record(store.AuditEntry{At: time.Now(), Kind: "kick", User: k.User, KeyFP: k.KeyFP,
 			Protocol: k.SourceType, Decision: "kicked", Reason: k.Reason})
 	}
+	health := authserver.NewHealth(logger, func(ctx context.Context) error { return db.ProbeWrite(ctx, probeOwner()) }, db)
+	_ = health.Check(ctx)
 	hooks := webhook.NewDispatcher(db, logger, cfg.webhookURLs, sec.webhook)
 	hooks.OnDelivery = func(event string, ok bool) {
 		result := "ok"
@@ -121,6 +124,7 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 			Admin:               authserver.Secret{User: adminUser, Password: sec.admin},
 			Passwords:           passwords,
 		},
+		Healthy: health.Err,
 		OnDecision: func(req authserver.Request, d authserver.Decision, took time.Duration) {
 			met.decision(req, d, took)
 			if req.Action == authserver.ActionPublish {
@@ -129,7 +133,7 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 		},
 	}))
 	internal.Handle("POST /internal/hook", plugin.NewHookHandler(logger, sec.hook, mgr))
-	internal.Handle("GET /healthz", authserver.HealthHandler(db))
+	internal.Handle("GET /healthz", authserver.HealthHandler(health))
 	// The CLI calls this after a change (ban, key, password, stream) so that the auth
 	// cache never answers from before it; it carries no data, so it needs no secret. It
 	// requires its own header so that a MediaMTX whose authHTTPAddress points here by
@@ -201,12 +205,26 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 				}
 			})
 		}
+		wg.Go(func() { health.Run(loopCtx, healthEvery) })
 		wg.Go(func() { rec.Run(loopCtx) })
 		wg.Go(func() { hooks.Run(loopCtx) })
 		mgr.Run(loopCtx, cfg.reconcileEvery)
 		wg.Wait()
 	}()
 	return svc, nil
+}
+
+// healthEvery is how often the database is probed for writes; with the probe's 1 s lock
+// wait, a fault is seen, and every auth denied, within about 1.5 s.
+const healthEvery = 500 * time.Millisecond
+
+// probeOwner names this process's heartbeat row: one per host, so replicas on several
+// machines sharing one database do not overwrite each other's.
+func probeOwner() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "stagedoor"
 }
 
 // policyNotifyHeader marks the CLI's policy-changed notification.

@@ -1,0 +1,49 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+)
+
+// ProbeBusyTimeout bounds how long a health probe waits for the write lock, so that a
+// database locked by another process reads as unhealthy in about a second instead of
+// after BusyTimeout.
+const ProbeBusyTimeout = 1000
+
+// openProbe opens the one-connection pool that health probes write through.
+func openProbe(path string) (*sql.DB, error) {
+	p, err := sql.Open("sqlite", dsnWithBusy(path, ProbeBusyTimeout))
+	if err != nil {
+		return nil, err
+	}
+	p.SetMaxOpenConns(1)
+	return p, nil
+}
+
+// ProbeWrite proves the database takes a write now: in this process's write turn it
+// commits one heartbeat row for owner through a connection that waits at most
+// ProbeBusyTimeout for the lock. It fails when the file or its directory turned
+// read-only, the disk is full, another process holds the write lock, or the WAL or
+// shared-memory file was deleted under us (then only a restart repairs it: new
+// connections would see a database without the writes still in the deleted WAL).
+func (db *DB) ProbeWrite(ctx context.Context, owner string) error {
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if _, err := os.Stat(db.path + suffix); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("database %s file is gone: restart Stagedoor", suffix[1:])
+		}
+	}
+	unlock, err := db.lockWrite(ctx)
+	if err != nil {
+		return fmt.Errorf("probe database: wait for write turn: %w", err)
+	}
+	defer unlock()
+	if _, err := db.probe.ExecContext(ctx, `INSERT INTO heartbeat (owner, at) VALUES (?, ?)
+		ON CONFLICT (owner) DO UPDATE SET at = excluded.at`, owner, db.now()); err != nil {
+		return fmt.Errorf("probe database: %w", err)
+	}
+	return nil
+}
