@@ -148,7 +148,7 @@ func startAlias(b *testing.B, n int) mediaSetup {
 }
 
 // childPID finds the child of parent whose command name contains name.
-func childPID(b *testing.B, parent int, name string) int {
+func childPID(b testing.TB, parent int, name string) int {
 	b.Helper()
 	// Each thread has its own children list, and Go starts processes from any thread.
 	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", parent))

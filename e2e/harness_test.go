@@ -223,7 +223,10 @@ type stack struct {
 	relayPass string
 	out       *syncBuffer
 	cmd       *exec.Cmd
-	done      chan error
+	done      chan error    // the exit status of `run`, once
+	exited    chan struct{} // closed when `run` has exited
+	runArgs   []string
+	runEnv    []string
 }
 
 type stackOptions struct {
@@ -252,9 +255,8 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 		internal: freePort(t), public: freePort(t),
 		relayPass: "relay-" + strings.ReplaceAll(t.Name(), "/", "-") + "-secret",
 		out:       &syncBuffer{},
-		done:      make(chan error, 1),
 	}
-	s.cmd = exec.Command(s.bin, "run",
+	s.runArgs = []string{"run",
 		"--db", s.db,
 		"--mediamtx", mtx,
 		"--mediamtx-config", opts.config,
@@ -267,33 +269,51 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 		"--reconcile-interval", "2s",
 		"--rtmp-addr", fmt.Sprintf("127.0.0.1:%d", s.rtmp),
 		"--mediamtx-rtmp", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-	)
-	s.cmd.Args = append(s.cmd.Args, opts.args...)
-	s.cmd.Env = append(os.Environ(),
+	}
+	s.runArgs = append(s.runArgs, opts.args...)
+	s.runEnv = append(os.Environ(),
 		fmt.Sprintf("MTX_HLSADDRESS=127.0.0.1:%d", s.hls),
 		"STAGEDOOR_RELAY_PASSWORD="+s.relayPass,
 	)
-	s.cmd.Env = append(s.cmd.Env, mediamtxPorts(t, s.rtsp, s.srt, s.webrtc)...)
-	s.cmd.Env = append(s.cmd.Env, opts.env...)
-	lw := &logWriter{t: t, prefix: "[stack]"}
-	s.cmd.Stdout = io.MultiWriter(s.out, lw)
-	s.cmd.Stderr = io.MultiWriter(s.out, lw)
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.done <- s.cmd.Wait() }()
+	s.runEnv = append(s.runEnv, mediamtxPorts(t, s.rtsp, s.srt, s.webrtc)...)
+	s.runEnv = append(s.runEnv, opts.env...)
+	s.launch()
 	t.Cleanup(func() {
+		select {
+		case <-s.exited:
+			return
+		default:
+		}
 		_ = s.cmd.Process.Signal(os.Interrupt)
 		select {
-		case <-s.done:
+		case <-s.exited:
 		case <-time.After(30 * time.Second):
 			_ = s.cmd.Process.Kill()
 			t.Errorf("stagedoor run did not stop within 30 s of SIGINT")
 		}
-		lw.stop()
 	})
 	s.waitReady()
 	return s
+}
+
+// launch starts `stagedoor run` with the stack's arguments (again, after a crash).
+func (s *stack) launch() {
+	s.t.Helper()
+	cmd := exec.Command(s.bin, s.runArgs...)
+	cmd.Env = s.runEnv
+	lw := &logWriter{t: s.t, prefix: "[stack]"}
+	cmd.Stdout = io.MultiWriter(s.out, lw)
+	cmd.Stderr = io.MultiWriter(s.out, lw)
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	done, exited := make(chan error, 1), make(chan struct{})
+	go func() {
+		done <- cmd.Wait()
+		close(exited)
+		lw.stop()
+	}()
+	s.cmd, s.done, s.exited = cmd, done, exited
 }
 
 // with returns the stack reporting to t, for use inside subtests.

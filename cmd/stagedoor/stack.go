@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -104,13 +105,23 @@ func mediamtxEnv(cfg serviceConfig, sec secrets) ([]string, error) {
 // supervise runs MediaMTX until ctx ends, restarting it with backoff when it exits.
 // On ctx end it sends SIGINT (MediaMTX then stops its hooks) and waits, killing the
 // process group only if MediaMTX has not exited after 20 s.
+//
+// If Stagedoor itself dies (SIGKILL, OOM), the kernel sends MediaMTX SIGTERM
+// (Pdeathsig): an orphan would hold every port, so the restarted `run` could not start
+// its own (it would die only at its next log line into our closed pipe). Streams that
+// must outlive a Stagedoor crash need MediaMTX run on its own beside `serve`.
 func supervise(ctx context.Context, logger *slog.Logger, bin, conf string, env []string, out io.Writer, restarted func()) error {
 	logger = logger.With("component", "supervisor")
+	// Pdeathsig fires when the thread that started the child exits; keep this goroutine
+	// on one thread for as long as it supervises.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	backoff := time.Second
 	for {
 		cmd := exec.Command(bin, conf) // #nosec G204 -- operator-chosen binary and config
 		cmd.Env, cmd.Stdout, cmd.Stderr = env, out, out
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // our own SIGINT handling decides
+		// Own process group: our own SIGINT handling decides when MediaMTX stops.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("start mediamtx: %w", err)
 		}

@@ -1,0 +1,456 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2"
+	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
+)
+
+// splitStack is the deployment where MediaMTX and Stagedoor are separate processes:
+// the operator runs MediaMTX under its own supervisor and `stagedoor serve` beside it.
+// It is the one where Stagedoor can die while MediaMTX keeps streaming (T22, T23).
+type splitStack struct {
+	*stack
+	mtx        *exec.Cmd
+	mtxDone    chan error
+	mtxOut     *syncBuffer
+	hookSecret string
+	serveArgs  []string
+	serveEnv   []string
+}
+
+func startSplit(t *testing.T) *splitStack {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("e2e: skipped with -short")
+	}
+	mtxBin := needTool(t, "mediamtx", "STAGEDOOR_TEST_MEDIAMTX", filepath.Join(repoRoot, "bin", "mediamtx"))
+	ff := needTool(t, "ffmpeg", "STAGEDOOR_TEST_FFMPEG", "")
+	s := &splitStack{
+		stack: &stack{
+			t: t, bin: stagedoorBin(t), ffmpeg: ff,
+			db:   filepath.Join(t.TempDir(), "stagedoor.db"),
+			rtmp: freePort(t), rtsp: freePort(t), hls: freePort(t), api: freePort(t),
+			srt: freeUDPPort(t), webrtc: freePort(t),
+			internal: freePort(t), public: freePort(t),
+			relayPass: "relay-" + t.Name() + "-secret",
+			out:       &syncBuffer{},
+		},
+		mtxOut:     &syncBuffer{},
+		hookSecret: "hook-" + t.Name() + "-secret",
+	}
+	internal := fmt.Sprintf("127.0.0.1:%d", s.internal)
+
+	// MediaMTX as the operator runs it: the shipped config, our addresses through MTX_*
+	// overrides, and the hook secret in its environment for `stagedoor hook`.
+	s.mtx = exec.Command(mtxBin, filepath.Join(repoRoot, "mediamtx.yml"))
+	s.mtx.Env = append(os.Environ(),
+		"PATH="+filepath.Dir(s.bin)+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"MTX_AUTHHTTPADDRESS=http://"+internal+"/mediamtx/auth",
+		fmt.Sprintf("MTX_APIADDRESS=127.0.0.1:%d", s.api),
+		fmt.Sprintf("MTX_RTMPADDRESS=127.0.0.1:%d", s.rtmp),
+		fmt.Sprintf("MTX_HLSADDRESS=127.0.0.1:%d", s.hls),
+		"STAGEDOOR_HOOK_URL=http://"+internal+"/internal/hook",
+		"STAGEDOOR_HOOK_SECRET="+s.hookSecret,
+	)
+	s.mtx.Env = append(s.mtx.Env, mediamtxPorts(t, s.rtsp, s.srt, s.webrtc)...)
+	mlw := &logWriter{t: t, prefix: "[mediamtx]"}
+	s.mtx.Stdout = io.MultiWriter(s.mtxOut, mlw)
+	s.mtx.Stderr = io.MultiWriter(s.mtxOut, mlw)
+	s.mtx.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := s.mtx.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.mtxDone = make(chan error, 1)
+	go func() { s.mtxDone <- s.mtx.Wait() }()
+	t.Cleanup(func() {
+		_ = s.mtx.Process.Signal(os.Interrupt)
+		select {
+		case <-s.mtxDone:
+		case <-time.After(20 * time.Second):
+			_ = syscall.Kill(-s.mtx.Process.Pid, syscall.SIGKILL)
+			t.Errorf("mediamtx did not stop within 20 s of SIGINT")
+		}
+		mlw.stop()
+	})
+
+	s.serveArgs = []string{"serve",
+		"--db", s.db,
+		"--internal-addr", internal,
+		"--public-addr", fmt.Sprintf("127.0.0.1:%d", s.public),
+		"--mediamtx-api", fmt.Sprintf("http://127.0.0.1:%d", s.api),
+		"--mediamtx-rtsp", fmt.Sprintf("127.0.0.1:%d", s.rtsp),
+		"--hls-url", fmt.Sprintf("http://127.0.0.1:%d", s.hls),
+		"--rtmp-url", fmt.Sprintf("rtmp://127.0.0.1:%d/live", s.rtmp),
+		"--reconcile-interval", "2s",
+	}
+	// The relay password is fixed, as README asks of `serve` operators, so that a
+	// restarted Stagedoor keeps the alias entries MediaMTX already pulls with.
+	s.serveEnv = append(os.Environ(), "STAGEDOOR_HOOK_SECRET="+s.hookSecret, "STAGEDOOR_RELAY_PASSWORD="+s.relayPass)
+	s.startServe()
+	return s
+}
+
+// startServe starts `stagedoor serve` and waits until it and MediaMTX answer.
+func (s *splitStack) startServe() {
+	t := s.t
+	t.Helper()
+	cmd := exec.Command(s.bin, s.serveArgs...)
+	cmd.Env = s.serveEnv
+	lw := &logWriter{t: t, prefix: "[serve]"}
+	cmd.Stdout = io.MultiWriter(s.out, lw)
+	cmd.Stderr = io.MultiWriter(s.out, lw)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done, exited := make(chan error, 1), make(chan struct{})
+	go func() {
+		done <- cmd.Wait()
+		close(exited)
+		lw.stop()
+	}()
+	s.cmd, s.done, s.exited = cmd, done, exited
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+			return
+		default:
+		}
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("stagedoor serve did not stop within 20 s of SIGINT")
+		}
+	})
+	s.waitReady()
+}
+
+// killServe sends sig to `stagedoor serve`; for SIGKILL it also waits for the exit.
+func (s *splitStack) killServe(sig syscall.Signal) {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("signal serve: %v", err)
+	}
+	if sig == syscall.SIGKILL {
+		select {
+		case <-s.exited:
+		case <-time.After(10 * time.Second):
+			s.t.Fatal("serve did not die of SIGKILL")
+		}
+	}
+}
+
+// watcher plays an HLS stream continuously and records when media last arrived.
+type watcher struct {
+	last   atomic.Int64 // unix nanos of the last video access unit
+	units  atomic.Int64
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func watchHLS(t *testing.T, url string) *watcher {
+	t.Helper()
+	w := &watcher{done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(t.Context())
+	w.cancel = cancel
+	jar, _ := cookiejar.New(nil)
+	quiet := func(string) {}
+	c := &gohlslib.Client{
+		URI:                       url,
+		HTTPClient:                &http.Client{Jar: jar, Timeout: 10 * time.Second},
+		OnDownloadPrimaryPlaylist: quiet,
+		OnDownloadStreamPlaylist:  quiet,
+		OnDownloadSegment:         quiet,
+		OnDownloadPart:            quiet,
+		OnDecodeError:             func(error) {},
+	}
+	c.OnTracks = func(tracks []*gohlslib.Track) error {
+		for _, tr := range tracks {
+			if _, ok := tr.Codec.(*codecs.H264); ok {
+				c.OnDataH26x(tr, func(int64, int64, [][]byte) {
+					w.units.Add(1)
+					w.last.Store(time.Now().UnixNano())
+				})
+			}
+		}
+		return nil
+	}
+	if err := c.Start(); err != nil {
+		t.Fatalf("hls client: %v", err)
+	}
+	go func() {
+		select {
+		case err := <-c.Wait():
+			w.done <- err
+		case <-ctx.Done():
+			w.done <- ctx.Err()
+		}
+		c.Close()
+	}()
+	t.Cleanup(cancel)
+	eventually(t, 20*time.Second, "watcher receives video", func() error {
+		if w.units.Load() == 0 {
+			return fmt.Errorf("no video yet")
+		}
+		return nil
+	})
+	return w
+}
+
+// keepsPlaying asserts that video keeps arriving over the next d: the units counted
+// grow in every second of it and the client never fails.
+func (w *watcher) keepsPlaying(t *testing.T, d time.Duration) {
+	t.Helper()
+	end := time.Now().Add(d)
+	// HLS delivers whole segments: allow one segment duration (about 1 s at -g 25) plus
+	// playlist polling between arrivals before calling the stream stalled.
+	const stall = 4 * time.Second
+	for time.Now().Before(end) {
+		select {
+		case err := <-w.done:
+			t.Fatalf("HLS client stopped while it should keep playing: %v", err)
+		case <-time.After(500 * time.Millisecond):
+		}
+		if since := time.Since(time.Unix(0, w.last.Load())); since > stall {
+			t.Fatalf("no video for %v while it should keep playing", since.Round(time.Millisecond))
+		}
+	}
+}
+
+// authDirect asks the internal auth endpoint what MediaMTX would, for an RTMP publish on
+// live/<key>; it returns the status and the time the answer took.
+func (s *stack) authDirect(key string) (int, time.Duration, error) {
+	body, _ := json.Marshal(map[string]any{"user": "", "password": "", "token": "", "ip": "127.0.0.1",
+		"action": "publish", "path": "live/" + key, "protocol": "rtmp", "id": nil, "query": ""})
+	req, _ := http.NewRequest(http.MethodPost, s.url(s.internal, "/mediamtx/auth"), bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Close = true
+	start := time.Now()
+	res, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return 0, time.Since(start), err
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode, time.Since(start), nil
+}
+
+// TestFaultStagedoorKilled is T22 and T26(a): `stagedoor serve` is SIGKILLed while two
+// channels are live beside a separately run MediaMTX. Streams and HLS sessions already
+// open keep playing, new publishes are refused at once (MediaMTX's auth call finds
+// nobody: fail closed), one channel ends while Stagedoor is down, and after the restart
+// the live flags match MediaMTX within 30 s and publishing works again.
+func TestFaultStagedoorKilled(t *testing.T) {
+	s := startSplit(t)
+	benwKey, carolKey, daveKey := s.addUser("benw"), s.addUser("carol"), s.addUser("dave")
+	benw := s.publish(s.rtmpURL(benwKey))
+	carol := s.publish(s.rtmpURL(carolKey))
+	s.waitLive("benw", true, 20*time.Second)
+	s.waitLive("carol", true, 20*time.Second)
+	w := watchHLS(t, s.hlsURL("benw"))
+
+	s.killServe(syscall.SIGKILL)
+	// The auth endpoint is gone: MediaMTX gets connection refused and denies.
+	if _, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.internal), time.Second); err == nil {
+		t.Fatal("internal listener still accepts after SIGKILL")
+	}
+
+	t.Run("ExistingStreamKeepsPlaying", func(t *testing.T) {
+		w.keepsPlaying(t, 8*time.Second)
+		select {
+		case <-benw.exited:
+			t.Fatalf("benw's publisher exited while Stagedoor was down: %v\n%s", benw.err, benw.out)
+		default:
+		}
+	})
+	t.Run("NewPublishRefused", func(t *testing.T) {
+		dave := s.publish(s.rtmpURL(daveKey))
+		dave.refused(t, 15*time.Second)
+	})
+	t.Run("NewHLSSessionRefused", func(t *testing.T) {
+		if code := hlsStatus(t, s.hlsURL("benw"), "", ""); code < 400 {
+			t.Errorf("new HLS session while Stagedoor is down: %d, want a refusal", code)
+		}
+	})
+
+	// carol stops while nobody can hear her unavailable hook (T26a).
+	carol.stop()
+	s.startServe()
+	restarted := time.Now()
+
+	t.Run("LiveStateReconciledAfterRestart", func(t *testing.T) {
+		s.with(t).waitLive("carol", false, 30*time.Second)
+		s.with(t).waitLive("benw", true, 30*time.Second)
+		t.Logf("live flags reconciled %v after readiness", time.Since(restarted).Round(time.Millisecond))
+		w.keepsPlaying(t, 3*time.Second)
+	})
+	t.Run("PublishWorksAfterRestart", func(t *testing.T) {
+		dave := s.publish(s.rtmpURL(daveKey))
+		s.with(t).waitLive("dave", true, 20*time.Second)
+		if err := playHLS(t, s.hlsURL("dave"), 20*time.Second); err != nil {
+			t.Errorf("dave's public HLS after restart: %v", err)
+		}
+		dave.stop()
+	})
+	t.Run("NewHLSSessionAfterRestart", func(t *testing.T) {
+		if err := playHLS(t, s.hlsURL("benw"), 20*time.Second); err != nil {
+			t.Errorf("benw's public HLS for a new viewer after restart: %v", err)
+		}
+	})
+}
+
+// TestFaultStagedoorHung is T23: `stagedoor serve` is stopped with SIGSTOP for 15 s.
+// MediaMTX's auth calls time out (readTimeout) and deny; after SIGCONT everything
+// drains, the service answers at once again and a new publish goes live.
+func TestFaultStagedoorHung(t *testing.T) {
+	s := startSplit(t)
+	benwKey, carolKey := s.addUser("benw"), s.addUser("carol")
+	benw := s.publish(s.rtmpURL(benwKey))
+	s.waitLive("benw", true, 20*time.Second)
+
+	s.killServe(syscall.SIGSTOP)
+	stopped := time.Now()
+	carol := s.publish(s.rtmpURL(carolKey))
+	t.Run("PublishWhileHungRefused", func(t *testing.T) {
+		// MediaMTX waits readTimeout (10 s) for the answer, then denies.
+		carol.refused(t, 14*time.Second)
+	})
+	time.Sleep(time.Until(stopped.Add(15 * time.Second)))
+	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+
+	t.Run("RecoversAfterSIGCONT", func(t *testing.T) {
+		eventually(t, 5*time.Second, "auth answers after SIGCONT", func() error {
+			code, _, err := s.authDirect(benwKey)
+			if err != nil {
+				return err
+			}
+			if code != http.StatusNoContent {
+				return fmt.Errorf("valid key: %d", code)
+			}
+			return nil
+		})
+		t.Logf("auth answered again %v after SIGCONT", time.Since(resumed).Round(time.Millisecond))
+		// Once running, the service answers every request well inside its own 2 s bound.
+		for i := range 20 {
+			code, took, err := s.authDirect(benwKey)
+			if err != nil || code != http.StatusNoContent {
+				t.Fatalf("auth %d after recovery: %d, %v", i, code, err)
+			}
+			if took > 2*time.Second {
+				t.Errorf("auth %d after recovery took %v, want under 2 s", i, took)
+			}
+		}
+	})
+	t.Run("PublishAfterSIGCONT", func(t *testing.T) {
+		carol := s.publish(s.rtmpURL(carolKey))
+		s.with(t).waitLive("carol", true, 20*time.Second)
+		if err := playHLS(t, s.hlsURL("carol"), 20*time.Second); err != nil {
+			t.Errorf("carol's public HLS: %v", err)
+		}
+		carol.stop()
+	})
+	t.Run("ExistingStreamSurvived", func(t *testing.T) {
+		select {
+		case <-benw.exited:
+			t.Fatalf("benw's publisher exited: %v\n%s", benw.err, benw.out)
+		default:
+		}
+		s.with(t).waitLive("benw", true, 10*time.Second)
+	})
+}
+
+// TestFaultMediaMTXKilled is T26(b): under `stagedoor run`, MediaMTX is SIGKILLed while
+// benw is live. No unavailable hook ever fires; benw goes offline within 60 s, `run`
+// restarts MediaMTX, and when the streamer reconnects the public alias is rebuilt.
+func TestFaultMediaMTXKilled(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	key := s.addUser("benw")
+	benw := s.publish(s.rtmpURL(key))
+	s.waitLive("benw", true, 20*time.Second)
+	if err := playHLS(t, s.hlsURL("benw"), 20*time.Second); err != nil {
+		t.Fatalf("public HLS before the fault: %v", err)
+	}
+	mtx := childPID(t, s.cmd.Process.Pid, "mediamtx")
+	if err := syscall.Kill(mtx, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+
+	t.Run("ChannelGoesOffline", func(t *testing.T) {
+		s.with(t).waitLive("benw", false, 60*time.Second)
+		t.Logf("offline %v after MediaMTX was killed", time.Since(killed).Round(time.Millisecond))
+		if code, v := s.channelStatus(""); code == http.StatusOK && strings.Contains(fmt.Sprint(v), "benw") {
+			t.Errorf("channel list still shows benw: %v", v)
+		}
+	})
+	select {
+	case <-benw.exited: // ffmpeg gives up when its server vanishes, as OBS would before reconnecting
+	case <-time.After(30 * time.Second):
+		t.Fatal("publisher still running 30 s after MediaMTX was killed")
+	}
+	t.Run("AliasRebuiltOnReconnect", func(t *testing.T) {
+		s.with(t).waitReady() // `run` restarted MediaMTX
+		if pid := childPID(t, s.cmd.Process.Pid, "mediamtx"); pid == mtx {
+			t.Fatalf("MediaMTX pid %d unchanged: not restarted", pid)
+		}
+		again := s.publish(s.rtmpURL(key))
+		s.with(t).waitLive("benw", true, 20*time.Second)
+		if err := playHLS(t, s.hlsURL("benw"), 20*time.Second); err != nil {
+			t.Errorf("public HLS after MediaMTX restart: %v", err)
+		}
+		again.stop()
+		s.with(t).waitLive("benw", false, 20*time.Second)
+	})
+}
+
+// TestFaultRunKilled: `stagedoor run` is SIGKILLed. Its MediaMTX follows it (Pdeathsig)
+// instead of lingering as an orphan on every port, so the restarted `run` starts on
+// the same ports and database and takes publishes again. Nobody is live at the kill: a
+// quiet orphan writes no log line, so only Pdeathsig, not SIGPIPE, can end it.
+func TestFaultRunKilled(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	key := s.addUser("benw")
+	mtx := childPID(t, s.cmd.Process.Pid, "mediamtx")
+	t.Cleanup(func() { _ = syscall.Kill(mtx, syscall.SIGKILL) }) // should the test fail: no orphan left behind
+	if err := s.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-s.exited
+	eventually(t, 10*time.Second, "MediaMTX exits after its supervisor died", func() error {
+		if err := syscall.Kill(mtx, 0); err == nil {
+			return fmt.Errorf("mediamtx pid %d still running", mtx)
+		}
+		return nil
+	})
+	s.launch()
+	s.waitReady()
+	benw := s.publish(s.rtmpURL(key))
+	s.waitLive("benw", true, 20*time.Second)
+	if err := playHLS(t, s.hlsURL("benw"), 20*time.Second); err != nil {
+		t.Errorf("public HLS after the restart: %v", err)
+	}
+	benw.stop()
+	s.waitLive("benw", false, 20*time.Second)
+}
