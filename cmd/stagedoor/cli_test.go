@@ -180,18 +180,22 @@ func TestRedactor(t *testing.T) {
 		"INF [path live/" + key[:10], key[10:] + "] stream is available\n",
 		"source rtsp://stagedoor-relay:topsecret-relay@127.0.0.1:8554/live/x\n",
 		"query user=alice&pass=$2a$10$abc/def token=tok123\n",
+		"INF [RTMP] [conn 127.0.0.1:5000] closed: path 'live/" + key[:len(key)-1] + "' is not configured\n",
+		"INF path 'live/" + key[1:] + "' and 'live/" + key[:20] + "' refused\n",
+		"INF [session 3fa85f64-5717-4562-b3fc-2c963f66afa6] created by benw_the_streamer\n",
 		"source rtsp://u:other-pass@host/x and tail without newline",
 	} {
 		_, _ = r.Write([]byte(chunk))
 	}
 	r.Flush()
 	got := out.String()
-	for _, secret := range []string{key, "topsecret-relay", "$2a$10$abc", "tok123", "other-pass"} {
+	for _, secret := range []string{key, key[:len(key)-1], key[1:], key[3:20], "topsecret-relay", "$2a$10$abc", "tok123", "other-pass"} {
 		if strings.Contains(got, secret) {
 			t.Errorf("output still contains %q:\n%s", secret, got)
 		}
 	}
-	for _, want := range []string{"key:" + store.Fingerprint(key), "stream is available", "user=alice", "tail without newline"} {
+	for _, want := range []string{"key:" + store.Fingerprint(key), "stream is available", "user=alice", "tail without newline",
+		"3fa85f64-5717-4562-b3fc-2c963f66afa6", "benw_the_streamer", "is not configured"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
 		}

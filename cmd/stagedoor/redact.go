@@ -11,7 +11,14 @@ import (
 )
 
 var (
-	keyInText    = regexp.MustCompile(`sk_[A-Za-z0-9_-]{43}`)
+	keyInText = regexp.MustCompile(`sk_[A-Za-z0-9_-]{43}`)
+	// A mangled key (truncated, one character short, its prefix cut) is still most of a
+	// secret: MediaMTX logs the path of a refused or unconfigured publish. Any run of the
+	// key alphabet longer than a username (25) goes, UUIDs (MediaMTX's ids) excepted,
+	// and so does anything that starts like a key.
+	keyLikeRun   = regexp.MustCompile(`[A-Za-z0-9_-]{26,}`)
+	keyPrefix    = regexp.MustCompile(`sk_[A-Za-z0-9_-]{4,}`)
+	uuidShape    = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 	credInQuery  = regexp.MustCompile(`(?i)\b(pass|password|token|jwt|key)=[^&\s"']+`)
 	credInURL    = regexp.MustCompile(`([a-z]+://[^:/@\s]+:)[^@\s]+@`)
 	redactedMark = "[redacted]"
@@ -74,6 +81,13 @@ func (r *redactor) redact(line string) string {
 		line = strings.ReplaceAll(line, s, redactedMark)
 	}
 	line = keyInText.ReplaceAllStringFunc(line, func(k string) string { return "key:" + store.Fingerprint(k) })
+	line = keyLikeRun.ReplaceAllStringFunc(line, func(run string) string {
+		if uuidShape.MatchString(run) {
+			return run
+		}
+		return redactedMark
+	})
+	line = keyPrefix.ReplaceAllString(line, "sk_"+redactedMark)
 	line = credInURL.ReplaceAllString(line, "${1}"+redactedMark+"@")
 	return credInQuery.ReplaceAllString(line, "${1}="+redactedMark)
 }
