@@ -69,11 +69,15 @@ func (r *Recorder) Run(ctx context.Context) {
 	prune := time.NewTicker(time.Hour)
 	defer prune.Stop()
 	batch := make([]store.AuditEntry, 0, 512)
-	write := func(ctx context.Context) {
+	// A batch is written to the end even when ctx ends meanwhile (shutdown): the
+	// entries are already taken from the queue, and cancelling would lose them.
+	write := func() {
 		if len(batch) == 0 {
 			return
 		}
-		if err := r.store.AppendAudit(ctx, batch); err != nil {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := r.store.AppendAudit(wctx, batch); err != nil {
 			r.logger.Error("audit batch lost", "entries", len(batch), "err", err)
 			r.dropped.Add(int64(len(batch)))
 		} else {
@@ -90,19 +94,17 @@ func (r *Recorder) Run(ctx context.Context) {
 				case e := <-r.ch:
 					batch = append(batch, e)
 				default:
-					fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					write(fctx)
-					cancel()
+					write()
 					return
 				}
 			}
 		case e := <-r.ch:
 			batch = append(batch, e)
 			if len(batch) >= cap(batch) {
-				write(ctx)
+				write()
 			}
 		case <-flush.C:
-			write(ctx)
+			write()
 		case <-prune.C:
 			r.pruneOld(ctx)
 		}

@@ -8,6 +8,10 @@ import (
 	"time"
 )
 
+// ErrProbeInconclusive, returned by a probe, leaves the health as it was: the probe
+// could not tell (its own process's writers kept it waiting, none of them stuck).
+var ErrProbeInconclusive = errors.New("health probe inconclusive")
+
 // errNotProbed is the health before the first probe finishes: unknown reads as unhealthy.
 var errNotProbed = errors.New("database not probed yet")
 
@@ -19,14 +23,14 @@ type Health struct {
 	logger *slog.Logger
 	probe  func(context.Context) error
 	read   Pinger
-	// Timeout bounds one probe. Default 1.5 s.
+	// Timeout bounds one probe. Default 3 s.
 	Timeout time.Duration
 	last    atomic.Pointer[error]
 }
 
 // NewHealth returns a Health that probes with probe and pings read on /healthz.
 func NewHealth(logger *slog.Logger, probe func(context.Context) error, read Pinger) *Health {
-	h := &Health{logger: logger.With("component", "health"), probe: probe, read: read, Timeout: 1500 * time.Millisecond}
+	h := &Health{logger: logger.With("component", "health"), probe: probe, read: read, Timeout: 3 * time.Second}
 	h.set(errNotProbed)
 	return h
 }
@@ -41,6 +45,13 @@ func (h *Health) Check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
 	defer cancel()
 	err := h.probe(ctx)
+	switch {
+	case err != nil && errors.Is(ctx.Err(), context.Canceled):
+		return err // shutting down: says nothing about the database (a deadline would)
+	case errors.Is(err, ErrProbeInconclusive):
+		h.logger.Debug("health probe inconclusive")
+		return nil
+	}
 	prev := h.Err()
 	h.set(err)
 	switch {

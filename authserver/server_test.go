@@ -503,3 +503,42 @@ func TestHealthBeforeFirstProbe(t *testing.T) {
 type pingOK struct{}
 
 func (pingOK) Ping(context.Context) error { return nil }
+
+// TestHealthInconclusiveAndShutdown: an inconclusive probe (a busy write queue) and a
+// probe cut short by shutdown leave the health as it was.
+func TestHealthInconclusiveAndShutdown(t *testing.T) {
+	var next atomic.Pointer[error]
+	set := func(err error) { next.Store(&err) }
+	h := authserver.NewHealth(slog.New(slog.DiscardHandler), func(ctx context.Context) error {
+		if err := *next.Load(); err != nil {
+			return err
+		}
+		return ctx.Err()
+	}, pingOK{})
+	set(nil)
+	if err := h.Check(t.Context()); err != nil {
+		t.Fatalf("first probe: %v", err)
+	}
+	set(authserver.ErrProbeInconclusive)
+	_ = h.Check(t.Context())
+	if err := h.Err(); err != nil {
+		t.Errorf("after an inconclusive probe Err() = %v, want nil (unchanged)", err)
+	}
+	set(nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_ = h.Check(ctx)
+	if err := h.Err(); err != nil {
+		t.Errorf("after a probe cut short by shutdown Err() = %v, want nil (unchanged)", err)
+	}
+	set(errors.New("disk I/O error"))
+	_ = h.Check(t.Context())
+	if h.Err() == nil {
+		t.Error("after a failing probe Err() = nil, want the error")
+	}
+	set(authserver.ErrProbeInconclusive)
+	_ = h.Check(t.Context())
+	if h.Err() == nil {
+		t.Error("an inconclusive probe cleared a failure")
+	}
+}

@@ -7,6 +7,19 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"time"
+)
+
+// ErrProbeInconclusive is ProbeWrite's answer when this process's own writers kept it
+// waiting for its turn but none of them has been stuck: a busy queue, not a fault.
+var ErrProbeInconclusive = errors.New("probe inconclusive: write queue busy")
+
+const (
+	// probeGateWait is how long a probe waits for this process's write turn.
+	probeGateWait = time.Second
+	// stuckWrite is how long one write may hold the turn before the database counts as
+	// faulty (a lock held by another process keeps our writer in SQLite's busy wait).
+	stuckWrite = 2 * time.Second
 )
 
 // ProbeBusyTimeout bounds how long a health probe waits for the write lock, so that a
@@ -36,9 +49,17 @@ func (db *DB) ProbeWrite(ctx context.Context, owner string) error {
 			return fmt.Errorf("database %s file is gone: restart Stagedoor", suffix[1:])
 		}
 	}
-	unlock, err := db.lockWrite(ctx)
+	gctx, cancel := context.WithTimeout(ctx, probeGateWait)
+	unlock, err := db.lockWrite(gctx)
+	cancel()
 	if err != nil {
-		return fmt.Errorf("probe database: wait for write turn: %w", err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if held := db.writeHeld(); held > stuckWrite {
+			return fmt.Errorf("probe database: a write has waited %v for the database", held.Round(time.Millisecond))
+		}
+		return ErrProbeInconclusive
 	}
 	defer unlock()
 	if _, err := db.probe.ExecContext(ctx, `INSERT INTO heartbeat (owner, at) VALUES (?, ?)

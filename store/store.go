@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -32,6 +33,9 @@ type InvalidError struct {
 
 func (e *InvalidError) Error() string { return fmt.Sprintf("invalid %s: %s", e.Field, e.Reason) }
 
+// maxConns is the size of the connection pool.
+const maxConns = 16
+
 // BusyTimeout is how long a connection waits for SQLite's write lock.
 const BusyTimeout = 5 * time.Second
 
@@ -46,6 +50,7 @@ type DB struct {
 	// goroutines from spinning in SQLite's busy handler until one of them gives up with
 	// SQLITE_BUSY. busy_timeout then only arbitrates between processes (CLI and service).
 	writeGate chan struct{}
+	gateSince atomic.Int64 // unix nanos when the current write turn began; 0 when free
 
 	// Now returns the current time; tests replace it. Defaults to time.Now.
 	Now func() time.Time
@@ -90,6 +95,11 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
+	// Keep connections instead of opening and closing one per burst (the default keeps
+	// 2 idle): each new one reruns the pragmas and reads the schema. The cap bounds
+	// memory under a raid; no method holds two connections at once.
+	sdb.SetMaxOpenConns(maxConns)
+	sdb.SetMaxIdleConns(maxConns)
 	db := &DB{db: sdb, path: path, Now: time.Now, writeGate: make(chan struct{}, 1)}
 	if err := db.checkPragmas(ctx); err != nil {
 		_ = sdb.Close()
@@ -172,10 +182,23 @@ func (db *DB) now() int64 { return db.Now().UTC().Unix() }
 func (db *DB) lockWrite(ctx context.Context) (func(), error) {
 	select {
 	case db.writeGate <- struct{}{}:
-		return func() { <-db.writeGate }, nil
+		db.gateSince.Store(time.Now().UnixNano())
+		return func() {
+			db.gateSince.Store(0)
+			<-db.writeGate
+		}, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// writeHeld is how long the current write turn has lasted; 0 when nobody writes.
+func (db *DB) writeHeld() time.Duration {
+	since := db.gateSince.Load()
+	if since == 0 {
+		return 0
+	}
+	return time.Since(time.Unix(0, since))
 }
 
 // exec runs one writing statement in its write turn.

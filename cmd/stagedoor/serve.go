@@ -105,7 +105,14 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 		rec.Record(store.AuditEntry{At: time.Now(), Kind: "kick", User: k.User, KeyFP: k.KeyFP,
 			Protocol: k.SourceType, Decision: "kicked", Reason: k.Reason})
 	}
-	health := authserver.NewHealth(logger, func(ctx context.Context) error { return db.ProbeWrite(ctx, probeOwner()) }, db)
+	owner := probeOwner()
+	health := authserver.NewHealth(logger, func(ctx context.Context) error {
+		err := db.ProbeWrite(ctx, owner)
+		if errors.Is(err, store.ErrProbeInconclusive) {
+			return authserver.ErrProbeInconclusive
+		}
+		return err
+	}, db)
 	_ = health.Check(ctx)
 	hooks := webhook.NewDispatcher(db, logger, cfg.webhookURLs, sec.webhook)
 	hooks.OnDelivery = func(event string, ok bool) {
@@ -255,15 +262,24 @@ func isLoopbackHost(host string) bool {
 
 // close stops the reconciler, drains the listeners and closes the database.
 func (s *service) close() error {
-	if s.stopLoop != nil {
-		s.stopLoop()
-		<-s.loopDone
-	}
+	// Listeners first, so that no decision arrives after the audit's last flush; then
+	// the loops (the audit writes what it holds); then the database.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var errs []error
 	for _, srv := range s.servers {
-		errs = append(errs, srv.Shutdown(ctx))
+		if err := srv.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
+			// Clients that never finish a request (slow headers) must not turn a
+			// clean stop into a failure: cut them off.
+			s.logger.Warn("connections still open at shutdown; closing them", "addr", srv.Addr)
+			errs = append(errs, srv.Close())
+		} else {
+			errs = append(errs, err)
+		}
+	}
+	if s.stopLoop != nil {
+		s.stopLoop()
+		<-s.loopDone
 	}
 	errs = append(errs, s.db.Close())
 	return errors.Join(errs...)
