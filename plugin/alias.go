@@ -225,11 +225,18 @@ func (m *Manager) Kick() {
 	}
 }
 
+// checkAPIClosed logs an error when MediaMTX's API answers without credentials.
+func (m *Manager) checkAPIClosed(ctx context.Context) {
+	if open, err := m.api.OpenToAnonymous(ctx); err == nil && open {
+		m.logger.Error("MediaMTX's API answers without credentials, so anyone who reaches it reads every key path: set `authHTTPExclude: []` in mediamtx.yml")
+	}
+}
+
 // Run reconciles at once, then after every Kick (debounced), whenever the policy
 // generation changes, and every interval, until ctx ends. Errors are logged, not fatal:
 // MediaMTX may be restarting.
 func (m *Manager) Run(ctx context.Context, interval time.Duration) {
-	failing := false
+	failing, checked := false, false
 	gen, _ := m.store.PolicyGeneration(ctx)
 	poll := time.NewTicker(m.PolicyPoll)
 	defer poll.Stop()
@@ -240,9 +247,12 @@ func (m *Manager) Run(ctx context.Context, interval time.Duration) {
 				m.logger.Warn("reconcile failed; retrying every second", "err", err)
 			}
 			failing, wait = true, min(time.Second, interval)
-		} else if failing {
-			m.logger.Info("reconcile recovered")
-			failing = false
+		} else if err == nil && (failing || !checked) {
+			if failing {
+				m.logger.Info("reconcile recovered")
+			}
+			failing, checked = false, true
+			m.checkAPIClosed(ctx) // MediaMTX is (back) up, perhaps with another config
 		}
 		next := time.NewTimer(wait)
 	idle:

@@ -150,6 +150,23 @@ func (m *MediaMTX) Ready(ctx context.Context) error {
 	return m.do(ctx, http.MethodGet, "/v3/paths/list?itemsPerPage=1", nil, &pg)
 }
 
+// OpenToAnonymous reports whether the API answers a request without credentials, which
+// it does when mediamtx.yml leaves authHTTPExclude at its default (api, metrics and
+// pprof exempt from auth): then anyone who reaches the API port reads every key path.
+func (m *MediaMTX) OpenToAnonymous(ctx context.Context) (bool, error) {
+	anon := *m
+	anon.User, anon.Password = "", ""
+	err := anon.Ready(ctx)
+	switch {
+	case err == nil:
+		return true, nil
+	case strings.Contains(err.Error(), "status 401"):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
 // kickRoutes maps MediaMTX source types to the kick endpoint of their connection or
 // session (v1.21.0 names).
 var kickRoutes = map[string]string{
