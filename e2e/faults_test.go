@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -172,17 +171,7 @@ func watchHLS(t *testing.T, url string) *watcher {
 	w := &watcher{done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(t.Context())
 	w.cancel = cancel
-	jar, _ := cookiejar.New(nil)
-	quiet := func(string) {}
-	c := &gohlslib.Client{
-		URI:                       url,
-		HTTPClient:                &http.Client{Jar: jar, Timeout: 10 * time.Second},
-		OnDownloadPrimaryPlaylist: quiet,
-		OnDownloadStreamPlaylist:  quiet,
-		OnDownloadSegment:         quiet,
-		OnDownloadPart:            quiet,
-		OnDecodeError:             func(error) {},
-	}
+	c := newHLSClient(url)
 	c.OnTracks = func(tracks []*gohlslib.Track) error {
 		for _, tr := range tracks {
 			if _, ok := tr.Codec.(*codecs.H264); ok {

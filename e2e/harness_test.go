@@ -358,17 +358,22 @@ func (s *stack) waitReady() {
 // cli runs `stagedoor ARGS --db <db>` and returns stdout; err carries the exit status.
 func (s *stack) cli(args ...string) (string, string, error) {
 	cmd := exec.Command(s.bin, append(args, "--db", s.db)...)
-	cmd.Env = append(os.Environ(),
+	cmd.Env = s.cliEnv()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+// cliEnv is the CLI's environment: where the running service and MediaMTX listen.
+func (s *stack) cliEnv() []string {
+	return append(os.Environ(),
 		fmt.Sprintf("STAGEDOOR_INTERNAL_ADDR=127.0.0.1:%d", s.internal),
 		fmt.Sprintf("STAGEDOOR_HLS_URL=http://127.0.0.1:%d", s.hls),
 		fmt.Sprintf("STAGEDOOR_RTMP_URL=rtmp://127.0.0.1:%d/live", s.rtmp),
 		fmt.Sprintf("STAGEDOOR_SRT_URL=srt://127.0.0.1:%d", s.srt),
 		fmt.Sprintf("STAGEDOOR_RTSP_URL=rtsp://127.0.0.1:%d", s.rtsp),
 		fmt.Sprintf("STAGEDOOR_WHIP_URL=http://127.0.0.1:%d", s.webrtc))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	return stdout.String(), stderr.String(), err
 }
 
 // addUser creates a user with the CLI and returns its stream key.
@@ -544,12 +549,11 @@ func playHLS(t testing.TB, url string, timeout time.Duration) error {
 	return fmt.Errorf("no video and audio within %v: %w", timeout, lastErr)
 }
 
-func playOnce(ctx context.Context, url string) error {
+// newHLSClient is a quiet gohlslib client that keeps MediaMTX's cookies, as a player does.
+func newHLSClient(url string) *gohlslib.Client {
 	jar, _ := cookiejar.New(nil)
-	video, audio := make(chan struct{}), make(chan struct{})
-	var vOnce, aOnce sync.Once
 	quiet := func(string) {}
-	c := &gohlslib.Client{
+	return &gohlslib.Client{
 		URI:                       url,
 		HTTPClient:                &http.Client{Jar: jar, Timeout: 10 * time.Second},
 		OnDownloadPrimaryPlaylist: quiet,
@@ -558,6 +562,12 @@ func playOnce(ctx context.Context, url string) error {
 		OnDownloadPart:            quiet,
 		OnDecodeError:             func(error) {},
 	}
+}
+
+func playOnce(ctx context.Context, url string) error {
+	video, audio := make(chan struct{}), make(chan struct{})
+	var vOnce, aOnce sync.Once
+	c := newHLSClient(url)
 	c.OnTracks = func(tracks []*gohlslib.Track) error {
 		for _, tr := range tracks {
 			switch tr.Codec.(type) {

@@ -406,13 +406,7 @@ func TestSecretScrape(t *testing.T) {
 	cli := func(issues bool, stdin string, args ...string) string {
 		t.Helper()
 		cmd := exec.Command(s.bin, append(args, "--db", s.db)...)
-		cmd.Env = append(os.Environ(),
-			fmt.Sprintf("STAGEDOOR_INTERNAL_ADDR=127.0.0.1:%d", s.internal),
-			fmt.Sprintf("STAGEDOOR_HLS_URL=http://127.0.0.1:%d", s.hls),
-			fmt.Sprintf("STAGEDOOR_RTMP_URL=rtmp://127.0.0.1:%d/live", s.rtmp),
-			fmt.Sprintf("STAGEDOOR_SRT_URL=srt://127.0.0.1:%d", s.srt),
-			fmt.Sprintf("STAGEDOOR_RTSP_URL=rtsp://127.0.0.1:%d", s.rtsp),
-			fmt.Sprintf("STAGEDOOR_WHIP_URL=http://127.0.0.1:%d", s.webrtc))
+		cmd.Env = s.cliEnv()
 		cmd.Stdin = strings.NewReader(stdin)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
