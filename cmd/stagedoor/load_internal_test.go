@@ -610,7 +610,15 @@ func newFakeMediaMTX(t *testing.T) *fakeMediaMTX {
 		f.strange.Add(1)
 		http.NotFound(w, r)
 	})
-	srv := httptest.NewServer(mux)
+	// Like MediaMTX with `authHTTPExclude: []`, refuse calls without credentials (the
+	// real one asks Stagedoor; a user name is enough for this fake).
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, _, ok := r.BasicAuth(); !ok || u == "" {
+			http.Error(w, `{"error":"authentication error"}`, http.StatusUnauthorized)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	f.url = srv.URL
 	return f
