@@ -220,23 +220,33 @@ func integrityOK(t *testing.T, path string) {
 func mountTmpfs(t *testing.T, size string) string {
 	t.Helper()
 	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+	opts := fmt.Sprintf("size=%s,mode=0700,uid=%d,gid=%d", size, os.Getuid(), os.Getgid())
+	if out, err := privileged("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput(); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("mount tmpfs (needs root): %v: %s", err, out)
 		}
 		t.Skipf("mount tmpfs (needs root): %v: %s", err, out)
 	}
 	t.Cleanup(func() {
-		_ = exec.Command("umount", "-l", dir).Run()
+		_ = privileged("umount", "-l", dir).Run()
 	})
 	return dir
+}
+
+// privileged runs a command as root: directly when the test is root, else through
+// passwordless sudo (a CI runner that installs packages with sudo).
+func privileged(name string, args ...string) *exec.Cmd {
+	if os.Geteuid() == 0 {
+		return exec.Command(name, args...)
+	}
+	return exec.Command("sudo", append([]string{"-n", name}, args...)...)
 }
 
 // chattr sets or clears a file attribute; +i needs root (CAP_LINUX_IMMUTABLE), which
 // CI has.
 func chattr(t *testing.T, mode string, files ...string) {
 	t.Helper()
-	if out, err := exec.Command("chattr", append([]string{mode}, files...)...).CombinedOutput(); err != nil {
+	if out, err := privileged("chattr", append([]string{mode}, files...)...).CombinedOutput(); err != nil {
 		if os.Getenv("CI") == "" && mode == "+i" {
 			t.Skipf("chattr %s (needs root on a file system with attributes): %v: %s", mode, err, out)
 		}
@@ -262,7 +272,7 @@ func TestDatabaseFaults(t *testing.T) {
 		// the service holds the files open for writing).
 		files := []string{path, path + "-wal"}
 		chattr(t, "+i", files...)
-		t.Cleanup(func() { _ = exec.Command("chattr", append([]string{"-i"}, files...)...).Run() })
+		t.Cleanup(func() { _ = privileged("chattr", append([]string{"-i"}, files...)...).Run() })
 		s.checkFaulted()
 		chattr(t, "-i", files...)
 		s.checkRecovered()
