@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -45,9 +48,9 @@ func apiStatus(t *testing.T, url, user, pass string) int {
 }
 
 // TestMediaMTXSurface is T13: MediaMTX's control surfaces (API, metrics, pprof,
-// playback) answer nobody but Stagedoor. With the shipped mediamtx.yml the API listens
-// on loopback only and refuses anonymous and guessed credentials; metrics, pprof and
-// playback are off. A key path's listing through the API is refused too.
+// playback) answer nobody but Stagedoor. The API refuses anonymous and guessed
+// credentials (a key path's listing included) and listens on loopback only; metrics,
+// pprof and playback are off, so MediaMTX listens nowhere else.
 func TestMediaMTXSurface(t *testing.T) {
 	s := startStack(t, stackOptions{})
 	key := s.addUser("benw")
@@ -79,30 +82,102 @@ func TestMediaMTXSurface(t *testing.T) {
 		}
 	})
 
-	t.Run("APINotOnHostAddress", func(t *testing.T) {
-		ip := hostIP(t)
-		if ip == "" {
-			t.Fatal("this machine has no non-loopback IPv4 address to dial")
+	t.Run("ListensOnlyWhereConfigured", func(t *testing.T) {
+		// MediaMTX's own TCP listeners, read from /proc: exactly the ingest and HLS
+		// listeners this stack configured, the API among them on loopback, and nothing
+		// else (metrics, pprof and playback are off, whatever port they would use).
+		mtx := childPID(t, s.cmd.Process.Pid, "mediamtx")
+		got := listeningTCP(t, mtx)
+		want := map[int]bool{s.api: true, s.rtsp: true, s.hls: true, s.webrtc: true, s.mediamtxRTMP(t): true}
+		seen := map[int]bool{}
+		for _, ap := range got {
+			port := int(ap.Port())
+			seen[port] = true
+			if !want[port] {
+				t.Errorf("MediaMTX listens on %v, which this stack never configured (metrics, pprof or playback on?)", ap)
+			}
+			if port == s.api && !ap.Addr().IsLoopback() {
+				t.Errorf("MediaMTX's API listens on %v, want loopback only", ap)
+			}
 		}
-		for _, port := range []int{s.api, 9996, 9998, 9999} {
-			addr := net.JoinHostPort(ip, fmt.Sprint(port))
+		if !seen[s.api] {
+			t.Errorf("no API listener among MediaMTX's sockets %v: the check above proved nothing", got)
+		}
+		if ip := hostIP(t); ip != "" {
+			addr := net.JoinHostPort(ip, fmt.Sprint(s.api))
 			if c, err := net.DialTimeout("tcp", addr, 2*time.Second); err == nil {
 				c.Close()
-				t.Errorf("dial %s: connected, want refused (API %d; playback, metrics, pprof defaults)", addr, s.api)
+				t.Errorf("dial %s: connected, want refused (the API is loopback only)", addr)
 			}
 		}
 	})
+}
 
-	t.Run("MetricsPprofPlaybackOff", func(t *testing.T) {
-		// Their default loopback ports are closed: the shipped config turns them off.
-		for _, port := range []int{9996, 9998, 9999} {
-			addr := fmt.Sprintf("127.0.0.1:%d", port)
-			if c, err := net.DialTimeout("tcp", addr, 2*time.Second); err == nil {
-				c.Close()
-				t.Errorf("dial %s: connected, want refused (metrics, pprof and playback are off)", addr)
+// mediamtxRTMP is the loopback port `run` gives MediaMTX's RTMP listener behind the front.
+func (s *stack) mediamtxRTMP(t *testing.T) int {
+	t.Helper()
+	for i, a := range s.runArgs {
+		if a == "--mediamtx-rtmp" && i+1 < len(s.runArgs) {
+			ap, err := netip.ParseAddrPort(s.runArgs[i+1])
+			if err != nil {
+				t.Fatal(err)
 			}
+			return int(ap.Port())
 		}
-	})
+	}
+	t.Fatal("no --mediamtx-rtmp in the stack's arguments")
+	return 0
+}
+
+// listeningTCP lists the TCP sockets in LISTEN state that process pid holds open.
+func listeningTCP(t *testing.T, pid int) []netip.AddrPort {
+	t.Helper()
+	inodes := map[string]bool{}
+	fds, err := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	if err != nil || len(fds) == 0 {
+		t.Fatalf("list fds of %d: %v", pid, err)
+	}
+	for _, fd := range fds {
+		if l, err := os.Readlink(fd); err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	var out []netip.AddrPort
+	for _, table := range []string{"tcp", "tcp6"} {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+		if err != nil {
+			t.Fatalf("read /proc/%d/net/%s: %v", pid, table, err)
+		}
+		for _, line := range strings.Split(string(raw), "\n")[1:] {
+			f := strings.Fields(line)
+			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+			if len(f) < 10 || f[3] != "0A" || !inodes[f[9]] {
+				continue
+			}
+			out = append(out, parseProcAddr(t, f[1]))
+		}
+	}
+	return out
+}
+
+// parseProcAddr decodes /proc/net/tcp's "HEXADDR:HEXPORT": the address is stored as
+// 32-bit words in host (little-endian) order.
+func parseProcAddr(t *testing.T, s string) netip.AddrPort {
+	t.Helper()
+	a, p, ok := strings.Cut(s, ":")
+	port, err := strconv.ParseUint(p, 16, 16)
+	if !ok || err != nil || (len(a) != 8 && len(a) != 32) {
+		t.Fatalf("bad /proc/net address %q", s)
+	}
+	raw, err := hex.DecodeString(a)
+	if err != nil {
+		t.Fatalf("bad /proc/net address %q: %v", s, err)
+	}
+	for i := 0; i < len(raw); i += 4 {
+		raw[i], raw[i+1], raw[i+2], raw[i+3] = raw[i+3], raw[i+2], raw[i+1], raw[i]
+	}
+	addr, _ := netip.AddrFromSlice(raw)
+	return netip.AddrPortFrom(addr.Unmap(), uint16(port))
 }
 
 // TestMediaMTXSurfaceExcludes is T13's second half. An operator who drops

@@ -37,19 +37,20 @@ const (
 	crashMinKilled = 15
 )
 
-// TestCrashWriter is the child process of TestKillNineDuringWrites; without
-// STAGEDOOR_CRASH_DB it does nothing. It writes until it is killed.
-func TestCrashWriter(t *testing.T) {
+// TestMain runs this test binary as the child writer of TestKillNineDuringWrites when
+// STAGEDOOR_CRASH_DB is set; otherwise it runs the tests. The writer writes until it is
+// killed.
+func TestMain(m *testing.M) {
 	path := os.Getenv(crashDBEnv)
 	if path == "" {
-		t.Skip("helper process of TestKillNineDuringWrites; runs only with " + crashDBEnv + " set")
+		os.Exit(m.Run())
 	}
 	// A safety net in case the parent dies without killing us; the parent kills the
 	// writer long before this.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	err := crashWrite(ctx, path, os.Getenv(crashRoundEnv), os.Stdout)
-	// Stdout carries the protocol only; t.Fatal would print there.
+	// Stdout carries the protocol only.
 	fmt.Fprintln(os.Stderr, "crash writer stopped:", err)
 	os.Exit(3)
 }
@@ -274,7 +275,7 @@ func runCrashWriter(t *testing.T, path string, round int, delay time.Duration) (
 	}
 	defer r.Close()
 	var errBuf strings.Builder
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashWriter$", "-test.count=1")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), crashDBEnv+"="+path, crashRoundEnv+"="+strconv.Itoa(round))
 	cmd.Stdout = w
 	cmd.Stderr = &errBuf

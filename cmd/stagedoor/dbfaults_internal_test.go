@@ -24,29 +24,40 @@ import (
 // about another program (a backup, an operator's sqlite3 shell) holding the database.
 const lockHolderEnv = "STAGEDOOR_TEST_HOLD_LOCK_DB"
 
-// TestHelperHoldExclusiveLock is not a test: re-executed with lockHolderEnv set, it
-// takes BEGIN EXCLUSIVE on that database, prints "locked", and holds the lock until its
-// stdin closes.
-func TestHelperHoldExclusiveLock(t *testing.T) {
+// TestMain runs this test binary as the lock holder of TestDatabaseFaults when
+// lockHolderEnv is set; otherwise it runs the tests. The holder takes BEGIN EXCLUSIVE on
+// that database, prints "locked", and holds the lock until its stdin closes.
+func TestMain(m *testing.M) {
 	path := os.Getenv(lockHolderEnv)
 	if path == "" {
-		t.Skip("helper process for TestDatabaseFaults")
+		os.Exit(m.Run())
 	}
+	if err := holdExclusiveLock(path); err != nil {
+		fmt.Fprintln(os.Stderr, "lock holder:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func holdExclusiveLock(path string) error {
+	ctx := context.Background()
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	db.SetMaxOpenConns(1)
-	conn, err := db.Conn(context.Background())
+	defer db.Close()
+	conn, err := db.Conn(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if _, err := conn.ExecContext(context.Background(), "BEGIN EXCLUSIVE"); err != nil {
-		t.Fatal(err)
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
+		return err
 	}
 	fmt.Println("locked")
 	_, _ = io.Copy(io.Discard, os.Stdin)
-	_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+	_, err = conn.ExecContext(ctx, "ROLLBACK")
+	return err
 }
 
 // faultService is `serve` on a database at a path of the test's choosing.
@@ -296,7 +307,7 @@ func TestDatabaseFaults(t *testing.T) {
 	t.Run("ExclusiveLockByAnotherProcess", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "stagedoor.db")
 		s := startFaultService(t, path)
-		holder := exec.Command(os.Args[0], "-test.run=^TestHelperHoldExclusiveLock$", "-test.count=1")
+		holder := exec.Command(os.Args[0])
 		holder.Env = append(os.Environ(), lockHolderEnv+"="+path)
 		stdin, err := holder.StdinPipe()
 		if err != nil {

@@ -349,3 +349,40 @@ func TestPolicyChangedNeverAllowsMediaMTX(t *testing.T) {
 	}
 	c.notify(t.Context()) // must not fail or block
 }
+
+// TestRunRefusesNonLoopbackMediaMTXAddrs: `run` binds MediaMTX's API and (behind the
+// front) its RTMP listener where these flags point; anything but loopback would open
+// them to the network, so it is a usage error that creates no database.
+func TestRunRefusesNonLoopbackMediaMTXAddrs(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"mediamtx", "mediamtx.yml"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		args []string
+	}{
+		{"APIOnAllInterfaces", []string{"--mediamtx-api", "http://0.0.0.0:9997"}},
+		{"APIOnHostAddress", []string{"--mediamtx-api", "http://192.0.2.7:9997"}},
+		{"RTMPOnAllInterfaces", []string{"--mediamtx-rtmp", "0.0.0.0:1936"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dbPath := filepath.Join(t.TempDir(), "stagedoor.db")
+			args := append([]string{"stagedoor", "run", "--db", dbPath, "--mediamtx", filepath.Join(dir, "mediamtx"),
+				"--mediamtx-config", filepath.Join(dir, "mediamtx.yml"), "--internal-addr", "127.0.0.1:0",
+				"--public-addr", "127.0.0.1:0", "--rtmp-addr", "127.0.0.1:0"}, tt.args...)
+			err := run(t.Context(), args, serveEnv, strings.NewReader(""), io.Discard, io.Discard)
+			if got := exitCode(err); got != 2 {
+				t.Fatalf("run %v: err = %v (exit %d), want a usage error (exit 2)", tt.args, err, got)
+			}
+			if !strings.Contains(err.Error(), "loopback") {
+				t.Errorf("err = %q, want it to mention loopback", err)
+			}
+			if _, statErr := os.Stat(dbPath); !errors.Is(statErr, os.ErrNotExist) {
+				t.Errorf("database file after refusal: stat err = %v, want not exist", statErr)
+			}
+		})
+	}
+}

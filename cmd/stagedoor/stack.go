@@ -45,6 +45,12 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, _, s
 	if err != nil {
 		return err
 	}
+	// MediaMTX's environment is checked before anything starts: a bad address is a usage
+	// error that creates no database.
+	env, err := mediamtxEnv(cfg, sec)
+	if err != nil {
+		return err
+	}
 	out := newRedactor(stderr, sec.list())
 	defer out.Flush()
 	logger := slog.New(slog.NewJSONHandler(out, nil))
@@ -55,11 +61,6 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, _, s
 	}
 	// MediaMTX is our child and starts empty: nobody can be live yet.
 	if err := svc.db.ClearLive(ctx); err != nil {
-		_ = svc.close()
-		return err
-	}
-	env, err := mediamtxEnv(cfg, sec)
-	if err != nil {
 		_ = svc.close()
 		return err
 	}
@@ -74,6 +75,11 @@ func mediamtxEnv(cfg serviceConfig, sec secrets) ([]string, error) {
 	api, err := url.Parse(cfg.mediamtxAPI)
 	if err != nil || api.Host == "" {
 		return nil, usageError("-mediamtx-api must be a URL like http://127.0.0.1:9997")
+	}
+	// `run` binds MediaMTX's API where this URL points; it lists every live key path, so
+	// it never listens beyond loopback.
+	if !isLoopbackHost(api.Hostname()) {
+		return nil, usageError("-mediamtx-api must be a loopback address: `run` binds MediaMTX's API there")
 	}
 	self, err := os.Executable()
 	if err != nil {
