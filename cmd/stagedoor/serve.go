@@ -221,8 +221,10 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 	return svc, nil
 }
 
-// healthEvery is how often the database is probed for writes; with the probe's 1 s lock
-// wait, a fault is seen, and every auth denied, within about 1.5 s.
+// healthEvery is how often the database is probed for writes. With the probe's waits (up
+// to 1 s for this process's write turn, 1 s for SQLite's lock) a fault is seen, and
+// every auth denied, within about 2.5 s; a lock that keeps one of our own writes waiting
+// counts after 2 s of that wait, so within about 3.5 s.
 const healthEvery = 500 * time.Millisecond
 
 // probeOwner names this process's heartbeat row: one per host, so replicas on several
