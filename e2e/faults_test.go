@@ -110,21 +110,8 @@ func startSplit(t *testing.T) *splitStack {
 func (s *splitStack) startServe() {
 	t := s.t
 	t.Helper()
-	cmd := exec.Command(s.bin, s.serveArgs...)
-	cmd.Env = s.serveEnv
-	lw := &logWriter{t: t, prefix: "[serve]"}
-	cmd.Stdout = io.MultiWriter(s.out, lw)
-	cmd.Stderr = io.MultiWriter(s.out, lw)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done, exited := make(chan error, 1), make(chan struct{})
-	go func() {
-		done <- cmd.Wait()
-		close(exited)
-		lw.stop()
-	}()
-	s.cmd, s.done, s.exited = cmd, done, exited
+	s.startProcess(s.serveArgs, s.serveEnv, "[serve]")
+	cmd, exited := s.cmd, s.exited
 	t.Cleanup(func() {
 		select {
 		case <-exited:

@@ -297,11 +297,15 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 }
 
 // launch starts `stagedoor run` with the stack's arguments (again, after a crash).
-func (s *stack) launch() {
+func (s *stack) launch() { s.startProcess(s.runArgs, s.runEnv, "[stack]") }
+
+// startProcess starts the stagedoor binary with args and env, its output collected in
+// s.out and logged with prefix, and makes it the stack's current process.
+func (s *stack) startProcess(args, env []string, prefix string) {
 	s.t.Helper()
-	cmd := exec.Command(s.bin, s.runArgs...)
-	cmd.Env = s.runEnv
-	lw := &logWriter{t: s.t, prefix: "[stack]"}
+	cmd := exec.Command(s.bin, args...)
+	cmd.Env = env
+	lw := &logWriter{t: s.t, prefix: prefix}
 	cmd.Stdout = io.MultiWriter(s.out, lw)
 	cmd.Stderr = io.MultiWriter(s.out, lw)
 	if err := cmd.Start(); err != nil {

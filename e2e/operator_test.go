@@ -58,9 +58,8 @@ func (r *receiver) has(event, user string) error {
 	return fmt.Errorf("no %s for %s among %d events (%d badly signed)", event, user, len(r.events), r.bad)
 }
 
-// admin calls the admin API on the public listener.
-func (s *stack) admin(method, path, token string, body any) (int, []byte) {
-	s.t.Helper()
+// adminRequest builds a call of the admin API on the public listener.
+func (s *stack) adminRequest(method, path, token string, body any) *http.Request {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -73,7 +72,13 @@ func (s *stack) admin(method, path, token string, body any) (int, []byte) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	res, err := http.DefaultClient.Do(req)
+	return req
+}
+
+// admin calls the admin API on the public listener.
+func (s *stack) admin(method, path, token string, body any) (int, []byte) {
+	s.t.Helper()
+	res, err := http.DefaultClient.Do(s.adminRequest(method, path, token, body))
 	if err != nil {
 		s.t.Fatal(err)
 	}

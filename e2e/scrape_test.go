@@ -433,19 +433,7 @@ func TestSecretScrape(t *testing.T) {
 	}
 	admin := func(method, path, token string, body any) (int, string) {
 		t.Helper()
-		var rd io.Reader
-		if body != nil {
-			b, _ := json.Marshal(body)
-			rd = bytes.NewReader(b)
-		}
-		req, _ := http.NewRequest(method, s.url(s.public, "/api/v1/admin"+path), rd)
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		return col.do(t, client, "admin API "+method+" "+path, req)
+		return col.do(t, client, "admin API "+method+" "+path, s.adminRequest(method, path, token, body))
 	}
 	// auth posts a body as MediaMTX does (token is a copy of password) straight to the
 	// internal auth endpoint and checks the decision.

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor/authserver"
 	"github.com/stagedoor/stagedoor/plugin"
 	"github.com/stagedoor/stagedoor/store"
 )
@@ -175,32 +176,18 @@ func (s *loadService) createUsers(t *testing.T, prefix string, n int) []loadUser
 	return users
 }
 
-// mediaMTXAuthRequest is the JSON body MediaMTX v1.21.0 posts (docs/mediamtx.md §2).
-type mediaMTXAuthRequest struct {
-	User      string  `json:"user"`
-	Password  string  `json:"password"`
-	Token     string  `json:"token"`
-	IP        string  `json:"ip"`
-	Action    string  `json:"action"`
-	Path      string  `json:"path"`
-	Protocol  string  `json:"protocol"`
-	ID        *string `json:"id"`
-	Query     string  `json:"query"`
-	UserAgent string  `json:"userAgent"`
-}
-
 func loadUUID(a, b int) *string {
 	id := fmt.Sprintf("%08x-0000-4000-8000-%012x", a, b)
 	return &id
 }
 
-func keyPublish(key string, n int) mediaMTXAuthRequest {
-	return mediaMTXAuthRequest{IP: "198.51.100.7", Action: "publish", Path: "live/" + key, Protocol: "rtmp",
+func keyPublish(key string, n int) authserver.Request {
+	return authserver.Request{IP: "198.51.100.7", Action: "publish", Path: "live/" + key, Protocol: "rtmp",
 		ID: loadUUID(1, n), UserAgent: "FMLE/3.0 (compatible; Lavf59.27.100)"}
 }
 
-func publicRead(name string, n int) mediaMTXAuthRequest {
-	return mediaMTXAuthRequest{IP: fmt.Sprintf("203.0.113.%d", n%250+1), Action: "read", Path: "live/" + name,
+func publicRead(name string, n int) authserver.Request {
+	return authserver.Request{IP: fmt.Sprintf("203.0.113.%d", n%250+1), Action: "read", Path: "live/" + name,
 		Protocol: "hls", ID: loadUUID(2, n), UserAgent: "hls.js"}
 }
 
@@ -211,7 +198,7 @@ func mediaMTXClient() *http.Client {
 }
 
 // postAuth posts one auth body and returns the status and how long the answer took.
-func (s *loadService) postAuth(client *http.Client, r mediaMTXAuthRequest) (int, time.Duration, error) {
+func (s *loadService) postAuth(client *http.Client, r authserver.Request) (int, time.Duration, error) {
 	body, err := json.Marshal(r)
 	if err != nil {
 		return 0, 0, err
@@ -465,7 +452,7 @@ func TestRaidBurst(t *testing.T) {
 	us := svc.createUsers(t, "raid", users)
 
 	type job struct {
-		req  mediaMTXAuthRequest
+		req  authserver.Request
 		want int
 		lat  *latencies
 	}
