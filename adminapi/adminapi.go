@@ -12,28 +12,28 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gin-gonic/gin"
+	"github.com/stagedoor/stagedoor"
 
-	"github.com/stagedoor/stagedoor/store"
+	"github.com/gin-gonic/gin"
 )
 
 // Store is everything the admin API reads and changes.
 type Store interface {
-	CreateUser(ctx context.Context, name string) (store.NewUser, error)
-	Users(ctx context.Context) ([]store.User, error)
-	UserByName(ctx context.Context, name string) (store.User, error)
+	CreateUser(ctx context.Context, name string) (stagedoor.NewUser, error)
+	Users(ctx context.Context) ([]stagedoor.User, error)
+	UserByName(ctx context.Context, name string) (stagedoor.User, error)
 	SetActive(ctx context.Context, name string, active bool) error
 	SetPasswordHash(ctx context.Context, name, hash string) error
-	AddKey(ctx context.Context, name, label string) (store.IssuedKey, error)
-	Keys(ctx context.Context, name string) ([]store.KeyInfo, error)
-	RevokeKey(ctx context.Context, name, fingerprint string, r store.Revocation) error
-	ResetKeysWith(ctx context.Context, name string, r store.Revocation) (store.IssuedKey, error)
-	ResetAllKeys(ctx context.Context, r store.Revocation) ([]store.IssuedKey, error)
-	CreateStream(ctx context.Context, name, owner string, authRequired bool) (store.Stream, error)
-	Streams(ctx context.Context, owner string) ([]store.Stream, error)
+	AddKey(ctx context.Context, name, label string) (stagedoor.IssuedKey, error)
+	Keys(ctx context.Context, name string) ([]stagedoor.KeyInfo, error)
+	RevokeKey(ctx context.Context, name, fingerprint string, r stagedoor.Revocation) error
+	ResetKeysWith(ctx context.Context, name string, r stagedoor.Revocation) (stagedoor.IssuedKey, error)
+	ResetAllKeys(ctx context.Context, r stagedoor.Revocation) ([]stagedoor.IssuedKey, error)
+	CreateStream(ctx context.Context, name, owner string, authRequired bool) (stagedoor.Stream, error)
+	Streams(ctx context.Context, owner string) ([]stagedoor.Stream, error)
 	DeleteStream(ctx context.Context, name string) error
-	Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEntry, error)
-	LiveStates(ctx context.Context) ([]store.LiveState, error)
+	Audit(ctx context.Context, f stagedoor.AuditFilter) ([]stagedoor.AuditEntry, error)
+	LiveStates(ctx context.Context) ([]stagedoor.LiveState, error)
 }
 
 // Options configure the API.
@@ -46,7 +46,7 @@ type Options struct {
 	// revocation), so that live streams are kicked at once.
 	OnChange func()
 	// OnAudit records admin changes in the audit trail.
-	OnAudit func(store.AuditEntry)
+	OnAudit func(stagedoor.AuditEntry)
 }
 
 type api struct {
@@ -91,14 +91,14 @@ func (a *api) auth(c *gin.Context) {
 // fail answers an error: expected outcomes with their status, anything else 500 with a
 // generic message (details only in our log).
 func (a *api) fail(c *gin.Context, err error) {
-	if ie, ok := errors.AsType[*store.InvalidError](err); ok {
+	if ie, ok := errors.AsType[*stagedoor.InvalidError](err); ok {
 		c.JSON(http.StatusBadRequest, gin.H{"error": ie.Error()})
 		return
 	}
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, stagedoor.ErrNotFound):
 		c.JSON(http.StatusNotFound, gin.H{"error": "not found"})
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, stagedoor.ErrConflict):
 		c.JSON(http.StatusConflict, gin.H{"error": "already exists"})
 	default:
 		a.log.Error("admin request failed", "route", c.FullPath(), "err", err)
@@ -121,7 +121,7 @@ func bind(c *gin.Context, v any) bool {
 
 func (a *api) changed(c *gin.Context, what, user string) {
 	if a.opts.OnAudit != nil {
-		a.opts.OnAudit(store.AuditEntry{At: time.Now(), Kind: "admin", User: user, IP: c.ClientIP(), Decision: "ok", Reason: what})
+		a.opts.OnAudit(stagedoor.AuditEntry{At: time.Now(), Kind: "admin", User: user, IP: c.ClientIP(), Decision: "ok", Reason: what})
 	}
 	if a.opts.OnChange != nil {
 		a.opts.OnChange()
@@ -142,7 +142,7 @@ func (a *api) hls(name string) string {
 	return strings.TrimRight(a.opts.HLSURL, "/") + "/live/" + name + "/index.m3u8"
 }
 
-func (a *api) view(u store.User) userView {
+func (a *api) view(u stagedoor.User) userView {
 	v := userView{Name: u.Name, Active: u.Active, HasPassword: u.HasPassword, CreatedAt: u.CreatedAt, HLSURL: a.hls(u.Name)}
 	if u.Live != nil {
 		v.Live, v.LiveSince = true, &u.Live.Since
@@ -214,13 +214,13 @@ func (a *api) setPassword(c *gin.Context) {
 		return
 	}
 	if in.Cost == 0 {
-		in.Cost = store.DefaultCost
+		in.Cost = stagedoor.DefaultCost
 	}
 	if _, err := a.st.UserByName(c.Request.Context(), c.Param("name")); err != nil {
 		a.fail(c, err) // before bcrypt: an unknown user costs nothing
 		return
 	}
-	hash, err := store.HashPassword(in.Password, in.Cost)
+	hash, err := stagedoor.HashPassword(in.Password, in.Cost)
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -270,8 +270,8 @@ func (a *api) addKey(c *gin.Context) {
 	c.JSON(http.StatusCreated, gin.H{"stream_key": k.StreamKey, "fingerprint": k.Fingerprint, "label": k.Label})
 }
 
-func keepLive(c *gin.Context) store.Revocation {
-	return store.Revocation{KeepLive: c.Query("keep_live") == "true"}
+func keepLive(c *gin.Context) stagedoor.Revocation {
+	return stagedoor.Revocation{KeepLive: c.Query("keep_live") == "true"}
 }
 
 func (a *api) revokeKey(c *gin.Context) {
@@ -358,7 +358,7 @@ func (a *api) deleteStream(c *gin.Context) {
 }
 
 func (a *api) audit(c *gin.Context) {
-	f := store.AuditFilter{User: c.Query("user")}
+	f := stagedoor.AuditFilter{User: c.Query("user")}
 	if s := c.Query("since"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d < 0 {

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/stagedoor/stagedoor/adminapi"
@@ -45,13 +47,13 @@ func mustOpen(t *testing.T) *store.DB {
 type fixture struct {
 	db      *store.DB
 	srv     *httptest.Server
-	alice   store.NewUser
-	backup  store.IssuedKey
-	bob     store.NewUser
+	alice   stagedoor.NewUser
+	backup  stagedoor.IssuedKey
+	bob     stagedoor.NewUser
 	changes atomic.Int64
 
 	mu     sync.Mutex
-	audits []store.AuditEntry
+	audits []stagedoor.AuditEntry
 }
 
 func newFixture(t *testing.T, tok string) *fixture {
@@ -77,7 +79,7 @@ func newFixture(t *testing.T, tok string) *fixture {
 	opts := adminapi.Options{
 		Token: tok, RTMPURL: "rtmp://h/live", HLSURL: "http://h:8888",
 		OnChange: func() { f.changes.Add(1) },
-		OnAudit: func(e store.AuditEntry) {
+		OnAudit: func(e stagedoor.AuditEntry) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.audits = append(f.audits, e)
@@ -93,7 +95,7 @@ func newFixture(t *testing.T, tok string) *fixture {
 	return f
 }
 
-func (f *fixture) auditLog() []store.AuditEntry {
+func (f *fixture) auditLog() []stagedoor.AuditEntry {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.audits)
@@ -259,7 +261,7 @@ func TestUnauthorizedChangesNothing(t *testing.T) {
 				if h.Get("WWW-Authenticate") == "" {
 					t.Error("no WWW-Authenticate header on 401")
 				}
-				if strings.Contains(string(b), store.KeyPrefix) || strings.Contains(string(b), "alice") {
+				if strings.Contains(string(b), stagedoor.KeyPrefix) || strings.Contains(string(b), "alice") {
 					t.Errorf("401 body %s carries data", b)
 				}
 			})
@@ -333,13 +335,13 @@ func TestCreateUser(t *testing.T) {
 				return
 			}
 			got := decode[map[string]string](t, b)
-			o, err := f.db.UserByKeyDigest(t.Context(), store.KeyDigest(got["stream_key"]))
+			o, err := f.db.UserByKeyDigest(t.Context(), stagedoor.KeyDigest(got["stream_key"]))
 			if err != nil {
 				t.Fatalf("returned stream_key does not verify: %v", err)
 			}
 			want := map[string]string{"name": "carol", "stream_key": got["stream_key"], "fingerprint": o.Fingerprint,
 				"server_url": "rtmp://h/live", "hls_url": "http://h:8888/live/carol/index.m3u8"}
-			if !reflect.DeepEqual(got, want) || o.UserName != "carol" || !store.IsKey(got["stream_key"]) {
+			if !reflect.DeepEqual(got, want) || o.UserName != "carol" || !stagedoor.IsKey(got["stream_key"]) {
 				t.Errorf("response = %v (key owner %q), want %v owned by carol", got, o.UserName, want)
 			}
 			if n := f.changes.Load(); n != 1 {
@@ -410,7 +412,7 @@ func TestBanUnban(t *testing.T) {
 		}
 		events = append(events, e)
 	}
-	if want := []string{store.EventUserBanned, store.EventUserUnbanned}; !reflect.DeepEqual(events, want) {
+	if want := []string{stagedoor.EventUserBanned, stagedoor.EventUserUnbanned}; !reflect.DeepEqual(events, want) {
 		t.Errorf("events = %v, want %v", events, want)
 	}
 }
@@ -468,14 +470,14 @@ func TestSetPassword(t *testing.T) {
 		}
 		got := decode[map[string]string](t, f.do(t, http.MethodPut, "/users/alice/password", `{"password":"`+pw+`"}`, http.StatusOK))
 		hash := got["password_hash"]
-		if got["name"] != "alice" || !store.IsHashShaped(hash) {
+		if got["name"] != "alice" || !stagedoor.IsHashShaped(hash) {
 			t.Fatalf("response = %v, want alice and a bcrypt hash", got)
 		}
 		if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw)); err != nil {
 			t.Errorf("returned hash does not verify the password: %v", err)
 		}
-		if c, err := bcrypt.Cost([]byte(hash)); err != nil || c != store.DefaultCost {
-			t.Errorf("cost = %d, %v, want %d", c, err, store.DefaultCost)
+		if c, err := bcrypt.Cost([]byte(hash)); err != nil || c != stagedoor.DefaultCost {
+			t.Errorf("cost = %d, %v, want %d", c, err, stagedoor.DefaultCost)
 		}
 		if s := storedHash(t, f.db, "alice"); s != hash {
 			t.Errorf("stored hash differs from the returned one")
@@ -514,7 +516,7 @@ func TestKeys(t *testing.T) {
 			got[1].Fingerprint != f.backup.Fingerprint || got[1].Label != "backup" {
 			t.Errorf("keys = %+v, want default %s and backup %s", got, f.alice.Fingerprint, f.backup.Fingerprint)
 		}
-		if strings.Contains(string(b), store.KeyPrefix) {
+		if strings.Contains(string(b), stagedoor.KeyPrefix) {
 			t.Errorf("key list %s carries a key", b)
 		}
 	})
@@ -523,11 +525,11 @@ func TestKeys(t *testing.T) {
 	t.Run("AddReturnsKeyOnce", func(t *testing.T) {
 		got := decode[map[string]string](t, f.do(t, http.MethodPost, "/users/alice/keys", `{"label":"laptop"}`, http.StatusCreated))
 		added = got["stream_key"]
-		o, err := f.db.UserByKeyDigest(ctx, store.KeyDigest(added))
+		o, err := f.db.UserByKeyDigest(ctx, stagedoor.KeyDigest(added))
 		if err != nil || o.UserName != "alice" {
 			t.Fatalf("added key owner = %+v, %v, want alice", o, err)
 		}
-		if got["fingerprint"] != store.Fingerprint(added) || got["label"] != "laptop" {
+		if got["fingerprint"] != stagedoor.Fingerprint(added) || got["label"] != "laptop" {
 			t.Errorf("response = %v, want fingerprint of the key and label laptop", got)
 		}
 	})
@@ -569,16 +571,16 @@ func TestKeys(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			key := tt.key()
-			fp := store.Fingerprint(key)
+			fp := stagedoor.Fingerprint(key)
 			changes := f.changes.Load()
 			got := decode[map[string]any](t, f.do(t, http.MethodDelete, "/users/alice/keys/"+fp+tt.query, "", http.StatusOK))
 			if want := map[string]any{"name": "alice", "fingerprint": fp, "revoked": true}; !reflect.DeepEqual(got, want) {
 				t.Errorf("response = %v, want %v", got, want)
 			}
-			if _, err := f.db.UserByKeyDigest(ctx, store.KeyDigest(key)); !errors.Is(err, store.ErrNotFound) {
+			if _, err := f.db.UserByKeyDigest(ctx, stagedoor.KeyDigest(key)); !errors.Is(err, stagedoor.ErrNotFound) {
 				t.Errorf("revoked key still verifies: %v", err)
 			}
-			r, err := f.db.RevokedKey(ctx, store.KeyDigest(key))
+			r, err := f.db.RevokedKey(ctx, stagedoor.KeyDigest(key))
 			if err != nil || r.KeepLive != tt.keep || r.UserName != "alice" {
 				t.Errorf("RevokedKey = %+v, %v, want alice with KeepLive %v", r, err, tt.keep)
 			}
@@ -591,13 +593,13 @@ func TestKeys(t *testing.T) {
 
 	t.Run("ResetKeepLive", func(t *testing.T) {
 		got := decode[map[string]string](t, f.do(t, http.MethodPost, "/users/alice/keys/reset?keep_live=true", "", http.StatusOK))
-		if o, err := f.db.UserByKeyDigest(ctx, store.KeyDigest(got["stream_key"])); err != nil || o.UserName != "alice" {
+		if o, err := f.db.UserByKeyDigest(ctx, stagedoor.KeyDigest(got["stream_key"])); err != nil || o.UserName != "alice" {
 			t.Fatalf("reset key owner = %+v, %v, want alice", o, err)
 		}
-		if got["name"] != "alice" || got["fingerprint"] != store.Fingerprint(got["stream_key"]) || got["label"] != "default" {
+		if got["name"] != "alice" || got["fingerprint"] != stagedoor.Fingerprint(got["stream_key"]) || got["label"] != "default" {
 			t.Errorf("response = %v, want alice's new default key", got)
 		}
-		r, err := f.db.RevokedKey(ctx, store.KeyDigest(f.alice.StreamKey))
+		r, err := f.db.RevokedKey(ctx, stagedoor.KeyDigest(f.alice.StreamKey))
 		if err != nil || !r.KeepLive {
 			t.Errorf("RevokedKey(old default) = %+v, %v, want KeepLive", r, err)
 		}
@@ -617,15 +619,15 @@ func TestKeys(t *testing.T) {
 			t.Fatalf("reset-all = %v, want alice and bobby", got)
 		}
 		for _, k := range got {
-			o, err := f.db.UserByKeyDigest(ctx, store.KeyDigest(k["stream_key"]))
+			o, err := f.db.UserByKeyDigest(ctx, stagedoor.KeyDigest(k["stream_key"]))
 			if err != nil || o.UserName != k["name"] || o.Fingerprint != k["fingerprint"] {
 				t.Errorf("new key of %s: owner %+v, %v", k["name"], o, err)
 			}
 		}
-		if _, err := f.db.UserByKeyDigest(ctx, store.KeyDigest(f.bob.StreamKey)); !errors.Is(err, store.ErrNotFound) {
+		if _, err := f.db.UserByKeyDigest(ctx, stagedoor.KeyDigest(f.bob.StreamKey)); !errors.Is(err, stagedoor.ErrNotFound) {
 			t.Errorf("bobby's old key still verifies: %v", err)
 		}
-		if r, err := f.db.RevokedKey(ctx, store.KeyDigest(f.bob.StreamKey)); err != nil || r.KeepLive {
+		if r, err := f.db.RevokedKey(ctx, stagedoor.KeyDigest(f.bob.StreamKey)); err != nil || r.KeepLive {
 			t.Errorf("RevokedKey(bobby's old key) = %+v, %v, want revoked without keep-live", r, err)
 		}
 		for _, k := range f.state(t).Keys {
@@ -703,7 +705,7 @@ func TestStreams(t *testing.T) {
 			if !reflect.DeepEqual(names, tt.wantNames) {
 				t.Errorf("streams = %v, want %v", names, tt.wantNames)
 			}
-			if strings.Contains(string(b), "$2a$") || strings.Contains(string(b), store.KeyPrefix) {
+			if strings.Contains(string(b), "$2a$") || strings.Contains(string(b), stagedoor.KeyPrefix) {
 				t.Errorf("stream list %s carries a secret", b)
 			}
 		})
@@ -719,7 +721,7 @@ func TestStreams(t *testing.T) {
 		if want := map[string]any{"name": "alices_show", "removed": true}; !reflect.DeepEqual(got, want) {
 			t.Errorf("response = %v, want %v", got, want)
 		}
-		if _, err := f.db.StreamByName(t.Context(), "alices_show"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := f.db.StreamByName(t.Context(), "alices_show"); !errors.Is(err, stagedoor.ErrNotFound) {
 			t.Errorf("StreamByName after delete: %v, want ErrNotFound", err)
 		}
 		if g, _ := f.db.PolicyGeneration(t.Context()); g == gen {
@@ -739,7 +741,7 @@ func TestStreams(t *testing.T) {
 func TestAudit(t *testing.T) {
 	f := newFixture(t, token)
 	now := time.Now()
-	if err := f.db.AppendAudit(t.Context(), []store.AuditEntry{
+	if err := f.db.AppendAudit(t.Context(), []stagedoor.AuditEntry{
 		{At: now.Add(-2 * time.Hour), Kind: "publish", User: "alice", Decision: "allow", Reason: "old"},
 		{At: now.Add(-10 * time.Minute), Kind: "publish", User: "bobby", Decision: "deny", Reason: "recent bobby"},
 		{At: now.Add(-time.Minute), Kind: "kick", User: "alice", Decision: "ok", Reason: "recent alice"},
@@ -766,7 +768,7 @@ func TestAudit(t *testing.T) {
 				return
 			}
 			got := []string{}
-			for _, e := range decode[[]store.AuditEntry](t, b) {
+			for _, e := range decode[[]stagedoor.AuditEntry](t, b) {
 				got = append(got, e.Reason)
 			}
 			if !reflect.DeepEqual(got, tt.wantReasons) {
@@ -779,8 +781,8 @@ func TestAudit(t *testing.T) {
 func TestLive(t *testing.T) {
 	f := newFixture(t, token)
 	ctx := t.Context()
-	d := store.KeyDigest(f.alice.StreamKey)
-	if err := f.db.SetLive(ctx, store.LiveState{Name: "alice", UserID: f.alice.ID, UserName: "alice",
+	d := stagedoor.KeyDigest(f.alice.StreamKey)
+	if err := f.db.SetLive(ctx, stagedoor.LiveState{Name: "alice", UserID: f.alice.ID, UserName: "alice",
 		KeyDigest: &d, SourceID: "conn-1", SourceType: "rtmpConn"}); err != nil {
 		t.Fatalf("SetLive: %v", err)
 	}
@@ -794,7 +796,7 @@ func TestLive(t *testing.T) {
 		"hls_url": "http://h:8888/live/alice/index.m3u8"}; !reflect.DeepEqual(got[0], want) {
 		t.Errorf("live[0] = %v, want %v", got[0], want)
 	}
-	for _, secret := range []string{store.KeyPrefix, f.alice.Fingerprint, "conn-1"} {
+	for _, secret := range []string{stagedoor.KeyPrefix, f.alice.Fingerprint, "conn-1"} {
 		if strings.Contains(string(b), secret) {
 			t.Errorf("live %s carries %q", b, secret)
 		}
@@ -814,12 +816,12 @@ func TestLive(t *testing.T) {
 // response, and that no GET response ever carries "sk_" or "$2a$".
 func TestSecretsShownOnce(t *testing.T) {
 	f := newFixture(t, token)
-	d := store.KeyDigest(f.backup.StreamKey)
-	if err := f.db.SetLive(t.Context(), store.LiveState{Name: "alice", UserID: f.alice.ID, UserName: "alice",
+	d := stagedoor.KeyDigest(f.backup.StreamKey)
+	if err := f.db.SetLive(t.Context(), stagedoor.LiveState{Name: "alice", UserID: f.alice.ID, UserName: "alice",
 		KeyDigest: &d, SourceID: "conn-1", SourceType: "rtmpConn"}); err != nil {
 		t.Fatalf("SetLive: %v", err)
 	}
-	if err := f.db.AppendAudit(t.Context(), []store.AuditEntry{{At: time.Now(), Kind: "publish", User: "alice",
+	if err := f.db.AppendAudit(t.Context(), []stagedoor.AuditEntry{{At: time.Now(), Kind: "publish", User: "alice",
 		KeyFP: f.alice.Fingerprint, Decision: "allow"}}); err != nil {
 		t.Fatalf("AppendAudit: %v", err)
 	}
@@ -840,7 +842,7 @@ func TestSecretsShownOnce(t *testing.T) {
 			if code == http.StatusOK && h.Get("Cache-Control") != "no-store" {
 				t.Errorf("GET %s: Cache-Control = %q, want no-store", p, h.Get("Cache-Control"))
 			}
-			if strings.Contains(string(b), store.KeyPrefix) || strings.Contains(string(b), "$2a$") {
+			if strings.Contains(string(b), stagedoor.KeyPrefix) || strings.Contains(string(b), "$2a$") {
 				t.Errorf("GET %s = %s, carries a key or a hash", p, b)
 			}
 			responses = append(responses, response{"GET " + p, string(b)})
@@ -853,7 +855,7 @@ func TestSecretsShownOnce(t *testing.T) {
 	}
 	issue := func(req string, keys ...string) {
 		for _, k := range keys {
-			if !store.IsKey(k) {
+			if !stagedoor.IsKey(k) {
 				t.Fatalf("%s: %q is not a key", req, k)
 			}
 			issued[k] = req
@@ -901,7 +903,7 @@ func TestSecretsShownOnce(t *testing.T) {
 			want = []string{req}
 		}
 		if !reflect.DeepEqual(in, want) {
-			t.Errorf("key %s appears in %v, want only %v", store.Fingerprint(k), in, want)
+			t.Errorf("key %s appears in %v, want only %v", stagedoor.Fingerprint(k), in, want)
 		}
 	}
 	var in []string
@@ -914,7 +916,7 @@ func TestSecretsShownOnce(t *testing.T) {
 		t.Errorf("password hash appears in %v, want only %s", in, hashReq)
 	}
 	for _, e := range f.auditLog() {
-		if strings.Contains(e.Reason, store.KeyPrefix) || strings.Contains(e.Reason, "$2a$") {
+		if strings.Contains(e.Reason, stagedoor.KeyPrefix) || strings.Contains(e.Reason, "$2a$") {
 			t.Errorf("audit entry %+v carries a secret", e)
 		}
 	}

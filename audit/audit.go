@@ -8,12 +8,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor"
 )
 
 // Store writes and prunes the trail.
 type Store interface {
-	AppendAudit(ctx context.Context, entries []store.AuditEntry) error
+	AppendAudit(ctx context.Context, entries []stagedoor.AuditEntry) error
 	PruneAudit(ctx context.Context, before time.Time) (int64, error)
 }
 
@@ -22,7 +22,7 @@ type Store interface {
 type Recorder struct {
 	store  Store
 	logger *slog.Logger
-	ch     chan store.AuditEntry
+	ch     chan stagedoor.AuditEntry
 	// Retention is how long entries are kept. Default 30 days; zero or less means the
 	// default (never "prune everything").
 	Retention time.Duration
@@ -36,12 +36,12 @@ type Recorder struct {
 
 // NewRecorder returns a Recorder with a queue of queueSize entries.
 func NewRecorder(st Store, logger *slog.Logger, queueSize int) *Recorder {
-	return &Recorder{store: st, logger: logger.With("component", "audit"), ch: make(chan store.AuditEntry, queueSize),
+	return &Recorder{store: st, logger: logger.With("component", "audit"), ch: make(chan stagedoor.AuditEntry, queueSize),
 		Retention: 30 * 24 * time.Hour, FlushEvery: 250 * time.Millisecond}
 }
 
 // Record queues e.
-func (r *Recorder) Record(e store.AuditEntry) {
+func (r *Recorder) Record(e stagedoor.AuditEntry) {
 	select {
 	case r.ch <- e:
 	default:
@@ -68,7 +68,7 @@ func (r *Recorder) Run(ctx context.Context) {
 	defer flush.Stop()
 	prune := time.NewTicker(time.Hour)
 	defer prune.Stop()
-	batch := make([]store.AuditEntry, 0, 512)
+	batch := make([]stagedoor.AuditEntry, 0, 512)
 	// A batch is written to the end even when ctx ends meanwhile (shutdown): the
 	// entries are already taken from the queue, and cancelling would lose them.
 	write := func() {

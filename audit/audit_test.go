@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/audit"
 	"github.com/stagedoor/stagedoor/store"
 )
@@ -68,8 +70,8 @@ func auditCount(t *testing.T, db *store.DB) int {
 	return n
 }
 
-func entry(i int) store.AuditEntry {
-	return store.AuditEntry{At: time.Now(), Kind: "publish", User: "alice", KeyFP: "0123abcd", IP: "10.0.0.1",
+func entry(i int) stagedoor.AuditEntry {
+	return stagedoor.AuditEntry{At: time.Now(), Kind: "publish", User: "alice", KeyFP: "0123abcd", IP: "10.0.0.1",
 		Protocol: "rtmp", Decision: "deny", Reason: fmt.Sprint("entry ", i)}
 }
 
@@ -83,7 +85,7 @@ func TestRecordWritesEntries(t *testing.T) {
 	}
 	waitFor(t, "entries written", func() bool { return r.Written() == 3 })
 
-	es, err := db.Audit(t.Context(), store.AuditFilter{User: "alice"})
+	es, err := db.Audit(t.Context(), stagedoor.AuditFilter{User: "alice"})
 	if err != nil {
 		t.Fatalf("Audit: %v", err)
 	}
@@ -168,11 +170,11 @@ func TestRecordNeverBlocksAndCountsOverflow(t *testing.T) {
 
 // faultStore is an audit.Store whose methods the test supplies.
 type faultStore struct {
-	appendAudit func(ctx context.Context, entries []store.AuditEntry) error
+	appendAudit func(ctx context.Context, entries []stagedoor.AuditEntry) error
 	pruneAudit  func(ctx context.Context, before time.Time) (int64, error)
 }
 
-func (f faultStore) AppendAudit(ctx context.Context, entries []store.AuditEntry) error {
+func (f faultStore) AppendAudit(ctx context.Context, entries []stagedoor.AuditEntry) error {
 	return f.appendAudit(ctx, entries)
 }
 
@@ -197,7 +199,7 @@ func TestStoreFaults(t *testing.T) {
 				pruneAudit:  db.PruneAudit,
 			}
 			if tt.appendFails {
-				st.appendAudit = func(context.Context, []store.AuditEntry) error { return errDisk }
+				st.appendAudit = func(context.Context, []stagedoor.AuditEntry) error { return errDisk }
 			}
 			if tt.pruneFails {
 				st.pruneAudit = func(context.Context, time.Time) (int64, error) { return 0, errDisk }
@@ -237,9 +239,9 @@ func TestPruneAtStart(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			db := mustOpen(t)
 			now := time.Now()
-			var seed []store.AuditEntry
+			var seed []stagedoor.AuditEntry
 			for i, age := range tt.ages {
-				seed = append(seed, store.AuditEntry{At: now.Add(-age), Kind: "publish", Reason: fmt.Sprint("age ", i)})
+				seed = append(seed, stagedoor.AuditEntry{At: now.Add(-age), Kind: "publish", Reason: fmt.Sprint("age ", i)})
 			}
 			if err := db.AppendAudit(t.Context(), seed); err != nil {
 				t.Fatalf("AppendAudit: %v", err)
@@ -250,11 +252,11 @@ func TestPruneAtStart(t *testing.T) {
 			}
 			// Prune runs first in Run; a recorded entry written after it marks that it ran.
 			r.FlushEvery = 10 * time.Millisecond
-			r.Record(store.AuditEntry{At: now, Kind: "admin", Reason: "marker"})
+			r.Record(stagedoor.AuditEntry{At: now, Kind: "admin", Reason: "marker"})
 			start(t, r)
 			waitFor(t, "marker written", func() bool { return r.Written() == 1 })
 
-			es, err := db.Audit(t.Context(), store.AuditFilter{})
+			es, err := db.Audit(t.Context(), stagedoor.AuditFilter{})
 			if err != nil {
 				t.Fatalf("Audit: %v", err)
 			}

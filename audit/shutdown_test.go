@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/audit"
-	"github.com/stagedoor/stagedoor/store"
 )
 
 // slowStore's first AppendAudit waits, as a write queued behind others for the store's
@@ -23,7 +24,7 @@ type slowStore struct {
 	wrote   int
 }
 
-func (s *slowStore) AppendAudit(ctx context.Context, es []store.AuditEntry) error {
+func (s *slowStore) AppendAudit(ctx context.Context, es []stagedoor.AuditEntry) error {
 	s.mu.Lock()
 	s.calls++
 	first := s.calls == 1
@@ -54,7 +55,7 @@ func TestBatchInFlightAtShutdownIsWritten(t *testing.T) {
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
 	for range 10 {
-		r.Record(store.AuditEntry{At: time.Now(), Kind: "publish"})
+		r.Record(stagedoor.AuditEntry{At: time.Now(), Kind: "publish"})
 	}
 	<-st.entered
 	cancel() // clean shutdown while the flush waits

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/gin-gonic/gin"
 
 	"github.com/stagedoor/stagedoor/authserver"
@@ -52,7 +54,7 @@ func BenchmarkDecide(b *testing.B) {
 		req  authserver.Request
 	}{
 		{"ValidKeyPublish", authserver.Request{Action: "publish", Protocol: "rtmp", Path: "live/" + key, IP: "203.0.113.7"}},
-		{"WrongKeyPublish", authserver.Request{Action: "publish", Protocol: "rtmp", Path: "live/" + store.NewKey(), IP: "203.0.113.7"}},
+		{"WrongKeyPublish", authserver.Request{Action: "publish", Protocol: "rtmp", Path: "live/" + stagedoor.NewKey(), IP: "203.0.113.7"}},
 		{"PublicRead", authserver.Request{Action: "read", Protocol: "hls", Path: "live/benw", IP: "203.0.113.7"}},
 		{"KeyPathRead", authserver.Request{Action: "read", Protocol: "hls", Path: "live/" + key, IP: "203.0.113.7"}},
 	} {
@@ -90,7 +92,7 @@ func BenchmarkAuthHTTP(b *testing.B) {
 		{"Baseline", bare, benchBody("publish", "live/"+key, "rtmp")},
 		{"ValidKeyPublish", ours, benchBody("publish", "live/"+key, "rtmp")},
 		{"ValidKeyPublishNoCache", uncached, benchBody("publish", "live/"+key, "rtmp")},
-		{"WrongKeyPublish", ours, benchBody("publish", "live/"+store.NewKey(), "rtmp")},
+		{"WrongKeyPublish", ours, benchBody("publish", "live/"+stagedoor.NewKey(), "rtmp")},
 		{"PublicRead", ours, benchBody("read", "live/benw", "hls")},
 		{"KeyPathRead", ours, benchBody("read", "live/"+key, "hls")},
 	}

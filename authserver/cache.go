@@ -5,7 +5,7 @@ import (
 	"errors"
 	"sync"
 
-	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor"
 )
 
 // CachedCredentials answers the auth path's lookups from memory: MediaMTX waits for every
@@ -19,17 +19,17 @@ type CachedCredentials struct {
 
 	mu      sync.RWMutex
 	gen     uint64
-	keys    map[store.Digest]cachedKey
+	keys    map[stagedoor.Digest]cachedKey
 	streams map[string]cachedStream
 }
 
 type cachedKey struct {
-	owner store.KeyOwner
-	err   error // nil or store.ErrNotFound
+	owner stagedoor.KeyOwner
+	err   error // nil or stagedoor.ErrNotFound
 }
 
 type cachedStream struct {
-	s   store.Stream
+	s   stagedoor.Stream
 	err error
 }
 
@@ -48,12 +48,12 @@ func (c *CachedCredentials) Invalidate() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	c.keys = make(map[store.Digest]cachedKey)
+	c.keys = make(map[stagedoor.Digest]cachedKey)
 	c.streams = make(map[string]cachedStream)
 }
 
 // UserByKeyDigest implements Credentials.
-func (c *CachedCredentials) UserByKeyDigest(ctx context.Context, d store.Digest) (store.KeyOwner, error) {
+func (c *CachedCredentials) UserByKeyDigest(ctx context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error) {
 	c.mu.RLock()
 	e, ok := c.keys[d]
 	gen := c.gen
@@ -62,12 +62,12 @@ func (c *CachedCredentials) UserByKeyDigest(ctx context.Context, d store.Digest)
 		return e.owner, e.err
 	}
 	o, err := c.src.UserByKeyDigest(ctx, d)
-	if err == nil || errors.Is(err, store.ErrNotFound) {
+	if err == nil || errors.Is(err, stagedoor.ErrNotFound) {
 		c.mu.Lock()
 		// A lookup that raced with Invalidate may have read the old state: drop it.
 		if c.gen == gen {
 			if len(c.keys) >= maxCached {
-				c.keys = make(map[store.Digest]cachedKey)
+				c.keys = make(map[stagedoor.Digest]cachedKey)
 			}
 			c.keys[d] = cachedKey{owner: o, err: err}
 		}
@@ -77,7 +77,7 @@ func (c *CachedCredentials) UserByKeyDigest(ctx context.Context, d store.Digest)
 }
 
 // StreamByName implements Credentials.
-func (c *CachedCredentials) StreamByName(ctx context.Context, name string) (store.Stream, error) {
+func (c *CachedCredentials) StreamByName(ctx context.Context, name string) (stagedoor.Stream, error) {
 	c.mu.RLock()
 	e, ok := c.streams[name]
 	gen := c.gen
@@ -86,7 +86,7 @@ func (c *CachedCredentials) StreamByName(ctx context.Context, name string) (stor
 		return e.s, e.err
 	}
 	s, err := c.src.StreamByName(ctx, name)
-	if err == nil || errors.Is(err, store.ErrNotFound) {
+	if err == nil || errors.Is(err, stagedoor.ErrNotFound) {
 		c.mu.Lock()
 		if c.gen == gen {
 			if len(c.streams) >= maxCached {

@@ -6,47 +6,48 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/authserver"
-	"github.com/stagedoor/stagedoor/store"
 )
 
 // countingSource counts lookups and answers from a map (a fake: it makes lookups
 // countable, which a real database cannot).
 type countingSource struct {
 	n      atomic.Int64
-	owners map[store.Digest]store.KeyOwner
+	owners map[stagedoor.Digest]stagedoor.KeyOwner
 	fail   bool
 }
 
-func (c *countingSource) UserByKeyDigest(_ context.Context, d store.Digest) (store.KeyOwner, error) {
+func (c *countingSource) UserByKeyDigest(_ context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error) {
 	c.n.Add(1)
 	if c.fail {
-		return store.KeyOwner{}, errors.New("database is locked")
+		return stagedoor.KeyOwner{}, errors.New("database is locked")
 	}
 	if o, ok := c.owners[d]; ok {
 		return o, nil
 	}
-	return store.KeyOwner{}, store.ErrNotFound
+	return stagedoor.KeyOwner{}, stagedoor.ErrNotFound
 }
 
-func (c *countingSource) StreamByName(context.Context, string) (store.Stream, error) {
+func (c *countingSource) StreamByName(context.Context, string) (stagedoor.Stream, error) {
 	c.n.Add(1)
-	return store.Stream{}, store.ErrNotFound
+	return stagedoor.Stream{}, stagedoor.ErrNotFound
 }
 
 func TestCachedCredentials(t *testing.T) {
-	key, unknown := store.NewKey(), store.NewKey()
-	src := &countingSource{owners: map[store.Digest]store.KeyOwner{store.KeyDigest(key): {UserName: "benw", Active: true}}}
+	key, unknown := stagedoor.NewKey(), stagedoor.NewKey()
+	src := &countingSource{owners: map[stagedoor.Digest]stagedoor.KeyOwner{stagedoor.KeyDigest(key): {UserName: "benw", Active: true}}}
 	c := authserver.NewCachedCredentials(src)
 	ctx := t.Context()
 	for range 3 {
-		if o, err := c.UserByKeyDigest(ctx, store.KeyDigest(key)); err != nil || o.UserName != "benw" {
+		if o, err := c.UserByKeyDigest(ctx, stagedoor.KeyDigest(key)); err != nil || o.UserName != "benw" {
 			t.Fatalf("lookup = %+v, %v", o, err)
 		}
-		if _, err := c.UserByKeyDigest(ctx, store.KeyDigest(unknown)); !errors.Is(err, store.ErrNotFound) {
+		if _, err := c.UserByKeyDigest(ctx, stagedoor.KeyDigest(unknown)); !errors.Is(err, stagedoor.ErrNotFound) {
 			t.Fatalf("unknown key: %v, want ErrNotFound", err)
 		}
-		if _, err := c.StreamByName(ctx, "concert"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := c.StreamByName(ctx, "concert"); !errors.Is(err, stagedoor.ErrNotFound) {
 			t.Fatalf("unknown stream: %v", err)
 		}
 	}
@@ -55,9 +56,9 @@ func TestCachedCredentials(t *testing.T) {
 	}
 
 	// A revocation: the source changes, the cache is told.
-	delete(src.owners, store.KeyDigest(key))
+	delete(src.owners, stagedoor.KeyDigest(key))
 	c.Invalidate()
-	if _, err := c.UserByKeyDigest(ctx, store.KeyDigest(key)); !errors.Is(err, store.ErrNotFound) {
+	if _, err := c.UserByKeyDigest(ctx, stagedoor.KeyDigest(key)); !errors.Is(err, stagedoor.ErrNotFound) {
 		t.Errorf("after Invalidate: %v, want the revoked key refused", err)
 	}
 
@@ -66,7 +67,7 @@ func TestCachedCredentials(t *testing.T) {
 	c.Invalidate()
 	before := src.n.Load()
 	for range 2 {
-		if _, err := c.UserByKeyDigest(ctx, store.KeyDigest(key)); err == nil || errors.Is(err, store.ErrNotFound) {
+		if _, err := c.UserByKeyDigest(ctx, stagedoor.KeyDigest(key)); err == nil || errors.Is(err, stagedoor.ErrNotFound) {
 			t.Fatalf("lookup fault: %v, want the fault", err)
 		}
 	}

@@ -8,14 +8,14 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor"
 )
 
 // Path kinds, as logged in path_kind.
 const (
-	PathKey    = store.PathKey
-	PathPublic = store.PathPublic
-	PathOther  = store.PathOther
+	PathKey    = stagedoor.PathKey
+	PathPublic = stagedoor.PathPublic
+	PathOther  = stagedoor.PathOther
 )
 
 // Secret is a user/password pair Stagedoor gives to one of its own internal clients.
@@ -70,10 +70,10 @@ var knownProtocols = map[string]bool{"rtsp": true, "rtmp": true, "hls": true, "w
 
 // Credentials is the read-only lookup the decision needs.
 type Credentials interface {
-	// UserByKeyDigest returns store.ErrNotFound for an unknown key.
-	UserByKeyDigest(ctx context.Context, d store.Digest) (store.KeyOwner, error)
-	// StreamByName returns store.ErrNotFound for an unknown stream name.
-	StreamByName(ctx context.Context, name string) (store.Stream, error)
+	// UserByKeyDigest returns stagedoor.ErrNotFound for an unknown key.
+	UserByKeyDigest(ctx context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error)
+	// StreamByName returns stagedoor.ErrNotFound for an unknown stream name.
+	StreamByName(ctx context.Context, name string) (stagedoor.Stream, error)
 }
 
 // Decision is the outcome of one auth request, with allowlisted fields for the log.
@@ -107,7 +107,7 @@ func isLoopback(ip string) bool {
 // Decide is the whole policy. It denies unless one rule explicitly allows; an error
 // from the lookup is a deny with 500 (503 when the deadline passed).
 func Decide(ctx context.Context, req Request, creds Credentials, pol Policy) Decision {
-	kind, rest := store.ParsePath(req.Path)
+	kind, rest := stagedoor.ParsePath(req.Path)
 	d := decide(ctx, req, kind, rest, creds, pol)
 	d.PathKind = kind
 	if req.Path == "" {
@@ -170,7 +170,7 @@ func presentedKey(req Request) (string, bool) {
 		}
 	}
 	for _, s := range []string{req.Password, req.Token} {
-		if store.IsKey(s) {
+		if stagedoor.IsKey(s) {
 			return s, true
 		}
 	}
@@ -182,7 +182,7 @@ func presentedKey(req Request) (string, bool) {
 // (plaintext or its bcrypt hash), or with nothing for a no-auth stream.
 func decidePublic(ctx context.Context, req Request, name string, creds Credentials, pol Policy) Decision {
 	if key, ok := presentedKey(req); ok {
-		if !store.IsKey(key) {
+		if !stagedoor.IsKey(key) {
 			return deny(http.StatusUnauthorized, "malformed key")
 		}
 		if req.User != "" && req.User != name {
@@ -192,7 +192,7 @@ func decidePublic(ctx context.Context, req Request, name string, creds Credentia
 	}
 	s, err := creds.StreamByName(ctx, name)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, stagedoor.ErrNotFound):
 		return deny(http.StatusUnauthorized, "unknown stream")
 	case err != nil:
 		return lookupFailed(ctx, "")
@@ -224,10 +224,10 @@ func lookupFailed(ctx context.Context, fp string) Decision {
 // decideKey allows a publish with a known key of an active user; on a public name
 // (owner != "") the key must belong to the user of that name.
 func decideKey(ctx context.Context, key, owner string, creds Credentials) Decision {
-	dg := store.KeyDigest(key)
+	dg := stagedoor.KeyDigest(key)
 	o, err := creds.UserByKeyDigest(ctx, dg)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, stagedoor.ErrNotFound):
 		return Decision{Status: http.StatusUnauthorized, Reason: "unknown key", KeyFP: dg.Fingerprint()}
 	case err != nil:
 		return lookupFailed(ctx, dg.Fingerprint())

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/authserver"
 	"github.com/stagedoor/stagedoor/store"
 )
@@ -58,18 +60,18 @@ func newFixture(t testing.TB) fixture {
 
 // fakeCreds is a Credentials for faults a real database cannot produce on demand.
 type fakeCreds struct {
-	userByKeyDigest func(ctx context.Context, d store.Digest) (store.KeyOwner, error)
+	userByKeyDigest func(ctx context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error)
 	// streamByName defaults to ErrNotFound.
-	streamByName func(ctx context.Context, name string) (store.Stream, error)
+	streamByName func(ctx context.Context, name string) (stagedoor.Stream, error)
 }
 
-func (f fakeCreds) UserByKeyDigest(ctx context.Context, d store.Digest) (store.KeyOwner, error) {
+func (f fakeCreds) UserByKeyDigest(ctx context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error) {
 	return f.userByKeyDigest(ctx, d)
 }
 
-func (f fakeCreds) StreamByName(ctx context.Context, name string) (store.Stream, error) {
+func (f fakeCreds) StreamByName(ctx context.Context, name string) (stagedoor.Stream, error) {
 	if f.streamByName == nil {
-		return store.Stream{}, fmt.Errorf("stream %s: %w", name, store.ErrNotFound)
+		return stagedoor.Stream{}, fmt.Errorf("stream %s: %w", name, stagedoor.ErrNotFound)
 	}
 	return f.streamByName(ctx, name)
 }
@@ -77,31 +79,31 @@ func (f fakeCreds) StreamByName(ctx context.Context, name string) (store.Stream,
 var errInjected = errors.New("injected lookup failure")
 
 func failingCreds() fakeCreds {
-	return fakeCreds{userByKeyDigest: func(context.Context, store.Digest) (store.KeyOwner, error) {
-		return store.KeyOwner{}, errInjected
-	}, streamByName: func(context.Context, string) (store.Stream, error) {
-		return store.Stream{}, errInjected
+	return fakeCreds{userByKeyDigest: func(context.Context, stagedoor.Digest) (stagedoor.KeyOwner, error) {
+		return stagedoor.KeyOwner{}, errInjected
+	}, streamByName: func(context.Context, string) (stagedoor.Stream, error) {
+		return stagedoor.Stream{}, errInjected
 	}}
 }
 
 func blockingCreds() fakeCreds {
-	return fakeCreds{userByKeyDigest: func(ctx context.Context, _ store.Digest) (store.KeyOwner, error) {
+	return fakeCreds{userByKeyDigest: func(ctx context.Context, _ stagedoor.Digest) (stagedoor.KeyOwner, error) {
 		<-ctx.Done()
-		return store.KeyOwner{}, ctx.Err()
+		return stagedoor.KeyOwner{}, ctx.Err()
 	}}
 }
 
 func panickingCreds() fakeCreds {
-	return fakeCreds{userByKeyDigest: func(context.Context, store.Digest) (store.KeyOwner, error) {
+	return fakeCreds{userByKeyDigest: func(context.Context, stagedoor.Digest) (stagedoor.KeyOwner, error) {
 		panic("injected panic in lookup")
 	}}
 }
 
 // countingCreds counts lookups and answers ErrNotFound.
 func countingCreds(n *atomic.Int64) fakeCreds {
-	return fakeCreds{userByKeyDigest: func(_ context.Context, d store.Digest) (store.KeyOwner, error) {
+	return fakeCreds{userByKeyDigest: func(_ context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error) {
 		n.Add(1)
-		return store.KeyOwner{}, fmt.Errorf("key %s: %w", d.Fingerprint(), store.ErrNotFound)
+		return stagedoor.KeyOwner{}, fmt.Errorf("key %s: %w", d.Fingerprint(), stagedoor.ErrNotFound)
 	}}
 }
 
@@ -141,7 +143,7 @@ func TestDecide(t *testing.T) {
 		{"OwnerPublishesOverWebRTC", testPolicy, req("publish", "webrtc", key), true},
 		{"OwnerPublishesOverRTSP", testPolicy, req("publish", "rtsp", key), true},
 		{"BannedKeyPublishDenied", testPolicy, req("publish", "rtmp", "live/"+f.bannedKey), false},
-		{"UnknownKeyPublishDenied", testPolicy, req("publish", "rtmp", "live/"+store.NewKey()), false},
+		{"UnknownKeyPublishDenied", testPolicy, req("publish", "rtmp", "live/"+stagedoor.NewKey()), false},
 		{"PublishOverHLSDenied", testPolicy, req("publish", "hls", key), false},
 		{"PublishOverMoQDenied", testPolicy, req("publish", "moq", key), false},
 		{"PublishWithoutProtocolDenied", testPolicy, req("publish", "", key), false},
@@ -162,7 +164,7 @@ func TestDecide(t *testing.T) {
 		{"MalformedKeyInQueryDenied", testPolicy,
 			with(req("publish", "rtmp", "live/benw"), func(r *authserver.Request) { r.Query = "key=sk_short" }), false},
 		{"UnknownKeyInQueryDenied", testPolicy,
-			with(req("publish", "rtmp", "live/benw"), func(r *authserver.Request) { r.Query = "key=" + store.NewKey() }), false},
+			with(req("publish", "rtmp", "live/benw"), func(r *authserver.Request) { r.Query = "key=" + stagedoor.NewKey() }), false},
 		{"PublishWithRelayCredsDenied", testPolicy,
 			with(req("publish", "rtsp", "live/benw"), func(r *authserver.Request) { r.User, r.Password = relaySecret.User, relaySecret.Password }), false},
 		{"PublishWithAdminCredsDenied", testPolicy,
@@ -262,14 +264,14 @@ func TestDecidePublishFields(t *testing.T) {
 	d := authserver.Decide(t.Context(), req("publish", "rtmp", "live/"+f.activeKey), f.db, testPolicy)
 	want := authserver.Decision{
 		Allow: true, Status: http.StatusOK, Reason: d.Reason,
-		PathKind: authserver.PathKey, User: "benw", KeyFP: store.Fingerprint(f.activeKey),
+		PathKind: authserver.PathKey, User: "benw", KeyFP: stagedoor.Fingerprint(f.activeKey),
 	}
 	if d != want {
 		t.Errorf("decision = %+v, want %+v", d, want)
 	}
 
 	d = authserver.Decide(t.Context(), req("publish", "rtmp", "live/"+f.bannedKey), f.db, testPolicy)
-	if d.Allow || d.User != "mallory" || d.KeyFP != store.Fingerprint(f.bannedKey) || d.PathKind != authserver.PathKey {
+	if d.Allow || d.User != "mallory" || d.KeyFP != stagedoor.Fingerprint(f.bannedKey) || d.PathKind != authserver.PathKey {
 		t.Errorf("banned decision = %+v, want a deny naming mallory by fingerprint", d)
 	}
 }
@@ -300,7 +302,7 @@ func TestDecidePublicReadProtocols(t *testing.T) {
 }
 
 func TestDecideLookupFaults(t *testing.T) {
-	key := store.NewKey()
+	key := stagedoor.NewKey()
 	for _, tt := range []struct {
 		name       string
 		creds      authserver.Credentials
@@ -313,11 +315,11 @@ func TestDecideLookupFaults(t *testing.T) {
 			cancel() // the deadline has already passed
 			return ctx
 		}, http.StatusServiceUnavailable},
-		{"InactiveOwnerIs401", fakeCreds{userByKeyDigest: func(context.Context, store.Digest) (store.KeyOwner, error) {
-			return store.KeyOwner{UserID: 1, UserName: "benw", Active: false, KeyID: 1, Fingerprint: store.Fingerprint(key)}, nil
+		{"InactiveOwnerIs401", fakeCreds{userByKeyDigest: func(context.Context, stagedoor.Digest) (stagedoor.KeyOwner, error) {
+			return stagedoor.KeyOwner{UserID: 1, UserName: "benw", Active: false, KeyID: 1, Fingerprint: stagedoor.Fingerprint(key)}, nil
 		}}, func(t *testing.T) context.Context { return t.Context() }, http.StatusUnauthorized},
-		{"WrappedNotFoundIs401", fakeCreds{userByKeyDigest: func(context.Context, store.Digest) (store.KeyOwner, error) {
-			return store.KeyOwner{}, fmt.Errorf("lookup: %w", store.ErrNotFound)
+		{"WrappedNotFoundIs401", fakeCreds{userByKeyDigest: func(context.Context, stagedoor.Digest) (stagedoor.KeyOwner, error) {
+			return stagedoor.KeyOwner{}, fmt.Errorf("lookup: %w", stagedoor.ErrNotFound)
 		}}, func(t *testing.T) context.Context { return t.Context() }, http.StatusUnauthorized},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -328,8 +330,8 @@ func TestDecideLookupFaults(t *testing.T) {
 			if d.Status != tt.wantStatus {
 				t.Errorf("Status = %d, want %d", d.Status, tt.wantStatus)
 			}
-			if d.KeyFP != store.Fingerprint(key) {
-				t.Errorf("KeyFP = %q, want %q", d.KeyFP, store.Fingerprint(key))
+			if d.KeyFP != stagedoor.Fingerprint(key) {
+				t.Errorf("KeyFP = %q, want %q", d.KeyFP, stagedoor.Fingerprint(key))
 			}
 		})
 	}
@@ -338,7 +340,7 @@ func TestDecideLookupFaults(t *testing.T) {
 // TestDecideNoLookupOutsideKeyPaths checks threats.md T04: no database query for a path
 // outside the two allowed shapes, whatever the action.
 func TestDecideNoLookupOutsideKeyPaths(t *testing.T) {
-	key := store.NewKey()
+	key := stagedoor.NewKey()
 	var n atomic.Int64
 	creds := countingCreds(&n)
 	paths := []string{
@@ -436,7 +438,7 @@ func (f fixture) matrixRequest(action, protocol, path, creds string) (authserver
 	case pathBannedKey:
 		r.Path = "live/" + f.bannedKey
 	case pathUnknownKey:
-		r.Path = "live/" + store.KeyPrefix + strings.Repeat("A", 43)
+		r.Path = "live/" + stagedoor.KeyPrefix + strings.Repeat("A", 43)
 	case pathPublic:
 		r.Path, wantKind = "live/benw", authserver.PathPublic
 	case pathGarbage:

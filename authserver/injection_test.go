@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/authserver"
 	"github.com/stagedoor/stagedoor/store"
 )
@@ -76,7 +78,7 @@ func TestInjectionCorpusDeniedAndChangesNothing(t *testing.T) {
 	if _, err := db.CreateStream(ctx, "studio", "benw", true); err != nil {
 		t.Fatalf("CreateStream(studio): %v", err)
 	}
-	hash, err := store.HashPassword("correct horse battery", store.MinCost)
+	hash, err := stagedoor.HashPassword("correct horse battery", stagedoor.MinCost)
 	if err != nil {
 		t.Fatalf("HashPassword: %v", err)
 	}
@@ -143,7 +145,7 @@ func TestInjectionCorpusDeniedAndChangesNothing(t *testing.T) {
 		t.Errorf("row counts after corpus = %+v, want %+v", got, before)
 	}
 	// The store still answers the fixture: nothing was dropped or rewritten.
-	if _, err := db.UserByKeyDigest(ctx, store.KeyDigest(benw.StreamKey)); err != nil {
+	if _, err := db.UserByKeyDigest(ctx, stagedoor.KeyDigest(benw.StreamKey)); err != nil {
 		t.Errorf("UserByKeyDigest(benw's key) after corpus: %v", err)
 	}
 }

@@ -9,9 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
+	"github.com/stagedoor/stagedoor"
 
-	"github.com/stagedoor/stagedoor/store"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Passwords verifies publishing passwords without letting bcrypt stall MediaMTX, which
@@ -121,11 +121,11 @@ func (p *Passwords) Verify(user, ip, storedHash, presented string) Decision {
 		return deny(http.StatusUnauthorized, "no password set")
 	case presented == "":
 		return deny(http.StatusUnauthorized, "missing password")
-	case len(presented) > store.MaxPasswordBytes:
+	case len(presented) > stagedoor.MaxPasswordBytes:
 		return deny(http.StatusUnauthorized, "password too long")
 	}
 	now := p.Now()
-	if store.IsHashShaped(presented) {
+	if stagedoor.IsHashShaped(presented) {
 		// Hash as password (ScaleEngine): exact, constant-time, no bcrypt ever; limited
 		// like a password.
 		p.mu.Lock()
@@ -158,7 +158,7 @@ func (p *Passwords) Verify(user, ip, storedHash, presented string) Decision {
 	}
 	p.mu.Unlock()
 
-	if c, err := bcrypt.Cost([]byte(storedHash)); err != nil || c > store.MaxCost {
+	if c, err := bcrypt.Cost([]byte(storedHash)); err != nil || c > stagedoor.MaxCost {
 		return deny(http.StatusInternalServerError, "stored hash unusable")
 	}
 	select {

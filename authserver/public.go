@@ -8,15 +8,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gin-gonic/gin"
+	"github.com/stagedoor/stagedoor"
 
-	"github.com/stagedoor/stagedoor/store"
+	"github.com/gin-gonic/gin"
 )
 
 // Channels is the read-only lookup behind the public status API.
 type Channels interface {
-	// ChannelByName returns store.ErrNotFound for a name nobody owns.
-	ChannelByName(ctx context.Context, name string) (store.Channel, error)
+	// ChannelByName returns stagedoor.ErrNotFound for a name nobody owns.
+	ChannelByName(ctx context.Context, name string) (stagedoor.Channel, error)
 }
 
 // ChannelStatus is the public view of a channel. It never carries a key or source id.
@@ -39,14 +39,14 @@ func NewPublicHandler(logger *slog.Logger, ch Channels, hlsBase string) http.Han
 	r.GET("/api/v1/channels/:name", func(c *gin.Context) {
 		name := c.Param("name")
 		notFound := gin.H{"error": "no such channel"}
-		if store.ValidUsername(name) != nil {
+		if stagedoor.ValidUsername(name) != nil {
 			c.JSON(http.StatusNotFound, notFound)
 			return
 		}
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 		defer cancel()
 		u, err := ch.ChannelByName(ctx, name)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, stagedoor.ErrNotFound) {
 			c.JSON(http.StatusNotFound, notFound)
 			return
 		}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/authserver"
 	"github.com/stagedoor/stagedoor/store"
 )
@@ -35,7 +37,7 @@ var publishHashes = sync.OnceValues(func() ([2]string, error) {
 		errs   [2]error
 	)
 	for i, pw := range []string{alicePassword, bobPassword} {
-		wg.Go(func() { hashes[i], errs[i] = store.HashPassword(pw, store.DefaultCost) })
+		wg.Go(func() { hashes[i], errs[i] = stagedoor.HashPassword(pw, stagedoor.DefaultCost) })
 	}
 	wg.Wait()
 	return hashes, errors.Join(errs[:]...)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/authserver"
 	"github.com/stagedoor/stagedoor/store"
 )
@@ -23,7 +25,7 @@ func mediaMTXBody(action, path, protocol string) string {
 }
 
 func TestDecodeRequestMediaMTXBody(t *testing.T) {
-	key := store.NewKey()
+	key := stagedoor.NewKey()
 	got, err := authserver.DecodeRequest([]byte(mediaMTXBody("publish", "live/"+key, "rtmp")))
 	if err != nil {
 		t.Fatalf("DecodeRequest: %v", err)
@@ -137,7 +139,7 @@ func FuzzDecodeAndDecide(f *testing.F) {
 		mediaMTXBody("publish", key, "rtmp"),
 		mediaMTXBody("publish", key, "srt"),
 		mediaMTXBody("publish", "live/"+fx.bannedKey, "rtmp"),
-		mediaMTXBody("publish", "live/"+store.NewKey(), "rtmp"),
+		mediaMTXBody("publish", "live/"+stagedoor.NewKey(), "rtmp"),
 		mediaMTXBody("publish", "live/benw", "rtmp"),
 		mediaMTXBody("read", key, "hls"),
 		mediaMTXBody("read", "live/benw", "hls"),
@@ -200,7 +202,7 @@ func FuzzDecodeAndDecide(f *testing.F) {
 			t.Fatalf("policy deny with status %d, want 401", d.Status)
 		}
 		if d.Allow && r.Action != "playback" && r.Action != "api" && r.Action != "metrics" && r.Action != "pprof" {
-			if kind, _ := store.ParsePath(r.Path); kind == store.PathOther {
+			if kind, _ := stagedoor.ParsePath(r.Path); kind == stagedoor.PathOther {
 				t.Fatalf("allowed %s on a path outside the two shapes", r.Action)
 			}
 		}
@@ -211,17 +213,17 @@ func FuzzDecodeAndDecide(f *testing.F) {
 // path and credentials into the matrix dimensions, looking the key up in the store.
 func oracle(t *testing.T, db *store.DB, r authserver.Request) bool {
 	t.Helper()
-	kind, rest := store.ParsePath(r.Path)
+	kind, rest := stagedoor.ParsePath(r.Path)
 	path := pathGarbage
 	switch {
 	case r.Path == "":
 		path = pathEmpty
-	case kind == store.PathPublic:
+	case kind == stagedoor.PathPublic:
 		path = pathPublic
-	case kind == store.PathKey:
-		o, err := db.UserByKeyDigest(t.Context(), store.KeyDigest(rest))
+	case kind == stagedoor.PathKey:
+		o, err := db.UserByKeyDigest(t.Context(), stagedoor.KeyDigest(rest))
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, stagedoor.ErrNotFound):
 			path = pathUnknownKey
 		case err != nil:
 			t.Fatalf("UserByKeyDigest: %v", err)

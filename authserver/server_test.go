@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/authserver"
-	"github.com/stagedoor/stagedoor/store"
 )
 
 // logBuffer is a bytes.Buffer safe for the server's goroutines to log into.
@@ -145,7 +146,7 @@ func TestHandlerDenials(t *testing.T) {
 		body        string
 		want        int
 	}{
-		{"WrongKeyDenied", "application/json", mediaMTXBody("publish", "live/"+store.NewKey(), "rtmp"), http.StatusUnauthorized},
+		{"WrongKeyDenied", "application/json", mediaMTXBody("publish", "live/"+stagedoor.NewKey(), "rtmp"), http.StatusUnauthorized},
 		{"BannedKeyDenied", "application/json", mediaMTXBody("publish", "live/"+f.bannedKey, "rtmp"), http.StatusUnauthorized},
 		{"KeyPathReadDenied", "application/json", mediaMTXBody("read", key, "hls"), http.StatusUnauthorized},
 		{"PublishToPublicPathDenied", "application/json", mediaMTXBody("publish", "live/benw", "rtmp"), http.StatusUnauthorized},
@@ -255,7 +256,7 @@ func TestHandlerBodyLimit(t *testing.T) {
 func TestHandlerFaults(t *testing.T) {
 	closed := mustOpen(t)
 	_ = closed.Close()
-	publish := mediaMTXBody("publish", "live/"+store.NewKey(), "rtmp")
+	publish := mediaMTXBody("publish", "live/"+stagedoor.NewKey(), "rtmp")
 	for _, tt := range []struct {
 		name    string
 		creds   authserver.Credentials
@@ -299,18 +300,18 @@ func TestHandlerLogsNoSecrets(t *testing.T) {
 	relay = strings.Replace(relay, `"user":""`, `"user":"`+relaySecret.User+`"`, 1)
 	relay = strings.Replace(relay, `"password":""`, `"password":"`+relaySecret.Password+`"`, 1)
 	for _, body := range []string{
-		withSecrets(mediaMTXBody("publish", "live/"+f.activeKey, "rtmp")),    // allowed
-		withSecrets(mediaMTXBody("publish", "live/"+f.bannedKey, "rtmp")),    // banned
-		withSecrets(mediaMTXBody("publish", "live/"+store.NewKey(), "rtmp")), // unknown
-		withSecrets(mediaMTXBody("read", "live/"+f.activeKey, "hls")),        // key-path read
-		withSecrets(mediaMTXBody("publish", "live/benw", "rtmp")),            // hijack attempt
+		withSecrets(mediaMTXBody("publish", "live/"+f.activeKey, "rtmp")),        // allowed
+		withSecrets(mediaMTXBody("publish", "live/"+f.bannedKey, "rtmp")),        // banned
+		withSecrets(mediaMTXBody("publish", "live/"+stagedoor.NewKey(), "rtmp")), // unknown
+		withSecrets(mediaMTXBody("read", "live/"+f.activeKey, "hls")),            // key-path read
+		withSecrets(mediaMTXBody("publish", "live/benw", "rtmp")),                // hijack attempt
 		relay, // relay read, logged at debug
 	} {
 		postJSON(t, srv, body)
 	}
 	log := lb.String()
 	// Positive control: the requests were logged, by fingerprint.
-	if !strings.Contains(log, store.Fingerprint(f.activeKey)) || strings.Count(log, "msg=auth") != 6 {
+	if !strings.Contains(log, stagedoor.Fingerprint(f.activeKey)) || strings.Count(log, "msg=auth") != 6 {
 		t.Fatalf("log does not hold the six auth lines with the key fingerprint:\n%s", log)
 	}
 	for _, secret := range []struct{ what, s string }{
@@ -376,7 +377,7 @@ func TestPublicChannelStatus(t *testing.T) {
 	}
 	checkNoSecrets := func(t *testing.T, body string) {
 		t.Helper()
-		if strings.Contains(body, f.activeKey) || strings.Contains(body, store.Fingerprint(f.activeKey)) {
+		if strings.Contains(body, f.activeKey) || strings.Contains(body, stagedoor.Fingerprint(f.activeKey)) {
 			t.Errorf("status JSON carries benw's key or its fingerprint: %s", body)
 		}
 		if strings.Contains(body, "src-1") {
@@ -403,11 +404,11 @@ func TestPublicChannelStatus(t *testing.T) {
 	})
 
 	t.Run("LiveChannel", func(t *testing.T) {
-		o, err := f.db.UserByKeyDigest(t.Context(), store.KeyDigest(f.activeKey))
+		o, err := f.db.UserByKeyDigest(t.Context(), stagedoor.KeyDigest(f.activeKey))
 		if err != nil {
 			t.Fatalf("UserByKeyDigest: %v", err)
 		}
-		if err := f.db.SetLive(t.Context(), store.LiveState{Name: o.UserName, UserID: o.UserID, KeyID: o.KeyID, SourceID: "src-1", SourceType: "rtmpConn"}); err != nil {
+		if err := f.db.SetLive(t.Context(), stagedoor.LiveState{Name: o.UserName, UserID: o.UserID, KeyID: o.KeyID, SourceID: "src-1", SourceType: "rtmpConn"}); err != nil {
 			t.Fatalf("SetLive: %v", err)
 		}
 		status, body := channelStatus(t, srv, "benw")

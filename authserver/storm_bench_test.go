@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/authserver"
-	"github.com/stagedoor/stagedoor/store"
 )
 
 // BenchmarkReconnectStorm is P2 of `make bench`: an encoder reconnecting 1,000 times with
@@ -21,7 +22,7 @@ import (
 func BenchmarkReconnectStorm(b *testing.B) {
 	ctx := context.Background()
 	db, key := benchStore(b)
-	hash, err := store.HashPassword("correct horse battery", store.DefaultCost)
+	hash, err := stagedoor.HashPassword("correct horse battery", stagedoor.DefaultCost)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func BenchmarkReconnectStorm(b *testing.B) {
 		body  func() []byte
 	}{
 		{"SamePassword1000", 1000, true, func() []byte { return body("live/concert", "benw", "correct horse battery") }},
-		{"WrongKeys10000", 10000, false, func() []byte { return body("live/"+store.NewKey(), "", "") }},
+		{"WrongKeys10000", 10000, false, func() []byte { return body("live/"+stagedoor.NewKey(), "", "") }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {

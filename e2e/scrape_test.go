@@ -22,8 +22,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/plugin"
-	"github.com/stagedoor/stagedoor/store"
 	"github.com/stagedoor/stagedoor/webhook"
 )
 
@@ -159,7 +160,7 @@ func (h scrapeHit) String() string {
 	if h.whole {
 		how = "the whole"
 	}
-	return fmt.Sprintf("%s %s: %s (fp %s) at byte %d", how, h.s.class, h.s.name, store.Fingerprint(h.s.value), h.off)
+	return fmt.Sprintf("%s %s: %s (fp %s) at byte %d", how, h.s.class, h.s.name, stagedoor.Fingerprint(h.s.value), h.off)
 }
 
 // evidence is one thing an attacker or a log reader could see.
@@ -649,7 +650,7 @@ func TestSecretScrape(t *testing.T) {
 	// from 127.0.0.1 block that address for an hour, and every publisher here is on it.
 	var wrongKeys, wrongPasswords []string
 	for i := range 10 {
-		k := store.NewKey()
+		k := stagedoor.NewKey()
 		sc.add(classTried, fmt.Sprintf("wrong key guess %d", i), k)
 		wrongKeys = append(wrongKeys, k)
 	}
@@ -857,7 +858,7 @@ func TestSecretScrape(t *testing.T) {
 			t.Errorf("the scanner did not find %s where it is by design (CLI or admin answer, publisher argv)", want)
 		}
 	}
-	if !strings.Contains(out, store.Fingerprint(key1)) {
+	if !strings.Contains(out, stagedoor.Fingerprint(key1)) {
 		t.Errorf("the output never names benw's first key by fingerprint: the log scan may be vacuous")
 	}
 	if !strings.Contains(out, `"event":"available"`) || !strings.Contains(out, `"event":"unavailable"`) {

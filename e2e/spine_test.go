@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor"
 )
 
 // TestSpine walks the README's story: a user is created with the CLI, publishes with a
@@ -70,7 +70,7 @@ func TestSpine(t *testing.T) {
 	})
 
 	t.Run("PublishRefusals", func(t *testing.T) {
-		wrong := s.publish(s.rtmpURL(store.NewKey()))
+		wrong := s.publish(s.rtmpURL(stagedoor.NewKey()))
 		direct := s.publish(s.rtmpURL("benw"))
 		other := s.publish(s.rtmpURL("alice")) // someone else's public name
 		wrong.refused(t, 15*time.Second)
@@ -88,8 +88,8 @@ func TestSpine(t *testing.T) {
 				t.Errorf("stagedoor run output contains the %s", name)
 			}
 		}
-		if !strings.Contains(out, store.Fingerprint(key)) {
-			t.Errorf("output never names the key's fingerprint %s; the scan above may be vacuous", store.Fingerprint(key))
+		if !strings.Contains(out, stagedoor.Fingerprint(key)) {
+			t.Errorf("output never names the key's fingerprint %s; the scan above may be vacuous", stagedoor.Fingerprint(key))
 		}
 	})
 
@@ -120,7 +120,7 @@ func TestSpine(t *testing.T) {
 			t.Fatalf("key reset: %v %s", err, errOut)
 		}
 		newKey := jsonField(t, out, "stream_key")
-		if newKey == key || !store.IsKey(newKey) {
+		if newKey == key || !stagedoor.IsKey(newKey) {
 			t.Fatalf("key reset returned %q", newKey)
 		}
 		s.publish(s.rtmpURL(key)).refused(t, 15*time.Second)

@@ -9,21 +9,21 @@ import (
 	"sync"
 	"time"
 
-	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor"
 )
 
 // Store is what the plugin needs from the database.
 type Store interface {
-	// UserByKeyDigest returns store.ErrNotFound for an unknown key.
-	UserByKeyDigest(ctx context.Context, d store.Digest) (store.KeyOwner, error)
-	// ChannelByName returns store.ErrNotFound for a name nobody owns.
-	ChannelByName(ctx context.Context, name string) (store.Channel, error)
-	SetLive(ctx context.Context, l store.LiveState) error
+	// UserByKeyDigest returns stagedoor.ErrNotFound for an unknown key.
+	UserByKeyDigest(ctx context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error)
+	// ChannelByName returns stagedoor.ErrNotFound for a name nobody owns.
+	ChannelByName(ctx context.Context, name string) (stagedoor.Channel, error)
+	SetLive(ctx context.Context, l stagedoor.LiveState) error
 	SetOffline(ctx context.Context, name, sourceID string) (bool, error)
-	LiveStates(ctx context.Context) ([]store.LiveState, error)
+	LiveStates(ctx context.Context) ([]stagedoor.LiveState, error)
 	TouchKey(ctx context.Context, keyID int64) error
-	// RevokedKey returns store.ErrNotFound for a digest that was never revoked.
-	RevokedKey(ctx context.Context, d store.Digest) (store.RevokedKeyInfo, error)
+	// RevokedKey returns stagedoor.ErrNotFound for a digest that was never revoked.
+	RevokedKey(ctx context.Context, d stagedoor.Digest) (stagedoor.RevokedKeyInfo, error)
 	// PolicyGeneration changes when any credential may have been revoked.
 	PolicyGeneration(ctx context.Context) (int64, error)
 }
@@ -102,22 +102,22 @@ func NewManager(logger *slog.Logger, st Store, api *MediaMTX, relay Relay) *Mana
 // and names are ignored. Every event also schedules a full reconcile.
 func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 	defer m.Kick()
-	kind, rest := store.ParsePath(ev.Path)
+	kind, rest := stagedoor.ParsePath(ev.Path)
 	log := m.logger.With("event", ev.Kind, "source_type", ev.SourceType)
 	if ev.SourceID == "" {
 		log.Warn("hook event without source id ignored")
 		return nil
 	}
 	var (
-		live store.LiveState
+		live stagedoor.LiveState
 		fp   string
 	)
 	switch kind {
-	case store.PathKey:
-		dg := store.KeyDigest(rest)
+	case stagedoor.PathKey:
+		dg := stagedoor.KeyDigest(rest)
 		fp = dg.Fingerprint()
 		owner, err := m.store.UserByKeyDigest(ctx, dg)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, stagedoor.ErrNotFound) {
 			log.Warn("hook event for unknown key ignored", "key_fp", fp)
 			return nil
 		}
@@ -128,17 +128,17 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 			log.Info("banned user's stream not aliased", "user", owner.UserName, "key_fp", fp)
 			return nil
 		}
-		live = store.LiveState{Name: owner.UserName, UserID: owner.UserID, UserName: owner.UserName, KeyID: owner.KeyID}
-	case store.PathPublic:
+		live = stagedoor.LiveState{Name: owner.UserName, UserID: owner.UserID, UserName: owner.UserName, KeyID: owner.KeyID}
+	case stagedoor.PathPublic:
 		ch, err := m.store.ChannelByName(ctx, rest)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, stagedoor.ErrNotFound) {
 			log.Warn("hook event for unknown name ignored", "name", rest)
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		live = store.LiveState{Name: ch.Name, UserID: ch.UserID, UserName: ch.UserName}
+		live = stagedoor.LiveState{Name: ch.Name, UserID: ch.UserID, UserName: ch.UserName}
 		if d, ok := ev.keyDigest(); ok {
 			live.KeyDigest = &d
 		}
@@ -160,11 +160,11 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 			return nil
 		}
 		live.SourceID, live.SourceType = p.Source.ID, p.Source.Type
-		if kind == store.PathKey && m.heldByDirectIngest(ctx, live.Name) {
+		if kind == stagedoor.PathKey && m.heldByDirectIngest(ctx, live.Name) {
 			log.Info("name is live through direct ingest; alias not set")
 			return nil
 		}
-		if kind == store.PathKey {
+		if kind == stagedoor.PathKey {
 			err = m.goLiveAliased(ctx, live, ev.Path)
 		} else {
 			err = m.store.SetLive(ctx, live)
@@ -182,8 +182,8 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 			log.Info("unavailable event for a source that is not current; ignored")
 			return nil
 		}
-		if kind == store.PathKey {
-			if err := m.api.DeletePathConfig(ctx, store.LivePrefix+live.Name); err != nil {
+		if kind == stagedoor.PathKey {
+			if err := m.api.DeletePathConfig(ctx, stagedoor.LivePrefix+live.Name); err != nil {
 				return fmt.Errorf("remove alias of %s: %w", live.Name, err)
 			}
 		}
@@ -198,12 +198,12 @@ const aliasSourceType = "rtspSource"
 // heldByDirectIngest reports whether live/<name> carries a publisher of its own: adding
 // the alias entry would recreate that path and drop the publisher.
 func (m *Manager) heldByDirectIngest(ctx context.Context, name string) bool {
-	p, err := m.api.PathByName(ctx, store.LivePrefix+name)
+	p, err := m.api.PathByName(ctx, stagedoor.LivePrefix+name)
 	return err == nil && p.Available && p.Source != nil && p.Source.Type != aliasSourceType
 }
 
 // goLiveAliased marks the owner's channel live and points the alias at keyPath.
-func (m *Manager) goLiveAliased(ctx context.Context, live store.LiveState, keyPath string) error {
+func (m *Manager) goLiveAliased(ctx context.Context, live stagedoor.LiveState, keyPath string) error {
 	if err := m.store.SetLive(ctx, live); err != nil {
 		return err
 	}
@@ -211,7 +211,7 @@ func (m *Manager) goLiveAliased(ctx context.Context, live store.LiveState, keyPa
 		return err
 	}
 	conf := aliasConfig{Source: m.relay.sourceURL(keyPath), SourceOnDemand: false, RTSPTransport: "tcp"}
-	if err := m.api.ReplacePathConfig(ctx, store.LivePrefix+live.Name, conf); err != nil {
+	if err := m.api.ReplacePathConfig(ctx, stagedoor.LivePrefix+live.Name, conf); err != nil {
 		return fmt.Errorf("set alias of %s: %w", live.Name, err)
 	}
 	return nil

@@ -18,7 +18,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor"
 )
 
 // Event kinds, named after MediaMTX v1.21.0's runOnAvailable / runOnUnavailable.
@@ -49,8 +49,8 @@ type Event struct {
 	KeyDigest string `json:"key_digest,omitempty"`
 }
 
-func (e Event) keyDigest() (store.Digest, bool) {
-	var d store.Digest
+func (e Event) keyDigest() (stagedoor.Digest, bool) {
+	var d stagedoor.Digest
 	b, err := hex.DecodeString(e.KeyDigest)
 	if err != nil || len(b) != len(d) {
 		return d, false
@@ -71,7 +71,7 @@ func (e Event) Validate() error {
 	case e.KeyDigest != "" && len(e.KeyDigest) != 64:
 		return errors.New("malformed key digest")
 	}
-	if kind, _ := store.ParsePath(e.Path); kind == store.PathOther {
+	if kind, _ := stagedoor.ParsePath(e.Path); kind == stagedoor.PathOther {
 		return errors.New("path is not a Stagedoor path")
 	}
 	return nil
@@ -87,8 +87,8 @@ func EventFromEnv(kind string, getenv func(string) string) (Event, error) {
 	}
 	// MTX_QUERY is url.QueryEscape(raw query) since MediaMTX v1.18.1.
 	if raw, err := url.QueryUnescape(getenv("MTX_QUERY")); err == nil {
-		if q, err := url.ParseQuery(raw); err == nil && store.IsKey(q.Get("key")) {
-			d := store.KeyDigest(q.Get("key"))
+		if q, err := url.ParseQuery(raw); err == nil && stagedoor.IsKey(q.Get("key")) {
+			d := stagedoor.KeyDigest(q.Get("key"))
 			ev.KeyDigest = hex.EncodeToString(d[:])
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/plugin"
 	"github.com/stagedoor/stagedoor/store"
 )
@@ -233,7 +235,7 @@ func TestHandleEvent(t *testing.T) {
 	})
 	t.Run("UnknownKeyIgnored", func(t *testing.T) {
 		f := newFixture(t)
-		other := "live/" + store.NewKey()
+		other := "live/" + stagedoor.NewKey()
 		f.api.setSource(other, "A")
 		if err := f.m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventAvailable, Path: other, SourceID: "A"}); err != nil {
 			t.Fatal(err)
@@ -289,7 +291,7 @@ func TestReconcile(t *testing.T) {
 	})
 	t.Run("StaleLiveFlagCleared", func(t *testing.T) {
 		f := newFixture(t)
-		if err := f.db.SetLive(t.Context(), store.LiveState{Name: "benw", UserID: f.id, SourceID: "ghost", SourceType: "rtmpConn"}); err != nil {
+		if err := f.db.SetLive(t.Context(), stagedoor.LiveState{Name: "benw", UserID: f.id, SourceID: "ghost", SourceType: "rtmpConn"}); err != nil {
 			t.Fatal(err)
 		}
 		if err := f.m.Reconcile(t.Context()); err != nil {
@@ -332,7 +334,7 @@ func TestReconcile(t *testing.T) {
 	t.Run("APIDownChangesNothing", func(t *testing.T) {
 		db := mustOpen(t)
 		nu, _ := db.CreateUser(t.Context(), "benw")
-		_ = db.SetLive(t.Context(), store.LiveState{Name: "benw", UserID: nu.ID, SourceID: "A", SourceType: "rtmpConn"})
+		_ = db.SetLive(t.Context(), stagedoor.LiveState{Name: "benw", UserID: nu.ID, SourceID: "A", SourceType: "rtmpConn"})
 		m := plugin.NewManager(discard(), db, &plugin.MediaMTX{BaseURL: "http://127.0.0.1:1"}, relay)
 		if err := m.Reconcile(t.Context()); err == nil {
 			t.Fatal("Reconcile with MediaMTX down: nil error")
@@ -357,7 +359,7 @@ func (r *recorder) HandleEvent(_ context.Context, ev plugin.Event) error {
 }
 
 func TestHookHandler(t *testing.T) {
-	key := store.NewKey()
+	key := stagedoor.NewKey()
 	good := `{"event":"available","path":"live/` + key + `","source_id":"A","source_type":"rtmpConn"}`
 	for _, tt := range []struct {
 		name, secret, ctype, origin, body string
@@ -403,7 +405,7 @@ func TestNotifyFromEnv(t *testing.T) {
 	rec := &recorder{}
 	srv := httptest.NewServer(plugin.NewHookHandler(discard(), "hooksecret", rec))
 	defer srv.Close()
-	key := store.NewKey()
+	key := stagedoor.NewKey()
 	env := map[string]string{"MTX_PATH": "live/" + key, "MTX_SOURCE_ID": "src-1", "MTX_SOURCE_TYPE": "rtmpConn"}
 	ev, err := plugin.EventFromEnv(plugin.EventUnavailable, func(k string) string { return env[k] })
 	if err != nil {
@@ -547,7 +549,7 @@ func TestEnforcement(t *testing.T) {
 		f := newFixture(t)
 		f.api.setSource(f.keyPath(), "A")
 		f.event(t, plugin.EventAvailable, "A")
-		if _, err := f.db.ResetKeysWith(t.Context(), "benw", store.Revocation{KeepLive: true}); err != nil {
+		if _, err := f.db.ResetKeysWith(t.Context(), "benw", stagedoor.Revocation{KeepLive: true}); err != nil {
 			t.Fatal(err)
 		}
 		reconcile(t, f)
@@ -567,7 +569,7 @@ func TestEnforcement(t *testing.T) {
 	})
 	t.Run("DirectIngestKeyRevokedKicked", func(t *testing.T) {
 		f := newFixture(t)
-		d := store.KeyDigest(f.key)
+		d := stagedoor.KeyDigest(f.key)
 		f.api.setSource("live/benw", "Q")
 		ev := plugin.Event{Kind: plugin.EventAvailable, Path: "live/benw", SourceID: "Q", KeyDigest: hexDigest(d)}
 		if err := f.m.HandleEvent(t.Context(), ev); err != nil {
@@ -577,7 +579,7 @@ func TestEnforcement(t *testing.T) {
 		if f.api.kicked("Q") {
 			t.Fatal("kicked while the key is valid")
 		}
-		if err := f.db.RevokeKey(t.Context(), "benw", d.Fingerprint(), store.Revocation{}); err != nil {
+		if err := f.db.RevokeKey(t.Context(), "benw", d.Fingerprint(), stagedoor.Revocation{}); err != nil {
 			t.Fatal(err)
 		}
 		reconcile(t, f)
@@ -602,4 +604,4 @@ func TestEnforcement(t *testing.T) {
 	})
 }
 
-func hexDigest(d store.Digest) string { return hex.EncodeToString(d[:]) }
+func hexDigest(d stagedoor.Digest) string { return hex.EncodeToString(d[:]) }

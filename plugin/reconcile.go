@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor"
 )
 
 // Kick records one publisher disconnected because its credential no longer allows it.
@@ -18,7 +18,7 @@ type Kick struct {
 }
 
 type liveTarget struct {
-	live    store.LiveState
+	live    stagedoor.LiveState
 	keyPath string // "" for direct ingest on the public name
 	fp      string
 }
@@ -46,7 +46,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	}
 	existing := make(map[string]string) // public name -> source of our alias entry
 	for _, c := range confs {
-		if kind, name := store.ParsePath(c.Name); kind == store.PathPublic && m.relay.isOurs(c.Source) {
+		if kind, name := stagedoor.ParsePath(c.Name); kind == stagedoor.PathPublic && m.relay.isOurs(c.Source) {
 			existing[name] = c.Source
 		}
 	}
@@ -55,15 +55,15 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	// Direct ingest on public names first: an alias must never replace it (adding the
 	// exact-name entry would recreate the path and drop that publisher).
 	for _, p := range paths {
-		kind, name := store.ParsePath(p.Name)
-		if kind != store.PathPublic || !p.Available || p.Source == nil || p.Source.ID == "" {
+		kind, name := stagedoor.ParsePath(p.Name)
+		if kind != stagedoor.PathPublic || !p.Available || p.Source == nil || p.Source.ID == "" {
 			continue
 		}
 		if _, ours := existing[name]; ours {
 			continue
 		}
 		ch, err := m.store.ChannelByName(ctx, name)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, stagedoor.ErrNotFound) {
 			m.kick(ctx, p.Source, Kick{Name: name, Reason: "name no longer exists"})
 			continue
 		}
@@ -74,7 +74,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			m.kick(ctx, p.Source, Kick{Name: name, User: ch.UserName, Reason: "user banned"})
 			continue
 		}
-		var digest *store.Digest
+		var digest *stagedoor.Digest
 		if l, ok := liveOf(current, name); ok && l.SourceID == p.Source.ID && l.KeyDigest != nil {
 			digest = l.KeyDigest
 			if ok, fp, err := m.keyStillAllows(ctx, *digest); err != nil {
@@ -84,23 +84,23 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 				continue
 			}
 		}
-		want[name] = liveTarget{live: store.LiveState{Name: name, UserID: ch.UserID, UserName: ch.UserName,
+		want[name] = liveTarget{live: stagedoor.LiveState{Name: name, UserID: ch.UserID, UserName: ch.UserName,
 			KeyDigest: digest, SourceID: p.Source.ID, SourceType: p.Source.Type}}
 	}
 	for _, p := range paths {
-		kind, key := store.ParsePath(p.Name)
-		if kind != store.PathKey || !p.Available || p.Source == nil || p.Source.ID == "" {
+		kind, key := stagedoor.ParsePath(p.Name)
+		if kind != stagedoor.PathKey || !p.Available || p.Source == nil || p.Source.ID == "" {
 			continue
 		}
-		dg := store.KeyDigest(key)
+		dg := stagedoor.KeyDigest(key)
 		owner, err := m.store.UserByKeyDigest(ctx, dg)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, stagedoor.ErrNotFound) {
 			r, rerr := m.store.RevokedKey(ctx, dg)
 			switch {
 			case rerr == nil && r.KeepLive && r.Active:
 				// Revoked with --keep-live: this stream may finish, still aliased.
-				owner = store.KeyOwner{UserID: r.UserID, UserName: r.UserName, Active: true, Fingerprint: r.Fingerprint}
-			case rerr == nil || errors.Is(rerr, store.ErrNotFound):
+				owner = stagedoor.KeyOwner{UserID: r.UserID, UserName: r.UserName, Active: true, Fingerprint: r.Fingerprint}
+			case rerr == nil || errors.Is(rerr, stagedoor.ErrNotFound):
 				m.kick(ctx, p.Source, Kick{User: r.UserName, KeyFP: dg.Fingerprint(), Reason: "key revoked"})
 				continue
 			default:
@@ -117,7 +117,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			continue // direct ingest holds the name, or another key of this user is current
 		}
 		want[owner.UserName] = liveTarget{
-			live: store.LiveState{Name: owner.UserName, UserID: owner.UserID, UserName: owner.UserName,
+			live: stagedoor.LiveState{Name: owner.UserName, UserID: owner.UserID, UserName: owner.UserName,
 				KeyID: owner.KeyID, SourceID: p.Source.ID, SourceType: p.Source.Type},
 			keyPath: p.Name, fp: owner.Fingerprint,
 		}
@@ -148,7 +148,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		if t, ok := want[name]; ok && t.keyPath != "" {
 			continue
 		}
-		if err := m.api.DeletePathConfig(ctx, store.LivePrefix+name); err != nil {
+		if err := m.api.DeletePathConfig(ctx, stagedoor.LivePrefix+name); err != nil {
 			errs = append(errs, fmt.Errorf("remove alias of %s: %w", name, err))
 			continue
 		}
@@ -169,16 +169,16 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 
 // keyStillAllows reports whether a key digest is still a key, or was revoked with
 // keep-live for a stream already running; it returns the key's fingerprint.
-func (m *Manager) keyStillAllows(ctx context.Context, d store.Digest) (bool, string, error) {
+func (m *Manager) keyStillAllows(ctx context.Context, d stagedoor.Digest) (bool, string, error) {
 	_, err := m.store.UserByKeyDigest(ctx, d)
 	if err == nil {
 		return true, d.Fingerprint(), nil
 	}
-	if !errors.Is(err, store.ErrNotFound) {
+	if !errors.Is(err, stagedoor.ErrNotFound) {
 		return false, "", err
 	}
 	r, err := m.store.RevokedKey(ctx, d)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, stagedoor.ErrNotFound) {
 		return false, d.Fingerprint(), nil
 	}
 	if err != nil {
@@ -201,16 +201,16 @@ func (m *Manager) kick(ctx context.Context, src *PathSource, k Kick) {
 	}
 }
 
-func liveOf(live []store.LiveState, name string) (store.LiveState, bool) {
+func liveOf(live []stagedoor.LiveState, name string) (stagedoor.LiveState, bool) {
 	for _, l := range live {
 		if l.Name == name {
 			return l, true
 		}
 	}
-	return store.LiveState{}, false
+	return stagedoor.LiveState{}, false
 }
 
-func isCurrent(live []store.LiveState, name, sourceID string) bool {
+func isCurrent(live []stagedoor.LiveState, name, sourceID string) bool {
 	for _, l := range live {
 		if l.Name == name {
 			return l.SourceID == sourceID

@@ -24,11 +24,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/bluenviron/gortmplib/pkg/amf0"
 	"github.com/bluenviron/gortmplib/pkg/bytecounter"
 	"github.com/bluenviron/gortmplib/pkg/rawmessage"
-
-	"github.com/stagedoor/stagedoor/store"
 )
 
 // Handshake sizes (RTMP spec §5.2): C0/S0 one byte, C1/S1/C2/S2 1536 bytes each.
@@ -264,7 +264,7 @@ func RoutableName(tcURL, stream string) (string, bool) {
 		return "", false
 	}
 	switch key := q.Get("key"); {
-	case key != "" && !store.IsKey(key):
+	case key != "" && !stagedoor.IsKey(key):
 		return "", false
 	case key == "" && (q.Get("user") == "" || q.Get("pass") == ""):
 		return "", false
@@ -273,7 +273,9 @@ func RoutableName(tcURL, stream string) (string, bool) {
 }
 
 // validName accepts only what Stagedoor can route: a channel or stream name, or a key.
-func validName(name string) bool { return store.ValidUsername(name) == nil || store.IsKey(name) }
+func validName(name string) bool {
+	return stagedoor.ValidUsername(name) == nil || stagedoor.IsKey(name)
+}
 
 // proxyHeader is a PROXY protocol v1 line naming the client, for MediaMTX's
 // rtmpTrustedProxies.

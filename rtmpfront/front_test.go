@@ -5,10 +5,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stagedoor/stagedoor"
+
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/stagedoor/stagedoor/rtmpfront"
-	"github.com/stagedoor/stagedoor/store"
 )
 
 // hashWithSlash returns a real bcrypt hash that contains "/" (bcrypt's alphabet has it),
@@ -30,7 +31,7 @@ func hashWithSlash(t *testing.T) string {
 
 func TestRoutableName(t *testing.T) {
 	hash := hashWithSlash(t)
-	key := store.NewKey()
+	key := stagedoor.NewKey()
 	const base = "rtmp://stream.example:1935/live"
 	up := func(user, pass string) url.Values { return url.Values{"user": {user}, "pass": {pass}} }
 	for _, tt := range []struct {

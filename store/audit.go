@@ -5,22 +5,12 @@ import (
 	"database/sql"
 	"fmt"
 	"time"
+
+	"github.com/stagedoor/stagedoor"
 )
 
-// AuditEntry is one line of the audit trail. It never holds a secret.
-type AuditEntry struct {
-	At       time.Time `json:"at"`
-	Kind     string    `json:"kind"` // publish, kick, webhook, admin
-	User     string    `json:"user"`
-	KeyFP    string    `json:"key_fp"`
-	IP       string    `json:"ip"`
-	Protocol string    `json:"protocol"`
-	Decision string    `json:"decision"` // allow, deny, ok, failed, …
-	Reason   string    `json:"reason"`
-}
-
 // AppendAudit writes entries in one transaction (the auth path batches them).
-func (db *DB) AppendAudit(ctx context.Context, entries []AuditEntry) error {
+func (db *DB) AppendAudit(ctx context.Context, entries []stagedoor.AuditEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
@@ -44,15 +34,8 @@ func (db *DB) AppendAudit(ctx context.Context, entries []AuditEntry) error {
 	return nil
 }
 
-// AuditFilter selects audit entries; zero fields match everything.
-type AuditFilter struct {
-	User  string
-	Since time.Time
-	Limit int // default 1000
-}
-
 // Audit returns matching entries, newest first.
-func (db *DB) Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
+func (db *DB) Audit(ctx context.Context, f stagedoor.AuditFilter) ([]stagedoor.AuditEntry, error) {
 	if f.Limit <= 0 {
 		f.Limit = 1000
 	}
@@ -63,10 +46,10 @@ func (db *DB) Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
 		return nil, fmt.Errorf("read audit: %w", err)
 	}
 	defer rows.Close()
-	out := []AuditEntry{}
+	out := []stagedoor.AuditEntry{}
 	for rows.Next() {
 		var (
-			e  AuditEntry
+			e  stagedoor.AuditEntry
 			at int64
 		)
 		if err := rows.Scan(&at, &e.Kind, &e.User, &e.KeyFP, &e.IP, &e.Protocol, &e.Decision, &e.Reason); err != nil {

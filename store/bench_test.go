@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -28,8 +30,8 @@ func BenchmarkUserByKeyDigest(b *testing.B) {
 	}
 	for _, c := range []struct {
 		name string
-		d    store.Digest
-	}{{"Hit", store.KeyDigest(key)}, {"Miss", store.KeyDigest(store.NewKey())}} {
+		d    stagedoor.Digest
+	}{{"Hit", stagedoor.KeyDigest(key)}, {"Miss", stagedoor.KeyDigest(stagedoor.NewKey())}} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

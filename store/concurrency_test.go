@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -35,10 +37,10 @@ func TestConcurrentMixNeverBusy(t *testing.T) {
 	if _, err := db.CreateStream(ctx, "studio", "benw", true); err != nil {
 		t.Fatalf("CreateStream: %v", err)
 	}
-	benwDigest := store.KeyDigest(benw.StreamKey)
+	benwDigest := stagedoor.KeyDigest(benw.StreamKey)
 	// Distinct users per live and rotation worker, so no two workers race on one row.
-	liveUsers := make([]store.NewUser, perKind)
-	rotUsers := make([]store.NewUser, perKind)
+	liveUsers := make([]stagedoor.NewUser, perKind)
+	rotUsers := make([]stagedoor.NewUser, perKind)
 	for i := range perKind {
 		if liveUsers[i], err = db.CreateUser(ctx, fmt.Sprintf("live_%03d", i)); err != nil {
 			t.Fatalf("CreateUser: %v", err)
@@ -83,7 +85,7 @@ func TestConcurrentMixNeverBusy(t *testing.T) {
 				case 2:
 					u := liveUsers[slot]
 					src := fmt.Sprintf("conn-%d-%d", w, n)
-					if err := db.SetLive(ctx, store.LiveState{Name: u.Name, UserID: u.ID, UserName: u.Name, SourceID: src, SourceType: "rtmpConn"}); err != nil {
+					if err := db.SetLive(ctx, stagedoor.LiveState{Name: u.Name, UserID: u.ID, UserName: u.Name, SourceID: src, SourceType: "rtmpConn"}); err != nil {
 						fail(fmt.Errorf("SetLive(%s): %w", u.Name, err))
 						return
 					}
@@ -104,14 +106,14 @@ func TestConcurrentMixNeverBusy(t *testing.T) {
 						fail(fmt.Errorf("AddKey(%s): %w", u.Name, err))
 						return
 					}
-					if err := db.RevokeKey(ctx, u.Name, k.Fingerprint, store.Revocation{}); err != nil {
+					if err := db.RevokeKey(ctx, u.Name, k.Fingerprint, stagedoor.Revocation{}); err != nil {
 						fail(fmt.Errorf("RevokeKey(%s): %w", u.Name, err))
 						return
 					}
 					rotations.Add(1)
 				case 4:
-					e := store.AuditEntry{At: time.Now(), Kind: "publish", User: "benw", IP: "127.0.0.1", Protocol: "rtmp", Decision: "deny", Reason: "soak"}
-					if err := db.AppendAudit(ctx, []store.AuditEntry{e, e}); err != nil {
+					e := stagedoor.AuditEntry{At: time.Now(), Kind: "publish", User: "benw", IP: "127.0.0.1", Protocol: "rtmp", Decision: "deny", Reason: "soak"}
+					if err := db.AppendAudit(ctx, []stagedoor.AuditEntry{e, e}); err != nil {
 						fail(fmt.Errorf("AppendAudit: %w", err))
 						return
 					}

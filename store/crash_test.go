@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -80,7 +82,7 @@ func crashWrite(ctx context.Context, path, round string, out io.Writer) error {
 		_, err := fmt.Fprintf(out, format+"\n", args...)
 		return err
 	}
-	digestHex := func(key string) string { d := store.KeyDigest(key); return hex.EncodeToString(d[:]) }
+	digestHex := func(key string) string { d := stagedoor.KeyDigest(key); return hex.EncodeToString(d[:]) }
 	keepFlag := func(keep bool) int {
 		if keep {
 			return 1
@@ -142,7 +144,7 @@ func crashWrite(ctx context.Context, path, round string, out io.Writer) error {
 			if err := emit("begin revoke %s %s %d", u.name, fp, keepFlag(keep)); err != nil {
 				return err
 			}
-			if err := db.RevokeKey(ctx, u.name, fp, store.Revocation{KeepLive: keep}); err != nil {
+			if err := db.RevokeKey(ctx, u.name, fp, stagedoor.Revocation{KeepLive: keep}); err != nil {
 				return err
 			}
 			if err := emit("ack revoke %s", u.name); err != nil {
@@ -152,7 +154,7 @@ func crashWrite(ctx context.Context, path, round string, out io.Writer) error {
 			if err := emit("begin reset %s %d", u.name, keepFlag(keep)); err != nil {
 				return err
 			}
-			k, err := db.ResetKeysWith(ctx, u.name, store.Revocation{KeepLive: keep})
+			k, err := db.ResetKeysWith(ctx, u.name, stagedoor.Revocation{KeepLive: keep})
 			if err != nil {
 				return err
 			}
@@ -167,7 +169,7 @@ func crashWrite(ctx context.Context, path, round string, out io.Writer) error {
 			if err := emit("begin live %s %d %s %s", u.name, u.id, src, typ); err != nil {
 				return err
 			}
-			if err := db.SetLive(ctx, store.LiveState{Name: u.name, UserID: u.id, UserName: u.name, SourceID: src, SourceType: typ}); err != nil {
+			if err := db.SetLive(ctx, stagedoor.LiveState{Name: u.name, UserID: u.id, UserName: u.name, SourceID: src, SourceType: typ}); err != nil {
 				return err
 			}
 			if err := emit("ack live %s", u.name); err != nil {
@@ -178,7 +180,7 @@ func crashWrite(ctx context.Context, path, round string, out io.Writer) error {
 			src := "stale"
 			l, err := db.LiveByName(ctx, u.name)
 			switch {
-			case err != nil && !errors.Is(err, store.ErrNotFound):
+			case err != nil && !errors.Is(err, stagedoor.ErrNotFound):
 				return err
 			case err == nil && rand.IntN(10) < 7:
 				src = l.SourceID
@@ -486,7 +488,7 @@ func (st crashState) apply(o *crashOp, res []string) error {
 		if n == 0 {
 			return fmt.Errorf("%v: no key with this fingerprint", o)
 		}
-		u.events[store.EventKeyRotated+" "+o.name]++
+		u.events[stagedoor.EventKeyRotated+" "+o.name]++
 	case "reset":
 		keep, err := strconv.Atoi(o.args[0])
 		if err != nil {
@@ -497,7 +499,7 @@ func (st crashState) apply(o *crashOp, res []string) error {
 			u.revoked[d] = keep
 		}
 		u.keys[res[0]] = "default"
-		u.events[store.EventKeyRotated+" "+o.name]++
+		u.events[stagedoor.EventKeyRotated+" "+o.name]++
 	case "live":
 		id, err := strconv.ParseInt(o.args[0], 10, 64)
 		if err != nil {
@@ -507,7 +509,7 @@ func (st crashState) apply(o *crashOp, res []string) error {
 			return fmt.Errorf("%v: user id is %d", o, u.id)
 		}
 		if u.liveSrc == "" {
-			u.events[store.EventStreamStarted+" "+o.name]++
+			u.events[stagedoor.EventStreamStarted+" "+o.name]++
 		}
 		u.liveUser, u.liveSrc, u.liveType = id, o.args[1], o.args[2]
 	case "offline":
@@ -518,7 +520,7 @@ func (st crashState) apply(o *crashOp, res []string) error {
 		}
 		if changed {
 			u.liveUser, u.liveSrc, u.liveType = 0, "", ""
-			u.events[store.EventStreamStopped+" "+o.name]++
+			u.events[stagedoor.EventStreamStopped+" "+o.name]++
 		}
 	default:
 		return fmt.Errorf("%v: unknown call", o)
@@ -770,7 +772,7 @@ func checkCrashedDB(t *testing.T, path string, round int, ops []crashOp) crashSt
 		if _, held := got[o.name].keys[digest]; !held {
 			continue // revoked later; verifyCrashRound checks that it was acknowledged
 		}
-		var d store.Digest
+		var d stagedoor.Digest
 		if b, err := hex.DecodeString(digest); err != nil || len(b) != len(d) {
 			t.Fatalf("round %d: %v: bad digest %q", round, o, digest)
 		} else {

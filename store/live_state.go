@@ -6,30 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"time"
-)
 
-// LiveState says which MediaMTX source carries a live public name (a user's channel or
-// one of their streams).
-type LiveState struct {
-	// Name is the public name: the stream plays at live/<Name>.
-	Name     string
-	UserID   int64
-	UserName string
-	// KeyID is the stream key that went live, 0 for password or no-auth ingest.
-	KeyID int64
-	// KeyDigest is the digest of the key that went live, nil for password or no-auth
-	// ingest; unlike KeyID it survives the key's revocation, so the stream can be kicked.
-	KeyDigest *Digest
-	// SourceID is MediaMTX's conn or session id (MTX_SOURCE_ID), also the kick id.
-	SourceID   string
-	SourceType string
-	Since      time.Time
-}
+	"github.com/stagedoor/stagedoor"
+)
 
 // SetLive marks l.Name live on l.SourceID. It is idempotent: the same source keeps its
 // live_since; a different source replaces the old one (an encoder that reconnected).
 // Going from offline to live queues a stream.started event in the same transaction.
-func (db *DB) SetLive(ctx context.Context, l LiveState) error {
+func (db *DB) SetLive(ctx context.Context, l stagedoor.LiveState) error {
 	var key, digest any
 	if l.KeyID != 0 {
 		key = l.KeyID
@@ -58,7 +42,7 @@ func (db *DB) SetLive(ctx context.Context, l LiveState) error {
 		if n > 0 {
 			return nil
 		}
-		return addEvent(ctx, tx, EventStreamStarted, l.UserName, l.Name, now)
+		return addEvent(ctx, tx, stagedoor.EventStreamStarted, l.UserName, l.Name, now)
 	})
 	if err != nil {
 		return fmt.Errorf("set %s live: %w", l.Name, err)
@@ -87,7 +71,7 @@ func (db *DB) SetOffline(ctx context.Context, name, sourceID string) (bool, erro
 			return err
 		}
 		changed = true
-		return addEvent(ctx, tx, EventStreamStopped, user, name, now)
+		return addEvent(ctx, tx, stagedoor.EventStreamStopped, user, name, now)
 	})
 	if err != nil {
 		return false, fmt.Errorf("set %s offline: %w", name, err)
@@ -96,23 +80,23 @@ func (db *DB) SetOffline(ctx context.Context, name, sourceID string) (bool, erro
 }
 
 // LiveByName returns the live state of a public name; ErrNotFound when it is offline.
-func (db *DB) LiveByName(ctx context.Context, name string) (LiveState, error) {
+func (db *DB) LiveByName(ctx context.Context, name string) (stagedoor.LiveState, error) {
 	rows, err := db.queryLive(ctx, `WHERE l.name = ?`, name)
 	if err != nil {
-		return LiveState{}, err
+		return stagedoor.LiveState{}, err
 	}
 	if len(rows) == 0 {
-		return LiveState{}, fmt.Errorf("live state of %s: %w", name, ErrNotFound)
+		return stagedoor.LiveState{}, fmt.Errorf("live state of %s: %w", name, stagedoor.ErrNotFound)
 	}
 	return rows[0], nil
 }
 
 // LiveStates returns every live public name ordered by name.
-func (db *DB) LiveStates(ctx context.Context) ([]LiveState, error) {
+func (db *DB) LiveStates(ctx context.Context) ([]stagedoor.LiveState, error) {
 	return db.queryLive(ctx, ``)
 }
 
-func (db *DB) queryLive(ctx context.Context, where string, args ...any) ([]LiveState, error) {
+func (db *DB) queryLive(ctx context.Context, where string, args ...any) ([]stagedoor.LiveState, error) {
 	// where is one of two constant strings above, never input.
 	rows, err := db.db.QueryContext(ctx, `SELECT l.name, l.user_id, u.name, l.key_id, l.key_digest, l.source_id, l.source_type, l.live_since
 		FROM live_state l JOIN users u ON u.id = l.user_id `+where+` ORDER BY l.name`, args...) // #nosec G202
@@ -120,10 +104,10 @@ func (db *DB) queryLive(ctx context.Context, where string, args ...any) ([]LiveS
 		return nil, fmt.Errorf("list live state: %w", err)
 	}
 	defer rows.Close()
-	var out []LiveState
+	var out []stagedoor.LiveState
 	for rows.Next() {
 		var (
-			l      LiveState
+			l      stagedoor.LiveState
 			keyID  sql.NullInt64
 			digest []byte
 			since  int64
@@ -132,8 +116,8 @@ func (db *DB) queryLive(ctx context.Context, where string, args ...any) ([]LiveS
 			return nil, fmt.Errorf("list live state: %w", err)
 		}
 		l.KeyID = keyID.Int64
-		if len(digest) == len(Digest{}) {
-			var d Digest
+		if len(digest) == len(stagedoor.Digest{}) {
+			var d stagedoor.Digest
 			copy(d[:], digest)
 			l.KeyDigest = &d
 		}
@@ -154,7 +138,7 @@ func (db *DB) ClearLive(ctx context.Context) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (at, event, username, channel, next_at)
 			SELECT ?, ?, u.name, l.name, ? FROM live_state l JOIN users u ON u.id = l.user_id`,
-			now, EventStreamStopped, now); err != nil {
+			now, stagedoor.EventStreamStopped, now); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `DELETE FROM live_state`)

@@ -6,68 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/stagedoor/stagedoor"
 )
-
-// Outbox events, delivered to webhooks.
-const (
-	EventStreamStarted = "stream.started"
-	EventStreamStopped = "stream.stopped"
-	EventUserBanned    = "user.banned"
-	EventUserUnbanned  = "user.unbanned"
-	EventKeyRotated    = "key.rotated"
-)
-
-// Revocation says what happens to a live stream on a key that is revoked.
-type Revocation struct {
-	// KeepLive lets a stream already live on the key finish; reconnects are refused.
-	// False (the default): the reconciler kicks it.
-	KeepLive bool
-}
-
-// KeyInfo describes a stream key without the key.
-type KeyInfo struct {
-	ID          int64
-	Fingerprint string
-	Label       string
-	CreatedAt   time.Time
-	LastUsedAt  *time.Time
-}
-
-// IssuedKey is a key just made, shown once.
-type IssuedKey struct {
-	UserName    string
-	StreamKey   string
-	Fingerprint string
-	Label       string
-}
-
-// maxLabel bounds key labels.
-const maxLabel = 64
-
-func validLabel(label string) error {
-	if len(label) > maxLabel {
-		return &InvalidError{Field: "label", Reason: fmt.Sprintf("longer than %d bytes", maxLabel)}
-	}
-	if !utf8.ValidString(label) {
-		return &InvalidError{Field: "label", Reason: "not valid UTF-8"}
-	}
-	for _, r := range label {
-		// Printable only: no C0/C1 controls, no bidi overrides or other format characters
-		// that could disguise a label in a terminal.
-		if !unicode.IsPrint(r) && r != ' ' {
-			return &InvalidError{Field: "label", Reason: "control and format characters are not allowed"}
-		}
-	}
-	return nil
-}
 
 func userID(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
 	var id int64
 	err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, name).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("user %s: %w", name, ErrNotFound)
+		return 0, fmt.Errorf("user %s: %w", name, stagedoor.ErrNotFound)
 	}
 	return id, err
 }
@@ -80,12 +27,12 @@ func addEvent(ctx context.Context, tx *sql.Tx, event, user, channel string, now 
 
 // AddKey adds a labelled key to the user and returns it (shown once). ErrNotFound for an
 // unknown user, *InvalidError for a bad label.
-func (db *DB) AddKey(ctx context.Context, name, label string) (IssuedKey, error) {
-	if err := validLabel(label); err != nil {
-		return IssuedKey{}, err
+func (db *DB) AddKey(ctx context.Context, name, label string) (stagedoor.IssuedKey, error) {
+	if err := stagedoor.ValidLabel(label); err != nil {
+		return stagedoor.IssuedKey{}, err
 	}
-	key := IssuedKey{UserName: name, StreamKey: NewKey(), Label: label}
-	key.Fingerprint = Fingerprint(key.StreamKey)
+	key := stagedoor.IssuedKey{UserName: name, StreamKey: stagedoor.NewKey(), Label: label}
+	key.Fingerprint = stagedoor.Fingerprint(key.StreamKey)
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		id, err := userID(ctx, tx, name)
 		if err != nil {
@@ -94,13 +41,13 @@ func (db *DB) AddKey(ctx context.Context, name, label string) (IssuedKey, error)
 		return insertKey(ctx, tx, id, key.StreamKey, label, db.now())
 	})
 	if err != nil {
-		return IssuedKey{}, fmt.Errorf("add key for %s: %w", name, err)
+		return stagedoor.IssuedKey{}, fmt.Errorf("add key for %s: %w", name, err)
 	}
 	return key, nil
 }
 
 // Keys lists the user's keys, oldest first; ErrNotFound for an unknown user.
-func (db *DB) Keys(ctx context.Context, name string) ([]KeyInfo, error) {
+func (db *DB) Keys(ctx context.Context, name string) ([]stagedoor.KeyInfo, error) {
 	if _, err := db.UserByName(ctx, name); err != nil {
 		return nil, err
 	}
@@ -110,10 +57,10 @@ func (db *DB) Keys(ctx context.Context, name string) ([]KeyInfo, error) {
 		return nil, fmt.Errorf("list keys of %s: %w", name, err)
 	}
 	defer rows.Close()
-	out := []KeyInfo{}
+	out := []stagedoor.KeyInfo{}
 	for rows.Next() {
 		var (
-			k       KeyInfo
+			k       stagedoor.KeyInfo
 			created int64
 			used    sql.NullInt64
 		)
@@ -132,7 +79,7 @@ func (db *DB) Keys(ctx context.Context, name string) ([]KeyInfo, error) {
 
 // revokeWhere moves the matching keys to revoked_keys and deletes them; it returns how
 // many were revoked. where is one of the constant clauses of this file, never input.
-func revokeWhere(ctx context.Context, tx *sql.Tx, r Revocation, now int64, where string, args ...any) (int64, error) {
+func revokeWhere(ctx context.Context, tx *sql.Tx, r stagedoor.Revocation, now int64, where string, args ...any) (int64, error) {
 	keep := 0
 	if r.KeepLive {
 		keep = 1
@@ -150,7 +97,7 @@ func revokeWhere(ctx context.Context, tx *sql.Tx, r Revocation, now int64, where
 
 // RevokeKey revokes the user's key with this fingerprint. ErrNotFound if the user has no
 // such key.
-func (db *DB) RevokeKey(ctx context.Context, name, fingerprint string, r Revocation) error {
+func (db *DB) RevokeKey(ctx context.Context, name, fingerprint string, r stagedoor.Revocation) error {
 	now := db.now()
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		id, err := userID(ctx, tx, name)
@@ -162,9 +109,9 @@ func (db *DB) RevokeKey(ctx context.Context, name, fingerprint string, r Revocat
 			return err
 		}
 		if n == 0 {
-			return fmt.Errorf("key %s of %s: %w", fingerprint, name, ErrNotFound)
+			return fmt.Errorf("key %s of %s: %w", fingerprint, name, stagedoor.ErrNotFound)
 		}
-		return addEvent(ctx, tx, EventKeyRotated, name, name, now)
+		return addEvent(ctx, tx, stagedoor.EventKeyRotated, name, name, now)
 	})
 	if err != nil {
 		return fmt.Errorf("revoke key: %w", err)
@@ -175,15 +122,15 @@ func (db *DB) RevokeKey(ctx context.Context, name, fingerprint string, r Revocat
 // ResetKeys replaces every key of the user with one new key and kicks streams on the old
 // ones (see ResetKeysWith).
 func (db *DB) ResetKeys(ctx context.Context, name string) (string, error) {
-	k, err := db.ResetKeysWith(ctx, name, Revocation{})
+	k, err := db.ResetKeysWith(ctx, name, stagedoor.Revocation{})
 	return k.StreamKey, err
 }
 
 // ResetKeysWith replaces every key of the user with one new key, in one transaction.
 // It returns ErrNotFound for an unknown user.
-func (db *DB) ResetKeysWith(ctx context.Context, name string, r Revocation) (IssuedKey, error) {
-	key := IssuedKey{UserName: name, StreamKey: NewKey(), Label: "default"}
-	key.Fingerprint = Fingerprint(key.StreamKey)
+func (db *DB) ResetKeysWith(ctx context.Context, name string, r stagedoor.Revocation) (stagedoor.IssuedKey, error) {
+	key := stagedoor.IssuedKey{UserName: name, StreamKey: stagedoor.NewKey(), Label: "default"}
+	key.Fingerprint = stagedoor.Fingerprint(key.StreamKey)
 	now := db.now()
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		id, err := userID(ctx, tx, name)
@@ -196,19 +143,19 @@ func (db *DB) ResetKeysWith(ctx context.Context, name string, r Revocation) (Iss
 		if err := insertKey(ctx, tx, id, key.StreamKey, key.Label, now); err != nil {
 			return err
 		}
-		return addEvent(ctx, tx, EventKeyRotated, name, name, now)
+		return addEvent(ctx, tx, stagedoor.EventKeyRotated, name, name, now)
 	})
 	if err != nil {
-		return IssuedKey{}, fmt.Errorf("reset keys of %s: %w", name, err)
+		return stagedoor.IssuedKey{}, fmt.Errorf("reset keys of %s: %w", name, err)
 	}
 	return key, nil
 }
 
 // ResetAllKeys gives every user one new key and revokes all old keys, in one transaction
 // (a breach response: nothing half-rotated). It returns the new keys ordered by user.
-func (db *DB) ResetAllKeys(ctx context.Context, r Revocation) ([]IssuedKey, error) {
+func (db *DB) ResetAllKeys(ctx context.Context, r stagedoor.Revocation) ([]stagedoor.IssuedKey, error) {
 	now := db.now()
-	var out []IssuedKey
+	var out []stagedoor.IssuedKey
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
 		rows, err := tx.QueryContext(ctx, `SELECT id, name FROM users ORDER BY name`)
@@ -246,15 +193,15 @@ func (db *DB) ResetAllKeys(ctx context.Context, r Revocation) ([]IssuedKey, erro
 		}
 		defer ev.Close()
 		for _, x := range users {
-			k := NewKey()
-			d := KeyDigest(k)
+			k := stagedoor.NewKey()
+			d := stagedoor.KeyDigest(k)
 			if _, err := ins.ExecContext(ctx, x.id, d[:], d.Fingerprint(), now); err != nil {
 				return err
 			}
-			if _, err := ev.ExecContext(ctx, now, EventKeyRotated, x.name, x.name, now); err != nil {
+			if _, err := ev.ExecContext(ctx, now, stagedoor.EventKeyRotated, x.name, x.name, now); err != nil {
 				return err
 			}
-			out = append(out, IssuedKey{UserName: x.name, StreamKey: k, Fingerprint: d.Fingerprint(), Label: "default"})
+			out = append(out, stagedoor.IssuedKey{UserName: x.name, StreamKey: k, Fingerprint: d.Fingerprint(), Label: "default"})
 		}
 		return nil
 	})
@@ -264,27 +211,17 @@ func (db *DB) ResetAllKeys(ctx context.Context, r Revocation) ([]IssuedKey, erro
 	return out, nil
 }
 
-// RevokedKeyInfo is what is kept of a revoked key: its owner and whether a stream live
-// on it may finish.
-type RevokedKeyInfo struct {
-	UserID      int64
-	UserName    string
-	Active      bool
-	Fingerprint string
-	KeepLive    bool
-}
-
 // RevokedKey returns the revocation of a key digest; ErrNotFound if it was never revoked.
-func (db *DB) RevokedKey(ctx context.Context, d Digest) (RevokedKeyInfo, error) {
+func (db *DB) RevokedKey(ctx context.Context, d stagedoor.Digest) (stagedoor.RevokedKeyInfo, error) {
 	var (
-		r            RevokedKeyInfo
+		r            stagedoor.RevokedKeyInfo
 		active, keep int
 	)
 	err := db.db.QueryRowContext(ctx, `SELECT r.user_id, u.name, u.active, r.fingerprint, r.keep_live
 		FROM revoked_keys r JOIN users u ON u.id = r.user_id WHERE r.digest = ?`, d[:]).
 		Scan(&r.UserID, &r.UserName, &active, &r.Fingerprint, &keep)
 	if errors.Is(err, sql.ErrNoRows) {
-		return r, fmt.Errorf("revoked key %s: %w", d.Fingerprint(), ErrNotFound)
+		return r, fmt.Errorf("revoked key %s: %w", d.Fingerprint(), stagedoor.ErrNotFound)
 	}
 	if err != nil {
 		return r, fmt.Errorf("revoked key %s: %w", d.Fingerprint(), err)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -58,8 +60,8 @@ func seedUsers(tb testing.TB, db *store.DB, n int) []string {
 				q.WriteString(", ")
 			}
 			q.WriteString(`(?, ?, ?, 'default', ?)`)
-			keys[i] = store.NewKey()
-			d := store.KeyDigest(keys[i])
+			keys[i] = stagedoor.NewKey()
+			d := stagedoor.KeyDigest(keys[i])
 			args = append(args, ids[fmt.Sprintf("user%05d", i)], d[:], d.Fingerprint(), now)
 		}
 		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
@@ -95,7 +97,7 @@ func BenchmarkResetAllKeys10k(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		keys, err := db.ResetAllKeys(ctx, store.Revocation{})
+		keys, err := db.ResetAllKeys(ctx, stagedoor.Revocation{})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -59,11 +61,11 @@ func policyGen(t *testing.T, db *store.DB) int64 {
 }
 
 // mustOwner returns the owner of key, failing if the key does not verify.
-func mustOwner(t *testing.T, db *store.DB, key string) store.KeyOwner {
+func mustOwner(t *testing.T, db *store.DB, key string) stagedoor.KeyOwner {
 	t.Helper()
-	o, err := db.UserByKeyDigest(t.Context(), store.KeyDigest(key))
+	o, err := db.UserByKeyDigest(t.Context(), stagedoor.KeyDigest(key))
 	if err != nil {
-		t.Fatalf("UserByKeyDigest(key %s): %v, want found", store.Fingerprint(key), err)
+		t.Fatalf("UserByKeyDigest(key %s): %v, want found", stagedoor.Fingerprint(key), err)
 	}
 	return o
 }
@@ -71,12 +73,12 @@ func mustOwner(t *testing.T, db *store.DB, key string) store.KeyOwner {
 // keyGone fails unless key no longer verifies.
 func keyGone(t *testing.T, db *store.DB, key string) {
 	t.Helper()
-	if _, err := db.UserByKeyDigest(t.Context(), store.KeyDigest(key)); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("UserByKeyDigest(revoked key %s) error = %v, want ErrNotFound", store.Fingerprint(key), err)
+	if _, err := db.UserByKeyDigest(t.Context(), stagedoor.KeyDigest(key)); !errors.Is(err, stagedoor.ErrNotFound) {
+		t.Errorf("UserByKeyDigest(revoked key %s) error = %v, want ErrNotFound", stagedoor.Fingerprint(key), err)
 	}
 }
 
-func mustAddKey(t *testing.T, db *store.DB, name, label string) store.IssuedKey {
+func mustAddKey(t *testing.T, db *store.DB, name, label string) stagedoor.IssuedKey {
 	t.Helper()
 	k, err := db.AddKey(t.Context(), name, label)
 	if err != nil {
@@ -100,10 +102,10 @@ func TestAddKey(t *testing.T) {
 			alice := mustCreate(t, db, "alice")
 			k := mustAddKey(t, db, "alice", tt.label)
 
-			if !store.IsKey(k.StreamKey) || k.StreamKey == alice.StreamKey {
-				t.Fatalf("AddKey returned a bad or reused key (fp %s)", store.Fingerprint(k.StreamKey))
+			if !stagedoor.IsKey(k.StreamKey) || k.StreamKey == alice.StreamKey {
+				t.Fatalf("AddKey returned a bad or reused key (fp %s)", stagedoor.Fingerprint(k.StreamKey))
 			}
-			if got, want := k.Fingerprint, store.Fingerprint(k.StreamKey); got != want {
+			if got, want := k.Fingerprint, stagedoor.Fingerprint(k.StreamKey); got != want {
 				t.Errorf("Fingerprint = %q, want %q", got, want)
 			}
 			if k.Label != tt.label || k.UserName != "alice" {
@@ -142,7 +144,7 @@ func TestAddKeyRefusalsChangeNothing(t *testing.T) {
 		{"EscapeInvalid", "alice", "\x1b[31mred", true, nil},
 		{"NULInvalid", "alice", "a\x00b", true, nil},
 		{"DELInvalid", "alice", "a\x7fb", true, nil},
-		{"UnknownUserNotFound", "nobody", "obs", false, store.ErrNotFound},
+		{"UnknownUserNotFound", "nobody", "obs", false, stagedoor.ErrNotFound},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			db := mustOpen(t)
@@ -151,14 +153,14 @@ func TestAddKeyRefusalsChangeNothing(t *testing.T) {
 
 			k, err := db.AddKey(t.Context(), tt.user, tt.label)
 			if tt.wantInvalid {
-				var ie *store.InvalidError
+				var ie *stagedoor.InvalidError
 				if !errors.As(err, &ie) || ie.Field != "label" {
 					t.Errorf("AddKey error = %v, want *InvalidError for label", err)
 				}
 			} else if !errors.Is(err, tt.wantErr) {
 				t.Errorf("AddKey error = %v, want %v", err, tt.wantErr)
 			}
-			if k != (store.IssuedKey{}) {
+			if k != (stagedoor.IssuedKey{}) {
 				t.Errorf("AddKey returned %+v on error, want zero", k)
 			}
 			if got := keyCount(t, db); got != 1 {
@@ -216,10 +218,10 @@ func TestKeys(t *testing.T) {
 		}
 	}
 
-	if _, err := db.Keys(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.Keys(ctx, "nobody"); !errors.Is(err, stagedoor.ErrNotFound) {
 		t.Errorf("Keys(unknown) error = %v, want ErrNotFound", err)
 	}
-	if _, err := db.ResetKeysWith(ctx, "bobby", store.Revocation{}); err != nil {
+	if _, err := db.ResetKeysWith(ctx, "bobby", stagedoor.Revocation{}); err != nil {
 		t.Fatalf("ResetKeysWith: %v", err)
 	}
 	bobKeys, err := db.Keys(ctx, "bobby")
@@ -234,10 +236,10 @@ func TestKeys(t *testing.T) {
 func TestRevokeKey(t *testing.T) {
 	for _, tt := range []struct {
 		name string
-		r    store.Revocation
+		r    stagedoor.Revocation
 	}{
-		{"KickRecorded", store.Revocation{}},
-		{"KeepLiveRecorded", store.Revocation{KeepLive: true}},
+		{"KickRecorded", stagedoor.Revocation{}},
+		{"KeepLiveRecorded", stagedoor.Revocation{KeepLive: true}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			db := mustOpen(t)
@@ -247,7 +249,7 @@ func TestRevokeKey(t *testing.T) {
 			backup := mustAddKey(t, db, "alice", "backup")
 			before := len(outboxRows(t, db))
 
-			if _, err := db.RevokedKey(ctx, store.KeyDigest(backup.StreamKey)); !errors.Is(err, store.ErrNotFound) {
+			if _, err := db.RevokedKey(ctx, stagedoor.KeyDigest(backup.StreamKey)); !errors.Is(err, stagedoor.ErrNotFound) {
 				t.Errorf("RevokedKey(live key) error = %v, want ErrNotFound", err)
 			}
 			if err := db.RevokeKey(ctx, "alice", backup.Fingerprint, tt.r); err != nil {
@@ -256,16 +258,16 @@ func TestRevokeKey(t *testing.T) {
 			keyGone(t, db, backup.StreamKey)
 			mustOwner(t, db, alice.StreamKey)
 
-			got, err := db.RevokedKey(ctx, store.KeyDigest(backup.StreamKey))
+			got, err := db.RevokedKey(ctx, stagedoor.KeyDigest(backup.StreamKey))
 			if err != nil {
 				t.Fatalf("RevokedKey: %v", err)
 			}
-			want := store.RevokedKeyInfo{UserID: alice.ID, UserName: "alice", Active: true,
+			want := stagedoor.RevokedKeyInfo{UserID: alice.ID, UserName: "alice", Active: true,
 				Fingerprint: backup.Fingerprint, KeepLive: tt.r.KeepLive}
 			if got != want {
 				t.Errorf("RevokedKey = %+v, want %+v", got, want)
 			}
-			if ev := outboxRows(t, db)[before:]; !reflect.DeepEqual(ev, []outboxRow{{store.EventKeyRotated, "alice", "alice"}}) {
+			if ev := outboxRows(t, db)[before:]; !reflect.DeepEqual(ev, []outboxRow{{stagedoor.EventKeyRotated, "alice", "alice"}}) {
 				t.Errorf("events queued = %+v, want one key.rotated for alice", ev)
 			}
 		})
@@ -287,8 +289,8 @@ func TestRevokeKeyRefusalsChangeNothing(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			gen, events := policyGen(t, db), len(outboxRows(t, db))
-			err := db.RevokeKey(ctx, tt.user, tt.fp, store.Revocation{})
-			if !errors.Is(err, store.ErrNotFound) {
+			err := db.RevokeKey(ctx, tt.user, tt.fp, stagedoor.Revocation{})
+			if !errors.Is(err, stagedoor.ErrNotFound) {
 				t.Errorf("RevokeKey error = %v, want ErrNotFound", err)
 			}
 			mustOwner(t, db, alice.StreamKey)
@@ -324,11 +326,11 @@ func TestResetKeysWithRecordsKeepLive(t *testing.T) {
 			backup := mustAddKey(t, db, "alice", "backup")
 			bob := mustCreate(t, db, "bobby")
 
-			k, err := db.ResetKeysWith(ctx, "alice", store.Revocation{KeepLive: tt.keep})
+			k, err := db.ResetKeysWith(ctx, "alice", stagedoor.Revocation{KeepLive: tt.keep})
 			if err != nil {
 				t.Fatalf("ResetKeysWith: %v", err)
 			}
-			if k.UserName != "alice" || k.Label != "default" || k.Fingerprint != store.Fingerprint(k.StreamKey) {
+			if k.UserName != "alice" || k.Label != "default" || k.Fingerprint != stagedoor.Fingerprint(k.StreamKey) {
 				t.Errorf("IssuedKey = {user %q label %q fp %q}, want alice, default, fp of the key", k.UserName, k.Label, k.Fingerprint)
 			}
 			if o := mustOwner(t, db, k.StreamKey); o.UserID != alice.ID {
@@ -336,16 +338,16 @@ func TestResetKeysWithRecordsKeepLive(t *testing.T) {
 			}
 			for _, old := range []string{alice.StreamKey, backup.StreamKey} {
 				keyGone(t, db, old)
-				r, err := db.RevokedKey(ctx, store.KeyDigest(old))
+				r, err := db.RevokedKey(ctx, stagedoor.KeyDigest(old))
 				if err != nil {
-					t.Fatalf("RevokedKey(%s): %v", store.Fingerprint(old), err)
+					t.Fatalf("RevokedKey(%s): %v", stagedoor.Fingerprint(old), err)
 				}
-				if r.KeepLive != tt.keep || r.UserName != "alice" || r.Fingerprint != store.Fingerprint(old) {
-					t.Errorf("RevokedKey(%s) = %+v, want alice, KeepLive %v", store.Fingerprint(old), r, tt.keep)
+				if r.KeepLive != tt.keep || r.UserName != "alice" || r.Fingerprint != stagedoor.Fingerprint(old) {
+					t.Errorf("RevokedKey(%s) = %+v, want alice, KeepLive %v", stagedoor.Fingerprint(old), r, tt.keep)
 				}
 			}
 			mustOwner(t, db, bob.StreamKey)
-			if _, err := db.RevokedKey(ctx, store.KeyDigest(bob.StreamKey)); !errors.Is(err, store.ErrNotFound) {
+			if _, err := db.RevokedKey(ctx, stagedoor.KeyDigest(bob.StreamKey)); !errors.Is(err, stagedoor.ErrNotFound) {
 				t.Errorf("RevokedKey(bob's key) error = %v, want ErrNotFound", err)
 			}
 			keys, err := db.Keys(ctx, "alice")
@@ -357,7 +359,7 @@ func TestResetKeysWithRecordsKeepLive(t *testing.T) {
 			}
 			var rotated int
 			for _, e := range outboxRows(t, db) {
-				if e == (outboxRow{store.EventKeyRotated, "alice", "alice"}) {
+				if e == (outboxRow{stagedoor.EventKeyRotated, "alice", "alice"}) {
 					rotated++
 				}
 			}
@@ -372,8 +374,8 @@ func TestResetKeysWithUnknownUserChangesNothing(t *testing.T) {
 	db := mustOpen(t)
 	alice := mustCreate(t, db, "alice")
 	gen, events := policyGen(t, db), len(outboxRows(t, db))
-	k, err := db.ResetKeysWith(t.Context(), "nobody", store.Revocation{KeepLive: true})
-	if !errors.Is(err, store.ErrNotFound) {
+	k, err := db.ResetKeysWith(t.Context(), "nobody", stagedoor.Revocation{KeepLive: true})
+	if !errors.Is(err, stagedoor.ErrNotFound) {
 		t.Errorf("ResetKeysWith(unknown) error = %v, want ErrNotFound", err)
 	}
 	if k.StreamKey != "" {
@@ -409,7 +411,7 @@ func TestResetAllKeysKeepLive(t *testing.T) {
 				t.Fatalf("ban: %v", err)
 			}
 
-			keys, err := db.ResetAllKeys(ctx, store.Revocation{KeepLive: tt.keep})
+			keys, err := db.ResetAllKeys(ctx, stagedoor.Revocation{KeepLive: tt.keep})
 			if err != nil {
 				t.Fatalf("ResetAllKeys: %v", err)
 			}
@@ -418,12 +420,12 @@ func TestResetAllKeysKeepLive(t *testing.T) {
 			}
 			for _, old := range []string{alice.StreamKey, backup.StreamKey, bob.StreamKey} {
 				keyGone(t, db, old)
-				r, err := db.RevokedKey(ctx, store.KeyDigest(old))
+				r, err := db.RevokedKey(ctx, stagedoor.KeyDigest(old))
 				if err != nil {
-					t.Fatalf("RevokedKey(%s): %v", store.Fingerprint(old), err)
+					t.Fatalf("RevokedKey(%s): %v", stagedoor.Fingerprint(old), err)
 				}
 				if r.KeepLive != tt.keep {
-					t.Errorf("RevokedKey(%s).KeepLive = %v, want %v", store.Fingerprint(old), r.KeepLive, tt.keep)
+					t.Errorf("RevokedKey(%s).KeepLive = %v, want %v", stagedoor.Fingerprint(old), r.KeepLive, tt.keep)
 				}
 			}
 			if o := mustOwner(t, db, keys[1].StreamKey); o.UserID != bob.ID || o.Active {
@@ -438,7 +440,7 @@ func TestResetAllKeysKeepLive(t *testing.T) {
 
 func TestResetAllKeysNoUsers(t *testing.T) {
 	db := mustOpen(t)
-	keys, err := db.ResetAllKeys(t.Context(), store.Revocation{})
+	keys, err := db.ResetAllKeys(t.Context(), stagedoor.Revocation{})
 	if err != nil {
 		t.Fatalf("ResetAllKeys: %v", err)
 	}
@@ -459,7 +461,7 @@ func TestResetAllKeys10k(t *testing.T) {
 	ctx := t.Context()
 	old := seedUsers(t, db, n)
 
-	keys, err := db.ResetAllKeys(ctx, store.Revocation{})
+	keys, err := db.ResetAllKeys(ctx, stagedoor.Revocation{})
 	if err != nil {
 		t.Fatalf("ResetAllKeys: %v", err)
 	}
@@ -471,14 +473,14 @@ func TestResetAllKeys10k(t *testing.T) {
 		if want := fmt.Sprintf("user%05d", i); k.UserName != want {
 			t.Fatalf("keys[%d].UserName = %q, want %q", i, k.UserName, want)
 		}
-		if !store.IsKey(k.StreamKey) || k.StreamKey == old[i] || k.Fingerprint != store.Fingerprint(k.StreamKey) {
+		if !stagedoor.IsKey(k.StreamKey) || k.StreamKey == old[i] || k.Fingerprint != stagedoor.Fingerprint(k.StreamKey) {
 			t.Fatalf("keys[%d] is malformed, unchanged or mis-fingerprinted", i)
 		}
 	}
 
 	// Every new key verifies: the stored digests are exactly those of the new keys, each
 	// owned by its user.
-	owner := make(map[store.Digest]string, n)
+	owner := make(map[stagedoor.Digest]string, n)
 	rows, err := db.SQL().QueryContext(ctx, `SELECT k.digest, u.name FROM stream_keys k JOIN users u ON u.id = k.user_id`)
 	if err != nil {
 		t.Fatalf("read stream_keys: %v", err)
@@ -487,7 +489,7 @@ func TestResetAllKeys10k(t *testing.T) {
 		var (
 			b    []byte
 			name string
-			d    store.Digest
+			d    stagedoor.Digest
 		)
 		if err := rows.Scan(&b, &name); err != nil {
 			t.Fatalf("read stream_keys: %v", err)
@@ -500,7 +502,7 @@ func TestResetAllKeys10k(t *testing.T) {
 		t.Fatalf("stream keys = %d, want %d", len(owner), n)
 	}
 	for i, k := range keys {
-		if got := owner[store.KeyDigest(k.StreamKey)]; got != k.UserName {
+		if got := owner[stagedoor.KeyDigest(k.StreamKey)]; got != k.UserName {
 			t.Fatalf("new key %d is owned by %q, want %q", i, got, k.UserName)
 		}
 	}
@@ -514,7 +516,7 @@ func TestResetAllKeys10k(t *testing.T) {
 	}
 	for _, i := range []int{0, 1, 997, 4999, 5000, 8191, n - 2, n - 1} {
 		keyGone(t, db, old[i])
-		r, err := db.RevokedKey(ctx, store.KeyDigest(old[i]))
+		r, err := db.RevokedKey(ctx, stagedoor.KeyDigest(old[i]))
 		if err != nil {
 			t.Fatalf("RevokedKey(old key %d): %v", i, err)
 		}
@@ -527,11 +529,11 @@ func TestResetAllKeys10k(t *testing.T) {
 	}
 
 	// One key.rotated event per user.
-	if got := countRows(t, db, `SELECT count(*) FROM outbox WHERE event = ?`, store.EventKeyRotated); got != n {
+	if got := countRows(t, db, `SELECT count(*) FROM outbox WHERE event = ?`, stagedoor.EventKeyRotated); got != n {
 		t.Errorf("key.rotated events = %d, want %d", got, n)
 	}
 	if got := countRows(t, db, `SELECT count(DISTINCT username) FROM outbox WHERE event = ? AND channel = username`,
-		store.EventKeyRotated); got != n {
+		stagedoor.EventKeyRotated); got != n {
 		t.Errorf("users with a key.rotated event = %d, want %d", got, n)
 	}
 }
@@ -545,10 +547,10 @@ func TestSetActiveEventsOnlyOnChange(t *testing.T) {
 			t.Fatalf("SetActive(%v): %v", active, err)
 		}
 	}
-	if err := db.SetActive(ctx, "nobody", false); !errors.Is(err, store.ErrNotFound) {
+	if err := db.SetActive(ctx, "nobody", false); !errors.Is(err, stagedoor.ErrNotFound) {
 		t.Errorf("SetActive(unknown) error = %v, want ErrNotFound", err)
 	}
-	want := []outboxRow{{store.EventUserBanned, "alice", "alice"}, {store.EventUserUnbanned, "alice", "alice"}}
+	want := []outboxRow{{stagedoor.EventUserBanned, "alice", "alice"}, {stagedoor.EventUserUnbanned, "alice", "alice"}}
 	if got := outboxRows(t, db); !reflect.DeepEqual(got, want) {
 		t.Errorf("events = %+v, want %+v (ban twice, unban twice)", got, want)
 	}
@@ -558,8 +560,8 @@ func TestSetActiveEventsOnlyOnChange(t *testing.T) {
 // live channel, on which a step is measured against the policy generation.
 type policyFixture struct {
 	db     *store.DB
-	alice  store.NewUser
-	backup store.IssuedKey
+	alice  stagedoor.NewUser
+	backup stagedoor.IssuedKey
 }
 
 func TestPolicyGeneration(t *testing.T) {
@@ -580,19 +582,19 @@ func TestPolicyGeneration(t *testing.T) {
 			return err
 		}, true},
 		{"KeyRevokeChanges", nil, func(ctx context.Context, f policyFixture) error {
-			return f.db.RevokeKey(ctx, "alice", f.backup.Fingerprint, store.Revocation{})
+			return f.db.RevokeKey(ctx, "alice", f.backup.Fingerprint, stagedoor.Revocation{})
 		}, true},
 		{"KeyResetChanges", nil, func(ctx context.Context, f policyFixture) error {
-			_, err := f.db.ResetKeysWith(ctx, "alice", store.Revocation{KeepLive: true})
+			_, err := f.db.ResetKeysWith(ctx, "alice", stagedoor.Revocation{KeepLive: true})
 			return err
 		}, true},
 		{"ResetAllChanges", nil, func(ctx context.Context, f policyFixture) error {
-			_, err := f.db.ResetAllKeys(ctx, store.Revocation{})
+			_, err := f.db.ResetAllKeys(ctx, stagedoor.Revocation{})
 			return err
 		}, true},
 		{"StreamDeleteChanges", nil, func(ctx context.Context, f policyFixture) error { return f.db.DeleteStream(ctx, "alices_show") }, true},
 		{"SetLiveUnchanged", nil, func(ctx context.Context, f policyFixture) error {
-			return f.db.SetLive(ctx, store.LiveState{Name: "alices_show", UserID: f.alice.ID, UserName: "alice",
+			return f.db.SetLive(ctx, stagedoor.LiveState{Name: "alices_show", UserID: f.alice.ID, UserName: "alice",
 				SourceID: "src-b", SourceType: "rtmpConn"})
 		}, false},
 		{"SetOfflineUnchanged", nil, func(ctx context.Context, f policyFixture) error {
@@ -601,17 +603,17 @@ func TestPolicyGeneration(t *testing.T) {
 		}, false},
 		{"ClearLiveUnchanged", nil, func(ctx context.Context, f policyFixture) error { return f.db.ClearLive(ctx) }, false},
 		{"AppendAuditUnchanged", nil, func(ctx context.Context, f policyFixture) error {
-			return f.db.AppendAudit(ctx, []store.AuditEntry{{At: time.Now(), Kind: "publish", User: "alice", Decision: "deny"}})
+			return f.db.AppendAudit(ctx, []stagedoor.AuditEntry{{At: time.Now(), Kind: "publish", User: "alice", Decision: "deny"}})
 		}, false},
 		{"TouchKeyUnchanged", nil, func(ctx context.Context, f policyFixture) error {
-			o, err := f.db.UserByKeyDigest(ctx, store.KeyDigest(f.alice.StreamKey))
+			o, err := f.db.UserByKeyDigest(ctx, stagedoor.KeyDigest(f.alice.StreamKey))
 			if err != nil {
 				return err
 			}
 			return f.db.TouchKey(ctx, o.KeyID)
 		}, false},
 		{"AddEventUnchanged", nil, func(ctx context.Context, f policyFixture) error {
-			return f.db.AddEvent(ctx, store.EventStreamStarted, "alice", "alice")
+			return f.db.AddEvent(ctx, stagedoor.EventStreamStarted, "alice", "alice")
 		}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -619,7 +621,7 @@ func TestPolicyGeneration(t *testing.T) {
 			f := policyFixture{db: db, alice: mustCreate(t, db, "alice")}
 			f.backup = mustAddKey(t, db, "alice", "backup")
 			mustStream(t, db, "alices_show", "alice", true)
-			if err := db.SetLive(t.Context(), store.LiveState{Name: "alice", UserID: f.alice.ID, UserName: "alice",
+			if err := db.SetLive(t.Context(), stagedoor.LiveState{Name: "alice", UserID: f.alice.ID, UserName: "alice",
 				SourceID: "src-a", SourceType: "rtmpConn"}); err != nil {
 				t.Fatalf("SetLive: %v", err)
 			}
@@ -646,7 +648,7 @@ func TestLiveEvents(t *testing.T) {
 	mustStream(t, db, "alices_show", "alice", true)
 	live := func(name, source string) {
 		t.Helper()
-		if err := db.SetLive(ctx, store.LiveState{Name: name, UserID: alice.ID, UserName: "alice",
+		if err := db.SetLive(ctx, stagedoor.LiveState{Name: name, UserID: alice.ID, UserName: "alice",
 			SourceID: source, SourceType: "rtmpConn"}); err != nil {
 			t.Fatalf("SetLive(%s, %s): %v", name, source, err)
 		}
@@ -661,8 +663,8 @@ func TestLiveEvents(t *testing.T) {
 			t.Errorf("SetOffline(%s, %q) = %v, want %v", name, source, changed, want)
 		}
 	}
-	started := outboxRow{store.EventStreamStarted, "alice", "alice"}
-	stopped := outboxRow{store.EventStreamStopped, "alice", "alice"}
+	started := outboxRow{stagedoor.EventStreamStarted, "alice", "alice"}
+	stopped := outboxRow{stagedoor.EventStreamStopped, "alice", "alice"}
 
 	for _, step := range []struct {
 		name string
@@ -690,7 +692,7 @@ func TestClearLiveQueuesStoppedPerName(t *testing.T) {
 	alice := mustCreate(t, db, "alice")
 	bob := mustCreate(t, db, "bobby")
 	mustStream(t, db, "alices_show", "alice", true)
-	for _, l := range []store.LiveState{
+	for _, l := range []stagedoor.LiveState{
 		{Name: "alice", UserID: alice.ID, UserName: "alice", SourceID: "s1", SourceType: "rtmpConn"},
 		{Name: "alices_show", UserID: alice.ID, UserName: "alice", SourceID: "s2", SourceType: "rtmpConn"},
 		{Name: "bobby", UserID: bob.ID, UserName: "bobby", SourceID: "s3", SourceType: "webRTCSession"},
@@ -718,9 +720,9 @@ func TestClearLiveQueuesStoppedPerName(t *testing.T) {
 		got[e]++
 	}
 	want := map[outboxRow]int{
-		{store.EventStreamStopped, "alice", "alice"}:       1,
-		{store.EventStreamStopped, "alice", "alices_show"}: 1,
-		{store.EventStreamStopped, "bobby", "bobby"}:       1,
+		{stagedoor.EventStreamStopped, "alice", "alice"}:       1,
+		{stagedoor.EventStreamStopped, "alice", "alices_show"}: 1,
+		{stagedoor.EventStreamStopped, "bobby", "bobby"}:       1,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("events after ClearLive = %v, want %v", got, want)
@@ -740,8 +742,8 @@ func TestLiveStateKeyDigest(t *testing.T) {
 	alice := mustCreate(t, db, "alice")
 	mustStream(t, db, "alices_show", "alice", true)
 	o := mustOwner(t, db, alice.StreamKey)
-	d := store.KeyDigest(alice.StreamKey)
-	for _, l := range []store.LiveState{
+	d := stagedoor.KeyDigest(alice.StreamKey)
+	for _, l := range []stagedoor.LiveState{
 		{Name: "alice", UserID: alice.ID, UserName: "alice", KeyID: o.KeyID, KeyDigest: &d, SourceID: "s1", SourceType: "rtmpConn"},
 		{Name: "alices_show", UserID: alice.ID, UserName: "alice", SourceID: "s2", SourceType: "rtmpConn"},
 	} {
@@ -773,7 +775,7 @@ func TestLiveStateKeyDigest(t *testing.T) {
 		}
 	}
 	check("live", o.KeyID)
-	if err := db.RevokeKey(ctx, "alice", alice.Fingerprint, store.Revocation{}); err != nil {
+	if err := db.RevokeKey(ctx, "alice", alice.Fingerprint, stagedoor.Revocation{}); err != nil {
 		t.Fatalf("RevokeKey: %v", err)
 	}
 	// The key row is gone (key_id is set null) but the digest still names the stream.
@@ -784,7 +786,7 @@ func TestAudit(t *testing.T) {
 	db := mustOpen(t)
 	ctx := t.Context()
 	base := time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC)
-	entries := []store.AuditEntry{
+	entries := []stagedoor.AuditEntry{
 		{At: base, Kind: "publish", User: "alice", KeyFP: "aaaa0001", IP: "10.0.0.1", Protocol: "rtmp", Decision: "allow", Reason: "a0"},
 		{At: base.Add(time.Minute), Kind: "publish", User: "bobby", Decision: "deny", Reason: "b1"},
 		{At: base.Add(2 * time.Minute), Kind: "kick", User: "alice", Decision: "ok", Reason: "a2"},
@@ -800,16 +802,16 @@ func TestAudit(t *testing.T) {
 
 	for _, tt := range []struct {
 		name string
-		f    store.AuditFilter
+		f    stagedoor.AuditFilter
 		want []string // reasons, newest first
 	}{
-		{"AllNewestFirst", store.AuditFilter{}, []string{"b3", "a2bis", "a2", "b1", "a0"}},
-		{"ByUser", store.AuditFilter{User: "alice"}, []string{"a2bis", "a2", "a0"}},
-		{"UnknownUserEmpty", store.AuditFilter{User: "nobody"}, []string{}},
-		{"SinceInclusive", store.AuditFilter{Since: base.Add(2 * time.Minute)}, []string{"b3", "a2bis", "a2"}},
-		{"SinceFutureEmpty", store.AuditFilter{Since: base.Add(time.Hour)}, []string{}},
-		{"Limit", store.AuditFilter{Limit: 2}, []string{"b3", "a2bis"}},
-		{"UserSinceLimit", store.AuditFilter{User: "alice", Since: base.Add(time.Second), Limit: 1}, []string{"a2bis"}},
+		{"AllNewestFirst", stagedoor.AuditFilter{}, []string{"b3", "a2bis", "a2", "b1", "a0"}},
+		{"ByUser", stagedoor.AuditFilter{User: "alice"}, []string{"a2bis", "a2", "a0"}},
+		{"UnknownUserEmpty", stagedoor.AuditFilter{User: "nobody"}, []string{}},
+		{"SinceInclusive", stagedoor.AuditFilter{Since: base.Add(2 * time.Minute)}, []string{"b3", "a2bis", "a2"}},
+		{"SinceFutureEmpty", stagedoor.AuditFilter{Since: base.Add(time.Hour)}, []string{}},
+		{"Limit", stagedoor.AuditFilter{Limit: 2}, []string{"b3", "a2bis"}},
+		{"UserSinceLimit", stagedoor.AuditFilter{User: "alice", Since: base.Add(time.Second), Limit: 1}, []string{"a2bis"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			es, err := db.Audit(ctx, tt.f)
@@ -826,7 +828,7 @@ func TestAudit(t *testing.T) {
 		})
 	}
 
-	es, err := db.Audit(ctx, store.AuditFilter{User: "alice", Limit: 100})
+	es, err := db.Audit(ctx, stagedoor.AuditFilter{User: "alice", Limit: 100})
 	if err != nil {
 		t.Fatalf("Audit: %v", err)
 	}
@@ -839,9 +841,9 @@ func TestPruneAudit(t *testing.T) {
 	db := mustOpen(t)
 	ctx := t.Context()
 	cut := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	var entries []store.AuditEntry
+	var entries []stagedoor.AuditEntry
 	for i, at := range []time.Time{cut.Add(-48 * time.Hour), cut.Add(-time.Second), cut, cut.Add(time.Hour)} {
-		entries = append(entries, store.AuditEntry{At: at, Kind: "publish", Reason: fmt.Sprint(i)})
+		entries = append(entries, stagedoor.AuditEntry{At: at, Kind: "publish", Reason: fmt.Sprint(i)})
 	}
 	if err := db.AppendAudit(ctx, entries); err != nil {
 		t.Fatalf("AppendAudit: %v", err)
@@ -853,7 +855,7 @@ func TestPruneAudit(t *testing.T) {
 	if n != 2 {
 		t.Errorf("PruneAudit = %d, want 2", n)
 	}
-	es, err := db.Audit(ctx, store.AuditFilter{})
+	es, err := db.Audit(ctx, stagedoor.AuditFilter{})
 	if err != nil {
 		t.Fatalf("Audit: %v", err)
 	}
@@ -889,7 +891,7 @@ func TestOutbox(t *testing.T) {
 	db.Now = clock.Now
 	start := clock.now
 	for _, e := range [][2]string{{"alice", "alice"}, {"alice", "alices_show"}, {"bobby", "bobby"}} {
-		if err := db.AddEvent(ctx, store.EventStreamStarted, e[0], e[1]); err != nil {
+		if err := db.AddEvent(ctx, stagedoor.EventStreamStarted, e[0], e[1]); err != nil {
 			t.Fatalf("AddEvent: %v", err)
 		}
 	}
@@ -900,7 +902,7 @@ func TestOutbox(t *testing.T) {
 	if len(evs) != 3 {
 		t.Fatalf("DueEvents = %d, want 3", len(evs))
 	}
-	want := store.OutboxEvent{ID: evs[1].ID, At: start, Event: store.EventStreamStarted, User: "alice", Channel: "alices_show"}
+	want := stagedoor.OutboxEvent{ID: evs[1].ID, At: start, Event: stagedoor.EventStreamStarted, User: "alice", Channel: "alices_show"}
 	if evs[1] != want {
 		t.Errorf("DueEvents[1] = %+v, want %+v", evs[1], want)
 	}
@@ -948,7 +950,7 @@ func TestOutbox(t *testing.T) {
 	if err := db.FinishEvent(ctx, c); err != nil {
 		t.Fatalf("FinishEvent: %v", err)
 	}
-	if err := db.AddEvent(ctx, store.EventUserBanned, "bobby", "bobby"); err != nil { // at start+24h30s
+	if err := db.AddEvent(ctx, stagedoor.EventUserBanned, "bobby", "bobby"); err != nil { // at start+24h30s
 		t.Fatalf("AddEvent: %v", err)
 	}
 	d := dueIDs(t, db, 10)[1]

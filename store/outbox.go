@@ -4,17 +4,9 @@ import (
 	"context"
 	"fmt"
 	"time"
-)
 
-// OutboxEvent is a queued webhook event: it names a user and channel, never a key.
-type OutboxEvent struct {
-	ID       int64
-	At       time.Time
-	Event    string
-	User     string
-	Channel  string
-	Attempts int
-}
+	"github.com/stagedoor/stagedoor"
+)
 
 // AddEvent queues an event (the service's own: stream.started / stream.stopped).
 func (db *DB) AddEvent(ctx context.Context, event, user, channel string) error {
@@ -27,17 +19,17 @@ func (db *DB) AddEvent(ctx context.Context, event, user, channel string) error {
 }
 
 // DueEvents returns up to limit undelivered events whose next attempt is due, oldest first.
-func (db *DB) DueEvents(ctx context.Context, limit int) ([]OutboxEvent, error) {
+func (db *DB) DueEvents(ctx context.Context, limit int) ([]stagedoor.OutboxEvent, error) {
 	rows, err := db.db.QueryContext(ctx, `SELECT id, at, event, username, channel, attempts FROM outbox
 		WHERE done = 0 AND next_at <= ? ORDER BY id LIMIT ?`, db.now(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("due events: %w", err)
 	}
 	defer rows.Close()
-	var out []OutboxEvent
+	var out []stagedoor.OutboxEvent
 	for rows.Next() {
 		var (
-			e  OutboxEvent
+			e  stagedoor.OutboxEvent
 			at int64
 		)
 		if err := rows.Scan(&e.ID, &at, &e.Event, &e.User, &e.Channel, &e.Attempts); err != nil {

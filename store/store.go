@@ -15,23 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
-
-// Sentinel errors returned by DB methods; match them with errors.Is.
-var (
-	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("already exists")
-	ErrInactive = errors.New("user is banned")
-)
-
-// InvalidError reports a value that does not follow the grammar of its field.
-type InvalidError struct {
-	Field  string
-	Reason string
-}
-
-func (e *InvalidError) Error() string { return fmt.Sprintf("invalid %s: %s", e.Field, e.Reason) }
 
 // maxConns is the size of the connection pool.
 const maxConns = 16
@@ -79,7 +66,7 @@ func dsnWithBusy(path string, busyMillis int64) string {
 // verifies that the pragmas took effect. The file is created with mode 0600.
 func Open(ctx context.Context, path string) (*DB, error) {
 	if path == "" {
-		return nil, &InvalidError{Field: "database path", Reason: "empty"}
+		return nil, &stagedoor.InvalidError{Field: "database path", Reason: "empty"}
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open database: %w", err)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -30,7 +32,7 @@ func mustOpenPath(t testing.TB, path string) *store.DB {
 	return db
 }
 
-func mustCreate(t *testing.T, db *store.DB, name string) store.NewUser {
+func mustCreate(t *testing.T, db *store.DB, name string) stagedoor.NewUser {
 	t.Helper()
 	nu, err := db.CreateUser(t.Context(), name)
 	if err != nil {
@@ -108,7 +110,7 @@ func TestOpenSameFileTwice(t *testing.T) {
 	if n != len(files) || n == 0 {
 		t.Errorf("schema_migrations rows = %d, want %d (each migration applied once)", n, len(files))
 	}
-	if _, err := second.UserByKeyDigest(t.Context(), store.KeyDigest(nu.StreamKey)); err != nil {
+	if _, err := second.UserByKeyDigest(t.Context(), stagedoor.KeyDigest(nu.StreamKey)); err != nil {
 		t.Errorf("second handle: UserByKeyDigest: %v, want the user created through the first", err)
 	}
 
@@ -150,8 +152,8 @@ func TestOpenEmptyPathRejected(t *testing.T) {
 		_ = db.Close()
 		t.Fatal("Open(\"\") succeeded, want an error")
 	}
-	if _, ok := errors.AsType[*store.InvalidError](err); !ok {
-		t.Errorf("Open(\"\") error = %v (%T), want *store.InvalidError", err, err)
+	if _, ok := errors.AsType[*stagedoor.InvalidError](err); !ok {
+		t.Errorf("Open(\"\") error = %v (%T), want *stagedoor.InvalidError", err, err)
 	}
 }
 
@@ -166,7 +168,7 @@ func TestCreateUser(t *testing.T) {
 	if !keyShape.MatchString(nu.StreamKey) {
 		t.Errorf("StreamKey does not match %s (len %d)", keyShape, len(nu.StreamKey))
 	}
-	if got, want := nu.Fingerprint, store.Fingerprint(nu.StreamKey); got != want {
+	if got, want := nu.Fingerprint, stagedoor.Fingerprint(nu.StreamKey); got != want {
 		t.Errorf("Fingerprint = %q, want %q", got, want)
 	}
 	if nu.Name != "benw" || !nu.Active || nu.ID == 0 {
@@ -183,7 +185,7 @@ func TestCreateUser(t *testing.T) {
 	if u.ID != nu.ID || !u.Active || u.Live != nil {
 		t.Errorf("UserByName = %+v, want id %d, active, offline", u, nu.ID)
 	}
-	o, err := db.UserByKeyDigest(t.Context(), store.KeyDigest(nu.StreamKey))
+	o, err := db.UserByKeyDigest(t.Context(), stagedoor.KeyDigest(nu.StreamKey))
 	if err != nil {
 		t.Fatalf("UserByKeyDigest: %v", err)
 	}
@@ -197,7 +199,7 @@ func TestCreateUserDuplicateConflict(t *testing.T) {
 	first := mustCreate(t, db, "benw")
 
 	_, err := db.CreateUser(t.Context(), "benw")
-	if !errors.Is(err, store.ErrConflict) {
+	if !errors.Is(err, stagedoor.ErrConflict) {
 		t.Fatalf("second CreateUser error = %v, want ErrConflict", err)
 	}
 	if got := userCount(t, db); got != 1 {
@@ -206,7 +208,7 @@ func TestCreateUserDuplicateConflict(t *testing.T) {
 	if got := keyCount(t, db); got != 1 {
 		t.Errorf("stream keys = %d, want 1 (the failed create must not leave a key)", got)
 	}
-	if _, err := db.UserByKeyDigest(t.Context(), store.KeyDigest(first.StreamKey)); err != nil {
+	if _, err := db.UserByKeyDigest(t.Context(), stagedoor.KeyDigest(first.StreamKey)); err != nil {
 		t.Errorf("first user's key after conflict: %v, want found", err)
 	}
 }
@@ -232,8 +234,8 @@ func TestCreateUserInvalidNameCreatesNothing(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			nu, err := db.CreateUser(t.Context(), tt.user)
-			if _, ok := errors.AsType[*store.InvalidError](err); !ok {
-				t.Fatalf("CreateUser(%q) error = %v, want *store.InvalidError", tt.user, err)
+			if _, ok := errors.AsType[*stagedoor.InvalidError](err); !ok {
+				t.Fatalf("CreateUser(%q) error = %v, want *stagedoor.InvalidError", tt.user, err)
 			}
 			if nu.StreamKey != "" {
 				t.Errorf("CreateUser(%q) returned a key for an invalid name", tt.user)
@@ -269,21 +271,21 @@ func TestRawKeyNeverStored(t *testing.T) {
 		files = append(files, b...)
 	}
 	// Positive control: the scan does see what was written.
-	if d := store.KeyDigest(reset); !bytes.Contains(files, d[:]) {
+	if d := stagedoor.KeyDigest(reset); !bytes.Contains(files, d[:]) {
 		t.Fatal("the new key's digest is not in the database files; the scan sees nothing")
 	}
 	for _, key := range []string{nu.StreamKey, reset} {
 		if bytes.Contains(files, []byte(key)) {
-			t.Errorf("a raw stream key (fp %s) is in the database files", store.Fingerprint(key))
+			t.Errorf("a raw stream key (fp %s) is in the database files", stagedoor.Fingerprint(key))
 		}
 		// Nor any 12-character piece of it (threats.md T11).
 		for i := 0; i+12 <= len(key); i++ {
 			if bytes.Contains(files, []byte(key[i:i+12])) {
-				t.Errorf("key (fp %s) substring [%d:%d] is in the database files", store.Fingerprint(key), i, i+12)
+				t.Errorf("key (fp %s) substring [%d:%d] is in the database files", stagedoor.Fingerprint(key), i, i+12)
 			}
 		}
 	}
-	if _, err := db.UserByKeyDigest(t.Context(), store.KeyDigest(reset)); err != nil {
+	if _, err := db.UserByKeyDigest(t.Context(), stagedoor.KeyDigest(reset)); err != nil {
 		t.Errorf("UserByKeyDigest(new key): %v, want found", err)
 	}
 }
@@ -293,17 +295,17 @@ func TestUserByKeyDigest(t *testing.T) {
 	nu := mustCreate(t, db, "benw")
 	ctx := t.Context()
 
-	if _, err := db.UserByKeyDigest(ctx, store.KeyDigest(store.NewKey())); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.UserByKeyDigest(ctx, stagedoor.KeyDigest(stagedoor.NewKey())); !errors.Is(err, stagedoor.ErrNotFound) {
 		t.Errorf("unknown key: error = %v, want ErrNotFound", err)
 	}
-	if _, err := db.UserByKeyDigest(ctx, store.Digest{}); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.UserByKeyDigest(ctx, stagedoor.Digest{}); !errors.Is(err, stagedoor.ErrNotFound) {
 		t.Errorf("zero digest: error = %v, want ErrNotFound", err)
 	}
 
 	if err := db.SetActive(ctx, "benw", false); err != nil {
 		t.Fatalf("SetActive(false): %v", err)
 	}
-	o, err := db.UserByKeyDigest(ctx, store.KeyDigest(nu.StreamKey))
+	o, err := db.UserByKeyDigest(ctx, stagedoor.KeyDigest(nu.StreamKey))
 	if err != nil {
 		t.Fatalf("banned user's key: %v, want found (with Active false)", err)
 	}
@@ -314,7 +316,7 @@ func TestUserByKeyDigest(t *testing.T) {
 	if err := db.SetActive(ctx, "benw", true); err != nil {
 		t.Fatalf("SetActive(true): %v", err)
 	}
-	o, err = db.UserByKeyDigest(ctx, store.KeyDigest(nu.StreamKey))
+	o, err = db.UserByKeyDigest(ctx, stagedoor.KeyDigest(nu.StreamKey))
 	if err != nil {
 		t.Fatalf("unbanned user's key: %v", err)
 	}
@@ -333,20 +335,20 @@ func TestResetKeys(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ResetKeys: %v", err)
 	}
-	if !store.IsKey(newKey) || newKey == benw.StreamKey {
-		t.Fatalf("ResetKeys returned a bad or unchanged key (fp %s)", store.Fingerprint(newKey))
+	if !stagedoor.IsKey(newKey) || newKey == benw.StreamKey {
+		t.Fatalf("ResetKeys returned a bad or unchanged key (fp %s)", stagedoor.Fingerprint(newKey))
 	}
-	if _, err := db.UserByKeyDigest(ctx, store.KeyDigest(benw.StreamKey)); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.UserByKeyDigest(ctx, stagedoor.KeyDigest(benw.StreamKey)); !errors.Is(err, stagedoor.ErrNotFound) {
 		t.Errorf("old key after reset: error = %v, want ErrNotFound", err)
 	}
-	o, err := db.UserByKeyDigest(ctx, store.KeyDigest(newKey))
+	o, err := db.UserByKeyDigest(ctx, stagedoor.KeyDigest(newKey))
 	if err != nil {
 		t.Fatalf("new key: %v, want found", err)
 	}
-	if o.UserID != benw.ID || o.Fingerprint != store.Fingerprint(newKey) {
-		t.Errorf("new key owner = %+v, want benw with fp %s", o, store.Fingerprint(newKey))
+	if o.UserID != benw.ID || o.Fingerprint != stagedoor.Fingerprint(newKey) {
+		t.Errorf("new key owner = %+v, want benw with fp %s", o, stagedoor.Fingerprint(newKey))
 	}
-	if _, err := db.UserByKeyDigest(ctx, store.KeyDigest(alice.StreamKey)); err != nil {
+	if _, err := db.UserByKeyDigest(ctx, stagedoor.KeyDigest(alice.StreamKey)); err != nil {
 		t.Errorf("other user's key after reset: %v, want found", err)
 	}
 	if got := keyCount(t, db); got != 2 {
@@ -360,7 +362,7 @@ func TestResetKeysUnknownUserChangesNothing(t *testing.T) {
 	benw := mustCreate(t, db, "benw")
 
 	key, err := db.ResetKeys(ctx, "nobody")
-	if !errors.Is(err, store.ErrNotFound) {
+	if !errors.Is(err, stagedoor.ErrNotFound) {
 		t.Fatalf("ResetKeys(unknown) error = %v, want ErrNotFound", err)
 	}
 	if key != "" {
@@ -372,7 +374,7 @@ func TestResetKeysUnknownUserChangesNothing(t *testing.T) {
 	if got := userCount(t, db); got != 1 {
 		t.Errorf("users = %d, want 1", got)
 	}
-	if _, err := db.UserByKeyDigest(ctx, store.KeyDigest(benw.StreamKey)); err != nil {
+	if _, err := db.UserByKeyDigest(ctx, stagedoor.KeyDigest(benw.StreamKey)); err != nil {
 		t.Errorf("existing key after failed reset: %v, want found", err)
 	}
 }
@@ -380,7 +382,7 @@ func TestResetKeysUnknownUserChangesNothing(t *testing.T) {
 func TestSetActiveUnknownUser(t *testing.T) {
 	db := mustOpen(t)
 	mustCreate(t, db, "benw")
-	if err := db.SetActive(t.Context(), "nobody", false); !errors.Is(err, store.ErrNotFound) {
+	if err := db.SetActive(t.Context(), "nobody", false); !errors.Is(err, stagedoor.ErrNotFound) {
 		t.Errorf("SetActive(unknown) error = %v, want ErrNotFound", err)
 	}
 	u, err := db.UserByName(t.Context(), "benw")
@@ -394,7 +396,7 @@ func TestSetActiveUnknownUser(t *testing.T) {
 
 func TestUserByNameUnknown(t *testing.T) {
 	db := mustOpen(t)
-	if _, err := db.UserByName(t.Context(), "nobody"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.UserByName(t.Context(), "nobody"); !errors.Is(err, stagedoor.ErrNotFound) {
 		t.Errorf("UserByName(unknown) error = %v, want ErrNotFound", err)
 	}
 }
@@ -403,7 +405,7 @@ func TestUserByNameUnknown(t *testing.T) {
 type liveFixture struct {
 	db    *store.DB
 	clock *fakeClock
-	user  store.NewUser
+	user  stagedoor.NewUser
 	keyID int64
 }
 
@@ -413,7 +415,7 @@ func newLiveFixture(t *testing.T) liveFixture {
 	clock := &fakeClock{now: time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC)}
 	db.Now = clock.Now
 	nu := mustCreate(t, db, "benw")
-	o, err := db.UserByKeyDigest(t.Context(), store.KeyDigest(nu.StreamKey))
+	o, err := db.UserByKeyDigest(t.Context(), stagedoor.KeyDigest(nu.StreamKey))
 	if err != nil {
 		t.Fatalf("UserByKeyDigest: %v", err)
 	}
@@ -421,7 +423,7 @@ func newLiveFixture(t *testing.T) liveFixture {
 }
 
 // live returns the only live channel, or nil when nobody is live.
-func (f liveFixture) live(t *testing.T) *store.LiveState {
+func (f liveFixture) live(t *testing.T) *stagedoor.LiveState {
 	t.Helper()
 	ls, err := f.db.LiveStates(t.Context())
 	if err != nil {
@@ -439,7 +441,7 @@ func (f liveFixture) live(t *testing.T) *store.LiveState {
 
 func (f liveFixture) setLive(t *testing.T, source string) {
 	t.Helper()
-	if err := f.db.SetLive(t.Context(), store.LiveState{Name: f.user.Name, UserID: f.user.ID, KeyID: f.keyID, SourceID: source, SourceType: "rtmpConn"}); err != nil {
+	if err := f.db.SetLive(t.Context(), stagedoor.LiveState{Name: f.user.Name, UserID: f.user.ID, KeyID: f.keyID, SourceID: source, SourceType: "rtmpConn"}); err != nil {
 		t.Fatalf("SetLive(%s): %v", source, err)
 	}
 }
@@ -555,8 +557,8 @@ func TestLiveUsersOrderAndClearLive(t *testing.T) {
 	ctx := t.Context()
 	zed := mustCreate(t, f.db, "zed")
 	alice := mustCreate(t, f.db, "alice")
-	for _, u := range []store.User{zed.User, f.user.User, alice.User} {
-		if err := f.db.SetLive(ctx, store.LiveState{Name: u.Name, UserID: u.ID, SourceID: "src", SourceType: "rtmpConn"}); err != nil {
+	for _, u := range []stagedoor.User{zed.User, f.user.User, alice.User} {
+		if err := f.db.SetLive(ctx, stagedoor.LiveState{Name: u.Name, UserID: u.ID, SourceID: "src", SourceType: "rtmpConn"}); err != nil {
 			t.Fatalf("SetLive(%s): %v", u.Name, err)
 		}
 	}

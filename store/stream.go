@@ -6,29 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"time"
-)
 
-// Stream is a public name a user publishes to with user/password, or with no auth.
-type Stream struct {
-	ID           int64
-	Name         string
-	UserID       int64
-	UserName     string
-	Active       bool // the owner is not banned
-	AuthRequired bool
-	// PasswordHash is the owner's bcrypt hash, "" if none is set. It is a publish
-	// credential: never log or show it outside `user passwd`.
-	PasswordHash string
-	CreatedAt    time.Time
-	Live         *LiveState
-}
+	"github.com/stagedoor/stagedoor"
+)
 
 // CreateStream creates stream name for user owner. It returns an *InvalidError for a bad
 // name, ErrNotFound for an unknown owner and ErrConflict when the name is taken by
 // another user or stream.
-func (db *DB) CreateStream(ctx context.Context, name, owner string, authRequired bool) (Stream, error) {
-	if err := ValidUsername(name); err != nil {
-		return Stream{}, &InvalidError{Field: "stream name", Reason: err.(*InvalidError).Reason}
+func (db *DB) CreateStream(ctx context.Context, name, owner string, authRequired bool) (stagedoor.Stream, error) {
+	if err := stagedoor.ValidUsername(name); err != nil {
+		return stagedoor.Stream{}, &stagedoor.InvalidError{Field: "stream name", Reason: err.(*stagedoor.InvalidError).Reason}
 	}
 	auth := 0
 	if authRequired {
@@ -38,7 +25,7 @@ func (db *DB) CreateStream(ctx context.Context, name, owner string, authRequired
 		var uid int64
 		err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, owner).Scan(&uid)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("user %s: %w", owner, ErrNotFound)
+			return fmt.Errorf("user %s: %w", owner, stagedoor.ErrNotFound)
 		}
 		if err != nil {
 			return err
@@ -52,9 +39,9 @@ func (db *DB) CreateStream(ctx context.Context, name, owner string, authRequired
 	})
 	if err != nil {
 		if isUniqueViolation(err) {
-			err = ErrConflict
+			err = stagedoor.ErrConflict
 		}
-		return Stream{}, fmt.Errorf("create stream %s: %w", name, err)
+		return stagedoor.Stream{}, fmt.Errorf("create stream %s: %w", name, err)
 	}
 	return db.StreamByName(ctx, name)
 }
@@ -62,9 +49,9 @@ func (db *DB) CreateStream(ctx context.Context, name, owner string, authRequired
 const streamColumns = `s.id, s.name, s.user_id, u.name, u.active, s.auth_required, coalesce(u.password_hash, ''),
 	s.created_at, l.source_id, l.source_type, l.live_since`
 
-func scanStream(r rowScanner) (Stream, error) {
+func scanStream(r rowScanner) (stagedoor.Stream, error) {
 	var (
-		s          Stream
+		s          stagedoor.Stream
 		active     int
 		auth       int
 		created    int64
@@ -74,12 +61,12 @@ func scanStream(r rowScanner) (Stream, error) {
 	)
 	if err := r.Scan(&s.ID, &s.Name, &s.UserID, &s.UserName, &active, &auth, &s.PasswordHash, &created,
 		&sourceID, &sourceType, &since); err != nil {
-		return Stream{}, err
+		return stagedoor.Stream{}, err
 	}
 	s.Active, s.AuthRequired = active == 1, auth == 1
 	s.CreatedAt = time.Unix(created, 0).UTC()
 	if sourceID.Valid {
-		s.Live = &LiveState{Name: s.Name, UserID: s.UserID, UserName: s.UserName,
+		s.Live = &stagedoor.LiveState{Name: s.Name, UserID: s.UserID, UserName: s.UserName,
 			SourceID: sourceID.String, SourceType: sourceType.String, Since: time.Unix(since.Int64, 0).UTC()}
 	}
 	return s, nil
@@ -87,22 +74,22 @@ func scanStream(r rowScanner) (Stream, error) {
 
 // StreamByName returns the stream with its owner's state and password hash; ErrNotFound
 // if none. One indexed read: it is on MediaMTX's serial auth path.
-func (db *DB) StreamByName(ctx context.Context, name string) (Stream, error) {
+func (db *DB) StreamByName(ctx context.Context, name string) (stagedoor.Stream, error) {
 	s, err := scanStream(db.db.QueryRowContext(ctx, `SELECT `+streamColumns+`
 		FROM streams s JOIN users u ON u.id = s.user_id LEFT JOIN live_state l ON l.name = s.name
 		WHERE s.name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Stream{}, fmt.Errorf("stream %s: %w", name, ErrNotFound)
+		return stagedoor.Stream{}, fmt.Errorf("stream %s: %w", name, stagedoor.ErrNotFound)
 	}
 	if err != nil {
-		return Stream{}, fmt.Errorf("stream %s: %w", name, err)
+		return stagedoor.Stream{}, fmt.Errorf("stream %s: %w", name, err)
 	}
 	return s, nil
 }
 
 // Streams returns the streams of owner (all streams when owner is ""), ordered by name.
 // It returns ErrNotFound for an unknown owner.
-func (db *DB) Streams(ctx context.Context, owner string) ([]Stream, error) {
+func (db *DB) Streams(ctx context.Context, owner string) ([]stagedoor.Stream, error) {
 	if owner != "" {
 		if _, err := db.UserByName(ctx, owner); err != nil {
 			return nil, err
@@ -115,7 +102,7 @@ func (db *DB) Streams(ctx context.Context, owner string) ([]Stream, error) {
 		return nil, fmt.Errorf("list streams: %w", err)
 	}
 	defer rows.Close()
-	var out []Stream
+	var out []stagedoor.Stream
 	for rows.Next() {
 		s, err := scanStream(rows)
 		if err != nil {
@@ -137,30 +124,21 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 		return fmt.Errorf("delete stream %s: %w", name, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("stream %s: %w", name, ErrNotFound)
+		return fmt.Errorf("stream %s: %w", name, stagedoor.ErrNotFound)
 	}
 	return nil
 }
 
-// Channel is a public name live/<Name> with its owner: a user's own channel or a stream.
-type Channel struct {
-	Name     string
-	UserID   int64
-	UserName string
-	Active   bool
-	Live     *LiveState
-}
-
 // ChannelByName resolves a public name to its owner; ErrNotFound if nobody owns it.
-func (db *DB) ChannelByName(ctx context.Context, name string) (Channel, error) {
+func (db *DB) ChannelByName(ctx context.Context, name string) (stagedoor.Channel, error) {
 	if s, err := db.StreamByName(ctx, name); err == nil {
-		return Channel{Name: s.Name, UserID: s.UserID, UserName: s.UserName, Active: s.Active, Live: s.Live}, nil
-	} else if !errors.Is(err, ErrNotFound) {
-		return Channel{}, err
+		return stagedoor.Channel{Name: s.Name, UserID: s.UserID, UserName: s.UserName, Active: s.Active, Live: s.Live}, nil
+	} else if !errors.Is(err, stagedoor.ErrNotFound) {
+		return stagedoor.Channel{}, err
 	}
 	u, err := db.UserByName(ctx, name)
 	if err != nil {
-		return Channel{}, err
+		return stagedoor.Channel{}, err
 	}
-	return Channel{Name: u.Name, UserID: u.ID, UserName: u.Name, Active: u.Active, Live: u.Live}, nil
+	return stagedoor.Channel{Name: u.Name, UserID: u.ID, UserName: u.Name, Active: u.Active, Live: u.Live}, nil
 }

@@ -5,33 +5,26 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-)
 
-// KeyOwner is what the auth path learns from a key digest.
-type KeyOwner struct {
-	UserID      int64
-	UserName    string
-	Active      bool
-	KeyID       int64
-	Fingerprint string
-}
+	"github.com/stagedoor/stagedoor"
+)
 
 // UserByKeyDigest returns the owner of the key with this digest, banned or not
 // (check Active); ErrNotFound if no key has it. One indexed read, no write: it is on
 // MediaMTX's serial auth path.
-func (db *DB) UserByKeyDigest(ctx context.Context, d Digest) (KeyOwner, error) {
+func (db *DB) UserByKeyDigest(ctx context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error) {
 	var (
-		o      KeyOwner
+		o      stagedoor.KeyOwner
 		active int
 	)
 	err := db.db.QueryRowContext(ctx, `SELECT u.id, u.name, u.active, k.id, k.fingerprint
 		FROM stream_keys k JOIN users u ON u.id = k.user_id WHERE k.digest = ?`, d[:]).
 		Scan(&o.UserID, &o.UserName, &active, &o.KeyID, &o.Fingerprint)
 	if errors.Is(err, sql.ErrNoRows) {
-		return KeyOwner{}, fmt.Errorf("key %s: %w", d.Fingerprint(), ErrNotFound)
+		return stagedoor.KeyOwner{}, fmt.Errorf("key %s: %w", d.Fingerprint(), stagedoor.ErrNotFound)
 	}
 	if err != nil {
-		return KeyOwner{}, fmt.Errorf("key %s: %w", d.Fingerprint(), err)
+		return stagedoor.KeyOwner{}, fmt.Errorf("key %s: %w", d.Fingerprint(), err)
 	}
 	o.Active = active == 1
 	return o, nil
@@ -46,7 +39,7 @@ func (db *DB) TouchKey(ctx context.Context, keyID int64) error {
 }
 
 func insertKey(ctx context.Context, tx *sql.Tx, userID int64, key, label string, now int64) error {
-	d := KeyDigest(key)
+	d := stagedoor.KeyDigest(key)
 	_, err := tx.ExecContext(ctx, `INSERT INTO stream_keys (user_id, digest, fingerprint, label, created_at)
 		VALUES (?, ?, ?, ?, ?)`, userID, d[:], d.Fingerprint(), label, now)
 	return err

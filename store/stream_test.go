@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/stagedoor/stagedoor/store"
@@ -18,7 +20,7 @@ const testHash = "$2a$10$7jiKhObtcPR5dNsER6VO5eedT/DWJc0NhjAwbetwvM9yfoF2iKCTq"
 // withCost returns testHash with its cost field replaced: still hash-shaped.
 func withCost(cost string) string { return "$2a$" + cost + "$" + testHash[7:] }
 
-func mustStream(t *testing.T, db *store.DB, name, owner string, auth bool) store.Stream {
+func mustStream(t *testing.T, db *store.DB, name, owner string, auth bool) stagedoor.Stream {
 	t.Helper()
 	s, err := db.CreateStream(t.Context(), name, owner, auth)
 	if err != nil {
@@ -82,12 +84,12 @@ func TestCreateStreamRefusalsChangeNothing(t *testing.T) {
 	users, keys := userCount(t, db), keyCount(t, db)
 	for _, tt := range []struct {
 		name, stream, owner string
-		want                error // nil: an *store.InvalidError
+		want                error // nil: an *stagedoor.InvalidError
 	}{
-		{"NameOfAnotherUserConflicts", "bob", "alice", store.ErrConflict},
-		{"NameOfAnotherUsersStreamConflicts", "concert", "bob", store.ErrConflict},
-		{"SameStreamTwiceConflicts", "concert", "alice", store.ErrConflict},
-		{"UnknownOwnerNotFound", "gig", "nobody", store.ErrNotFound},
+		{"NameOfAnotherUserConflicts", "bob", "alice", stagedoor.ErrConflict},
+		{"NameOfAnotherUsersStreamConflicts", "concert", "bob", stagedoor.ErrConflict},
+		{"SameStreamTwiceConflicts", "concert", "alice", stagedoor.ErrConflict},
+		{"UnknownOwnerNotFound", "gig", "nobody", stagedoor.ErrNotFound},
 		{"UppercaseNameInvalid", "Concert", "alice", nil},
 		{"TooShortNameInvalid", "ab", "alice", nil},
 		{"SlashInNameInvalid", "con/cert", "alice", nil},
@@ -102,8 +104,8 @@ func TestCreateStreamRefusalsChangeNothing(t *testing.T) {
 				if !errors.Is(err, tt.want) {
 					t.Errorf("CreateStream(%q, %q) = %v, want %v", tt.stream, tt.owner, err, tt.want)
 				}
-			} else if _, ok := errors.AsType[*store.InvalidError](err); !ok {
-				t.Errorf("CreateStream(%q, %q) = %v, want *store.InvalidError", tt.stream, tt.owner, err)
+			} else if _, ok := errors.AsType[*stagedoor.InvalidError](err); !ok {
+				t.Errorf("CreateStream(%q, %q) = %v, want *stagedoor.InvalidError", tt.stream, tt.owner, err)
 			}
 		})
 	}
@@ -124,7 +126,7 @@ func TestStreamNamedAfterOwner(t *testing.T) {
 		t.Errorf("stream alice owner = %q, want alice", s.UserName)
 	}
 	// Only the user themselves may: bob's name stays bob's.
-	if _, err := db.CreateStream(t.Context(), "bob", "alice", true); !errors.Is(err, store.ErrConflict) {
+	if _, err := db.CreateStream(t.Context(), "bob", "alice", true); !errors.Is(err, stagedoor.ErrConflict) {
 		t.Errorf("CreateStream(bob, alice) = %v, want ErrConflict", err)
 	}
 	ch, err := db.ChannelByName(t.Context(), "alice")
@@ -138,13 +140,13 @@ func TestCreateUserNamedLikeStreamConflicts(t *testing.T) {
 	mustCreate(t, db, "alice")
 	mustStream(t, db, "concert", "alice", true)
 	users, keys := userCount(t, db), keyCount(t, db)
-	if _, err := db.CreateUser(t.Context(), "concert"); !errors.Is(err, store.ErrConflict) {
+	if _, err := db.CreateUser(t.Context(), "concert"); !errors.Is(err, stagedoor.ErrConflict) {
 		t.Errorf("CreateUser(concert) = %v, want ErrConflict", err)
 	}
 	if u, k := userCount(t, db), keyCount(t, db); u != users || k != keys {
 		t.Errorf("users, keys = %d, %d; want %d, %d (nothing created)", u, k, users, keys)
 	}
-	if _, err := db.UserByName(t.Context(), "concert"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.UserByName(t.Context(), "concert"); !errors.Is(err, stagedoor.ErrNotFound) {
 		t.Errorf("UserByName(concert) = %v, want ErrNotFound", err)
 	}
 }
@@ -156,7 +158,7 @@ func TestStreamByName(t *testing.T) {
 	mustStream(t, db, "lobbycam", "alice", false)
 	ctx := t.Context()
 
-	get := func(name string) store.Stream {
+	get := func(name string) stagedoor.Stream {
 		t.Helper()
 		s, err := db.StreamByName(ctx, name)
 		if err != nil {
@@ -188,11 +190,11 @@ func TestStreamByName(t *testing.T) {
 		t.Error("stream of a banned owner: Active = true")
 	}
 	_, err := db.StreamByName(ctx, "nosuch")
-	if !errors.Is(err, store.ErrNotFound) {
+	if !errors.Is(err, stagedoor.ErrNotFound) {
 		t.Errorf("StreamByName(nosuch) = %v, want ErrNotFound", err)
 	}
 	// A user's own name is not a stream.
-	if _, err := db.StreamByName(ctx, "alice"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.StreamByName(ctx, "alice"); !errors.Is(err, stagedoor.ErrNotFound) {
 		t.Errorf("StreamByName(alice) = %v, want ErrNotFound", err)
 	}
 }
@@ -221,7 +223,7 @@ func TestStreams(t *testing.T) {
 			}
 		})
 	}
-	if _, err := db.Streams(t.Context(), "nobody"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.Streams(t.Context(), "nobody"); !errors.Is(err, stagedoor.ErrNotFound) {
 		t.Errorf("Streams(nobody) = %v, want ErrNotFound", err)
 	}
 }
@@ -236,11 +238,11 @@ func TestDeleteStream(t *testing.T) {
 	if err := db.DeleteStream(ctx, "concert"); err != nil {
 		t.Fatalf("DeleteStream(concert): %v", err)
 	}
-	if _, err := db.StreamByName(ctx, "concert"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.StreamByName(ctx, "concert"); !errors.Is(err, stagedoor.ErrNotFound) {
 		t.Errorf("StreamByName after delete = %v, want ErrNotFound", err)
 	}
 	for _, name := range []string{"concert", "nosuch", "alice"} {
-		if err := db.DeleteStream(ctx, name); !errors.Is(err, store.ErrNotFound) {
+		if err := db.DeleteStream(ctx, name); !errors.Is(err, stagedoor.ErrNotFound) {
 			t.Errorf("DeleteStream(%s) = %v, want ErrNotFound", name, err)
 		}
 	}
@@ -268,7 +270,7 @@ func TestChannelByName(t *testing.T) {
 	}{
 		{"UserChannel", "alice", "alice", nil},
 		{"Stream", "concert", "alice", nil},
-		{"UnknownNotFound", "nosuch", "", store.ErrNotFound},
+		{"UnknownNotFound", "nosuch", "", stagedoor.ErrNotFound},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ch, err := db.ChannelByName(t.Context(), tt.channel)
@@ -290,10 +292,10 @@ func TestStreamLiveState(t *testing.T) {
 	mustStream(t, db, "concert", "alice", true)
 	ctx := t.Context()
 
-	if _, err := db.LiveByName(ctx, "concert"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.LiveByName(ctx, "concert"); !errors.Is(err, stagedoor.ErrNotFound) {
 		t.Errorf("LiveByName before SetLive = %v, want ErrNotFound", err)
 	}
-	if err := db.SetLive(ctx, store.LiveState{Name: "concert", UserID: alice.ID, SourceID: "conn-1", SourceType: "rtmpConn"}); err != nil {
+	if err := db.SetLive(ctx, stagedoor.LiveState{Name: "concert", UserID: alice.ID, SourceID: "conn-1", SourceType: "rtmpConn"}); err != nil {
 		t.Fatalf("SetLive: %v", err)
 	}
 	l, err := db.LiveByName(ctx, "concert")
@@ -310,7 +312,7 @@ func TestStreamLiveState(t *testing.T) {
 	if u, err := db.UserByName(ctx, "alice"); err != nil || u.Live != nil {
 		t.Errorf("UserByName(alice).Live = %+v, %v; want nil", u.Live, err)
 	}
-	if _, err := db.LiveByName(ctx, "alice"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.LiveByName(ctx, "alice"); !errors.Is(err, stagedoor.ErrNotFound) {
 		t.Errorf("LiveByName(alice) = %v, want ErrNotFound", err)
 	}
 
@@ -354,15 +356,15 @@ func TestValidPassword(t *testing.T) {
 		{"HashWithSuffixOK", testHash[:60-1] + "!", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			err := store.ValidPassword(tt.pw)
+			err := stagedoor.ValidPassword(tt.pw)
 			if ok := err == nil; ok != tt.ok {
 				t.Fatalf("ValidPassword = %v, want ok %v", err, tt.ok)
 			}
 			if err == nil {
 				return
 			}
-			if _, isInvalid := errors.AsType[*store.InvalidError](err); !isInvalid {
-				t.Errorf("ValidPassword = %T, want *store.InvalidError", err)
+			if _, isInvalid := errors.AsType[*stagedoor.InvalidError](err); !isInvalid {
+				t.Errorf("ValidPassword = %T, want *stagedoor.InvalidError", err)
 			}
 			if len(tt.pw) >= 8 && strings.Contains(err.Error(), tt.pw) {
 				t.Errorf("error %q echoes the password", err)
@@ -379,9 +381,9 @@ func TestHashPassword(t *testing.T) {
 		cost int
 		ok   bool
 	}{
-		{"EmptyRefused", "", store.DefaultCost, false},
-		{"73BytesRefused", pw72 + "x", store.DefaultCost, false},
-		{"HashShapedRefused", testHash, store.DefaultCost, false},
+		{"EmptyRefused", "", stagedoor.DefaultCost, false},
+		{"73BytesRefused", pw72 + "x", stagedoor.DefaultCost, false},
+		{"HashShapedRefused", testHash, stagedoor.DefaultCost, false},
 		{"Cost9Refused", "correct horse", 9, false},
 		{"Cost4Refused", "correct horse", 4, false},
 		{"Cost13Refused", "correct horse", 13, false},
@@ -395,17 +397,17 @@ func TestHashPassword(t *testing.T) {
 			if tt.ok {
 				t.Parallel()
 			}
-			h, err := store.HashPassword(tt.pw, tt.cost)
+			h, err := stagedoor.HashPassword(tt.pw, tt.cost)
 			if !tt.ok {
-				if _, isInvalid := errors.AsType[*store.InvalidError](err); !isInvalid || h != "" {
-					t.Errorf("HashPassword = %q, %v; want *store.InvalidError", h, err)
+				if _, isInvalid := errors.AsType[*stagedoor.InvalidError](err); !isInvalid || h != "" {
+					t.Errorf("HashPassword = %q, %v; want *stagedoor.InvalidError", h, err)
 				}
 				return
 			}
 			if err != nil {
 				t.Fatalf("HashPassword: %v", err)
 			}
-			if !store.IsHashShaped(h) {
+			if !stagedoor.IsHashShaped(h) {
 				t.Errorf("hash %q is not hash-shaped", h)
 			}
 			if c, err := bcrypt.Cost([]byte(h)); err != nil || c != tt.cost {
@@ -437,7 +439,7 @@ func TestIsHashShaped(t *testing.T) {
 		{"Empty", "", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := store.IsHashShaped(tt.s); got != tt.want {
+			if got := stagedoor.IsHashShaped(tt.s); got != tt.want {
 				t.Errorf("IsHashShaped(%q) = %v, want %v", tt.s, got, tt.want)
 			}
 		})
@@ -462,7 +464,7 @@ func TestSetPasswordHash(t *testing.T) {
 		name string
 		user string
 		hash string
-		want error // nil: an *store.InvalidError
+		want error // nil: an *stagedoor.InvalidError
 	}{
 		{"PlaintextRefused", "alice", "correct horse battery staple", nil},
 		{"EmptyRefused", "alice", "", nil},
@@ -471,7 +473,7 @@ func TestSetPasswordHash(t *testing.T) {
 		{"Cost09Refused", "alice", withCost("09"), nil},
 		{"Cost04Refused", "alice", withCost("04"), nil},
 		{"TruncatedRefused", "alice", testHash[:59], nil},
-		{"UnknownUserNotFound", "nobody", testHash, store.ErrNotFound},
+		{"UnknownUserNotFound", "nobody", testHash, stagedoor.ErrNotFound},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := db.SetPasswordHash(ctx, tt.user, tt.hash)
@@ -480,8 +482,8 @@ func TestSetPasswordHash(t *testing.T) {
 				if !errors.Is(err, tt.want) {
 					t.Errorf("SetPasswordHash = %v, want %v", err, tt.want)
 				}
-			} else if _, ok := errors.AsType[*store.InvalidError](err); !ok {
-				t.Errorf("SetPasswordHash = %v, want *store.InvalidError", err)
+			} else if _, ok := errors.AsType[*stagedoor.InvalidError](err); !ok {
+				t.Errorf("SetPasswordHash = %v, want *stagedoor.InvalidError", err)
 			}
 			if got := stored(); got != "" {
 				t.Errorf("stored hash after a refusal = %q, want none", got)

@@ -7,35 +7,18 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/stagedoor/stagedoor"
 )
-
-// User is a streamer and their public channel.
-type User struct {
-	ID        int64
-	Name      string
-	Active    bool
-	CreatedAt time.Time
-	// HasPassword says whether a publishing password is set (the hash is never listed).
-	HasPassword bool
-	// Live is nil while the user's own channel live/<Name> is offline.
-	Live *LiveState
-}
-
-// NewUser is what CreateUser returns: the user and the key, which is never readable again.
-type NewUser struct {
-	User
-	StreamKey   string
-	Fingerprint string
-}
 
 // CreateUser creates an active user and its first stream key in one transaction.
 // It returns an *InvalidError for a bad name and ErrConflict if the name is taken.
-func (db *DB) CreateUser(ctx context.Context, name string) (NewUser, error) {
-	if err := ValidUsername(name); err != nil {
-		return NewUser{}, err
+func (db *DB) CreateUser(ctx context.Context, name string) (stagedoor.NewUser, error) {
+	if err := stagedoor.ValidUsername(name); err != nil {
+		return stagedoor.NewUser{}, err
 	}
-	key := NewKey()
-	nu := NewUser{User: User{Name: name, Active: true}, StreamKey: key, Fingerprint: Fingerprint(key)}
+	key := stagedoor.NewKey()
+	nu := stagedoor.NewUser{User: stagedoor.User{Name: name, Active: true}, StreamKey: key, Fingerprint: stagedoor.Fingerprint(key)}
 	now := db.now()
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		if err := nameFree(ctx, tx, name, 0); err != nil {
@@ -51,10 +34,10 @@ func (db *DB) CreateUser(ctx context.Context, name string) (NewUser, error) {
 		return insertKey(ctx, tx, nu.ID, key, "default", now)
 	})
 	if err != nil {
-		if isUniqueViolation(err) || errors.Is(err, ErrConflict) {
-			return NewUser{}, fmt.Errorf("create user %s: %w", name, ErrConflict)
+		if isUniqueViolation(err) || errors.Is(err, stagedoor.ErrConflict) {
+			return stagedoor.NewUser{}, fmt.Errorf("create user %s: %w", name, stagedoor.ErrConflict)
 		}
-		return NewUser{}, fmt.Errorf("create user %s: %w", name, err)
+		return stagedoor.NewUser{}, fmt.Errorf("create user %s: %w", name, err)
 	}
 	nu.CreatedAt = time.Unix(now, 0).UTC()
 	return nu, nil
@@ -65,9 +48,9 @@ const userColumns = `u.id, u.name, u.active, u.created_at, u.password_hash IS NO
 
 type rowScanner interface{ Scan(dest ...any) error }
 
-func scanUser(r rowScanner) (User, error) {
+func scanUser(r rowScanner) (stagedoor.User, error) {
 	var (
-		u          User
+		u          stagedoor.User
 		active     int
 		created    int64
 		sourceID   sql.NullString
@@ -76,12 +59,12 @@ func scanUser(r rowScanner) (User, error) {
 		keyID      sql.NullInt64
 	)
 	if err := r.Scan(&u.ID, &u.Name, &active, &created, &u.HasPassword, &sourceID, &sourceType, &since, &keyID); err != nil {
-		return User{}, err
+		return stagedoor.User{}, err
 	}
 	u.Active = active == 1
 	u.CreatedAt = time.Unix(created, 0).UTC()
 	if sourceID.Valid {
-		u.Live = &LiveState{
+		u.Live = &stagedoor.LiveState{
 			Name: u.Name, UserID: u.ID, UserName: u.Name, KeyID: keyID.Int64,
 			SourceID: sourceID.String, SourceType: sourceType.String,
 			Since: time.Unix(since.Int64, 0).UTC(),
@@ -91,28 +74,28 @@ func scanUser(r rowScanner) (User, error) {
 }
 
 // UserByName returns the user called name, with its live state; ErrNotFound if none.
-func (db *DB) UserByName(ctx context.Context, name string) (User, error) {
+func (db *DB) UserByName(ctx context.Context, name string) (stagedoor.User, error) {
 	row := db.db.QueryRowContext(ctx, `SELECT `+userColumns+`
 		FROM users u LEFT JOIN live_state l ON l.name = u.name WHERE u.name = ?`, name)
 	u, err := scanUser(row)
 	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, fmt.Errorf("user %s: %w", name, ErrNotFound)
+		return stagedoor.User{}, fmt.Errorf("user %s: %w", name, stagedoor.ErrNotFound)
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("user %s: %w", name, err)
+		return stagedoor.User{}, fmt.Errorf("user %s: %w", name, err)
 	}
 	return u, nil
 }
 
 // Users returns every user ordered by name.
-func (db *DB) Users(ctx context.Context) ([]User, error) {
+func (db *DB) Users(ctx context.Context) ([]stagedoor.User, error) {
 	rows, err := db.db.QueryContext(ctx, `SELECT `+userColumns+`
 		FROM users u LEFT JOIN live_state l ON l.name = u.name ORDER BY u.name`)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
 	defer rows.Close()
-	var out []User
+	var out []stagedoor.User
 	for rows.Next() {
 		u, err := scanUser(rows)
 		if err != nil {
@@ -140,7 +123,7 @@ func (db *DB) SetActive(ctx context.Context, name string, active bool) error {
 		var cur int
 		err := tx.QueryRowContext(ctx, `SELECT active FROM users WHERE name = ?`, name).Scan(&cur)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("user %s: %w", name, ErrNotFound)
+			return fmt.Errorf("user %s: %w", name, stagedoor.ErrNotFound)
 		}
 		if err != nil || cur == v {
 			return err
@@ -148,9 +131,9 @@ func (db *DB) SetActive(ctx context.Context, name string, active bool) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET active = ? WHERE name = ?`, v, name); err != nil {
 			return err
 		}
-		ev := EventUserBanned
+		ev := stagedoor.EventUserBanned
 		if active {
-			ev = EventUserUnbanned
+			ev = stagedoor.EventUserUnbanned
 		}
 		return addEvent(ctx, tx, ev, name, name, now)
 	})
@@ -171,7 +154,7 @@ func nameFree(ctx context.Context, tx *sql.Tx, name string, owner int64) error {
 		return err
 	}
 	if n > 0 {
-		return ErrConflict
+		return stagedoor.ErrConflict
 	}
 	return nil
 }

@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor"
 )
 
 //go:embed templates/*.html
@@ -56,14 +56,14 @@ func (h *handler) index(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) channel(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if store.ValidUsername(name) != nil {
+	if stagedoor.ValidUsername(name) != nil {
 		h.notFound(w)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), lookupTimeout)
 	defer cancel()
 	c, err := h.ch.ChannelByName(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, stagedoor.ErrNotFound) {
 		h.notFound(w)
 		return
 	}

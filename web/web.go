@@ -15,15 +15,15 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor"
 )
 
 // Channels is what the pages read from the store.
 type Channels interface {
-	// ChannelByName returns store.ErrNotFound for a name nobody owns.
-	ChannelByName(ctx context.Context, name string) (store.Channel, error)
+	// ChannelByName returns stagedoor.ErrNotFound for a name nobody owns.
+	ChannelByName(ctx context.Context, name string) (stagedoor.Channel, error)
 	// LiveStates returns every live public name ordered by name.
-	LiveStates(ctx context.Context) ([]store.LiveState, error)
+	LiveStates(ctx context.Context) ([]stagedoor.LiveState, error)
 }
 
 // statusPath is where the pages poll a channel's status: the public status API, served

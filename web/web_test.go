@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/store"
 	"github.com/stagedoor/stagedoor/web"
 )
@@ -54,7 +56,7 @@ func newFixture(t *testing.T) fixture {
 	if err != nil {
 		t.Fatalf("CreateUser: %v", err)
 	}
-	hash, err := store.HashPassword("correct horse battery", store.MinCost)
+	hash, err := stagedoor.HashPassword("correct horse battery", stagedoor.MinCost)
 	if err != nil {
 		t.Fatalf("HashPassword: %v", err)
 	}
@@ -64,9 +66,9 @@ func newFixture(t *testing.T) fixture {
 	if _, err := db.CreateStream(ctx, "concert", "alice", true); err != nil {
 		t.Fatalf("CreateStream: %v", err)
 	}
-	d := store.KeyDigest(alice.StreamKey)
+	d := stagedoor.KeyDigest(alice.StreamKey)
 	for _, name := range []string{"alice", "concert"} {
-		if err := db.SetLive(ctx, store.LiveState{Name: name, UserID: alice.ID, UserName: "alice",
+		if err := db.SetLive(ctx, stagedoor.LiveState{Name: name, UserID: alice.ID, UserName: "alice",
 			KeyDigest: &d, SourceID: "src-" + name, SourceType: "rtmpConn"}); err != nil {
 			t.Fatalf("SetLive: %v", err)
 		}
@@ -197,7 +199,7 @@ func TestChannelPageNotFound(t *testing.T) {
 		{"UnknownName", "/nobody"},
 		{"UpperCase", "/Alice"},
 		{"TooShort", "/al"},
-		{"KeyShaped", "/" + store.NewKey()},
+		{"KeyShaped", "/" + stagedoor.NewKey()},
 		{"Reserved", "/api"},
 		{"Markup", "/%3Cscript%3E"},
 		{"Dotted", "/al.ice"},
@@ -242,26 +244,26 @@ func TestIndexListsLiveChannelsOnly(t *testing.T) {
 
 // fakeChannels produces what a real store cannot: markup in a name, and failures.
 type fakeChannels struct {
-	channelByName func(ctx context.Context, name string) (store.Channel, error)
-	liveStates    func(ctx context.Context) ([]store.LiveState, error)
+	channelByName func(ctx context.Context, name string) (stagedoor.Channel, error)
+	liveStates    func(ctx context.Context) ([]stagedoor.LiveState, error)
 }
 
-func (f fakeChannels) ChannelByName(ctx context.Context, name string) (store.Channel, error) {
+func (f fakeChannels) ChannelByName(ctx context.Context, name string) (stagedoor.Channel, error) {
 	return f.channelByName(ctx, name)
 }
 
-func (f fakeChannels) LiveStates(ctx context.Context) ([]store.LiveState, error) {
+func (f fakeChannels) LiveStates(ctx context.Context) ([]stagedoor.LiveState, error) {
 	return f.liveStates(ctx)
 }
 
 func TestPagesEscapeNames(t *testing.T) {
 	const evil = `<script>alert("x")</script>`
 	srv := serve(t, fakeChannels{
-		channelByName: func(context.Context, string) (store.Channel, error) {
-			return store.Channel{Name: evil, Live: &store.LiveState{Name: evil, Since: liveSince}}, nil
+		channelByName: func(context.Context, string) (stagedoor.Channel, error) {
+			return stagedoor.Channel{Name: evil, Live: &stagedoor.LiveState{Name: evil, Since: liveSince}}, nil
 		},
-		liveStates: func(context.Context) ([]store.LiveState, error) {
-			return []store.LiveState{{Name: evil, Since: liveSince}}, nil
+		liveStates: func(context.Context) ([]stagedoor.LiveState, error) {
+			return []stagedoor.LiveState{{Name: evil, Since: liveSince}}, nil
 		},
 	})
 	for _, path := range []string{"/", "/evil_name"} {
@@ -279,8 +281,8 @@ func TestStoreErrorIsAGeneric500(t *testing.T) {
 	boom := errors.New("disk I/O error at /var/lib/stagedoor/stagedoor.db")
 	var logs bytes.Buffer
 	h, err := web.NewHandler(slog.New(slog.NewTextHandler(&logs, nil)), fakeChannels{
-		channelByName: func(context.Context, string) (store.Channel, error) { return store.Channel{}, boom },
-		liveStates:    func(context.Context) ([]store.LiveState, error) { return nil, boom },
+		channelByName: func(context.Context, string) (stagedoor.Channel, error) { return stagedoor.Channel{}, boom },
+		liveStates:    func(context.Context) ([]stagedoor.LiveState, error) { return nil, boom },
 	}, hlsBase)
 	if err != nil {
 		t.Fatalf("NewHandler: %v", err)

@@ -18,7 +18,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor"
 )
 
 // Headers of every delivery. The signature is "sha256=" + hex(HMAC-SHA256(secret,
@@ -50,10 +50,10 @@ func Sign(secret string, ts int64, body []byte) string {
 
 // Store is the outbox and the audit trail.
 type Store interface {
-	DueEvents(ctx context.Context, limit int) ([]store.OutboxEvent, error)
+	DueEvents(ctx context.Context, limit int) ([]stagedoor.OutboxEvent, error)
 	FinishEvent(ctx context.Context, id int64) error
 	RetryEvent(ctx context.Context, id int64, delay time.Duration) error
-	AppendAudit(ctx context.Context, entries []store.AuditEntry) error
+	AppendAudit(ctx context.Context, entries []stagedoor.AuditEntry) error
 }
 
 // Dispatcher delivers due outbox events. Set the fields, then call Run.
@@ -134,7 +134,7 @@ func (d *Dispatcher) deliverDue(ctx context.Context) error {
 	}
 }
 
-func (d *Dispatcher) deliver(ctx context.Context, e store.OutboxEvent) error {
+func (d *Dispatcher) deliver(ctx context.Context, e stagedoor.OutboxEvent) error {
 	if len(d.URLs) == 0 {
 		return d.Store.FinishEvent(ctx, e.ID)
 	}
@@ -152,7 +152,7 @@ func (d *Dispatcher) deliver(ctx context.Context, e store.OutboxEvent) error {
 	if d.OnDelivery != nil {
 		d.OnDelivery(e.Event, ok)
 	}
-	entry := store.AuditEntry{At: time.Now(), Kind: "webhook", User: e.User, Decision: "delivered",
+	entry := stagedoor.AuditEntry{At: time.Now(), Kind: "webhook", User: e.User, Decision: "delivered",
 		Reason: fmt.Sprintf("%s #%d attempt %d", e.Event, e.ID, e.Attempts+1)}
 	switch {
 	case ok:
@@ -165,13 +165,13 @@ func (d *Dispatcher) deliver(ctx context.Context, e store.OutboxEvent) error {
 		entry.Decision, entry.Reason = "retry", entry.Reason+": "+failed[0]+"; next in "+delay.String()
 		err = d.Store.RetryEvent(ctx, e.ID, delay)
 	}
-	if aerr := d.Store.AppendAudit(ctx, []store.AuditEntry{entry}); aerr != nil && err == nil {
+	if aerr := d.Store.AppendAudit(ctx, []stagedoor.AuditEntry{entry}); aerr != nil && err == nil {
 		err = aerr
 	}
 	return err
 }
 
-func (d *Dispatcher) post(ctx context.Context, u string, e store.OutboxEvent, body []byte) error {
+func (d *Dispatcher) post(ctx context.Context, u string, e stagedoor.OutboxEvent, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/store"
 	"github.com/stagedoor/stagedoor/webhook"
 )
@@ -151,13 +153,13 @@ func queue(t *testing.T, db *store.DB, event, user, channel string) int64 {
 	return id
 }
 
-func webhookAudit(t *testing.T, db *store.DB) []store.AuditEntry {
+func webhookAudit(t *testing.T, db *store.DB) []stagedoor.AuditEntry {
 	t.Helper()
-	es, err := db.Audit(t.Context(), store.AuditFilter{})
+	es, err := db.Audit(t.Context(), stagedoor.AuditFilter{})
 	if err != nil {
 		t.Fatalf("Audit: %v", err)
 	}
-	var out []store.AuditEntry
+	var out []stagedoor.AuditEntry
 	for _, e := range es {
 		if e.Kind == "webhook" {
 			out = append(out, e)
@@ -193,7 +195,7 @@ func TestDeliverSignedEvent(t *testing.T) {
 		t.Fatalf("CreateUser: %v", err)
 	}
 	rcv := newReceiver(t, http.StatusNoContent)
-	id := queue(t, db, store.EventStreamStarted, "alice", "alices_show")
+	id := queue(t, db, stagedoor.EventStreamStarted, "alice", "alices_show")
 	at := clk.Now()
 
 	var res results
@@ -210,7 +212,7 @@ func TestDeliverSignedEvent(t *testing.T) {
 	for _, tt := range []struct {
 		name, header, want string
 	}{
-		{"EventNamed", webhook.HeaderEvent, store.EventStreamStarted},
+		{"EventNamed", webhook.HeaderEvent, stagedoor.EventStreamStarted},
 		{"DeliveryIsOutboxID", webhook.HeaderDelivery, strconv.FormatInt(id, 10)},
 		{"JSONBody", "Content-Type", "application/json"},
 	} {
@@ -230,12 +232,12 @@ func TestDeliverSignedEvent(t *testing.T) {
 	if err := json.Unmarshal(body, &fields); err != nil {
 		t.Fatalf("body %s: %v", body, err)
 	}
-	want := map[string]any{"id": float64(id), "event": store.EventStreamStarted, "user": "alice",
+	want := map[string]any{"id": float64(id), "event": stagedoor.EventStreamStarted, "user": "alice",
 		"channel": "alices_show", "at": at.Format(time.RFC3339)}
 	if !reflect.DeepEqual(fields, want) {
 		t.Errorf("body = %v, want %v", fields, want)
 	}
-	for _, secretish := range []string{nu.StreamKey, store.KeyPrefix, nu.Fingerprint} {
+	for _, secretish := range []string{nu.StreamKey, stagedoor.KeyPrefix, nu.Fingerprint} {
 		if strings.Contains(string(body), secretish) || strings.Contains(fmt.Sprint(h), secretish) {
 			t.Errorf("delivery carries %q: %s", secretish, body)
 		}
@@ -253,7 +255,7 @@ func TestDeliverSignedEvent(t *testing.T) {
 	}
 
 	// A second event proves the first is not sent again: the receiver counts per id.
-	id2 := queue(t, db, store.EventUserBanned, "alice", "alice")
+	id2 := queue(t, db, stagedoor.EventUserBanned, "alice", "alice")
 	d.Wake()
 	waitFor(t, "second event delivered", func() bool { return stateOf(t, db, id2).Done })
 	perID := map[string]int{}
@@ -278,7 +280,7 @@ func TestDeliverStoreEvents(t *testing.T) {
 	if err := db.SetActive(ctx, "alice", false); err != nil {
 		t.Fatalf("ban: %v", err)
 	}
-	if _, err := db.ResetKeysWith(ctx, "alice", store.Revocation{}); err != nil {
+	if _, err := db.ResetKeysWith(ctx, "alice", stagedoor.Revocation{}); err != nil {
 		t.Fatalf("reset: %v", err)
 	}
 	rcv := newReceiver(t, http.StatusOK)
@@ -288,11 +290,11 @@ func TestDeliverStoreEvents(t *testing.T) {
 	var got []string
 	for _, g := range rcv.deliveries() {
 		got = append(got, g.header.Get(webhook.HeaderEvent))
-		if strings.Contains(string(g.body), store.KeyPrefix) {
+		if strings.Contains(string(g.body), stagedoor.KeyPrefix) {
 			t.Errorf("body carries a key: %s", g.body)
 		}
 	}
-	if want := []string{store.EventUserBanned, store.EventKeyRotated}; !reflect.DeepEqual(got, want) {
+	if want := []string{stagedoor.EventUserBanned, stagedoor.EventKeyRotated}; !reflect.DeepEqual(got, want) {
 		t.Errorf("events delivered = %v, want %v (oldest first)", got, want)
 	}
 }
@@ -300,7 +302,7 @@ func TestDeliverStoreEvents(t *testing.T) {
 func TestRetryThenGiveUp(t *testing.T) {
 	db, clk := mustOpen(t)
 	rcv := newReceiver(t, http.StatusInternalServerError)
-	id := queue(t, db, store.EventStreamStopped, "alice", "alice")
+	id := queue(t, db, stagedoor.EventStreamStopped, "alice", "alice")
 
 	var res results
 	d := webhook.NewDispatcher(db, discard(), []string{rcv.srv.URL}, secret)
@@ -359,7 +361,7 @@ func TestOneFailingURLRetries(t *testing.T) {
 	db, clk := mustOpen(t)
 	good := newReceiver(t, http.StatusOK)
 	bad := newReceiver(t, http.StatusBadGateway)
-	id := queue(t, db, store.EventUserUnbanned, "alice", "alice")
+	id := queue(t, db, stagedoor.EventUserUnbanned, "alice", "alice")
 	start(t, webhook.NewDispatcher(db, discard(), []string{good.srv.URL, bad.srv.URL}, secret))
 	waitFor(t, "attempt audited", func() bool { return len(webhookAudit(t, db)) == 1 })
 
@@ -393,7 +395,7 @@ func TestUnreachableURLNotLeaked(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			db, _ := mustOpen(t)
-			id := queue(t, db, store.EventStreamStarted, "alice", "alice")
+			id := queue(t, db, stagedoor.EventStreamStarted, "alice", "alice")
 			start(t, webhook.NewDispatcher(db, discard(), []string{tt.url}, secret))
 			waitFor(t, "attempt audited", func() bool { return len(webhookAudit(t, db)) == 1 })
 			e := webhookAudit(t, db)[0]
@@ -418,7 +420,7 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 func TestNoURLsFinishesWithoutHTTP(t *testing.T) {
 	db, _ := mustOpen(t)
 	var ids []int64
-	for _, ev := range []string{store.EventStreamStarted, store.EventStreamStopped, store.EventKeyRotated} {
+	for _, ev := range []string{stagedoor.EventStreamStarted, stagedoor.EventStreamStopped, stagedoor.EventKeyRotated} {
 		ids = append(ids, queue(t, db, ev, "alice", "alice"))
 	}
 	var calls atomic.Int64

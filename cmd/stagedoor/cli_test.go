@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -35,7 +37,7 @@ func newEnv(t *testing.T) map[string]string {
 	}
 }
 
-func users(t *testing.T, env map[string]string) []store.User {
+func users(t *testing.T, env map[string]string) []stagedoor.User {
 	t.Helper()
 	db, err := store.Open(context.Background(), env["STAGEDOOR_DB"])
 	if err != nil {
@@ -59,13 +61,13 @@ func TestUserAdd(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
 		t.Fatal(err)
 	}
-	if v["name"] != "benw" || !store.IsKey(v["stream_key"]) || v["server_url"] != "rtmp://stream.example:1935/live" ||
+	if v["name"] != "benw" || !stagedoor.IsKey(v["stream_key"]) || v["server_url"] != "rtmp://stream.example:1935/live" ||
 		v["hls_url"] != "http://stream.example:8888/live/benw/index.m3u8" {
 		t.Errorf("user add --json = %v", v)
 	}
 	db, _ := store.Open(t.Context(), env["STAGEDOOR_DB"])
 	defer db.Close()
-	if o, err := db.UserByKeyDigest(t.Context(), store.KeyDigest(v["stream_key"])); err != nil || o.UserName != "benw" {
+	if o, err := db.UserByKeyDigest(t.Context(), stagedoor.KeyDigest(v["stream_key"])); err != nil || o.UserName != "benw" {
 		t.Errorf("printed key does not verify: %v %+v", err, o)
 	}
 
@@ -148,10 +150,10 @@ func TestBanUnbanAndKeyReset(t *testing.T) {
 	_ = json.Unmarshal([]byte(r.stdout), &v)
 	db, _ := store.Open(t.Context(), env["STAGEDOOR_DB"])
 	defer db.Close()
-	if _, err := db.UserByKeyDigest(t.Context(), store.KeyDigest(oldKey)); err == nil {
+	if _, err := db.UserByKeyDigest(t.Context(), stagedoor.KeyDigest(oldKey)); err == nil {
 		t.Error("old key still valid after key reset")
 	}
-	if _, err := db.UserByKeyDigest(t.Context(), store.KeyDigest(v["stream_key"])); err != nil {
+	if _, err := db.UserByKeyDigest(t.Context(), stagedoor.KeyDigest(v["stream_key"])); err != nil {
 		t.Errorf("new key invalid: %v", err)
 	}
 
@@ -173,7 +175,7 @@ func TestServeNeedsHookSecret(t *testing.T) {
 }
 
 func TestRedactor(t *testing.T) {
-	key := store.NewKey()
+	key := stagedoor.NewKey()
 	var out bytes.Buffer
 	r := newRedactor(&out, []string{"topsecret-relay", ""})
 	for _, chunk := range []string{
@@ -194,7 +196,7 @@ func TestRedactor(t *testing.T) {
 			t.Errorf("output still contains %q:\n%s", secret, got)
 		}
 	}
-	for _, want := range []string{"key:" + store.Fingerprint(key), "stream is available", "user=alice", "tail without newline",
+	for _, want := range []string{"key:" + stagedoor.Fingerprint(key), "stream is available", "user=alice", "tail without newline",
 		"3fa85f64-5717-4562-b3fc-2c963f66afa6", "benw_the_streamer", "is not configured"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -175,7 +177,7 @@ func (s *faultService) checkFaulted() {
 		return nil
 	})
 	for i := range 10 {
-		for _, key := range []string{s.key, store.NewKey()} {
+		for _, key := range []string{s.key, stagedoor.NewKey()} {
 			code, took, err := s.auth(key)
 			if err != nil {
 				s.t.Fatalf("auth %d during the fault: %v", i, err)
@@ -203,7 +205,7 @@ func (s *faultService) checkRecovered() {
 		}
 		return nil
 	})
-	if code, _, err := s.auth(store.NewKey()); err != nil || code < 300 {
+	if code, _, err := s.auth(stagedoor.NewKey()); err != nil || code < 300 {
 		s.t.Errorf("unknown key after recovery: %d, %v; want a denial", code, err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -25,7 +27,7 @@ func cmdKey(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return err
 	}
-	rev := store.Revocation{KeepLive: *keepLive}
+	rev := stagedoor.Revocation{KeepLive: *keepLive}
 	open := func() (*store.DB, error) { return c.open(ctx) }
 	switch sub {
 	case "add":
@@ -145,7 +147,7 @@ func cmdKey(ctx context.Context, args []string, getenv func(string) string, stdo
 	return usageError(fmt.Sprintf("unknown key command %q (add, list, revoke, reset)", sub))
 }
 
-func liveNote(r store.Revocation) string {
+func liveNote(r stagedoor.Revocation) string {
 	if r.KeepLive {
 		return " A stream live on an old key may finish; reconnects are refused."
 	}
@@ -172,7 +174,7 @@ func cmdAudit(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer db.Close()
-	es, err := db.Audit(ctx, store.AuditFilter{User: *user, Since: time.Now().Add(-*since), Limit: *limit})
+	es, err := db.Audit(ctx, stagedoor.AuditFilter{User: *user, Since: time.Now().Add(-*since), Limit: *limit})
 	if err != nil {
 		return err
 	}

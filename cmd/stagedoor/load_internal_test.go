@@ -23,9 +23,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/authserver"
 	"github.com/stagedoor/stagedoor/plugin"
-	"github.com/stagedoor/stagedoor/store"
 )
 
 // Load tests T20, T21 and T29 of docs/threats.md against the real service, in process
@@ -168,7 +169,7 @@ func (s *loadService) createUsers(t *testing.T, prefix string, n int) []loadUser
 			StreamKey   string `json:"stream_key"`
 			Fingerprint string `json:"fingerprint"`
 		}
-		if err := json.Unmarshal(body, &out); err != nil || !store.IsKey(out.StreamKey) {
+		if err := json.Unmarshal(body, &out); err != nil || !stagedoor.IsKey(out.StreamKey) {
 			t.Fatalf("POST /users %s: body %s, err %v; want a stream key", name, body, err)
 		}
 		users = append(users, loadUser{name: name, key: out.StreamKey, fp: out.Fingerprint})
@@ -357,7 +358,7 @@ func TestSlowlorisDoesNotStarveAuth(t *testing.T) {
 
 	svc := startLoadService(t, "http://127.0.0.1:1")
 	u := svc.createUsers(t, "slow", 1)[0]
-	wrongKey := store.NewKey()
+	wrongKey := stagedoor.NewKey()
 
 	results := make([]slowConn, slowConns)
 	var ready, done sync.WaitGroup
@@ -462,7 +463,7 @@ func TestRaidBurst(t *testing.T) {
 		jobs = append(jobs, job{keyPublish(us[i%users].key, i), authAllowed, &pubLat})
 	}
 	for i := range unknowns {
-		jobs = append(jobs, job{keyPublish(store.NewKey(), publishes+i), authDenied, &denyLat})
+		jobs = append(jobs, job{keyPublish(stagedoor.NewKey(), publishes+i), authDenied, &denyLat})
 	}
 	for i := range reads {
 		jobs = append(jobs, job{publicRead(us[i%users].name, i), authAllowed, &readLat})
@@ -734,7 +735,7 @@ func TestHTTPSoakWithHooks(t *testing.T) {
 	for g := range authers {
 		wg.Go(func() {
 			client := mediaMTXClient()
-			u, unknown := stable[g%stableN], store.NewKey()
+			u, unknown := stable[g%stableN], stagedoor.NewKey()
 			time.Sleep(authEach * time.Duration(g) / authers) // spread the goroutines over the period
 			tick := time.NewTicker(authEach)
 			defer tick.Stop()
@@ -792,7 +793,7 @@ func TestHTTPSoakWithHooks(t *testing.T) {
 					StreamKey   string `json:"stream_key"`
 					Fingerprint string `json:"fingerprint"`
 				}
-				if err := json.Unmarshal(body, &added); err != nil || !store.IsKey(added.StreamKey) {
+				if err := json.Unmarshal(body, &added); err != nil || !stagedoor.IsKey(added.StreamKey) {
 					wrong.addf("%s: add key body %s: %v", what, body, err)
 					continue
 				}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor"
 )
 
 var (
@@ -80,7 +80,7 @@ func (r *redactor) redact(line string) string {
 	for _, s := range r.secrets {
 		line = strings.ReplaceAll(line, s, redactedMark)
 	}
-	line = keyInText.ReplaceAllStringFunc(line, func(k string) string { return "key:" + store.Fingerprint(k) })
+	line = keyInText.ReplaceAllStringFunc(line, func(k string) string { return "key:" + stagedoor.Fingerprint(k) })
 	line = keyLikeRun.ReplaceAllStringFunc(line, func(run string) string {
 		if uuidShape.MatchString(run) {
 			return run

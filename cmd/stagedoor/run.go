@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/gin-gonic/gin"
 
 	"github.com/stagedoor/stagedoor/authserver"
@@ -44,10 +46,10 @@ func exitCode(err error) int {
 	if _, ok := errors.AsType[usageError](err); ok {
 		return 2
 	}
-	if _, ok := errors.AsType[*store.InvalidError](err); ok {
+	if _, ok := errors.AsType[*stagedoor.InvalidError](err); ok {
 		return 2
 	}
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) || errors.Is(err, flag.ErrHelp) {
+	if errors.Is(err, stagedoor.ErrNotFound) || errors.Is(err, stagedoor.ErrConflict) || errors.Is(err, flag.ErrHelp) {
 		return 2
 	}
 	return 1

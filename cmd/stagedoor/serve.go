@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/stagedoor/stagedoor/adminapi"
@@ -102,7 +104,7 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 	met := newMetrics(db, passwords, rec)
 	mgr.OnKick = func(k plugin.Kick) {
 		met.kicks.WithLabelValues(k.Reason).Inc()
-		rec.Record(store.AuditEntry{At: time.Now(), Kind: "kick", User: k.User, KeyFP: k.KeyFP,
+		rec.Record(stagedoor.AuditEntry{At: time.Now(), Kind: "kick", User: k.User, KeyFP: k.KeyFP,
 			Protocol: k.SourceType, Decision: "kicked", Reason: k.Reason})
 	}
 	owner := probeOwner()
@@ -241,7 +243,7 @@ const policyNotifyHeader = "X-Stagedoor-Policy-Changed"
 
 // auditEntry is the audit line of a publish decision: fingerprints and names, never a
 // secret or a raw path.
-func auditEntry(req authserver.Request, d authserver.Decision) store.AuditEntry {
+func auditEntry(req authserver.Request, d authserver.Decision) stagedoor.AuditEntry {
 	decision := "deny"
 	if d.Allow {
 		decision = "allow"
@@ -250,7 +252,7 @@ func auditEntry(req authserver.Request, d authserver.Decision) store.AuditEntry 
 	if len(ip) > 64 {
 		ip = ip[:64]
 	}
-	return store.AuditEntry{At: time.Now(), Kind: "publish", User: d.User, KeyFP: d.KeyFP, IP: ip,
+	return stagedoor.AuditEntry{At: time.Now(), Kind: "publish", User: d.User, KeyFP: d.KeyFP, IP: ip,
 		Protocol: req.Protocol, Decision: decision, Reason: d.Reason}
 }
 

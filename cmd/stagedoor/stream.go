@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor"
 )
 
 // encoderForms are the ways a streamer can enter user/password publishing in an encoder.
@@ -85,7 +85,7 @@ func cmdPasswd(ctx context.Context, c *cliFlags, pos []string, stdin io.Reader, 
 		}
 		pw = strings.TrimRight(line, "\r\n")
 	}
-	hash, err := store.HashPassword(pw, c.cost)
+	hash, err := stagedoor.HashPassword(pw, c.cost)
 	if err != nil {
 		return err
 	}

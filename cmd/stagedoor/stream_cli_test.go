@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stagedoor/stagedoor"
+
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/stagedoor/stagedoor/store"
@@ -132,11 +134,11 @@ func TestUserPasswdJSON(t *testing.T) {
 		EncoderURLs  []formsJSON `json:"encoder_urls"`
 	}
 	decodeJSON(t, r.stdout, &out)
-	if out.Name != "alice" || !store.IsHashShaped(out.PasswordHash) {
+	if out.Name != "alice" || !stagedoor.IsHashShaped(out.PasswordHash) {
 		t.Fatalf("passwd --json = %+v", out)
 	}
-	if c, err := bcrypt.Cost([]byte(out.PasswordHash)); err != nil || c != store.DefaultCost {
-		t.Errorf("cost = %d, %v; want %d", c, err, store.DefaultCost)
+	if c, err := bcrypt.Cost([]byte(out.PasswordHash)); err != nil || c != stagedoor.DefaultCost {
+		t.Errorf("cost = %d, %v; want %d", c, err, stagedoor.DefaultCost)
 	}
 	if got := storedHash(t, env, "alice"); got != out.PasswordHash {
 		t.Errorf("stored hash = %q, want the printed one", got)
@@ -384,7 +386,7 @@ func TestStreamListAndRemove(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := db.SetLive(t.Context(), store.LiveState{Name: "concert", UserID: s.UserID, SourceID: "conn-1", SourceType: "rtmpConn"}); err != nil {
+		if err := db.SetLive(t.Context(), stagedoor.LiveState{Name: "concert", UserID: s.UserID, SourceID: "conn-1", SourceType: "rtmpConn"}); err != nil {
 			t.Fatal(err)
 		}
 	})

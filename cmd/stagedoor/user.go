@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/stagedoor/stagedoor"
+
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -74,7 +76,7 @@ func cmdUser(ctx context.Context, args []string, getenv func(string) string, std
 	fs, c := newCLIFlags("user "+sub, getenv, stderr)
 	if sub == "passwd" {
 		fs.StringVar(&c.password, "password", "", "the new password (visible in ps while the command runs: prefer stdin, the default)")
-		fs.IntVar(&c.cost, "cost", store.DefaultCost, "bcrypt cost, 10 to 12")
+		fs.IntVar(&c.cost, "cost", stagedoor.DefaultCost, "bcrypt cost, 10 to 12")
 	}
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
@@ -86,7 +88,7 @@ func cmdUser(ctx context.Context, args []string, getenv func(string) string, std
 		if err != nil {
 			return err
 		}
-		if err := store.ValidUsername(name); err != nil {
+		if err := stagedoor.ValidUsername(name); err != nil {
 			return err
 		}
 		db, err := c.open(ctx)
@@ -174,7 +176,7 @@ type userJSON struct {
 	HLSURL    string     `json:"hls_url"`
 }
 
-func printUsers(w io.Writer, c *cliFlags, users []store.User) error {
+func printUsers(w io.Writer, c *cliFlags, users []stagedoor.User) error {
 	out := make([]userJSON, 0, len(users))
 	rows := make([][]string, 0, len(users))
 	for _, u := range users {
@@ -194,7 +196,7 @@ func printUsers(w io.Writer, c *cliFlags, users []store.User) error {
 }
 
 // liveFields is the JSON view of a live state: live and live_since (null when offline).
-func liveFields(l *store.LiveState) (bool, *time.Time) {
+func liveFields(l *stagedoor.LiveState) (bool, *time.Time) {
 	if l == nil {
 		return false, nil
 	}
@@ -203,7 +205,7 @@ func liveFields(l *store.LiveState) (bool, *time.Time) {
 }
 
 // liveText is the table view of a live state.
-func liveText(l *store.LiveState) string {
+func liveText(l *stagedoor.LiveState) string {
 	if l == nil {
 		return "-"
 	}

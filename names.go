@@ -1,4 +1,8 @@
-package store
+// Package stagedoor is the vocabulary every other package shares: names and their
+// grammar, stream keys and their digests, path kinds, the domain types, errors, audit
+// entries, webhook event names and the public URLs. It imports nothing of ours and sees
+// no SQL, HTTP or MediaMTX wire format.
+package stagedoor
 
 import (
 	"crypto/rand"
@@ -63,9 +67,6 @@ func Fingerprint(secret string) string {
 	return hex.EncodeToString(d[:4])
 }
 
-// Fingerprint returns the log-safe fingerprint of the secret this digest was made from.
-func (d Digest) Fingerprint() string { return hex.EncodeToString(d[:4]) }
-
 // Path kinds of a MediaMTX path name. Log the kind, never the path: it may be a key.
 const (
 	PathKey    = "key"
@@ -92,3 +93,6 @@ func ParsePath(p string) (kind, rest string) {
 	}
 	return PathOther, ""
 }
+
+// Fingerprint returns the log-safe fingerprint of the secret this digest was made from.
+func (d Digest) Fingerprint() string { return hex.EncodeToString(d[:4]) }

@@ -1,13 +1,16 @@
-package store_test
+package stagedoor_test
 
 import (
 	"encoding/base64"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor"
 )
+
+var keyShape = regexp.MustCompile(`^sk_[A-Za-z0-9_-]{43}$`)
 
 // A fixed, well-formed key for table tests (not a real one: no database holds it).
 const sampleKey = "sk_" + "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abcde"
@@ -19,7 +22,7 @@ func TestIsKey(t *testing.T) {
 		in   string
 		want bool
 	}{
-		{"GeneratedKeyAccepted", store.NewKey(), true},
+		{"GeneratedKeyAccepted", stagedoor.NewKey(), true},
 		{"SampleKeyAccepted", sampleKey, true},
 		{"EmptyRejected", "", false},
 		{"PrefixOnlyRejected", "sk_", false},
@@ -38,7 +41,7 @@ func TestIsKey(t *testing.T) {
 		{"UsernameRejected", "benw", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := store.IsKey(tt.in); got != tt.want {
+			if got := stagedoor.IsKey(tt.in); got != tt.want {
 				t.Errorf("IsKey(%q) = %v, want %v", tt.in, got, tt.want)
 			}
 		})
@@ -82,16 +85,16 @@ func TestValidUsername(t *testing.T) {
 		{"KeyPrefixOnlyRejected", "sk_", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			err := store.ValidUsername(tt.in)
+			err := stagedoor.ValidUsername(tt.in)
 			if got := err == nil; got != tt.ok {
 				t.Fatalf("ValidUsername(%q) = %v, want ok=%v", tt.in, err, tt.ok)
 			}
 			if err == nil {
 				return
 			}
-			ie, ok := errors.AsType[*store.InvalidError](err)
+			ie, ok := errors.AsType[*stagedoor.InvalidError](err)
 			if !ok {
-				t.Fatalf("ValidUsername(%q) error %T, want *store.InvalidError", tt.in, err)
+				t.Fatalf("ValidUsername(%q) error %T, want *stagedoor.InvalidError", tt.in, err)
 			}
 			if ie.Field != "username" {
 				t.Errorf("InvalidError.Field = %q, want username", ie.Field)
@@ -101,53 +104,53 @@ func TestValidUsername(t *testing.T) {
 }
 
 func TestParsePath(t *testing.T) {
-	key := store.NewKey()
+	key := stagedoor.NewKey()
 	for _, tt := range []struct {
 		name     string
 		in       string
 		wantKind string
 		wantRest string
 	}{
-		{"KeyPathIsKey", "live/" + key, store.PathKey, key},
-		{"SampleKeyPathIsKey", "live/" + sampleKey, store.PathKey, sampleKey},
-		{"ChannelPathIsPublic", "live/benw", store.PathPublic, "benw"},
-		{"UnderscoreChannelIsPublic", "live/ben_w", store.PathPublic, "ben_w"},
+		{"KeyPathIsKey", "live/" + key, stagedoor.PathKey, key},
+		{"SampleKeyPathIsKey", "live/" + sampleKey, stagedoor.PathKey, sampleKey},
+		{"ChannelPathIsPublic", "live/benw", stagedoor.PathPublic, "benw"},
+		{"UnderscoreChannelIsPublic", "live/ben_w", stagedoor.PathPublic, "ben_w"},
 
 		// threats.md T04: everything else is PathOther.
-		{"EmptyIsOther", "", store.PathOther, ""},
-		{"LivePrefixOnlyIsOther", "live/", store.PathOther, ""},
-		{"LiveWithoutSlashIsOther", "live", store.PathOther, ""},
-		{"BareNameIsOther", "benw", store.PathOther, ""},
-		{"BareKeyIsOther", key, store.PathOther, ""},
-		{"DotDotIsOther", "live/../benw", store.PathOther, ""},
-		{"DotIsOther", "live/./x", store.PathOther, ""},
-		{"DoubleSlashIsOther", "live//benw", store.PathOther, ""},
-		{"LeadingSlashIsOther", "/live/benw", store.PathOther, ""},
-		{"TrailingSlashIsOther", "live/benw/", store.PathOther, ""},
-		{"SubpathIsOther", "live/benw/x", store.PathOther, ""},
-		{"KeySubpathIsOther", "live/" + key + "/x", store.PathOther, ""},
-		{"UppercaseAppIsOther", "LIVE/BENW", store.PathOther, ""},
-		{"UppercaseAppOnlyIsOther", "LIVE/benw", store.PathOther, ""},
-		{"MixedCaseNameIsOther", "live/BenW", store.PathOther, ""},
-		{"NULIsOther", "live/benw\x00", store.PathOther, ""},
-		{"PercentNULIsOther", "live/benw%00", store.PathOther, ""},
-		{"FullWidthIsOther", "live/ｂｅｎｗ", store.PathOther, ""},
-		{"ZeroWidthSpaceIsOther", "live/benw\u200b", store.PathOther, ""},
-		{"TrailingNewlineIsOther", "live/benw\n", store.PathOther, ""},
-		{"ThreeHundredCharsIsOther", "live/" + strings.Repeat("a", 300), store.PathOther, ""},
-		{"OneMegabyteIsOther", "live/" + strings.Repeat("a", 1<<20), store.PathOther, ""},
-		{"KeyPrefix42IsOther", "live/sk_" + strings.Repeat("a", 42), store.PathOther, ""},
-		{"KeyPrefix44IsOther", "live/sk_" + strings.Repeat("a", 44), store.PathOther, ""},
-		{"ShortKeyPrefixIsOther", "live/sk_abc", store.PathOther, ""},
-		{"PlaylistIsOther", "live/index.m3u8", store.PathOther, ""},
-		{"NamePlaylistIsOther", "live/benw.m3u8", store.PathOther, ""},
-		{"ReservedNameIsOther", "live/api", store.PathOther, ""},
-		{"ReservedLiveIsOther", "live/live", store.PathOther, ""},
-		{"OtherAppIsOther", "other/benw", store.PathOther, ""},
-		{"UppercaseKeyPrefixIsOther", "live/SK_" + strings.TrimPrefix(key, "sk_"), store.PathOther, ""},
+		{"EmptyIsOther", "", stagedoor.PathOther, ""},
+		{"LivePrefixOnlyIsOther", "live/", stagedoor.PathOther, ""},
+		{"LiveWithoutSlashIsOther", "live", stagedoor.PathOther, ""},
+		{"BareNameIsOther", "benw", stagedoor.PathOther, ""},
+		{"BareKeyIsOther", key, stagedoor.PathOther, ""},
+		{"DotDotIsOther", "live/../benw", stagedoor.PathOther, ""},
+		{"DotIsOther", "live/./x", stagedoor.PathOther, ""},
+		{"DoubleSlashIsOther", "live//benw", stagedoor.PathOther, ""},
+		{"LeadingSlashIsOther", "/live/benw", stagedoor.PathOther, ""},
+		{"TrailingSlashIsOther", "live/benw/", stagedoor.PathOther, ""},
+		{"SubpathIsOther", "live/benw/x", stagedoor.PathOther, ""},
+		{"KeySubpathIsOther", "live/" + key + "/x", stagedoor.PathOther, ""},
+		{"UppercaseAppIsOther", "LIVE/BENW", stagedoor.PathOther, ""},
+		{"UppercaseAppOnlyIsOther", "LIVE/benw", stagedoor.PathOther, ""},
+		{"MixedCaseNameIsOther", "live/BenW", stagedoor.PathOther, ""},
+		{"NULIsOther", "live/benw\x00", stagedoor.PathOther, ""},
+		{"PercentNULIsOther", "live/benw%00", stagedoor.PathOther, ""},
+		{"FullWidthIsOther", "live/ｂｅｎｗ", stagedoor.PathOther, ""},
+		{"ZeroWidthSpaceIsOther", "live/benw\u200b", stagedoor.PathOther, ""},
+		{"TrailingNewlineIsOther", "live/benw\n", stagedoor.PathOther, ""},
+		{"ThreeHundredCharsIsOther", "live/" + strings.Repeat("a", 300), stagedoor.PathOther, ""},
+		{"OneMegabyteIsOther", "live/" + strings.Repeat("a", 1<<20), stagedoor.PathOther, ""},
+		{"KeyPrefix42IsOther", "live/sk_" + strings.Repeat("a", 42), stagedoor.PathOther, ""},
+		{"KeyPrefix44IsOther", "live/sk_" + strings.Repeat("a", 44), stagedoor.PathOther, ""},
+		{"ShortKeyPrefixIsOther", "live/sk_abc", stagedoor.PathOther, ""},
+		{"PlaylistIsOther", "live/index.m3u8", stagedoor.PathOther, ""},
+		{"NamePlaylistIsOther", "live/benw.m3u8", stagedoor.PathOther, ""},
+		{"ReservedNameIsOther", "live/api", stagedoor.PathOther, ""},
+		{"ReservedLiveIsOther", "live/live", stagedoor.PathOther, ""},
+		{"OtherAppIsOther", "other/benw", stagedoor.PathOther, ""},
+		{"UppercaseKeyPrefixIsOther", "live/SK_" + strings.TrimPrefix(key, "sk_"), stagedoor.PathOther, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			kind, rest := store.ParsePath(tt.in)
+			kind, rest := stagedoor.ParsePath(tt.in)
 			if kind != tt.wantKind || rest != tt.wantRest {
 				t.Errorf("ParsePath(%.60q) = (%q, %.60q), want (%q, %.60q)", tt.in, kind, rest, tt.wantKind, tt.wantRest)
 			}
@@ -159,25 +162,25 @@ func TestNewKey(t *testing.T) {
 	const n = 10_000 // threats.md T34 asks for 10^5; 10^4 keeps `go test -race` quick
 	seen := make(map[string]bool, n)
 	for range n {
-		k := store.NewKey()
+		k := stagedoor.NewKey()
 		if seen[k] {
 			t.Fatalf("NewKey repeated a key after %d keys", len(seen))
 		}
 		seen[k] = true
-		if !store.IsKey(k) {
+		if !stagedoor.IsKey(k) {
 			t.Fatalf("NewKey() = key of length %d that IsKey rejects", len(k))
 		}
 		if !keyShape.MatchString(k) {
 			t.Fatalf("NewKey() does not match %s", keyShape)
 		}
-		if store.ValidUsername(k) == nil {
+		if stagedoor.ValidUsername(k) == nil {
 			t.Fatal("NewKey() is a valid username")
 		}
-		if kind, _ := store.ParsePath("live/" + k); kind != store.PathKey {
-			t.Fatalf("ParsePath(live/<new key>) kind = %q, want %q", kind, store.PathKey)
+		if kind, _ := stagedoor.ParsePath("live/" + k); kind != stagedoor.PathKey {
+			t.Fatalf("ParsePath(live/<new key>) kind = %q, want %q", kind, stagedoor.PathKey)
 		}
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(store.NewKey(), store.KeyPrefix))
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(stagedoor.NewKey(), stagedoor.KeyPrefix))
 	if err != nil {
 		t.Fatalf("key body is not base64url: %v", err)
 	}
@@ -187,15 +190,15 @@ func TestNewKey(t *testing.T) {
 }
 
 func TestDigestAndFingerprint(t *testing.T) {
-	k := store.NewKey()
-	d := store.KeyDigest(k)
-	if d != store.KeyDigest(k) {
+	k := stagedoor.NewKey()
+	d := stagedoor.KeyDigest(k)
+	if d != stagedoor.KeyDigest(k) {
 		t.Error("KeyDigest is not deterministic")
 	}
-	if d == store.KeyDigest(store.NewKey()) {
+	if d == stagedoor.KeyDigest(stagedoor.NewKey()) {
 		t.Error("two keys share a digest")
 	}
-	fp := store.Fingerprint(k)
+	fp := stagedoor.Fingerprint(k)
 	if len(fp) != 8 || strings.Trim(fp, "0123456789abcdef") != "" {
 		t.Errorf("Fingerprint = %q, want 8 lowercase hex characters", fp)
 	}

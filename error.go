@@ -1,0 +1,21 @@
+package stagedoor
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors returned by DB methods; match them with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("already exists")
+	ErrInactive = errors.New("user is banned")
+)
+
+// InvalidError reports a value that does not follow the grammar of its field.
+type InvalidError struct {
+	Field  string
+	Reason string
+}
+
+func (e *InvalidError) Error() string { return fmt.Sprintf("invalid %s: %s", e.Field, e.Reason) }
