@@ -3,12 +3,12 @@ package plugin_test
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +16,8 @@ import (
 
 	"github.com/stagedoor/stagedoor"
 
+	"github.com/stagedoor/stagedoor/mediamtx"
+	"github.com/stagedoor/stagedoor/mediamtx/mediamtxtest"
 	"github.com/stagedoor/stagedoor/plugin"
 	"github.com/stagedoor/stagedoor/store"
 )
@@ -32,90 +34,16 @@ func mustOpen(t *testing.T) *store.DB {
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// fakeAPI stands in for MediaMTX's control API so that hook events can be delivered
-// in any order against a chosen runtime state, which a real MediaMTX cannot do on demand.
-type fakeAPI struct {
-	mu      sync.Mutex
-	paths   map[string]plugin.Path // runtime paths by name
-	configs map[string]string      // runtime path configs: name -> source
-	calls   []string
-}
-
-func newFakeAPI(t *testing.T) (*fakeAPI, *plugin.MediaMTX) {
-	f := &fakeAPI{paths: map[string]plugin.Path{}, configs: map[string]string{}}
-	srv := httptest.NewServer(f)
-	t.Cleanup(srv.Close)
-	return f, &plugin.MediaMTX{BaseURL: srv.URL, User: "admin", Password: "adminpw"}
-}
-
-func (f *fakeAPI) setSource(path, id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if id == "" {
-		delete(f.paths, path)
-		return
-	}
-	f.paths[path] = plugin.Path{Name: path, Available: true, Source: &plugin.PathSource{Type: "rtmpConn", ID: id}}
-}
-
-func (f *fakeAPI) config(name string) (string, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	s, ok := f.configs[name]
-	return s, ok
-}
-
-func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if u, p, ok := r.BasicAuth(); !ok || u != "admin" || p != "adminpw" {
-		w.WriteHeader(http.StatusUnauthorized)
-		return
-	}
-	f.calls = append(f.calls, r.Method+" "+r.URL.Path)
-	switch {
-	case r.Method == http.MethodGet && r.URL.Path == "/v3/paths/list":
-		var items []plugin.Path
-		for _, p := range f.paths {
-			items = append(items, p)
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"pageCount": 1, "items": items})
-	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v3/paths/get/"):
-		p, ok := f.paths[strings.TrimPrefix(r.URL.Path, "/v3/paths/get/")]
-		if !ok {
-			w.WriteHeader(http.StatusNotFound)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(p)
-	case r.Method == http.MethodGet && r.URL.Path == "/v3/config/paths/list":
-		var items []plugin.PathConfig
-		for n, s := range f.configs {
-			items = append(items, plugin.PathConfig{Name: n, Source: s})
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"pageCount": 1, "items": items})
-	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v3/config/paths/replace/"):
-		var c struct {
-			Source string `json:"source"`
-		}
-		_ = json.NewDecoder(r.Body).Decode(&c)
-		f.configs[strings.TrimPrefix(r.URL.Path, "/v3/config/paths/replace/")] = c.Source
-	case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/v3/config/paths/delete/"):
-		name := strings.TrimPrefix(r.URL.Path, "/v3/config/paths/delete/")
-		if _, ok := f.configs[name]; !ok {
-			w.WriteHeader(http.StatusNotFound)
-			return
-		}
-		delete(f.configs, name)
-	default:
-		w.WriteHeader(http.StatusNotFound)
-	}
+func newFakeAPI(t *testing.T) (*mediamtxtest.Server, *mediamtx.Client) {
+	f := mediamtxtest.New(t, "admin", "adminpw")
+	return f, f.Client()
 }
 
 var relay = plugin.Relay{User: "stagedoor-relay", Password: "relaypw", RTSPAddress: "127.0.0.1:8554"}
 
 type fixture struct {
 	db  *store.DB
-	api *fakeAPI
+	api *mediamtxtest.Server
 	m   *plugin.Manager
 	key string
 	id  int64
@@ -160,7 +88,7 @@ func (f *fixture) wantState(t *testing.T, source string) {
 	if got := f.live(t); got != source {
 		t.Errorf("live source = %q, want %q", got, source)
 	}
-	conf, ok := f.api.config("live/benw")
+	conf, ok := f.api.Config("live/benw")
 	switch {
 	case source == "" && ok:
 		t.Errorf("alias live/benw present while offline")
@@ -174,7 +102,7 @@ func (f *fixture) wantState(t *testing.T, source string) {
 func TestHandleEvent(t *testing.T) {
 	t.Run("AvailableConfirmedGoesLiveWithAlias", func(t *testing.T) {
 		f := newFixture(t)
-		f.api.setSource(f.keyPath(), "A")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
 		f.event(t, plugin.EventAvailable, "A")
 		f.wantState(t, "A")
 	})
@@ -182,24 +110,24 @@ func TestHandleEvent(t *testing.T) {
 		f := newFixture(t)
 		f.event(t, plugin.EventAvailable, "A") // MediaMTX has no such path: a spoofed or stale hook
 		f.wantState(t, "")
-		f.api.setSource(f.keyPath(), "B")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "B")
 		f.event(t, plugin.EventAvailable, "A") // available, but with another source
 		f.wantState(t, "")
 	})
 	t.Run("OldSourceUnavailableAfterTakeoverIgnored", func(t *testing.T) {
 		f := newFixture(t)
-		f.api.setSource(f.keyPath(), "A")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
 		f.event(t, plugin.EventAvailable, "A")
-		f.api.setSource(f.keyPath(), "B")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "B")
 		f.event(t, plugin.EventAvailable, "B")
 		f.event(t, plugin.EventUnavailable, "A") // arrives last
 		f.wantState(t, "B")
 	})
 	t.Run("UnavailableBeforeNewAvailable", func(t *testing.T) {
 		f := newFixture(t)
-		f.api.setSource(f.keyPath(), "A")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
 		f.event(t, plugin.EventAvailable, "A")
-		f.api.setSource(f.keyPath(), "B")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "B")
 		f.event(t, plugin.EventUnavailable, "A")
 		f.event(t, plugin.EventAvailable, "B")
 		f.wantState(t, "B")
@@ -208,7 +136,7 @@ func TestHandleEvent(t *testing.T) {
 		f := newFixture(t)
 		now := time.Unix(1_700_000_000, 0)
 		f.db.Now = func() time.Time { return now }
-		f.api.setSource(f.keyPath(), "A")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
 		f.event(t, plugin.EventAvailable, "A")
 		now = now.Add(time.Hour)
 		f.event(t, plugin.EventAvailable, "A")
@@ -220,9 +148,9 @@ func TestHandleEvent(t *testing.T) {
 	})
 	t.Run("UnavailableTakesDownAlias", func(t *testing.T) {
 		f := newFixture(t)
-		f.api.setSource(f.keyPath(), "A")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
 		f.event(t, plugin.EventAvailable, "A")
-		f.api.setSource(f.keyPath(), "")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "")
 		f.event(t, plugin.EventUnavailable, "A")
 		f.wantState(t, "")
 		f.event(t, plugin.EventUnavailable, "A") // duplicate
@@ -236,7 +164,7 @@ func TestHandleEvent(t *testing.T) {
 	t.Run("UnknownKeyIgnored", func(t *testing.T) {
 		f := newFixture(t)
 		other := "live/" + stagedoor.NewKey()
-		f.api.setSource(other, "A")
+		f.api.SetSource(other, "rtmpConn", "A")
 		if err := f.m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventAvailable, Path: other, SourceID: "A"}); err != nil {
 			t.Fatal(err)
 		}
@@ -248,7 +176,7 @@ func TestHandleEvent(t *testing.T) {
 		if _, err := f.db.ResetKeys(t.Context(), "benw"); err != nil {
 			t.Fatal(err)
 		}
-		f.api.setSource(old, "A")
+		f.api.SetSource(old, "rtmpConn", "A")
 		f.event(t, plugin.EventAvailable, "A")
 		f.wantState(t, "")
 	})
@@ -257,13 +185,13 @@ func TestHandleEvent(t *testing.T) {
 		if err := f.db.SetActive(t.Context(), "benw", false); err != nil {
 			t.Fatal(err)
 		}
-		f.api.setSource(f.keyPath(), "A")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
 		f.event(t, plugin.EventAvailable, "A")
 		f.wantState(t, "")
 	})
 	t.Run("EventWithoutSourceIgnored", func(t *testing.T) {
 		f := newFixture(t)
-		f.api.setSource(f.keyPath(), "A")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
 		f.event(t, plugin.EventAvailable, "A")
 		f.event(t, plugin.EventUnavailable, "") // must not be an unconditional offline
 		f.wantState(t, "A")
@@ -273,7 +201,7 @@ func TestHandleEvent(t *testing.T) {
 func TestReconcile(t *testing.T) {
 	t.Run("MissedAvailableRepaired", func(t *testing.T) {
 		f := newFixture(t)
-		f.api.setSource(f.keyPath(), "A")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
 		if err := f.m.Reconcile(t.Context()); err != nil {
 			t.Fatal(err)
 		}
@@ -281,9 +209,9 @@ func TestReconcile(t *testing.T) {
 	})
 	t.Run("MissedUnavailableRepaired", func(t *testing.T) {
 		f := newFixture(t)
-		f.api.setSource(f.keyPath(), "A")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
 		f.event(t, plugin.EventAvailable, "A")
-		f.api.setSource(f.keyPath(), "") // MediaMTX died: no unavailable hook at all
+		f.api.SetSource(f.keyPath(), "rtmpConn", "") // MediaMTX died: no unavailable hook at all
 		if err := f.m.Reconcile(t.Context()); err != nil {
 			t.Fatal(err)
 		}
@@ -301,19 +229,19 @@ func TestReconcile(t *testing.T) {
 	})
 	t.Run("ForeignConfigsUntouched", func(t *testing.T) {
 		f := newFixture(t)
-		f.api.configs["live/cam"] = "rtsp://camera.local/stream"
-		f.api.configs["~^live/[a-z0-9_]{3,25}$"] = ""
+		f.api.SetConfig("live/cam", "rtsp://camera.local/stream")
+		f.api.SetConfig("~^live/[a-z0-9_]{3,25}$", "")
 		if err := f.m.Reconcile(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		if len(f.api.configs) != 2 {
-			t.Errorf("configs = %v, want the operator's entries kept", f.api.configs)
+		if len(f.api.Configs()) != 2 {
+			t.Errorf("configs = %v, want the operator's entries kept", f.api.Configs())
 		}
 	})
 	t.Run("StaleAliasFromEarlierRunReplaced", func(t *testing.T) {
 		f := newFixture(t)
-		f.api.setSource(f.keyPath(), "A")
-		f.api.configs["live/benw"] = "rtsp://stagedoor-relay:oldsecret@127.0.0.1:8554/" + f.keyPath()
+		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
+		f.api.SetConfig("live/benw", "rtsp://stagedoor-relay:oldsecret@127.0.0.1:8554/"+f.keyPath())
 		if err := f.m.Reconcile(t.Context()); err != nil {
 			t.Fatal(err)
 		}
@@ -321,7 +249,7 @@ func TestReconcile(t *testing.T) {
 	})
 	t.Run("BannedUserAliasRemoved", func(t *testing.T) {
 		f := newFixture(t)
-		f.api.setSource(f.keyPath(), "A")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
 		f.event(t, plugin.EventAvailable, "A")
 		if err := f.db.SetActive(t.Context(), "benw", false); err != nil {
 			t.Fatal(err)
@@ -335,7 +263,7 @@ func TestReconcile(t *testing.T) {
 		db := mustOpen(t)
 		nu, _ := db.CreateUser(t.Context(), "benw")
 		_ = db.SetLive(t.Context(), stagedoor.LiveState{Name: "benw", UserID: nu.ID, SourceID: "A", SourceType: "rtmpConn"})
-		m := plugin.NewManager(discard(), db, &plugin.MediaMTX{BaseURL: "http://127.0.0.1:1"}, relay)
+		m := plugin.NewManager(discard(), db, &mediamtx.Client{BaseURL: "http://127.0.0.1:1"}, relay)
 		if err := m.Reconcile(t.Context()); err == nil {
 			t.Fatal("Reconcile with MediaMTX down: nil error")
 		}
@@ -429,17 +357,17 @@ func TestNotifyFromEnv(t *testing.T) {
 func TestDirectIngest(t *testing.T) {
 	t.Run("PublicNameAvailableGoesLiveWithoutAlias", func(t *testing.T) {
 		f := newFixture(t)
-		f.api.setSource("live/benw", "P") // benw?key=… straight to the public name
+		f.api.SetSource("live/benw", "rtmpConn", "P") // benw?key=… straight to the public name
 		if err := f.m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventAvailable, Path: "live/benw", SourceID: "P"}); err != nil {
 			t.Fatal(err)
 		}
 		if got := f.live(t); got != "P" {
 			t.Errorf("live source = %q, want P", got)
 		}
-		if _, ok := f.api.config("live/benw"); ok {
+		if _, ok := f.api.Config("live/benw"); ok {
 			t.Error("direct ingest got an alias entry")
 		}
-		f.api.setSource("live/benw", "")
+		f.api.SetSource("live/benw", "rtmpConn", "")
 		if err := f.m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventUnavailable, Path: "live/benw", SourceID: "P"}); err != nil {
 			t.Fatal(err)
 		}
@@ -452,7 +380,7 @@ func TestDirectIngest(t *testing.T) {
 		if _, err := f.db.CreateStream(t.Context(), "concert", "benw", true); err != nil {
 			t.Fatal(err)
 		}
-		f.api.setSource("live/concert", "S")
+		f.api.SetSource("live/concert", "rtmpConn", "S")
 		if err := f.m.Reconcile(t.Context()); err != nil {
 			t.Fatal(err)
 		}
@@ -460,7 +388,7 @@ func TestDirectIngest(t *testing.T) {
 		if err != nil || l.SourceID != "S" || l.UserName != "benw" {
 			t.Errorf("concert live = %+v, %v; want source S owned by benw", l, err)
 		}
-		f.api.setSource("live/concert", "")
+		f.api.SetSource("live/concert", "rtmpConn", "")
 		if err := f.m.Reconcile(t.Context()); err != nil {
 			t.Fatal(err)
 		}
@@ -470,7 +398,7 @@ func TestDirectIngest(t *testing.T) {
 	})
 	t.Run("UnknownPublicNameIgnored", func(t *testing.T) {
 		f := newFixture(t)
-		f.api.setSource("live/nobody", "X")
+		f.api.SetSource("live/nobody", "rtmpConn", "X")
 		if err := f.m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventAvailable, Path: "live/nobody", SourceID: "X"}); err != nil {
 			t.Fatal(err)
 		}
@@ -484,16 +412,16 @@ func TestDirectIngest(t *testing.T) {
 	t.Run("KeyAliasNeverReplacesDirectIngest", func(t *testing.T) {
 		// Adding the exact-name alias entry would recreate live/benw and drop its publisher.
 		f := newFixture(t)
-		f.api.setSource("live/benw", "P")
-		f.api.setSource(f.keyPath(), "K")
+		f.api.SetSource("live/benw", "rtmpConn", "P")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "K")
 		f.event(t, plugin.EventAvailable, "K")
-		if _, ok := f.api.config("live/benw"); ok {
+		if _, ok := f.api.Config("live/benw"); ok {
 			t.Error("alias set over a name held by direct ingest (event)")
 		}
 		if err := f.m.Reconcile(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := f.api.config("live/benw"); ok {
+		if _, ok := f.api.Config("live/benw"); ok {
 			t.Error("alias set over a name held by direct ingest (reconcile)")
 		}
 		if got := f.live(t); got != "P" {
@@ -502,15 +430,9 @@ func TestDirectIngest(t *testing.T) {
 	})
 }
 
-func (f *fakeAPI) kicked(id string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, c := range f.calls {
-		if c == "POST /v3/rtmp/conns/kick/"+id {
-			return true
-		}
-	}
-	return false
+// kicked reports whether the fake saw a kick of the RTMP publisher id.
+func kicked(api *mediamtxtest.Server, id string) bool {
+	return slices.Contains(api.Kicks(), "rtmpConn/"+id)
 }
 
 func TestEnforcement(t *testing.T) {
@@ -522,68 +444,68 @@ func TestEnforcement(t *testing.T) {
 	}
 	t.Run("BanKicksKeyStream", func(t *testing.T) {
 		f := newFixture(t)
-		f.api.setSource(f.keyPath(), "A")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
 		f.event(t, plugin.EventAvailable, "A")
 		if err := f.db.SetActive(t.Context(), "benw", false); err != nil {
 			t.Fatal(err)
 		}
 		reconcile(t, f)
-		if !f.api.kicked("A") {
+		if !kicked(f.api, "A") {
 			t.Error("banned user's stream not kicked")
 		}
 		f.wantState(t, "")
 	})
 	t.Run("RevokedKeyKicked", func(t *testing.T) {
 		f := newFixture(t)
-		f.api.setSource(f.keyPath(), "A")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
 		f.event(t, plugin.EventAvailable, "A")
 		if _, err := f.db.ResetKeys(t.Context(), "benw"); err != nil {
 			t.Fatal(err)
 		}
 		reconcile(t, f)
-		if !f.api.kicked("A") {
+		if !kicked(f.api, "A") {
 			t.Error("stream on a revoked key not kicked")
 		}
 	})
 	t.Run("KeepLiveFinishes", func(t *testing.T) {
 		f := newFixture(t)
-		f.api.setSource(f.keyPath(), "A")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
 		f.event(t, plugin.EventAvailable, "A")
 		if _, err := f.db.ResetKeysWith(t.Context(), "benw", stagedoor.Revocation{KeepLive: true}); err != nil {
 			t.Fatal(err)
 		}
 		reconcile(t, f)
-		if f.api.kicked("A") {
+		if kicked(f.api, "A") {
 			t.Error("--keep-live stream kicked")
 		}
 		f.wantState(t, "A")
 	})
 	t.Run("UnbannedNotKicked", func(t *testing.T) {
 		f := newFixture(t)
-		f.api.setSource(f.keyPath(), "A")
+		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
 		f.event(t, plugin.EventAvailable, "A")
 		reconcile(t, f)
-		if f.api.kicked("A") {
+		if kicked(f.api, "A") {
 			t.Error("active user's stream kicked")
 		}
 	})
 	t.Run("DirectIngestKeyRevokedKicked", func(t *testing.T) {
 		f := newFixture(t)
 		d := stagedoor.KeyDigest(f.key)
-		f.api.setSource("live/benw", "Q")
+		f.api.SetSource("live/benw", "rtmpConn", "Q")
 		ev := plugin.Event{Kind: plugin.EventAvailable, Path: "live/benw", SourceID: "Q", KeyDigest: hexDigest(d)}
 		if err := f.m.HandleEvent(t.Context(), ev); err != nil {
 			t.Fatal(err)
 		}
 		reconcile(t, f)
-		if f.api.kicked("Q") {
+		if kicked(f.api, "Q") {
 			t.Fatal("kicked while the key is valid")
 		}
 		if err := f.db.RevokeKey(t.Context(), "benw", d.Fingerprint(), stagedoor.Revocation{}); err != nil {
 			t.Fatal(err)
 		}
 		reconcile(t, f)
-		if !f.api.kicked("Q") {
+		if !kicked(f.api, "Q") {
 			t.Error("direct ingest on a revoked key not kicked")
 		}
 	})
@@ -592,13 +514,13 @@ func TestEnforcement(t *testing.T) {
 		if _, err := f.db.CreateStream(t.Context(), "concert", "benw", false); err != nil {
 			t.Fatal(err)
 		}
-		f.api.setSource("live/concert", "S")
+		f.api.SetSource("live/concert", "rtmpConn", "S")
 		reconcile(t, f)
 		if err := f.db.DeleteStream(t.Context(), "concert"); err != nil {
 			t.Fatal(err)
 		}
 		reconcile(t, f)
-		if !f.api.kicked("S") {
+		if !kicked(f.api, "S") {
 			t.Error("stream on a deleted name not kicked")
 		}
 	})

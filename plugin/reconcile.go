@@ -6,10 +6,11 @@ import (
 	"fmt"
 
 	"github.com/stagedoor/stagedoor"
+	"github.com/stagedoor/stagedoor/mediamtx"
 )
 
-// Kick records one publisher disconnected because its credential no longer allows it.
-type Kick struct {
+// Ejection records one publisher disconnected because its credential no longer allows it.
+type Ejection struct {
 	Name       string // the public name the stream played under
 	User       string
 	KeyFP      string
@@ -64,14 +65,14 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		}
 		ch, err := m.store.ChannelByName(ctx, name)
 		if errors.Is(err, stagedoor.ErrNotFound) {
-			m.kick(ctx, p.Source, Kick{Name: name, Reason: "name no longer exists"})
+			m.eject(ctx, p.Source, Ejection{Name: name, Reason: "name no longer exists"})
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("reconcile: %w", err)
 		}
 		if !ch.Active {
-			m.kick(ctx, p.Source, Kick{Name: name, User: ch.UserName, Reason: "user banned"})
+			m.eject(ctx, p.Source, Ejection{Name: name, User: ch.UserName, Reason: "user banned"})
 			continue
 		}
 		var digest *stagedoor.Digest
@@ -80,7 +81,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			if ok, fp, err := m.keyStillAllows(ctx, *digest); err != nil {
 				return fmt.Errorf("reconcile: %w", err)
 			} else if !ok {
-				m.kick(ctx, p.Source, Kick{Name: name, User: ch.UserName, KeyFP: fp, Reason: "key revoked"})
+				m.eject(ctx, p.Source, Ejection{Name: name, User: ch.UserName, KeyFP: fp, Reason: "key revoked"})
 				continue
 			}
 		}
@@ -101,7 +102,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 				// Revoked with --keep-live: this stream may finish, still aliased.
 				owner = stagedoor.KeyOwner{UserID: r.UserID, UserName: r.UserName, Active: true, Fingerprint: r.Fingerprint}
 			case rerr == nil || errors.Is(rerr, stagedoor.ErrNotFound):
-				m.kick(ctx, p.Source, Kick{User: r.UserName, KeyFP: dg.Fingerprint(), Reason: "key revoked"})
+				m.eject(ctx, p.Source, Ejection{User: r.UserName, KeyFP: dg.Fingerprint(), Reason: "key revoked"})
 				continue
 			default:
 				return fmt.Errorf("reconcile: %w", rerr)
@@ -110,7 +111,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			return fmt.Errorf("reconcile: %w", err)
 		}
 		if !owner.Active {
-			m.kick(ctx, p.Source, Kick{Name: owner.UserName, User: owner.UserName, KeyFP: owner.Fingerprint, Reason: "user banned"})
+			m.eject(ctx, p.Source, Ejection{Name: owner.UserName, User: owner.UserName, KeyFP: owner.Fingerprint, Reason: "user banned"})
 			continue
 		}
 		if prev, ok := want[owner.UserName]; ok && (prev.keyPath == "" || !isCurrent(current, owner.UserName, p.Source.ID)) {
@@ -187,17 +188,17 @@ func (m *Manager) keyStillAllows(ctx context.Context, d stagedoor.Digest) (bool,
 	return r.KeepLive, d.Fingerprint(), nil
 }
 
-// kick disconnects a publisher whose credential no longer allows it. Failures are
+// eject disconnects a publisher whose credential no longer allows it. Failures are
 // logged; the next reconcile tries again.
-func (m *Manager) kick(ctx context.Context, src *PathSource, k Kick) {
+func (m *Manager) eject(ctx context.Context, src *mediamtx.PathSource, k Ejection) {
 	k.SourceType = src.Type
 	if err := m.api.Kick(ctx, src.Type, src.ID); err != nil {
 		m.logger.Warn("kick failed", "name", k.Name, "user", k.User, "key_fp", k.KeyFP, "reason", k.Reason, "err", err)
 		return
 	}
 	m.logger.Info("kicked", "name", k.Name, "user", k.User, "key_fp", k.KeyFP, "source_type", k.SourceType, "reason", k.Reason)
-	if m.OnKick != nil {
-		m.OnKick(k)
+	if m.OnEject != nil {
+		m.OnEject(k)
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -26,6 +25,8 @@ import (
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/authserver"
+	"github.com/stagedoor/stagedoor/mediamtx"
+	"github.com/stagedoor/stagedoor/mediamtx/mediamtxtest"
 	"github.com/stagedoor/stagedoor/plugin"
 )
 
@@ -507,136 +508,21 @@ func TestRaidBurst(t *testing.T) {
 	svc.checkLogs(t)
 }
 
-// fakeMediaMTX is the part of MediaMTX v1.21.0's control API the plugin calls, with
-// state: the test marks a key path available before it posts the available hook, as
-// MediaMTX does, so the manager's confirmation (paths/get with the same source id)
-// succeeds and the hook takes its full path (live state, key touch, alias).
-type fakeMediaMTX struct {
-	mu       sync.Mutex
-	paths    map[string]plugin.PathSource // runtime paths that are available
-	configs  map[string]string            // path config name -> source
-	replaced atomic.Int64
-	deleted  atomic.Int64
-	kicked   atomic.Int64
-	strange  atomic.Int64 // requests to routes the plugin should not call
-	url      string
-}
-
-// newFakeMediaMTX serves the fake on a loopback port until the test ends.
-func newFakeMediaMTX(t *testing.T) *fakeMediaMTX {
-	f := &fakeMediaMTX{paths: make(map[string]plugin.PathSource), configs: make(map[string]string)}
-	mux := http.NewServeMux()
-	type pathJSON struct {
-		Name      string             `json:"name"`
-		ConfName  string             `json:"confName"`
-		Available bool               `json:"available"`
-		Ready     bool               `json:"ready"`
-		Source    *plugin.PathSource `json:"source"`
-	}
-	writeJSON := func(w http.ResponseWriter, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(v)
-	}
-	mux.HandleFunc("GET /v3/paths/get/{name...}", func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		f.mu.Lock()
-		src, ok := f.paths[name]
-		f.mu.Unlock()
-		if !ok {
-			http.Error(w, `{"error":"path not found"}`, http.StatusNotFound)
-			return
-		}
-		writeJSON(w, pathJSON{Name: name, ConfName: "~^live/", Available: true, Ready: true, Source: &src})
-	})
-	mux.HandleFunc("GET /v3/paths/list", func(w http.ResponseWriter, _ *http.Request) {
-		f.mu.Lock()
-		items := make([]pathJSON, 0, len(f.paths))
-		for name, src := range f.paths {
-			items = append(items, pathJSON{Name: name, ConfName: "~^live/", Available: true, Ready: true, Source: &src})
-		}
-		f.mu.Unlock()
-		writeJSON(w, map[string]any{"pageCount": 1, "itemCount": len(items), "items": items})
-	})
-	mux.HandleFunc("GET /v3/config/paths/list", func(w http.ResponseWriter, _ *http.Request) {
-		f.mu.Lock()
-		items := make([]plugin.PathConfig, 0, len(f.configs))
-		for name, src := range f.configs {
-			items = append(items, plugin.PathConfig{Name: name, Source: src})
-		}
-		f.mu.Unlock()
-		writeJSON(w, map[string]any{"pageCount": 1, "itemCount": len(items), "items": items})
-	})
-	mux.HandleFunc("POST /v3/config/paths/replace/{name...}", func(w http.ResponseWriter, r *http.Request) {
-		var conf struct {
-			Source string `json:"source"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&conf); err != nil {
-			http.Error(w, `{"error":"bad body"}`, http.StatusBadRequest)
-			return
-		}
-		f.mu.Lock()
-		f.configs[r.PathValue("name")] = conf.Source
-		f.mu.Unlock()
-		f.replaced.Add(1)
-	})
-	mux.HandleFunc("DELETE /v3/config/paths/delete/{name...}", func(w http.ResponseWriter, r *http.Request) {
-		f.mu.Lock()
-		_, ok := f.configs[r.PathValue("name")]
-		delete(f.configs, r.PathValue("name"))
-		f.mu.Unlock()
-		if !ok {
-			http.Error(w, `{"error":"path configuration not found"}`, http.StatusNotFound)
-			return
-		}
-		f.deleted.Add(1)
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/kick/") {
-			f.kicked.Add(1)
-			return
-		}
-		f.strange.Add(1)
-		http.NotFound(w, r)
-	})
-	// Like MediaMTX with `authHTTPExclude: []`, refuse calls without credentials (the
-	// real one asks Stagedoor; a user name is enough for this fake).
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if u, _, ok := r.BasicAuth(); !ok || u == "" {
-			http.Error(w, `{"error":"authentication error"}`, http.StatusUnauthorized)
-			return
-		}
-		mux.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	f.url = srv.URL
-	return f
-}
-
-// check fails the test unless the plugin set aliases (so hooks were confirmed and
+// checkFake fails the test unless the plugin set aliases (so hooks were confirmed and
 // wrote), kicked nobody (no soak stream lost its credential) and called nothing else.
-func (f *fakeMediaMTX) check(t *testing.T) {
+func checkFake(t *testing.T, f *mediamtxtest.Server) {
 	t.Helper()
 	t.Logf("fake MediaMTX: %d alias replaces, %d alias deletes, %d kicks, %d unexpected requests",
-		f.replaced.Load(), f.deleted.Load(), f.kicked.Load(), f.strange.Load())
-	if f.replaced.Load() == 0 {
+		f.Replaced.Load(), f.Deleted.Load(), f.Kicked.Load(), f.Unexpected.Load())
+	if f.Replaced.Load() == 0 {
 		t.Errorf("no alias was ever set: no available hook was confirmed, so the soak wrote nothing through hooks")
 	}
-	if n := f.kicked.Load(); n > 0 {
+	if n := f.Kicked.Load(); n > 0 {
 		t.Errorf("%d kicks, want 0: no soak stream uses a revoked key or a banned user", n)
 	}
-	if n := f.strange.Load(); n > 0 {
+	if n := f.Unexpected.Load(); n > 0 {
 		t.Errorf("%d requests to routes the plugin does not use, want 0", n)
 	}
-}
-
-func (f *fakeMediaMTX) setAvailable(path string, src *plugin.PathSource) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if src == nil {
-		delete(f.paths, path)
-		return
-	}
-	f.paths[path] = *src
 }
 
 // postHook posts ev to the hook endpoint as plugin.Notify does and returns the status.
@@ -703,8 +589,8 @@ func TestHTTPSoakWithHooks(t *testing.T) {
 		listEvery  = 100 * time.Millisecond
 	)
 	ensureFiles(t, 4000)
-	fake := newFakeMediaMTX(t)
-	svc := startLoadService(t, fake.url)
+	fake := mediamtxtest.New(t, adminUser, "")
+	svc := startLoadService(t, fake.URL)
 	stable := svc.createUsers(t, "stable", stableN)
 	hookUsers := svc.createUsers(t, "hook", hookers)
 	rotUsers := svc.createUsers(t, "rot", rotators)
@@ -758,11 +644,11 @@ func TestHTTPSoakWithHooks(t *testing.T) {
 			u := hookUsers[g]
 			path := "live/" + u.key
 			for i := 0; !stop.Load(); i++ {
-				src := &plugin.PathSource{Type: "rtmpConn", ID: *loadUUID(3<<16|g, i)}
-				fake.setAvailable(path, src)
+				src := &mediamtx.PathSource{Type: "rtmpConn", ID: *loadUUID(3<<16|g, i)}
+				fake.SetSource(path, src.Type, src.ID)
 				for _, kind := range []string{plugin.EventAvailable, plugin.EventUnavailable} {
 					if kind == plugin.EventUnavailable {
-						fake.setAvailable(path, nil)
+						fake.SetSource(path, "", "")
 					}
 					status, took, err := svc.postHook(client, plugin.Event{Kind: kind, Path: path, SourceID: src.ID, SourceType: src.Type})
 					hookLat.add(took)
@@ -840,7 +726,7 @@ func TestHTTPSoakWithHooks(t *testing.T) {
 	fiveXX.report(t, "5xx answers")
 	wrong.report(t, "wrong answers")
 	svc.checkLogs(t)
-	fake.check(t)
+	checkFake(t, fake)
 	t.Logf("%v soak: %d auths, %d hook posts, %d key rotations, %d user listings",
 		duration, nAuth.Load(), nHook.Load(), nRot.Load(), nList.Load())
 	t.Logf("auth: %s", authLat.summary())

@@ -20,6 +20,7 @@ import (
 	"github.com/stagedoor/stagedoor/adminapi"
 	"github.com/stagedoor/stagedoor/audit"
 	"github.com/stagedoor/stagedoor/authserver"
+	"github.com/stagedoor/stagedoor/mediamtx"
 	"github.com/stagedoor/stagedoor/plugin"
 	"github.com/stagedoor/stagedoor/rtmpfront"
 	"github.com/stagedoor/stagedoor/store"
@@ -90,19 +91,19 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 	if err != nil {
 		return nil, err
 	}
-	api := &plugin.MediaMTX{BaseURL: cfg.mediamtxAPI, User: adminUser, Password: sec.admin}
+	api := &mediamtx.Client{BaseURL: cfg.mediamtxAPI, User: adminUser, Password: sec.admin}
 	mgr := plugin.NewManager(logger, db, api, plugin.Relay{User: relayUser, Password: sec.relay, RTSPAddress: cfg.mediamtxRTSP})
 	passwords := authserver.NewPasswords()
 	creds := authserver.NewCachedCredentials(db)
 	mgr.OnPolicyChange = creds.Invalidate
 	policyChanged := func() {
 		creds.Invalidate()
-		mgr.Kick()
+		mgr.ReconcileSoon()
 	}
 	rec := audit.NewRecorder(db, logger, 8192)
 	rec.Retention = cfg.auditRetention
 	met := newMetrics(db, passwords, rec)
-	mgr.OnKick = func(k plugin.Kick) {
+	mgr.OnEject = func(k plugin.Ejection) {
 		met.kicks.WithLabelValues(k.Reason).Inc()
 		rec.Record(stagedoor.AuditEntry{At: time.Now(), Kind: "kick", User: k.User, KeyFP: k.KeyFP,
 			Protocol: k.SourceType, Decision: "kicked", Reason: k.Reason})

@@ -64,7 +64,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, _, s
 		_ = svc.close()
 		return err
 	}
-	superviseErr := supervise(ctx, logger, *bin, *conf, env, out, svc.manager.Kick)
+	superviseErr := supervise(ctx, logger, *bin, *conf, env, out, svc.manager.ReconcileSoon)
 	return errors.Join(superviseErr, svc.close())
 }
 

@@ -1,4 +1,7 @@
-package plugin
+// Package mediamtx is a client for MediaMTX v1.21.0's control API: runtime paths, path
+// configurations and the kick endpoints. The plugin, the RTMP front and the control panel
+// share it. Its errors never contain a path name, which may be a stream key.
+package mediamtx
 
 import (
 	"bytes"
@@ -13,12 +16,12 @@ import (
 	"time"
 )
 
-// ErrAPINotFound is returned when MediaMTX answers 404 (no such path or config).
-var ErrAPINotFound = errors.New("not found in mediamtx")
+// ErrNotFound is returned when MediaMTX answers 404 (no such path or config).
+var ErrNotFound = errors.New("not found in mediamtx")
 
-// MediaMTX is a client for the MediaMTX v1.21.0 control API. Its errors never
+// Client is a client for the MediaMTX v1.21.0 control API. Its errors never
 // contain a path name, which may be a key.
-type MediaMTX struct {
+type Client struct {
 	// BaseURL is the API root, e.g. http://127.0.0.1:9997.
 	BaseURL string
 	// User and Password are the admin credentials Stagedoor's auth allows for action api.
@@ -47,7 +50,7 @@ type PathConfig struct {
 	Source string `json:"source"`
 }
 
-func (m *MediaMTX) do(ctx context.Context, method, p string, body, out any) error {
+func (m *Client) do(ctx context.Context, method, p string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -79,7 +82,7 @@ func (m *MediaMTX) do(ctx context.Context, method, p string, body, out any) erro
 	switch {
 	case res.StatusCode == http.StatusNotFound:
 		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<16))
-		return ErrAPINotFound
+		return ErrNotFound
 	case res.StatusCode/100 != 2:
 		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<16))
 		return fmt.Errorf("mediamtx api %s: status %d", method, res.StatusCode)
@@ -99,7 +102,7 @@ type page[T any] struct {
 	Items     []T `json:"items"`
 }
 
-func list[T any](ctx context.Context, m *MediaMTX, p string) ([]T, error) {
+func list[T any](ctx context.Context, m *Client, p string) ([]T, error) {
 	var all []T
 	for i := 0; ; i++ {
 		var pg page[T]
@@ -114,38 +117,38 @@ func list[T any](ctx context.Context, m *MediaMTX, p string) ([]T, error) {
 }
 
 // Paths lists every runtime path.
-func (m *MediaMTX) Paths(ctx context.Context) ([]Path, error) {
+func (m *Client) Paths(ctx context.Context) ([]Path, error) {
 	return list[Path](ctx, m, "/v3/paths/list")
 }
 
-// PathByName returns one runtime path; ErrAPINotFound if MediaMTX has no such path.
-func (m *MediaMTX) PathByName(ctx context.Context, name string) (Path, error) {
+// PathByName returns one runtime path; ErrNotFound if MediaMTX has no such path.
+func (m *Client) PathByName(ctx context.Context, name string) (Path, error) {
 	var p Path
 	err := m.do(ctx, http.MethodGet, "/v3/paths/get/"+name, nil, &p)
 	return p, err
 }
 
 // PathConfigs lists every configured path entry.
-func (m *MediaMTX) PathConfigs(ctx context.Context) ([]PathConfig, error) {
+func (m *Client) PathConfigs(ctx context.Context) ([]PathConfig, error) {
 	return list[PathConfig](ctx, m, "/v3/config/paths/list")
 }
 
 // ReplacePathConfig creates or replaces the configuration of path name.
-func (m *MediaMTX) ReplacePathConfig(ctx context.Context, name string, conf any) error {
+func (m *Client) ReplacePathConfig(ctx context.Context, name string, conf any) error {
 	return m.do(ctx, http.MethodPost, "/v3/config/paths/replace/"+name, conf, nil)
 }
 
 // DeletePathConfig removes the configuration of path name; a missing entry is not an error.
-func (m *MediaMTX) DeletePathConfig(ctx context.Context, name string) error {
+func (m *Client) DeletePathConfig(ctx context.Context, name string) error {
 	err := m.do(ctx, http.MethodDelete, "/v3/config/paths/delete/"+name, nil, nil)
-	if errors.Is(err, ErrAPINotFound) {
+	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	return err
 }
 
 // Ready reports whether the API answers.
-func (m *MediaMTX) Ready(ctx context.Context) error {
+func (m *Client) Ready(ctx context.Context) error {
 	var pg page[Path]
 	return m.do(ctx, http.MethodGet, "/v3/paths/list?itemsPerPage=1", nil, &pg)
 }
@@ -153,7 +156,7 @@ func (m *MediaMTX) Ready(ctx context.Context) error {
 // OpenToAnonymous reports whether the API answers a request without credentials, which
 // it does when mediamtx.yml leaves authHTTPExclude at its default (api, metrics and
 // pprof exempt from auth): then anyone who reaches the API port reads every key path.
-func (m *MediaMTX) OpenToAnonymous(ctx context.Context) (bool, error) {
+func (m *Client) OpenToAnonymous(ctx context.Context) (bool, error) {
 	anon := *m
 	anon.User, anon.Password = "", ""
 	err := anon.Ready(ctx)
@@ -181,13 +184,13 @@ var kickRoutes = map[string]string{
 
 // Kick disconnects the publisher with this source type and id. An id MediaMTX no longer
 // knows is not an error (the publisher is already gone).
-func (m *MediaMTX) Kick(ctx context.Context, sourceType, id string) error {
+func (m *Client) Kick(ctx context.Context, sourceType, id string) error {
 	route, ok := kickRoutes[sourceType]
 	if !ok {
 		return fmt.Errorf("kick: no kick endpoint for source type %q", sourceType)
 	}
 	err := m.do(ctx, http.MethodPost, route+url.PathEscape(id), nil, nil)
-	if errors.Is(err, ErrAPINotFound) {
+	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	return err

@@ -1,0 +1,188 @@
+// Package mediamtxtest is a fake of the part of MediaMTX v1.21.0's control API that
+// Stagedoor calls, with state: tests set which paths are available with which source,
+// then deliver hooks in any order, which a real MediaMTX cannot do on demand.
+package mediamtxtest
+
+import (
+	"encoding/json"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stagedoor/stagedoor/mediamtx"
+)
+
+// Server is the fake API. Like MediaMTX with `authHTTPExclude: []`, it refuses calls
+// without the credentials it was made with.
+type Server struct {
+	// URL is the API root, e.g. http://127.0.0.1:PORT.
+	URL string
+	// Replaced, Deleted and Kicked count path-config replaces, deletes and kicks;
+	// Unexpected counts requests to routes Stagedoor should not call.
+	Replaced, Deleted, Kicked, Unexpected atomic.Int64
+
+	user, password string
+
+	mu      sync.Mutex
+	paths   map[string]mediamtx.Path // runtime paths that are available, by name
+	configs map[string]string        // path config name -> source
+	kicks   []string                 // "sourceType/id" per kick
+	calls   []string
+}
+
+// New serves a fake until the test ends. An empty password accepts any non-empty user
+// (for callers whose admin password is generated where the test cannot see it).
+func New(t testing.TB, user, password string) *Server {
+	f := &Server{user: user, password: password, paths: map[string]mediamtx.Path{}, configs: map[string]string{}}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	f.URL = srv.URL
+	return f
+}
+
+// Client returns a client of this fake with its credentials.
+func (f *Server) Client() *mediamtx.Client {
+	return &mediamtx.Client{BaseURL: f.URL, User: f.user, Password: f.password}
+}
+
+// SetSource makes path available with a publisher of this type and id; an empty id
+// removes the path.
+func (f *Server) SetSource(path, sourceType, id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if id == "" {
+		delete(f.paths, path)
+		return
+	}
+	f.paths[path] = mediamtx.Path{Name: path, ConfName: "~^live/", Available: true,
+		Source: &mediamtx.PathSource{Type: sourceType, ID: id}}
+}
+
+// Config returns the source configured for path name, and whether there is an entry.
+func (f *Server) Config(name string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.configs[name]
+	return s, ok
+}
+
+// SetConfig adds a path configuration, as an earlier run might have left it.
+func (f *Server) SetConfig(name, source string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.configs[name] = source
+}
+
+// Calls returns every authenticated request so far as "METHOD /path".
+func (f *Server) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+// Kicks returns every kick so far as "sourceType/id"; a kicked source's path is gone.
+func (f *Server) Kicks() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.kicks...)
+}
+
+func (f *Server) authorized(r *http.Request) bool {
+	u, p, ok := r.BasicAuth()
+	if !ok || u == "" {
+		return false
+	}
+	return f.password == "" || (u == f.user && p == f.password)
+}
+
+// kickTypes maps the kick routes' protocol segment to MediaMTX source types.
+var kickTypes = map[string]string{
+	"rtmp": "rtmpConn", "rtmps": "rtmpsConn", "rtsp": "rtspSession", "rtsps": "rtspsSession",
+	"srt": "srtConn", "webrtc": "webRTCSession", "moq": "moqSession",
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// ServeHTTP implements the API routes Stagedoor uses.
+func (f *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !f.authorized(r) {
+		http.Error(w, `{"error":"authentication error"}`, http.StatusUnauthorized)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, r.Method+" "+r.URL.Path)
+	p := r.URL.Path
+	switch {
+	case r.Method == http.MethodGet && p == "/v3/paths/list":
+		items := make([]mediamtx.Path, 0, len(f.paths))
+		for _, x := range f.paths {
+			items = append(items, x)
+		}
+		writeJSON(w, map[string]any{"pageCount": 1, "itemCount": len(items), "items": items})
+	case r.Method == http.MethodGet && strings.HasPrefix(p, "/v3/paths/get/"):
+		x, ok := f.paths[strings.TrimPrefix(p, "/v3/paths/get/")]
+		if !ok {
+			http.Error(w, `{"error":"path not found"}`, http.StatusNotFound)
+			return
+		}
+		writeJSON(w, x)
+	case r.Method == http.MethodGet && p == "/v3/config/paths/list":
+		items := make([]mediamtx.PathConfig, 0, len(f.configs))
+		for n, s := range f.configs {
+			items = append(items, mediamtx.PathConfig{Name: n, Source: s})
+		}
+		writeJSON(w, map[string]any{"pageCount": 1, "itemCount": len(items), "items": items})
+	case r.Method == http.MethodPost && strings.HasPrefix(p, "/v3/config/paths/replace/"):
+		var c struct {
+			Source string `json:"source"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&c); err != nil {
+			http.Error(w, `{"error":"bad body"}`, http.StatusBadRequest)
+			return
+		}
+		f.configs[strings.TrimPrefix(p, "/v3/config/paths/replace/")] = c.Source
+		f.Replaced.Add(1)
+	case r.Method == http.MethodDelete && strings.HasPrefix(p, "/v3/config/paths/delete/"):
+		name := strings.TrimPrefix(p, "/v3/config/paths/delete/")
+		if _, ok := f.configs[name]; !ok {
+			http.Error(w, `{"error":"path configuration not found"}`, http.StatusNotFound)
+			return
+		}
+		delete(f.configs, name)
+		f.Deleted.Add(1)
+	case r.Method == http.MethodPost && strings.Contains(p, "/kick/"):
+		// /v3/{proto}/{conns|sessions}/kick/{id}
+		parts := strings.Split(strings.TrimPrefix(p, "/v3/"), "/")
+		typ, ok := kickTypes[parts[0]]
+		if !ok || len(parts) != 4 {
+			f.Unexpected.Add(1)
+			http.NotFound(w, r)
+			return
+		}
+		f.Kicked.Add(1)
+		f.kicks = append(f.kicks, typ+"/"+parts[3])
+		for name, x := range f.paths {
+			if x.Source != nil && x.Source.Type == typ && x.Source.ID == parts[3] {
+				delete(f.paths, name)
+			}
+		}
+	default:
+		f.Unexpected.Add(1)
+		http.NotFound(w, r)
+	}
+}
+
+// Configs returns a copy of every path configuration: name -> source.
+func (f *Server) Configs() map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.configs)
+}

@@ -1,0 +1,234 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/stagedoor/stagedoor"
+	"github.com/stagedoor/stagedoor/mediamtx"
+)
+
+// Store is what the plugin needs from the database.
+type Store interface {
+	// UserByKeyDigest returns stagedoor.ErrNotFound for an unknown key.
+	UserByKeyDigest(ctx context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error)
+	// ChannelByName returns stagedoor.ErrNotFound for a name nobody owns.
+	ChannelByName(ctx context.Context, name string) (stagedoor.Channel, error)
+	SetLive(ctx context.Context, l stagedoor.LiveState) error
+	SetOffline(ctx context.Context, name, sourceID string) (bool, error)
+	LiveStates(ctx context.Context) ([]stagedoor.LiveState, error)
+	TouchKey(ctx context.Context, keyID int64) error
+	// RevokedKey returns stagedoor.ErrNotFound for a digest that was never revoked.
+	RevokedKey(ctx context.Context, d stagedoor.Digest) (stagedoor.RevokedKeyInfo, error)
+	// PolicyGeneration changes when any credential may have been revoked.
+	PolicyGeneration(ctx context.Context) (int64, error)
+}
+
+// Manager keeps live state and aliases equal to what MediaMTX carries. Hook events are
+// hints: every change is confirmed against MediaMTX's API, and a full reconcile runs
+// at start, after events, and on a timer.
+type Manager struct {
+	logger *slog.Logger
+	store  Store
+	api    *mediamtx.Client
+	relay  Relay
+
+	// Debounce is how long after an event the confirming reconcile runs. Default 200 ms.
+	Debounce time.Duration
+	// PolicyPoll is how often the policy generation is read, so that a ban or key
+	// revocation made by the CLI in another process kicks within about this long plus
+	// Debounce. Default 250 ms.
+	PolicyPoll time.Duration
+	// OnEject, if set, is told of every kick (audit, metrics). It must not block.
+	OnEject func(Ejection)
+	// OnPolicyChange, if set, is called when the policy generation changes, before the
+	// enforcing reconcile (the auth cache is dropped there).
+	OnPolicyChange func()
+
+	mu      sync.Mutex // serialises every change to state and aliases
+	trigger chan struct{}
+}
+
+// NewManager returns a Manager; call Run to start its reconcile loop.
+func NewManager(logger *slog.Logger, st Store, api *mediamtx.Client, relay Relay) *Manager {
+	return &Manager{
+		logger:     logger.With("component", "plugin"),
+		store:      st,
+		api:        api,
+		relay:      relay,
+		Debounce:   200 * time.Millisecond,
+		PolicyPoll: 250 * time.Millisecond,
+		trigger:    make(chan struct{}, 1),
+	}
+}
+
+// HandleEvent applies one hook event. available: confirmed with paths/get (the source
+// must be available with the event's source id), then the name goes live (and, for a key
+// path, the alias is set). unavailable: only the source the name is live on can take it
+// offline, so an old source's late event never takes down a newer stream. Unknown keys
+// and names are ignored. Every event also schedules a full reconcile.
+func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
+	defer m.ReconcileSoon()
+	kind, rest := stagedoor.ParsePath(ev.Path)
+	log := m.logger.With("event", ev.Kind, "source_type", ev.SourceType)
+	if ev.SourceID == "" {
+		log.Warn("hook event without source id ignored")
+		return nil
+	}
+	var (
+		live stagedoor.LiveState
+		fp   string
+	)
+	switch kind {
+	case stagedoor.PathKey:
+		dg := stagedoor.KeyDigest(rest)
+		fp = dg.Fingerprint()
+		owner, err := m.store.UserByKeyDigest(ctx, dg)
+		if errors.Is(err, stagedoor.ErrNotFound) {
+			log.Warn("hook event for unknown key ignored", "key_fp", fp)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !owner.Active && ev.Kind == EventAvailable {
+			log.Info("banned user's stream not aliased", "user", owner.UserName, "key_fp", fp)
+			return nil
+		}
+		live = stagedoor.LiveState{Name: owner.UserName, UserID: owner.UserID, UserName: owner.UserName, KeyID: owner.KeyID}
+	case stagedoor.PathPublic:
+		ch, err := m.store.ChannelByName(ctx, rest)
+		if errors.Is(err, stagedoor.ErrNotFound) {
+			log.Warn("hook event for unknown name ignored", "name", rest)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		live = stagedoor.LiveState{Name: ch.Name, UserID: ch.UserID, UserName: ch.UserName}
+		if d, ok := ev.keyDigest(); ok {
+			live.KeyDigest = &d
+		}
+	default:
+		return nil
+	}
+	log = log.With("name", live.Name, "key_fp", fp)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch ev.Kind {
+	case EventAvailable:
+		p, err := m.api.PathByName(ctx, ev.Path)
+		if err != nil && !errors.Is(err, mediamtx.ErrNotFound) {
+			return fmt.Errorf("confirm available: %w", err)
+		}
+		if err != nil || !p.Available || p.Source == nil || p.Source.ID != ev.SourceID {
+			log.Info("available event not confirmed by mediamtx; ignored")
+			return nil
+		}
+		live.SourceID, live.SourceType = p.Source.ID, p.Source.Type
+		if kind == stagedoor.PathKey && m.heldByDirectIngest(ctx, live.Name) {
+			log.Info("name is live through direct ingest; alias not set")
+			return nil
+		}
+		if kind == stagedoor.PathKey {
+			err = m.goLiveAliased(ctx, live, ev.Path)
+		} else {
+			err = m.store.SetLive(ctx, live)
+		}
+		if err != nil {
+			return err
+		}
+		log.Info("live")
+	case EventUnavailable:
+		changed, err := m.store.SetOffline(ctx, live.Name, ev.SourceID)
+		if err != nil {
+			return err
+		}
+		if !changed {
+			log.Info("unavailable event for a source that is not current; ignored")
+			return nil
+		}
+		if kind == stagedoor.PathKey {
+			if err := m.api.DeletePathConfig(ctx, stagedoor.LivePrefix+live.Name); err != nil {
+				return fmt.Errorf("remove alias of %s: %w", live.Name, err)
+			}
+		}
+		log.Info("offline")
+	}
+	return nil
+}
+
+// ReconcileSoon asks the reconcile loop to run soon; it never blocks.
+func (m *Manager) ReconcileSoon() {
+	select {
+	case m.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// checkAPIClosed logs an error when MediaMTX's API answers without credentials.
+func (m *Manager) checkAPIClosed(ctx context.Context) {
+	if open, err := m.api.OpenToAnonymous(ctx); err == nil && open {
+		m.logger.Error("MediaMTX's API answers without credentials, so anyone who reaches it reads every key path: set `authHTTPExclude: []` in mediamtx.yml")
+	}
+}
+
+// Run reconciles at once, then after every ReconcileSoon (debounced), whenever the policy
+// generation changes, and every interval, until ctx ends. Errors are logged, not fatal:
+// MediaMTX may be restarting.
+func (m *Manager) Run(ctx context.Context, interval time.Duration) {
+	failing, checked := false, false
+	gen, _ := m.store.PolicyGeneration(ctx)
+	poll := time.NewTicker(m.PolicyPoll)
+	defer poll.Stop()
+	for {
+		wait := interval
+		if err := m.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			if !failing {
+				m.logger.Warn("reconcile failed; retrying every second", "err", err)
+			}
+			failing, wait = true, min(time.Second, interval)
+		} else if err == nil && (failing || !checked) {
+			if failing {
+				m.logger.Info("reconcile recovered")
+			}
+			failing, checked = false, true
+			m.checkAPIClosed(ctx) // MediaMTX is (back) up, perhaps with another config
+		}
+		next := time.NewTimer(wait)
+	idle:
+		for {
+			select {
+			case <-ctx.Done():
+				next.Stop()
+				return
+			case <-next.C:
+				break idle
+			case <-poll.C:
+				g, err := m.store.PolicyGeneration(ctx)
+				if err != nil || g == gen {
+					continue
+				}
+				gen = g
+				if m.OnPolicyChange != nil {
+					m.OnPolicyChange()
+				}
+				next.Stop()
+				break idle // a credential may have been revoked: enforce now
+			case <-m.trigger:
+				next.Stop()
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(m.Debounce):
+				}
+				break idle
+			}
+		}
+	}
+}
