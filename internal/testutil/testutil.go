@@ -1,0 +1,86 @@
+// Package testutil holds the helpers tests of several packages share: a real SQLite
+// database in the test's temp dir, a goroutine-safe buffer for logs, and a clock tests
+// move by hand. It is imported only by _test.go files.
+package testutil
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stagedoor/stagedoor/store"
+)
+
+// MustOpenDB opens a fresh SQLite database in t.TempDir() and closes it when the test ends.
+func MustOpenDB(t testing.TB) *store.DB {
+	t.Helper()
+	return MustOpenDBAt(t, filepath.Join(t.TempDir(), "stagedoor.db"))
+}
+
+// MustOpenDBAt opens (creating if needed) the database at path and closes it when the
+// test ends.
+func MustOpenDBAt(t testing.TB, path string) *store.DB {
+	t.Helper()
+	db, err := store.Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("store.Open(%q): %v", path, err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// Buffer is a bytes.Buffer that goroutines may write to while a test reads it.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write implements io.Writer.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Logger returns a debug-level text logger writing into a new Buffer.
+func Logger() (*slog.Logger, *Buffer) {
+	b := &Buffer{}
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+}
+
+// Discard is a logger that drops everything.
+func Discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// Clock is a time source tests move by hand; safe for concurrent use.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a clock stopped at t.
+func NewClock(t time.Time) *Clock { return &Clock{now: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Add moves the clock by d.
+func (c *Clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
