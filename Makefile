@@ -64,7 +64,7 @@ bench: build
 
 # Each fuzz target for FUZZTIME (their seeds run in every `go test`).
 FUZZTIME ?= 60s
-FUZZ_TARGETS := authserver:FuzzDecodeAndDecide store:FuzzParsePath rtmpfront:FuzzRoutableName plugin:FuzzHookPayload
+FUZZ_TARGETS := policy:FuzzDecodeAndDecide .:FuzzParsePath rtmpfront:FuzzRoutableName plugin:FuzzHookPayload
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t#*:}; \

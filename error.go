@@ -19,3 +19,8 @@ type InvalidError struct {
 }
 
 func (e *InvalidError) Error() string { return fmt.Sprintf("invalid %s: %s", e.Field, e.Reason) }
+
+// ErrProbeInconclusive is a backend health probe's answer when this process's own
+// writers kept it waiting for its turn but none of them has been stuck: a busy queue,
+// not a fault. The health state stays as it was.
+var ErrProbeInconclusive = errors.New("health probe inconclusive: write queue busy")

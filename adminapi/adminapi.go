@@ -4,7 +4,6 @@
 package adminapi
 
 import (
-	"context"
 	"crypto/subtle"
 	"errors"
 	"log/slog"
@@ -13,51 +12,27 @@ import (
 	"time"
 
 	"github.com/stagedoor/stagedoor"
+	"github.com/stagedoor/stagedoor/manage"
 
 	"github.com/gin-gonic/gin"
 )
-
-// Store is everything the admin API reads and changes.
-type Store interface {
-	CreateUser(ctx context.Context, name string) (stagedoor.NewUser, error)
-	Users(ctx context.Context) ([]stagedoor.User, error)
-	UserByName(ctx context.Context, name string) (stagedoor.User, error)
-	SetActive(ctx context.Context, name string, active bool) error
-	SetPasswordHash(ctx context.Context, name, hash string) error
-	AddKey(ctx context.Context, name, label string) (stagedoor.IssuedKey, error)
-	Keys(ctx context.Context, name string) ([]stagedoor.KeyInfo, error)
-	RevokeKey(ctx context.Context, name, fingerprint string, r stagedoor.Revocation) error
-	ResetKeysWith(ctx context.Context, name string, r stagedoor.Revocation) (stagedoor.IssuedKey, error)
-	ResetAllKeys(ctx context.Context, r stagedoor.Revocation) ([]stagedoor.IssuedKey, error)
-	CreateStream(ctx context.Context, name, owner string, authRequired bool) (stagedoor.Stream, error)
-	Streams(ctx context.Context, owner string) ([]stagedoor.Stream, error)
-	DeleteStream(ctx context.Context, name string) error
-	Audit(ctx context.Context, f stagedoor.AuditFilter) ([]stagedoor.AuditEntry, error)
-	LiveStates(ctx context.Context) ([]stagedoor.LiveState, error)
-}
 
 // Options configure the API.
 type Options struct {
 	// Token is the bearer token. Empty: every request is refused (API disabled).
 	Token string
-	// RTMPURL and HLSURL are printed with new keys, as the CLI does.
-	RTMPURL, HLSURL string
-	// OnChange is called after a change that may revoke a credential (ban, key
-	// revocation), so that live streams are kicked at once.
-	OnChange func()
-	// OnAudit records admin changes in the audit trail.
-	OnAudit func(stagedoor.AuditEntry)
 }
 
 type api struct {
-	st   Store
+	ops  *manage.Service
 	opts Options
 	log  *slog.Logger
 }
 
 // Register mounts the API under /api/v1/admin on r.
-func Register(r gin.IRouter, logger *slog.Logger, st Store, opts Options) {
-	a := &api{st: st, opts: opts, log: logger.With("component", "adminapi")}
+// Every change goes through ops, which audits it and signals it.
+func Register(r gin.IRouter, logger *slog.Logger, ops *manage.Service, opts Options) {
+	a := &api{ops: ops, opts: opts, log: logger.With("component", "adminapi")}
 	g := r.Group("/api/v1/admin", a.auth)
 	g.GET("/users", a.listUsers)
 	g.POST("/users", a.createUser)
@@ -119,14 +94,8 @@ func bind(c *gin.Context, v any) bool {
 	return true
 }
 
-func (a *api) changed(c *gin.Context, what, user string) {
-	if a.opts.OnAudit != nil {
-		a.opts.OnAudit(stagedoor.AuditEntry{At: time.Now(), Kind: "admin", User: user, IP: c.ClientIP(), Decision: "ok", Reason: what})
-	}
-	if a.opts.OnChange != nil {
-		a.opts.OnChange()
-	}
-}
+// actor is the caller, for the audit trail.
+func actor(c *gin.Context) manage.Actor { return manage.Actor{Via: manage.ViaAPI, IP: c.ClientIP()} }
 
 type userView struct {
 	Name        string     `json:"name"`
@@ -138,9 +107,7 @@ type userView struct {
 	HLSURL      string     `json:"hls_url"`
 }
 
-func (a *api) hls(name string) string {
-	return strings.TrimRight(a.opts.HLSURL, "/") + "/live/" + name + "/index.m3u8"
-}
+func (a *api) hls(name string) string { return a.ops.URLs.HLSFor(name) }
 
 func (a *api) view(u stagedoor.User) userView {
 	v := userView{Name: u.Name, Active: u.Active, HasPassword: u.HasPassword, CreatedAt: u.CreatedAt, HLSURL: a.hls(u.Name)}
@@ -151,7 +118,7 @@ func (a *api) view(u stagedoor.User) userView {
 }
 
 func (a *api) listUsers(c *gin.Context) {
-	us, err := a.st.Users(c.Request.Context())
+	us, err := a.ops.Users(c.Request.Context())
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -170,18 +137,17 @@ func (a *api) createUser(c *gin.Context) {
 	if !bind(c, &in) {
 		return
 	}
-	nu, err := a.st.CreateUser(c.Request.Context(), in.Name)
+	nu, err := a.ops.CreateUser(c.Request.Context(), actor(c), in.Name)
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	a.changed(c, "user created", nu.Name)
 	c.JSON(http.StatusCreated, gin.H{"name": nu.Name, "stream_key": nu.StreamKey, "fingerprint": nu.Fingerprint,
-		"server_url": a.opts.RTMPURL, "hls_url": a.hls(nu.Name)})
+		"server_url": a.ops.URLs.RTMP, "hls_url": a.hls(nu.Name)})
 }
 
 func (a *api) getUser(c *gin.Context) {
-	u, err := a.st.UserByName(c.Request.Context(), c.Param("name"))
+	u, err := a.ops.User(c.Request.Context(), c.Param("name"))
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -192,15 +158,10 @@ func (a *api) getUser(c *gin.Context) {
 func (a *api) setActive(active bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		name := c.Param("name")
-		if err := a.st.SetActive(c.Request.Context(), name, active); err != nil {
+		if err := a.ops.SetActive(c.Request.Context(), actor(c), name, active); err != nil {
 			a.fail(c, err)
 			return
 		}
-		what := "user banned"
-		if active {
-			what = "user unbanned"
-		}
-		a.changed(c, what, name)
 		c.JSON(http.StatusOK, gin.H{"name": name, "active": active})
 	}
 }
@@ -213,24 +174,12 @@ func (a *api) setPassword(c *gin.Context) {
 	if !bind(c, &in) {
 		return
 	}
-	if in.Cost == 0 {
-		in.Cost = stagedoor.DefaultCost
-	}
-	if _, err := a.st.UserByName(c.Request.Context(), c.Param("name")); err != nil {
-		a.fail(c, err) // before bcrypt: an unknown user costs nothing
-		return
-	}
-	hash, err := stagedoor.HashPassword(in.Password, in.Cost)
+	name := c.Param("name")
+	hash, err := a.ops.SetPassword(c.Request.Context(), actor(c), name, in.Password, in.Cost)
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	name := c.Param("name")
-	if err := a.st.SetPasswordHash(c.Request.Context(), name, hash); err != nil {
-		a.fail(c, err)
-		return
-	}
-	a.changed(c, "password set", name)
 	c.JSON(http.StatusOK, gin.H{"name": name, "password_hash": hash})
 }
 
@@ -242,7 +191,7 @@ type keyView struct {
 }
 
 func (a *api) listKeys(c *gin.Context) {
-	ks, err := a.st.Keys(c.Request.Context(), c.Param("name"))
+	ks, err := a.ops.Keys(c.Request.Context(), c.Param("name"))
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -261,12 +210,11 @@ func (a *api) addKey(c *gin.Context) {
 	if !bind(c, &in) {
 		return
 	}
-	k, err := a.st.AddKey(c.Request.Context(), c.Param("name"), in.Label)
+	k, err := a.ops.AddKey(c.Request.Context(), actor(c), c.Param("name"), in.Label)
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	a.changed(c, "key added "+k.Fingerprint, k.UserName)
 	c.JSON(http.StatusCreated, gin.H{"stream_key": k.StreamKey, "fingerprint": k.Fingerprint, "label": k.Label})
 }
 
@@ -276,31 +224,28 @@ func keepLive(c *gin.Context) stagedoor.Revocation {
 
 func (a *api) revokeKey(c *gin.Context) {
 	name, fp := c.Param("name"), c.Param("fp")
-	if err := a.st.RevokeKey(c.Request.Context(), name, fp, keepLive(c)); err != nil {
+	if err := a.ops.RevokeKey(c.Request.Context(), actor(c), name, fp, keepLive(c)); err != nil {
 		a.fail(c, err)
 		return
 	}
-	a.changed(c, "key revoked "+fp, name)
 	c.JSON(http.StatusOK, gin.H{"name": name, "fingerprint": fp, "revoked": true})
 }
 
 func (a *api) resetKeys(c *gin.Context) {
-	k, err := a.st.ResetKeysWith(c.Request.Context(), c.Param("name"), keepLive(c))
+	k, err := a.ops.ResetKeys(c.Request.Context(), actor(c), c.Param("name"), keepLive(c))
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	a.changed(c, "keys reset", k.UserName)
 	c.JSON(http.StatusOK, gin.H{"name": k.UserName, "stream_key": k.StreamKey, "fingerprint": k.Fingerprint, "label": k.Label})
 }
 
 func (a *api) resetAll(c *gin.Context) {
-	ks, err := a.st.ResetAllKeys(c.Request.Context(), keepLive(c))
+	ks, err := a.ops.ResetAllKeys(c.Request.Context(), actor(c), keepLive(c))
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	a.changed(c, "all keys reset", "")
 	out := make([]gin.H, 0, len(ks))
 	for _, k := range ks {
 		out = append(out, gin.H{"name": k.UserName, "stream_key": k.StreamKey, "fingerprint": k.Fingerprint})
@@ -317,7 +262,7 @@ type streamView struct {
 }
 
 func (a *api) listStreams(c *gin.Context) {
-	ss, err := a.st.Streams(c.Request.Context(), c.Query("user"))
+	ss, err := a.ops.Streams(c.Request.Context(), c.Query("user"))
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -338,22 +283,20 @@ func (a *api) createStream(c *gin.Context) {
 	if !bind(c, &in) {
 		return
 	}
-	s, err := a.st.CreateStream(c.Request.Context(), in.Name, in.User, !in.NoAuth)
+	s, err := a.ops.CreateStream(c.Request.Context(), actor(c), in.Name, in.User, !in.NoAuth)
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	a.changed(c, "stream created "+s.Name, s.UserName)
 	c.JSON(http.StatusCreated, streamView{Name: s.Name, User: s.UserName, AuthRequired: s.AuthRequired, HLSURL: a.hls(s.Name)})
 }
 
 func (a *api) deleteStream(c *gin.Context) {
 	name := c.Param("name")
-	if err := a.st.DeleteStream(c.Request.Context(), name); err != nil {
+	if err := a.ops.DeleteStream(c.Request.Context(), actor(c), name); err != nil {
 		a.fail(c, err)
 		return
 	}
-	a.changed(c, "stream removed "+name, "")
 	c.JSON(http.StatusOK, gin.H{"name": name, "removed": true})
 }
 
@@ -367,7 +310,7 @@ func (a *api) audit(c *gin.Context) {
 		}
 		f.Since = time.Now().Add(-d)
 	}
-	es, err := a.st.Audit(c.Request.Context(), f)
+	es, err := a.ops.Audit(c.Request.Context(), f)
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -376,7 +319,7 @@ func (a *api) audit(c *gin.Context) {
 }
 
 func (a *api) live(c *gin.Context) {
-	ls, err := a.st.LiveStates(c.Request.Context())
+	ls, err := a.ops.Live(c.Request.Context())
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -388,14 +331,14 @@ func (a *api) live(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
-// NewHandler returns a gin engine serving only the admin API.
-func NewHandler(logger *slog.Logger, st Store, opts Options) http.Handler {
-	gin.SetMode(gin.ReleaseMode)
+// NewHandler returns a gin engine serving only the admin API, for the public router to
+// mount under /api/v1/admin/.
+func NewHandler(logger *slog.Logger, ops *manage.Service, opts Options) http.Handler {
 	r := gin.New()
 	_ = r.SetTrustedProxies(nil)
 	r.Use(gin.CustomRecovery(func(c *gin.Context, _ any) {
 		c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "internal error"})
 	}))
-	Register(r, logger, st, opts)
+	Register(r, logger, ops, opts)
 	return r
 }

@@ -1,14 +1,13 @@
 package adminapi_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -22,6 +21,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/stagedoor/stagedoor/adminapi"
+	"github.com/stagedoor/stagedoor/internal/testutil"
+	"github.com/stagedoor/stagedoor/manage"
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -30,16 +31,9 @@ const (
 	prefix = "/api/v1/admin"
 )
 
-func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-func mustOpen(t *testing.T) *store.DB {
-	t.Helper()
-	db, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "stagedoor.db"))
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
+// ops is the operator-action service over db, as the running service builds it.
+func ops(db *store.DB) *manage.Service {
+	return &manage.Service{Store: db, URLs: stagedoor.URLs{RTMP: "rtmp://h/live", HLS: "http://h:8888"}}
 }
 
 // fixture is the admin API over a real database, with alice (a default and a backup key,
@@ -59,7 +53,7 @@ type fixture struct {
 func newFixture(t *testing.T, tok string) *fixture {
 	t.Helper()
 	ctx := t.Context()
-	f := &fixture{db: mustOpen(t)}
+	f := &fixture{db: testutil.MustOpenDB(t)}
 	var err error
 	if f.alice, err = f.db.CreateUser(ctx, "alice"); err != nil {
 		t.Fatalf("CreateUser: %v", err)
@@ -76,20 +70,20 @@ func newFixture(t *testing.T, tok string) *fixture {
 	if err := f.db.SetActive(ctx, "bobby", false); err != nil {
 		t.Fatalf("ban bobby: %v", err)
 	}
-	opts := adminapi.Options{
-		Token: tok, RTMPURL: "rtmp://h/live", HLSURL: "http://h:8888",
-		OnChange: func() { f.changes.Add(1) },
-		OnAudit: func(e stagedoor.AuditEntry) {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			f.audits = append(f.audits, e)
-		},
+	opts := adminapi.Options{Token: tok}
+	op := ops(f.db)
+	op.Changed = func(context.Context) { f.changes.Add(1) }
+	op.Record = func(_ context.Context, e stagedoor.AuditEntry) error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.audits = append(f.audits, e)
+		return nil
 	}
 	// A new handler per request: the handlers pass the pooled *gin.Context to the store as
 	// its context, which races (under -race) with gin reusing that Context for the next
 	// request; see TestOneHandlerSequentialRequests. Each engine has its own pool.
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		adminapi.NewHandler(discard(), f.db, opts).ServeHTTP(w, r)
+		adminapi.NewHandler(testutil.Discard(), op, opts).ServeHTTP(w, r)
 	}))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -171,19 +165,15 @@ func (f *fixture) state(t *testing.T) dbState {
 	for _, u := range us {
 		s.Users = append(s.Users, strings.Join([]string{u.Name, boolStr(u.Active), boolStr(u.HasPassword)}, ":"))
 	}
-	rows, err := f.db.SQL().QueryContext(ctx, `SELECT u.name || ':' || k.fingerprint || ':' || k.label
-		FROM stream_keys k JOIN users u ON u.id = k.user_id ORDER BY 1`)
-	if err != nil {
-		t.Fatalf("keys: %v", err)
-	}
-	for rows.Next() {
-		var k string
-		if err := rows.Scan(&k); err != nil {
-			t.Fatalf("keys: %v", err)
+	for _, u := range us {
+		ks, err := f.db.Keys(ctx, u.Name)
+		if err != nil {
+			t.Fatalf("Keys(%s): %v", u.Name, err)
 		}
-		s.Keys = append(s.Keys, k)
+		for _, k := range ks {
+			s.Keys = append(s.Keys, strings.Join([]string{u.Name, k.Fingerprint, k.Label}, ":"))
+		}
 	}
-	rows.Close()
 	ss, err := f.db.Streams(ctx, "")
 	if err != nil {
 		t.Fatalf("Streams: %v", err)
@@ -191,18 +181,23 @@ func (f *fixture) state(t *testing.T) dbState {
 	for _, st := range ss {
 		s.Streams = append(s.Streams, strings.Join([]string{st.Name, st.UserName, boolStr(st.AuthRequired)}, ":"))
 	}
-	for _, c := range []struct {
-		q   string
-		dst *int
-	}{
-		{`SELECT count(*) FROM revoked_keys`, &s.Revoked},
-		{`SELECT count(*) FROM outbox`, &s.Outbox},
-		{`SELECT count(*) FROM audit`, &s.AuditLog},
-	} {
-		if err := f.db.SQL().QueryRowContext(ctx, c.q).Scan(c.dst); err != nil {
-			t.Fatalf("%s: %v", c.q, err)
+	for _, k := range []string{f.alice.StreamKey, f.backup.StreamKey, f.bob.StreamKey} {
+		if _, err := f.db.RevokedKey(ctx, stagedoor.KeyDigest(k)); err == nil {
+			s.Revoked++
+		} else if !errors.Is(err, stagedoor.ErrNotFound) {
+			t.Fatalf("RevokedKey: %v", err)
 		}
 	}
+	events, err := f.db.DueEvents(ctx, 100_000)
+	if err != nil {
+		t.Fatalf("DueEvents: %v", err)
+	}
+	s.Outbox = len(events)
+	audit, err := f.db.Audit(ctx, stagedoor.AuditFilter{Limit: 100_000})
+	if err != nil {
+		t.Fatalf("Audit: %v", err)
+	}
+	s.AuditLog = len(audit)
 	if s.Policy, err = f.db.PolicyGeneration(ctx); err != nil {
 		t.Fatalf("PolicyGeneration: %v", err)
 	}
@@ -400,33 +395,29 @@ func TestBanUnban(t *testing.T) {
 		}
 	}
 	var events []string
-	rows, err := f.db.SQL().QueryContext(ctx, `SELECT event FROM outbox WHERE username = 'alice' ORDER BY id`)
+	due, err := f.db.DueEvents(ctx, 100_000)
 	if err != nil {
-		t.Fatalf("outbox: %v", err)
+		t.Fatalf("DueEvents: %v", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var e string
-		if err := rows.Scan(&e); err != nil {
-			t.Fatalf("outbox: %v", err)
+	for _, e := range due {
+		if e.User == "alice" {
+			events = append(events, e.Event)
 		}
-		events = append(events, e)
 	}
 	if want := []string{stagedoor.EventUserBanned, stagedoor.EventUserUnbanned}; !reflect.DeepEqual(events, want) {
 		t.Errorf("events = %v, want %v", events, want)
 	}
 }
 
+// storedHash is the user's stored bcrypt hash, read through alice's stream alices_show
+// (a stream carries its owner's hash for the auth path).
 func storedHash(t *testing.T, db *store.DB, name string) string {
 	t.Helper()
-	var h *string
-	if err := db.SQL().QueryRowContext(t.Context(), `SELECT password_hash FROM users WHERE name = ?`, name).Scan(&h); err != nil {
-		t.Fatalf("password_hash: %v", err)
+	ss, err := db.Streams(t.Context(), name)
+	if err != nil || len(ss) == 0 {
+		t.Fatalf("Streams(%s) = %v, %v: the fixture gives alice a stream", name, ss, err)
 	}
-	if h == nil {
-		return ""
-	}
-	return *h
+	return ss[0].PasswordHash
 }
 
 func TestSetPassword(t *testing.T) {
@@ -929,11 +920,11 @@ func TestSecretsShownOnce(t *testing.T) {
 // data race under -race), and a client going away never cancelled the store call. They
 // now pass c.Request.Context().
 func TestOneHandlerSequentialRequests(t *testing.T) {
-	db := mustOpen(t)
+	db := testutil.MustOpenDB(t)
 	if _, err := db.CreateUser(t.Context(), "alice"); err != nil {
 		t.Fatalf("CreateUser: %v", err)
 	}
-	srv := httptest.NewServer(adminapi.NewHandler(discard(), db, adminapi.Options{Token: token}))
+	srv := httptest.NewServer(adminapi.NewHandler(testutil.Discard(), ops(db), adminapi.Options{Token: token}))
 	defer srv.Close()
 	for i := range 20 {
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+prefix+"/users/alice/keys/reset", nil)

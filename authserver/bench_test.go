@@ -19,6 +19,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/stagedoor/stagedoor/authserver"
+	"github.com/stagedoor/stagedoor/policy"
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -46,28 +47,6 @@ func benchBody(action, path, protocol string) []byte {
 	return body
 }
 
-// BenchmarkDecide measures the pure decision on a real SQLite store.
-func BenchmarkDecide(b *testing.B) {
-	db, key := benchStore(b)
-	for _, c := range []struct {
-		name string
-		req  authserver.Request
-	}{
-		{"ValidKeyPublish", authserver.Request{Action: "publish", Protocol: "rtmp", Path: "live/" + key, IP: "203.0.113.7"}},
-		{"WrongKeyPublish", authserver.Request{Action: "publish", Protocol: "rtmp", Path: "live/" + stagedoor.NewKey(), IP: "203.0.113.7"}},
-		{"PublicRead", authserver.Request{Action: "read", Protocol: "hls", Path: "live/benw", IP: "203.0.113.7"}},
-		{"KeyPathRead", authserver.Request{Action: "read", Protocol: "hls", Path: "live/" + key, IP: "203.0.113.7"}},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			ctx := context.Background()
-			for b.Loop() {
-				authserver.Decide(ctx, c.req, db, authserver.Policy{})
-			}
-		})
-	}
-}
-
 // BenchmarkAuthHTTP calls /mediamtx/auth exactly as MediaMTX does: a JSON POST on a new
 // TCP connection each time. Baseline: a bare gin handler answering 204 to the same
 // request, driven the same way. Serial = one caller (MediaMTX calls auth serially);
@@ -82,8 +61,8 @@ func BenchmarkAuthHTTP(b *testing.B) {
 		c.Status(http.StatusNoContent)
 	})
 	// As the service runs it: lookups cached until the policy generation changes.
-	ours := authserver.NewHandler(quiet, authserver.NewCachedCredentials(db), authserver.Options{})
-	uncached := authserver.NewHandler(quiet, db, authserver.Options{})
+	ours := authserver.NewHandler(quiet, &policy.Policy{Credentials: policy.NewCachedCredentials(db)}, authserver.Options{})
+	uncached := authserver.NewHandler(quiet, &policy.Policy{Credentials: db}, authserver.Options{})
 	cases := []struct {
 		name    string
 		handler http.Handler

@@ -18,6 +18,8 @@ import (
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/authserver"
+	"github.com/stagedoor/stagedoor/internal/testutil"
+	"github.com/stagedoor/stagedoor/policy"
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -91,9 +93,8 @@ func TestInjectionCorpusDeniedAndChangesNothing(t *testing.T) {
 	}
 
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := httptest.NewServer(authserver.NewHandler(logger, db, authserver.Options{
-		Policy: authserver.Policy{Passwords: authserver.NewPasswords()},
-	}))
+	pol := &policy.Policy{Credentials: db, Passwords: policy.NewPasswords()}
+	srv := httptest.NewServer(authserver.NewHandler(logger, pol, authserver.Options{}))
 	t.Cleanup(srv.Close)
 
 	// base is MediaMTX v1.21.0's body for an RTMP publish of benw's channel without
@@ -102,7 +103,7 @@ func TestInjectionCorpusDeniedAndChangesNothing(t *testing.T) {
 		return map[string]any{
 			"user": "", "password": "", "token": "", "ip": "127.0.0.1",
 			"action": "publish", "path": "live/benw", "protocol": "rtmp",
-			"id": mediaMTXID, "query": "", "userAgent": "FMLE/3.0 (compatible; Lavf59.27.100)",
+			"id": testutil.MediaMTXID, "query": "", "userAgent": "FMLE/3.0 (compatible; Lavf59.27.100)",
 		}
 	}
 	fields := []struct {

@@ -7,16 +7,8 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
-)
 
-// Actions MediaMTX v1.21.0 sends in the auth body.
-const (
-	ActionPublish  = "publish"
-	ActionRead     = "read"
-	ActionPlayback = "playback"
-	ActionAPI      = "api"
-	ActionMetrics  = "metrics"
-	ActionPprof    = "pprof"
+	"github.com/stagedoor/stagedoor/policy"
 )
 
 // Request mirrors the JSON body of MediaMTX v1.21.0's external HTTP auth
@@ -38,6 +30,16 @@ type Request struct {
 // encoding/json matches keys case-insensitively and keeps the last duplicate, so
 // {"action":"read","ACTION":"publish"} would decode as publish.
 var securityFields = []string{"user", "password", "token", "ip", "action", "path", "protocol", "id", "query", "userAgent"}
+
+// Attempt is the request as the policy sees it.
+func (r Request) Attempt() policy.Attempt {
+	a := policy.Attempt{Action: r.Action, Path: r.Path, Protocol: r.Protocol, User: r.User,
+		Password: r.Password, Token: r.Token, Query: r.Query, IP: r.IP}
+	if r.ID != nil {
+		a.SessionID = *r.ID
+	}
+	return a
+}
 
 var errAmbiguous = errors.New("ambiguous request body")
 

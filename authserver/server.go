@@ -1,5 +1,6 @@
-// Package authserver answers MediaMTX's external HTTP auth (authMethod: http) and
-// serves Stagedoor's public status API.
+// Package authserver answers MediaMTX's external HTTP auth (authMethod: http): it decodes
+// MediaMTX's JSON body strictly, asks the policy, and maps the verdict to a status
+// (204 allow, 401 deny, 503 busy, 500 fault). Nothing else lives here.
 package authserver
 
 import (
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/stagedoor/stagedoor/policy"
 )
 
 // MaxBodyBytes caps an auth body; real MediaMTX bodies are under 2 KiB.
@@ -20,33 +22,28 @@ const MaxBodyBytes = 64 << 10
 // DenyBody is the one body of every denial, whatever the reason: MediaMTX logs it.
 const DenyBody = "denied"
 
+// Decider is the policy: policy.Policy.Decide.
+type Decider interface {
+	Decide(ctx context.Context, a policy.Attempt) policy.Verdict
+}
+
 // Options configure NewHandler.
 type Options struct {
-	// Policy is the auth policy.
-	Policy Policy
-	// Timeout bounds every decision, database waits included. Default 2 s.
-	Timeout time.Duration
 	// OnDecision, if set, is called after every decision with its duration (metrics,
 	// audit). It must not block.
-	OnDecision func(Request, Decision, time.Duration)
-	// Healthy, if set, is asked before every decision; while it returns an error every
-	// request is denied with 503 (see Health).
-	Healthy func() error
+	OnDecision func(policy.Attempt, policy.Verdict, time.Duration)
 }
 
 type handler struct {
 	logger *slog.Logger
-	creds  Credentials
+	policy Decider
 	opts   Options
 }
 
 // NewHandler returns the gin engine serving POST /mediamtx/auth. Every path through it
 // denies unless the policy explicitly allows.
-func NewHandler(logger *slog.Logger, creds Credentials, opts Options) http.Handler {
-	if opts.Timeout <= 0 {
-		opts.Timeout = 2 * time.Second
-	}
-	h := &handler{logger: logger.With("component", "authserver"), creds: creds, opts: opts}
+func NewHandler(logger *slog.Logger, pol Decider, opts Options) http.Handler {
+	h := &handler{logger: logger.With("component", "authserver"), policy: pol, opts: opts}
 	r := newEngine(h.logger)
 	r.POST("/mediamtx/auth", denyUnlessWritten, h.auth)
 	return r
@@ -55,7 +52,7 @@ func NewHandler(logger *slog.Logger, creds Credentials, opts Options) http.Handl
 // newEngine is gin without gin.Default: release mode, no trusted proxies, and a recovery
 // that answers a panic with a deny.
 func newEngine(logger *slog.Logger) *gin.Engine {
-	gin.SetMode(gin.ReleaseMode)
+
 	r := gin.New()
 	_ = r.SetTrustedProxies(nil)
 	r.Use(func(c *gin.Context) {
@@ -85,61 +82,76 @@ func denyUnlessWritten(c *gin.Context) {
 
 func (h *handler) auth(c *gin.Context) {
 	start := time.Now()
-	req, d := h.evaluate(c)
-	h.log(req, d)
+	req, v, status := h.evaluate(c)
+	h.log(req, v)
 	if h.opts.OnDecision != nil {
-		h.opts.OnDecision(req, d, time.Since(start))
+		h.opts.OnDecision(req.Attempt(), v, time.Since(start))
 	}
-	if d.Allow {
+	if v.Allow {
 		c.Status(http.StatusNoContent) // the only 2xx in this package
 		c.Writer.WriteHeaderNow()
 		return
 	}
-	c.String(d.Status, DenyBody)
+	c.String(status, DenyBody)
 }
 
-func (h *handler) evaluate(c *gin.Context) (Request, Decision) {
+// Status maps a refusing verdict to the status MediaMTX gets: 503 when busy (it says
+// nothing about the credentials), 500 on a fault, 401 otherwise. MediaMTX treats every
+// non-2xx as a refusal; the status only tells logs and operators why.
+func Status(v policy.Verdict) int {
+	switch {
+	case v.Allow:
+		return http.StatusNoContent
+	case v.Busy:
+		return http.StatusServiceUnavailable
+	case v.Fault:
+		return http.StatusInternalServerError
+	}
+	return http.StatusUnauthorized
+}
+
+// evaluate returns the request, the verdict and the status of a refusal.
+func (h *handler) evaluate(c *gin.Context) (Request, policy.Verdict, int) {
+	refuse := func(status int, reason string) (Request, policy.Verdict, int) {
+		return Request{}, policy.Verdict{Reason: reason}, status
+	}
 	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if err != nil || mt != "application/json" {
-		return Request{}, deny(http.StatusUnsupportedMediaType, "content type")
+		return refuse(http.StatusUnsupportedMediaType, "content type")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return Request{}, deny(http.StatusRequestEntityTooLarge, "body too large")
+			return refuse(http.StatusRequestEntityTooLarge, "body too large")
 		}
-		return Request{}, deny(http.StatusBadRequest, "read body")
+		return refuse(http.StatusBadRequest, "read body")
 	}
 	req, err := DecodeRequest(body)
 	if err != nil {
-		return Request{}, deny(http.StatusBadRequest, "malformed body")
+		return refuse(http.StatusBadRequest, "malformed body")
 	}
-	if h.opts.Healthy != nil && h.opts.Healthy() != nil {
-		return req, deny(http.StatusServiceUnavailable, reasonUnhealthy)
-	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), h.opts.Timeout)
-	defer cancel()
-	return req, Decide(ctx, req, h.creds, h.opts.Policy)
+	v := h.policy.Decide(c.Request.Context(), req.Attempt())
+	return req, v, Status(v)
 }
 
 // log writes allowlisted fields only: never password, token, query or a raw path.
-func (h *handler) log(req Request, d Decision) {
+func (h *handler) log(req Request, v policy.Verdict) {
 	level := slog.LevelInfo
 	switch {
-	case d.Allow && (d.Reason == reasonAdmin || d.Reason == reasonRelay):
+	case v.Allow && (v.Reason == policy.ReasonAdmin || v.Reason == policy.ReasonRelay):
 		level = slog.LevelDebug // Stagedoor's own calls, several every reconcile
-	case d.Status >= 500:
+	case v.Busy || v.Fault:
 		level = slog.LevelError
 	}
 	h.logger.LogAttrs(context.Background(), level, "auth",
 		slog.String("action", req.Action),
 		slog.String("protocol", req.Protocol),
 		slog.String("ip", req.IP),
-		slog.String("path_kind", d.PathKind),
-		slog.String("user", d.User),
-		slog.Bool("allow", d.Allow),
-		slog.String("reason", d.Reason),
-		slog.String("key_fp", d.KeyFP),
+		slog.String("path_kind", v.PathKind),
+		slog.String("user", v.User),
+		slog.Bool("allow", v.Allow),
+		slog.String("reason", v.Reason),
+		slog.String("key_fp", v.KeyFP),
 		slog.String("user_agent", req.UserAgent),
 	)
 }

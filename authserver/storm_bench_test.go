@@ -14,6 +14,7 @@ import (
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/authserver"
+	"github.com/stagedoor/stagedoor/policy"
 )
 
 // BenchmarkReconnectStorm is P2 of `make bench`: an encoder reconnecting 1,000 times with
@@ -49,9 +50,9 @@ func BenchmarkReconnectStorm(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
-				pw := authserver.NewPasswords()
-				srv := httptest.NewServer(authserver.NewHandler(quiet, authserver.NewCachedCredentials(db),
-					authserver.Options{Policy: authserver.Policy{Passwords: pw}}))
+				pw := policy.NewPasswords()
+				pol := &policy.Policy{Credentials: policy.NewCachedCredentials(db), Passwords: pw}
+				srv := httptest.NewServer(authserver.NewHandler(quiet, pol, authserver.Options{}))
 				client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 				lat := &latencies{}
 				start := time.Now()

@@ -10,7 +10,14 @@ import (
 
 	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/mediamtx"
+	"github.com/stagedoor/stagedoor/policy"
 )
+
+// Standing is the policy's answer to "may this running publish continue" (a ban, a
+// revoked key or a removed name ends it): policy.Policy.StillAllowed.
+type Standing interface {
+	StillAllowed(ctx context.Context, r policy.Running) (policy.Verdict, error)
+}
 
 // Store is what the plugin needs from the database.
 type Store interface {
@@ -22,8 +29,6 @@ type Store interface {
 	SetOffline(ctx context.Context, name, sourceID string) (bool, error)
 	LiveStates(ctx context.Context) ([]stagedoor.LiveState, error)
 	TouchKey(ctx context.Context, keyID int64) error
-	// RevokedKey returns stagedoor.ErrNotFound for a digest that was never revoked.
-	RevokedKey(ctx context.Context, d stagedoor.Digest) (stagedoor.RevokedKeyInfo, error)
 	// PolicyGeneration changes when any credential may have been revoked.
 	PolicyGeneration(ctx context.Context) (int64, error)
 }
@@ -36,6 +41,7 @@ type Manager struct {
 	store  Store
 	api    *mediamtx.Client
 	relay  Relay
+	policy Standing
 
 	// Debounce is how long after an event the confirming reconcile runs. Default 200 ms.
 	Debounce time.Duration
@@ -54,12 +60,13 @@ type Manager struct {
 }
 
 // NewManager returns a Manager; call Run to start its reconcile loop.
-func NewManager(logger *slog.Logger, st Store, api *mediamtx.Client, relay Relay) *Manager {
+func NewManager(logger *slog.Logger, st Store, api *mediamtx.Client, relay Relay, pol Standing) *Manager {
 	return &Manager{
 		logger:     logger.With("component", "plugin"),
 		store:      st,
 		api:        api,
 		relay:      relay,
+		policy:     pol,
 		Debounce:   200 * time.Millisecond,
 		PolicyPoll: 250 * time.Millisecond,
 		trigger:    make(chan struct{}, 1),

@@ -3,11 +3,8 @@ package plugin_test
 import (
 	"context"
 	"encoding/hex"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,23 +13,16 @@ import (
 
 	"github.com/stagedoor/stagedoor"
 
+	"github.com/stagedoor/stagedoor/internal/testutil"
 	"github.com/stagedoor/stagedoor/mediamtx"
 	"github.com/stagedoor/stagedoor/mediamtx/mediamtxtest"
 	"github.com/stagedoor/stagedoor/plugin"
+	"github.com/stagedoor/stagedoor/policy"
 	"github.com/stagedoor/stagedoor/store"
 )
 
-func mustOpen(t *testing.T) *store.DB {
-	t.Helper()
-	db, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "stagedoor.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
-func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+// standing is the policy's continue check over db, as the service wires it.
+func standing(db *store.DB) *policy.Policy { return &policy.Policy{Credentials: db} }
 
 func newFakeAPI(t *testing.T) (*mediamtxtest.Server, *mediamtx.Client) {
 	f := mediamtxtest.New(t, "admin", "adminpw")
@@ -51,13 +41,13 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	db := mustOpen(t)
+	db := testutil.MustOpenDB(t)
 	nu, err := db.CreateUser(t.Context(), "benw")
 	if err != nil {
 		t.Fatal(err)
 	}
 	api, client := newFakeAPI(t)
-	return &fixture{db: db, api: api, m: plugin.NewManager(discard(), db, client, relay), key: nu.StreamKey, id: nu.ID}
+	return &fixture{db: db, api: api, m: plugin.NewManager(testutil.Discard(), db, client, relay, standing(db)), key: nu.StreamKey, id: nu.ID}
 }
 
 func (f *fixture) keyPath() string { return "live/" + f.key }
@@ -260,10 +250,10 @@ func TestReconcile(t *testing.T) {
 		f.wantState(t, "")
 	})
 	t.Run("APIDownChangesNothing", func(t *testing.T) {
-		db := mustOpen(t)
+		db := testutil.MustOpenDB(t)
 		nu, _ := db.CreateUser(t.Context(), "benw")
 		_ = db.SetLive(t.Context(), stagedoor.LiveState{Name: "benw", UserID: nu.ID, SourceID: "A", SourceType: "rtmpConn"})
-		m := plugin.NewManager(discard(), db, &mediamtx.Client{BaseURL: "http://127.0.0.1:1"}, relay)
+		m := plugin.NewManager(testutil.Discard(), db, &mediamtx.Client{BaseURL: "http://127.0.0.1:1"}, relay, standing(db))
 		if err := m.Reconcile(t.Context()); err == nil {
 			t.Fatal("Reconcile with MediaMTX down: nil error")
 		}
@@ -304,7 +294,7 @@ func TestHookHandler(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := &recorder{}
-			srv := httptest.NewServer(plugin.NewHookHandler(discard(), "hooksecret", rec))
+			srv := httptest.NewServer(plugin.NewHookHandler(testutil.Discard(), "hooksecret", rec))
 			defer srv.Close()
 			req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(tt.body))
 			req.Header.Set("Content-Type", tt.ctype)
@@ -331,7 +321,7 @@ func TestHookHandler(t *testing.T) {
 
 func TestNotifyFromEnv(t *testing.T) {
 	rec := &recorder{}
-	srv := httptest.NewServer(plugin.NewHookHandler(discard(), "hooksecret", rec))
+	srv := httptest.NewServer(plugin.NewHookHandler(testutil.Discard(), "hooksecret", rec))
 	defer srv.Close()
 	key := stagedoor.NewKey()
 	env := map[string]string{"MTX_PATH": "live/" + key, "MTX_SOURCE_ID": "src-1", "MTX_SOURCE_TYPE": "rtmpConn"}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/mediamtx"
+	"github.com/stagedoor/stagedoor/policy"
 )
 
 // Ejection records one publisher disconnected because its credential no longer allows it.
@@ -63,64 +64,45 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		if _, ours := existing[name]; ours {
 			continue
 		}
-		ch, err := m.store.ChannelByName(ctx, name)
-		if errors.Is(err, stagedoor.ErrNotFound) {
-			m.eject(ctx, p.Source, Ejection{Name: name, Reason: "name no longer exists"})
-			continue
+		var digest *stagedoor.Digest
+		if l, ok := liveOf(current, name); ok && l.SourceID == p.Source.ID {
+			digest = l.KeyDigest
 		}
+		v, err := m.policy.StillAllowed(ctx, policy.Running{Path: p.Name, KeyDigest: digest})
 		if err != nil {
 			return fmt.Errorf("reconcile: %w", err)
 		}
-		if !ch.Active {
-			m.eject(ctx, p.Source, Ejection{Name: name, User: ch.UserName, Reason: "user banned"})
+		if !v.Allow {
+			m.eject(ctx, p.Source, Ejection{Name: name, User: v.User, KeyFP: v.KeyFP, Reason: v.Reason})
 			continue
 		}
-		var digest *stagedoor.Digest
-		if l, ok := liveOf(current, name); ok && l.SourceID == p.Source.ID && l.KeyDigest != nil {
-			digest = l.KeyDigest
-			if ok, fp, err := m.keyStillAllows(ctx, *digest); err != nil {
-				return fmt.Errorf("reconcile: %w", err)
-			} else if !ok {
-				m.eject(ctx, p.Source, Ejection{Name: name, User: ch.UserName, KeyFP: fp, Reason: "key revoked"})
-				continue
-			}
-		}
-		want[name] = liveTarget{live: stagedoor.LiveState{Name: name, UserID: ch.UserID, UserName: ch.UserName,
+		want[name] = liveTarget{live: stagedoor.LiveState{Name: name, UserID: v.UserID, UserName: v.User,
 			KeyDigest: digest, SourceID: p.Source.ID, SourceType: p.Source.Type}}
 	}
 	for _, p := range paths {
-		kind, key := stagedoor.ParsePath(p.Name)
-		if kind != stagedoor.PathKey || !p.Available || p.Source == nil || p.Source.ID == "" {
+		if kind, _ := stagedoor.ParsePath(p.Name); kind != stagedoor.PathKey || !p.Available || p.Source == nil || p.Source.ID == "" {
 			continue
 		}
-		dg := stagedoor.KeyDigest(key)
-		owner, err := m.store.UserByKeyDigest(ctx, dg)
-		if errors.Is(err, stagedoor.ErrNotFound) {
-			r, rerr := m.store.RevokedKey(ctx, dg)
-			switch {
-			case rerr == nil && r.KeepLive && r.Active:
-				// Revoked with --keep-live: this stream may finish, still aliased.
-				owner = stagedoor.KeyOwner{UserID: r.UserID, UserName: r.UserName, Active: true, Fingerprint: r.Fingerprint}
-			case rerr == nil || errors.Is(rerr, stagedoor.ErrNotFound):
-				m.eject(ctx, p.Source, Ejection{User: r.UserName, KeyFP: dg.Fingerprint(), Reason: "key revoked"})
-				continue
-			default:
-				return fmt.Errorf("reconcile: %w", rerr)
-			}
-		} else if err != nil {
+		v, err := m.policy.StillAllowed(ctx, policy.Running{Path: p.Name})
+		if err != nil {
 			return fmt.Errorf("reconcile: %w", err)
 		}
-		if !owner.Active {
-			m.eject(ctx, p.Source, Ejection{Name: owner.UserName, User: owner.UserName, KeyFP: owner.Fingerprint, Reason: "user banned"})
+		if !v.Allow {
+			name := ""
+			if v.Reason == policy.ReasonBanned {
+				name = v.User
+			}
+			m.eject(ctx, p.Source, Ejection{Name: name, User: v.User, KeyFP: v.KeyFP, Reason: v.Reason})
 			continue
 		}
-		if prev, ok := want[owner.UserName]; ok && (prev.keyPath == "" || !isCurrent(current, owner.UserName, p.Source.ID)) {
+		// A key path plays under its owner's name.
+		if prev, ok := want[v.User]; ok && (prev.keyPath == "" || !isCurrent(current, v.User, p.Source.ID)) {
 			continue // direct ingest holds the name, or another key of this user is current
 		}
-		want[owner.UserName] = liveTarget{
-			live: stagedoor.LiveState{Name: owner.UserName, UserID: owner.UserID, UserName: owner.UserName,
-				KeyID: owner.KeyID, SourceID: p.Source.ID, SourceType: p.Source.Type},
-			keyPath: p.Name, fp: owner.Fingerprint,
+		want[v.User] = liveTarget{
+			live: stagedoor.LiveState{Name: v.User, UserID: v.UserID, UserName: v.User,
+				KeyID: v.KeyID, SourceID: p.Source.ID, SourceType: p.Source.Type},
+			keyPath: p.Name, fp: v.KeyFP,
 		}
 	}
 
@@ -166,26 +148,6 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		m.logger.Info("reconcile: offline", "name", l.Name)
 	}
 	return errors.Join(errs...)
-}
-
-// keyStillAllows reports whether a key digest is still a key, or was revoked with
-// keep-live for a stream already running; it returns the key's fingerprint.
-func (m *Manager) keyStillAllows(ctx context.Context, d stagedoor.Digest) (bool, string, error) {
-	_, err := m.store.UserByKeyDigest(ctx, d)
-	if err == nil {
-		return true, d.Fingerprint(), nil
-	}
-	if !errors.Is(err, stagedoor.ErrNotFound) {
-		return false, "", err
-	}
-	r, err := m.store.RevokedKey(ctx, d)
-	if errors.Is(err, stagedoor.ErrNotFound) {
-		return false, d.Fingerprint(), nil
-	}
-	if err != nil {
-		return false, "", err
-	}
-	return r.KeepLive, d.Fingerprint(), nil
 }
 
 // eject disconnects a publisher whose credential no longer allows it. Failures are

@@ -9,7 +9,7 @@ streams=${STAGEDOOR_BENCH_STREAMS:-1,5,10,25}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-micro_cmd="go test -run '^\$' -bench '^Benchmark(AuthHTTP|Decide|UserByKeyDigest|ResetAllKeys10k)\$' -benchmem -benchtime 300ms -count $count ./authserver/ ./store/"
+micro_cmd="go test -run '^\$' -bench '^Benchmark(AuthHTTP|Decide|UserByKeyDigest|ResetAllKeys10k)\$' -benchmem -benchtime 300ms -count $count ./authserver/ ./policy/ ./store/"
 storm_cmd="go test -run '^\$' -bench '^BenchmarkReconnectStorm\$' -benchtime 1x -count $count ./authserver/"
 e2e_cmd="STAGEDOOR_BENCH_STREAMS=$streams go test -run '^\$' -bench '^Benchmark(TimeToPlayback|ControlLatency|AliasCost)\$' -benchtime 1x -count 1 -timeout 60m ./e2e/"
 for c in micro storm e2e; do

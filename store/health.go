@@ -8,11 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"time"
-)
 
-// ErrProbeInconclusive is ProbeWrite's answer when this process's own writers kept it
-// waiting for its turn but none of them has been stuck: a busy queue, not a fault.
-var ErrProbeInconclusive = errors.New("probe inconclusive: write queue busy")
+	"github.com/stagedoor/stagedoor"
+)
 
 const (
 	// probeGateWait is how long a probe waits for this process's write turn.
@@ -59,7 +57,7 @@ func (db *DB) ProbeWrite(ctx context.Context, owner string) error {
 		if held := db.writeHeld(); held > stuckWrite {
 			return fmt.Errorf("probe database: a write has waited %v for the database", held.Round(time.Millisecond))
 		}
-		return ErrProbeInconclusive
+		return stagedoor.ErrProbeInconclusive
 	}
 	defer unlock()
 	if _, err := db.probe.ExecContext(ctx, `INSERT INTO heartbeat (owner, at) VALUES (?, ?)

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/stagedoor/stagedoor"
 )
 
 // TestProbeWriteQueueVersusStuck: a probe kept waiting by a short in-process write is
@@ -30,12 +32,12 @@ func TestProbeWriteQueueVersusStuck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.ProbeWrite(t.Context(), "host-a"); !errors.Is(err, ErrProbeInconclusive) {
+	if err := db.ProbeWrite(t.Context(), "host-a"); !errors.Is(err, stagedoor.ErrProbeInconclusive) {
 		t.Errorf("ProbeWrite behind a fresh write = %v, want ErrProbeInconclusive", err)
 	}
 	time.Sleep(time.Until(time.Unix(0, db.gateSince.Load()).Add(stuckWrite + 100*time.Millisecond)))
 	err = db.ProbeWrite(t.Context(), "host-a")
-	if err == nil || errors.Is(err, ErrProbeInconclusive) {
+	if err == nil || errors.Is(err, stagedoor.ErrProbeInconclusive) {
 		t.Errorf("ProbeWrite behind a write stuck for %v = %v, want a fault", stuckWrite, err)
 	}
 	unlock()

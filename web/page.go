@@ -75,8 +75,8 @@ func (h *handler) channel(w http.ResponseWriter, r *http.Request) {
 		Title:  c.Name + " · Stagedoor",
 		HLSJS:  h.assets[HLSJS] != nil,
 		Name:   c.Name,
-		HLSURL: h.hlsBase + "/live/" + c.Name + "/index.m3u8",
-		Status: statusPath + c.Name,
+		HLSURL: stagedoor.HLSURL(h.hlsBase, c.Name),
+		Status: StatusPath + c.Name,
 	}
 	if c.Live != nil {
 		p.Live, p.Since = true, c.Live.Since

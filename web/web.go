@@ -1,6 +1,8 @@
-// Package web serves the public channel pages: GET / lists the channels live now and
-// GET /{name} shows one channel with a live badge and an HLS player (hls.js, vendored
-// from npm and served from /static/, with the browser's native HLS as the fallback).
+// Package web is the public listener's one router: the channel pages, the public status
+// API, and the admin API mounted under /api/v1/admin/. GET / lists the channels live now
+// and GET /{name} shows one channel with a live badge and an HLS player (hls.js, vendored
+// from npm and served from /static/, with the browser's native HLS as the fallback);
+// GET /api/v1/channels/{name} answers a channel's status as JSON.
 //
 // Pages carry no key, password, hash or internal address. Every response has a strict
 // Content-Security-Policy (scripts and styles only from this origin, media and HLS
@@ -26,10 +28,6 @@ type Channels interface {
 	LiveStates(ctx context.Context) ([]stagedoor.LiveState, error)
 }
 
-// statusPath is where the pages poll a channel's status: the public status API, served
-// by authserver on the same listener.
-const statusPath = "/api/v1/channels/"
-
 type handler struct {
 	logger  *slog.Logger
 	ch      Channels
@@ -37,12 +35,22 @@ type handler struct {
 	assets  map[string]*asset
 }
 
-// NewHandler returns the page handler for GET /, GET /{name} and GET /static/{file};
-// any other path gets the 404 page. hlsBase is the public HLS base URL (--hls-url, e.g.
-// http://HOST:8888); its origin is the only one the page's CSP lets media come from.
-// It returns an error when hlsBase is not an absolute http(s) URL.
-func NewHandler(logger *slog.Logger, ch Channels, hlsBase string) (http.Handler, error) {
-	origin, err := hlsOrigin(hlsBase)
+// Options configure NewRouter.
+type Options struct {
+	// HLSBase is the public HLS base URL (--hls-url, e.g. http://HOST:8888); its origin
+	// is the only one the pages' CSP lets media come from. Required.
+	HLSBase string
+	// Admin, if set, serves everything under /api/v1/admin/ (the admin API); unset,
+	// those paths get a JSON 404.
+	Admin http.Handler
+}
+
+// NewRouter returns the public router: GET / and GET /{name} (pages), GET /static/{file},
+// GET /api/v1/channels/{name} (status JSON) and /api/v1/admin/ (opts.Admin). Any other
+// path gets the 404 page, or a JSON 404 under /api/. It returns an error when
+// opts.HLSBase is not an absolute http(s) URL.
+func NewRouter(logger *slog.Logger, ch Channels, opts Options) (http.Handler, error) {
+	origin, err := hlsOrigin(opts.HLSBase)
 	if err != nil {
 		return nil, err
 	}
@@ -53,18 +61,31 @@ func NewHandler(logger *slog.Logger, ch Channels, hlsBase string) (http.Handler,
 	h := &handler{
 		logger:  logger.With("component", "web"),
 		ch:      ch,
-		hlsBase: strings.TrimRight(hlsBase, "/"),
+		hlsBase: strings.TrimRight(opts.HLSBase, "/"),
 		assets:  assets,
 	}
 	if assets[HLSJS] == nil {
 		h.logger.Warn("hls.js is not embedded: channel pages play with the browser's native HLS only; run `make hlsjs` and rebuild")
 	}
+	pages := http.NewServeMux()
+	pages.HandleFunc("GET /{$}", h.index)
+	pages.HandleFunc("GET /static/{file}", h.static)
+	pages.HandleFunc("GET /{name}", h.channel)
+	pages.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { h.notFound(w) })
+
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", h.index)
-	mux.HandleFunc("GET /static/{file}", h.static)
-	mux.HandleFunc("GET /{name}", h.channel)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { h.notFound(w) })
-	return secure(contentSecurityPolicy(origin), mux), nil
+	page := secure(contentSecurityPolicy(origin), pages)
+	mux.Handle("/", page)
+	mux.Handle("/api", page) // not redirected to /api/: a reserved name's 404 page
+	mux.HandleFunc("GET "+StatusPath+"{name}", h.status)
+	apiNotFound := func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
+	}
+	mux.HandleFunc("/api/", apiNotFound)
+	if opts.Admin != nil {
+		mux.Handle("/api/v1/admin/", opts.Admin)
+	}
+	return mux, nil
 }
 
 // hlsOrigin returns scheme://host[:port] of the HLS base URL.

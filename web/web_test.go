@@ -81,9 +81,9 @@ func newFixture(t *testing.T) fixture {
 
 func serve(t *testing.T, ch web.Channels) *httptest.Server {
 	t.Helper()
-	h, err := web.NewHandler(slog.New(slog.DiscardHandler), ch, hlsBase)
+	h, err := web.NewRouter(slog.New(slog.DiscardHandler), ch, web.Options{HLSBase: hlsBase})
 	if err != nil {
-		t.Fatalf("NewHandler: %v", err)
+		t.Fatalf("NewRouter: %v", err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -280,12 +280,12 @@ func TestPagesEscapeNames(t *testing.T) {
 func TestStoreErrorIsAGeneric500(t *testing.T) {
 	boom := errors.New("disk I/O error at /var/lib/stagedoor/stagedoor.db")
 	var logs bytes.Buffer
-	h, err := web.NewHandler(slog.New(slog.NewTextHandler(&logs, nil)), fakeChannels{
+	h, err := web.NewRouter(slog.New(slog.NewTextHandler(&logs, nil)), fakeChannels{
 		channelByName: func(context.Context, string) (stagedoor.Channel, error) { return stagedoor.Channel{}, boom },
 		liveStates:    func(context.Context) ([]stagedoor.LiveState, error) { return nil, boom },
-	}, hlsBase)
+	}, web.Options{HLSBase: hlsBase})
 	if err != nil {
-		t.Fatalf("NewHandler: %v", err)
+		t.Fatalf("NewRouter: %v", err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -366,10 +366,10 @@ func TestStaticAssets(t *testing.T) {
 	}
 }
 
-func TestNewHandlerRejectsBadHLSURL(t *testing.T) {
+func TestNewRouterRejectsBadHLSURL(t *testing.T) {
 	for _, base := range []string{"", "127.0.0.1:8888", "/live", "ftp://host:8888", "http://", "http://viewer:secret@host:8888"} {
-		if _, err := web.NewHandler(slog.New(slog.DiscardHandler), fakeChannels{}, base); err == nil {
-			t.Errorf("NewHandler(%q) = nil error, want one", base)
+		if _, err := web.NewRouter(slog.New(slog.DiscardHandler), fakeChannels{}, web.Options{HLSBase: base}); err == nil {
+			t.Errorf("NewRouter(%q) = nil error, want one", base)
 		}
 	}
 }

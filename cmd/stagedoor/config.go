@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stagedoor/stagedoor/authserver"
+	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/plugin"
 )
 
@@ -34,30 +34,19 @@ const (
 	relayUser = "stagedoor-relay"
 )
 
-// urls are the public addresses printed for streamers and returned by the status API.
-type urls struct {
-	rtmp string // encoder "Server" field, e.g. rtmp://HOST:1935/live
-	hls  string // HLS base, e.g. http://HOST:8888
-	srt  string // SRT listener, e.g. srt://HOST:8890
-	rtsp string // RTSP listener, e.g. rtsp://HOST:8554
-	whip string // WebRTC listener, e.g. http://HOST:8889
-}
-
-func (u *urls) register(fs *flag.FlagSet, getenv func(string) string) {
-	fs.StringVar(&u.rtmp, "rtmp-url", envOr(getenv, envRTMPURL, "rtmp://localhost:1935/live"),
+// registerURLs registers the flags of the public addresses printed for streamers and
+// returned by the status API.
+func registerURLs(fs *flag.FlagSet, getenv func(string) string, u *stagedoor.URLs) {
+	fs.StringVar(&u.RTMP, "rtmp-url", envOr(getenv, envRTMPURL, "rtmp://localhost:1935/live"),
 		"encoder server URL printed for streamers (env "+envRTMPURL+")")
-	fs.StringVar(&u.hls, "hls-url", envOr(getenv, envHLSURL, "http://localhost:8888"),
+	fs.StringVar(&u.HLS, "hls-url", envOr(getenv, envHLSURL, "http://localhost:8888"),
 		"public HLS base URL (env "+envHLSURL+")")
-	fs.StringVar(&u.srt, "srt-url", envOr(getenv, "STAGEDOOR_SRT_URL", "srt://localhost:8890"),
+	fs.StringVar(&u.SRT, "srt-url", envOr(getenv, "STAGEDOOR_SRT_URL", "srt://localhost:8890"),
 		"SRT ingest URL printed for streamers (env STAGEDOOR_SRT_URL)")
-	fs.StringVar(&u.rtsp, "rtsp-url", envOr(getenv, "STAGEDOOR_RTSP_URL", "rtsp://localhost:8554"),
+	fs.StringVar(&u.RTSP, "rtsp-url", envOr(getenv, "STAGEDOOR_RTSP_URL", "rtsp://localhost:8554"),
 		"RTSP ingest URL printed for streamers (env STAGEDOOR_RTSP_URL)")
-	fs.StringVar(&u.whip, "whip-url", envOr(getenv, "STAGEDOOR_WHIP_URL", "http://localhost:8889"),
+	fs.StringVar(&u.WHIP, "whip-url", envOr(getenv, "STAGEDOOR_WHIP_URL", "http://localhost:8889"),
 		"WebRTC (WHIP) base URL printed for streamers (env STAGEDOOR_WHIP_URL)")
-}
-
-func (u urls) hlsFor(name string) string {
-	return authserver.HLSURL(strings.TrimRight(u.hls, "/"), name)
 }
 
 func dbVar(fs *flag.FlagSet, p *string, getenv func(string) string) {
@@ -77,7 +66,7 @@ type serviceConfig struct {
 	reconcileEvery time.Duration
 	auditRetention time.Duration
 	webhookURLs    []string
-	urls           urls
+	urls           stagedoor.URLs
 }
 
 func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, frontDefault string) {
@@ -108,7 +97,7 @@ func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, f
 			c.webhookURLs = append(c.webhookURLs, u)
 			return nil
 		})
-	c.urls.register(fs, getenv)
+	registerURLs(fs, getenv, &c.urls)
 }
 
 func (c *serviceConfig) validate() error {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/store"
@@ -30,6 +31,7 @@ const lockHolderEnv = "STAGEDOOR_TEST_HOLD_LOCK_DB"
 // lockHolderEnv is set; otherwise it runs the tests. The holder takes BEGIN EXCLUSIVE on
 // that database, prints "locked", and holds the lock until its stdin closes.
 func TestMain(m *testing.M) {
+	gin.SetMode(gin.ReleaseMode) // as main does
 	path := os.Getenv(lockHolderEnv)
 	if path == "" {
 		os.Exit(m.Run())

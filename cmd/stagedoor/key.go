@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/stagedoor/stagedoor"
-
-	"github.com/stagedoor/stagedoor/store"
 )
 
 const keyUsage = "usage: stagedoor key add NAME [--label L] | list NAME | revoke NAME FINGERPRINT [--keep-live] | reset NAME|--all [--keep-live]"
@@ -28,23 +26,21 @@ func cmdKey(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	rev := stagedoor.Revocation{KeepLive: *keepLive}
-	open := func() (*store.DB, error) { return c.open(ctx) }
 	switch sub {
 	case "add":
 		name, err := oneName(pos, "key add")
 		if err != nil {
 			return err
 		}
-		db, err := open()
+		op, done, err := c.operator(ctx)
 		if err != nil {
 			return err
 		}
-		defer db.Close()
-		k, err := db.AddKey(ctx, name, *label)
+		defer done()
+		k, err := op.AddKey(ctx, cliActor, name, *label)
 		if err != nil {
 			return err
 		}
-		c.notify(ctx)
 		if c.json {
 			return writeJSON(stdout, map[string]string{"stream_key": k.StreamKey, "fingerprint": k.Fingerprint, "label": k.Label})
 		}
@@ -54,12 +50,12 @@ func cmdKey(ctx context.Context, args []string, getenv func(string) string, stdo
 		if err != nil {
 			return err
 		}
-		db, err := open()
+		op, done, err := c.operator(ctx)
 		if err != nil {
 			return err
 		}
-		defer db.Close()
-		ks, err := db.Keys(ctx, name)
+		defer done()
+		ks, err := op.Keys(ctx, name)
 		if err != nil {
 			return err
 		}
@@ -89,15 +85,14 @@ func cmdKey(ctx context.Context, args []string, getenv func(string) string, stdo
 		if len(pos) != 2 {
 			return usageError("key revoke: expected NAME FINGERPRINT")
 		}
-		db, err := open()
+		op, done, err := c.operator(ctx)
 		if err != nil {
 			return err
 		}
-		defer db.Close()
-		if err := db.RevokeKey(ctx, pos[0], pos[1], rev); err != nil {
+		defer done()
+		if err := op.RevokeKey(ctx, cliActor, pos[0], pos[1], rev); err != nil {
 			return err
 		}
-		c.notify(ctx)
 		if c.json {
 			return writeJSON(stdout, map[string]any{"name": pos[0], "fingerprint": pos[1], "revoked": true, "keep_live": rev.KeepLive})
 		}
@@ -113,24 +108,22 @@ func cmdKey(ctx context.Context, args []string, getenv func(string) string, stdo
 				return err
 			}
 		}
-		db, err := open()
+		op, done, err := c.operator(ctx)
 		if err != nil {
 			return err
 		}
-		defer db.Close()
+		defer done()
 		if !*all {
-			k, err := db.ResetKeysWith(ctx, name, rev)
+			k, err := op.ResetKeys(ctx, cliActor, name, rev)
 			if err != nil {
 				return err
 			}
-			c.notify(ctx)
 			return printNewKey(stdout, c, "New stream key for", name, k.StreamKey, k.Fingerprint)
 		}
-		ks, err := db.ResetAllKeys(ctx, rev)
+		ks, err := op.ResetAllKeys(ctx, cliActor, rev)
 		if err != nil {
 			return err
 		}
-		c.notify(ctx)
 		out := make([]map[string]string, 0, len(ks))
 		for _, k := range ks {
 			out = append(out, map[string]string{"name": k.UserName, "stream_key": k.StreamKey, "fingerprint": k.Fingerprint})
@@ -169,12 +162,12 @@ func cmdAudit(ctx context.Context, args []string, getenv func(string) string, st
 	if *since <= 0 || *limit <= 0 {
 		return usageError("audit: --since and --limit must be positive")
 	}
-	db, err := c.open(ctx)
+	op, done, err := c.operator(ctx)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	es, err := db.Audit(ctx, stagedoor.AuditFilter{User: *user, Since: time.Now().Add(-*since), Limit: *limit})
+	defer done()
+	es, err := op.Audit(ctx, stagedoor.AuditFilter{User: *user, Since: time.Now().Add(-*since), Limit: *limit})
 	if err != nil {
 		return err
 	}

@@ -101,7 +101,7 @@ func startLoadService(t *testing.T, mediamtxAPI string) *loadService {
 // for a burst and closed again, each of which ran the DSN's pragmas on open.
 func (s *loadService) logPool(t *testing.T) {
 	t.Helper()
-	st := s.svc.db.SQL().Stats()
+	st := s.svc.db.Stats()
 	t.Logf("database pool: %d open (%d in use, %d idle), %d closed for exceeding the idle limit, %d waits for a connection",
 		st.OpenConnections, st.InUse, st.Idle, st.MaxIdleClosed, st.WaitCount)
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/stagedoor/stagedoor/audit"
-	"github.com/stagedoor/stagedoor/authserver"
+	"github.com/stagedoor/stagedoor/policy"
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -22,7 +22,7 @@ type metrics struct {
 	deliveries *prometheus.CounterVec
 }
 
-func newMetrics(db *store.DB, pw *authserver.Passwords, rec *audit.Recorder) *metrics {
+func newMetrics(db *store.DB, pw *policy.Passwords, rec *audit.Recorder) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stagedoor_auth_decisions_total",
@@ -67,13 +67,13 @@ func newMetrics(db *store.DB, pw *authserver.Passwords, rec *audit.Recorder) *me
 	return m
 }
 
-func (m *metrics) decision(req authserver.Request, d authserver.Decision, took time.Duration) {
+func (m *metrics) decision(a policy.Attempt, v policy.Verdict, took time.Duration) {
 	result := "deny"
-	if d.Allow {
+	if v.Allow {
 		result = "allow"
 	}
-	action, protocol := label(req.Action, knownActions), label(req.Protocol, knownProtocols)
-	m.decisions.WithLabelValues(action, protocol, result, d.PathKind).Inc()
+	action, protocol := label(a.Action, knownActions), label(a.Protocol, knownProtocols)
+	m.decisions.WithLabelValues(action, protocol, result, v.PathKind).Inc()
 	m.latency.WithLabelValues(action).Observe(took.Seconds())
 }
 

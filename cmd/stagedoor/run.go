@@ -9,18 +9,23 @@ import (
 
 	"github.com/stagedoor/stagedoor"
 
-	"github.com/gin-gonic/gin"
-
-	"github.com/stagedoor/stagedoor/authserver"
+	"github.com/stagedoor/stagedoor/audit"
+	"github.com/stagedoor/stagedoor/manage"
 	"github.com/stagedoor/stagedoor/plugin"
+	"github.com/stagedoor/stagedoor/policy"
 	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor/web"
+	"github.com/stagedoor/stagedoor/webhook"
 )
 
 // Compile-time checks that the store fits what each consumer declares.
 var (
-	_ authserver.Credentials = (*store.DB)(nil)
-	_ authserver.Channels    = (*store.DB)(nil)
-	_ plugin.Store           = (*store.DB)(nil)
+	_ policy.Credentials = (*store.DB)(nil)
+	_ web.Channels       = (*store.DB)(nil)
+	_ plugin.Store       = (*store.DB)(nil)
+	_ manage.Store       = (*store.DB)(nil)
+	_ audit.Store        = (*store.DB)(nil)
+	_ webhook.Store      = (*store.DB)(nil)
 )
 
 const usage = `usage: stagedoor COMMAND [flags]
@@ -58,7 +63,6 @@ func exitCode(err error) int {
 func run(ctx context.Context, args []string, getenv func(string) string,
 	stdin io.Reader, stdout, stderr io.Writer,
 ) error {
-	gin.SetMode(gin.ReleaseMode)
 	if len(args) < 2 {
 		fmt.Fprintln(stderr, usage)
 		return usageError("missing command")

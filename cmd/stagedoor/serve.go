@@ -15,16 +15,14 @@ import (
 
 	"github.com/stagedoor/stagedoor"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/stagedoor/stagedoor/adminapi"
 	"github.com/stagedoor/stagedoor/audit"
-	"github.com/stagedoor/stagedoor/authserver"
+	"github.com/stagedoor/stagedoor/health"
+	"github.com/stagedoor/stagedoor/manage"
 	"github.com/stagedoor/stagedoor/mediamtx"
 	"github.com/stagedoor/stagedoor/plugin"
+	"github.com/stagedoor/stagedoor/policy"
 	"github.com/stagedoor/stagedoor/rtmpfront"
 	"github.com/stagedoor/stagedoor/store"
-	"github.com/stagedoor/stagedoor/web"
 	"github.com/stagedoor/stagedoor/webhook"
 )
 
@@ -57,12 +55,25 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	return svc.close()
 }
 
-// service is the running Stagedoor: database, both listeners and the reconciler.
+// service is the running Stagedoor: its parts are built by newService, their routes by
+// routes.go, and startService binds the listeners and starts the loops.
 type service struct {
-	logger   *slog.Logger
-	db       *store.DB
+	cfg    serviceConfig
+	sec    secrets
+	logger *slog.Logger
+
+	db        *store.DB
+	policy    *policy.Policy
+	creds     *policy.CachedCredentials
+	passwords *policy.Passwords
+	health    *health.Health
+	manager   *plugin.Manager
+	recorder  *audit.Recorder
+	webhooks  *webhook.Dispatcher
+	metrics   *metrics
+	ops       *manage.Service
+
 	servers  []*http.Server
-	manager  *plugin.Manager
 	stopLoop context.CancelFunc
 	loopDone chan struct{}
 	errc     chan error
@@ -80,7 +91,21 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
+// startService builds the service, binds its listeners and starts its loops.
 func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slog.Logger) (*service, error) {
+	s, err := newService(ctx, cfg, sec, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.start(ctx); err != nil {
+		return nil, errors.Join(err, s.close())
+	}
+	return s, nil
+}
+
+// newService checks the configuration, opens the database and builds every part, wired
+// to each other; nothing listens or runs yet.
+func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slog.Logger) (*service, error) {
 	if len(cfg.webhookURLs) > 0 && sec.webhook == "" {
 		return nil, usageError("webhook URLs need a signing secret: set STAGEDOOR_WEBHOOK_SECRET or STAGEDOOR_WEBHOOK_SECRET_FILE")
 	}
@@ -91,137 +116,111 @@ func startService(ctx context.Context, cfg serviceConfig, sec secrets, logger *s
 	if err != nil {
 		return nil, err
 	}
-	api := &mediamtx.Client{BaseURL: cfg.mediamtxAPI, User: adminUser, Password: sec.admin}
-	mgr := plugin.NewManager(logger, db, api, plugin.Relay{User: relayUser, Password: sec.relay, RTSPAddress: cfg.mediamtxRTSP})
-	passwords := authserver.NewPasswords()
-	creds := authserver.NewCachedCredentials(db)
-	mgr.OnPolicyChange = creds.Invalidate
-	policyChanged := func() {
-		creds.Invalidate()
-		mgr.ReconcileSoon()
-	}
-	rec := audit.NewRecorder(db, logger, 8192)
-	rec.Retention = cfg.auditRetention
-	met := newMetrics(db, passwords, rec)
-	mgr.OnEject = func(k plugin.Ejection) {
-		met.kicks.WithLabelValues(k.Reason).Inc()
-		rec.Record(stagedoor.AuditEntry{At: time.Now(), Kind: "kick", User: k.User, KeyFP: k.KeyFP,
-			Protocol: k.SourceType, Decision: "kicked", Reason: k.Reason})
-	}
+	s := &service{cfg: cfg, sec: sec, logger: logger, db: db, errc: make(chan error, 3)}
+	s.passwords = policy.NewPasswords()
+	s.creds = policy.NewCachedCredentials(db)
 	owner := probeOwner()
-	health := authserver.NewHealth(logger, func(ctx context.Context) error {
-		err := db.ProbeWrite(ctx, owner)
-		if errors.Is(err, store.ErrProbeInconclusive) {
-			return authserver.ErrProbeInconclusive
-		}
-		return err
-	}, db)
-	_ = health.Check(ctx)
-	hooks := webhook.NewDispatcher(db, logger, cfg.webhookURLs, sec.webhook)
-	hooks.OnDelivery = func(event string, ok bool) {
+	s.health = health.New(logger, func(ctx context.Context) error { return db.ProbeWrite(ctx, owner) }, db)
+	_ = s.health.Check(ctx)
+	s.policy = &policy.Policy{
+		Credentials:         s.creds,
+		PublicReadProtocols: cfg.publicReadProtocols(),
+		Relay:               policy.Secret{User: relayUser, Password: sec.relay},
+		Admin:               policy.Secret{User: adminUser, Password: sec.admin},
+		Passwords:           s.passwords,
+		Healthy:             s.health.Err,
+	}
+	api := &mediamtx.Client{BaseURL: cfg.mediamtxAPI, User: adminUser, Password: sec.admin}
+	s.manager = plugin.NewManager(logger, db, api, plugin.Relay{User: relayUser, Password: sec.relay, RTSPAddress: cfg.mediamtxRTSP}, s.policy)
+	s.manager.OnPolicyChange = s.creds.Invalidate
+	s.recorder = audit.NewRecorder(db, logger, 8192)
+	s.recorder.Retention = cfg.auditRetention
+	s.metrics = newMetrics(db, s.passwords, s.recorder)
+	s.manager.OnEject = func(e plugin.Ejection) {
+		s.metrics.kicks.WithLabelValues(e.Reason).Inc()
+		s.recorder.Record(stagedoor.AuditEntry{At: time.Now(), Kind: "kick", User: e.User, KeyFP: e.KeyFP,
+			Protocol: e.SourceType, Decision: "kicked", Reason: e.Reason})
+	}
+	s.webhooks = webhook.NewDispatcher(db, logger, cfg.webhookURLs, sec.webhook)
+	s.webhooks.OnDelivery = func(event string, ok bool) {
 		result := "ok"
 		if !ok {
 			result = "failed"
 		}
-		met.deliveries.WithLabelValues(event, result).Inc()
+		s.metrics.deliveries.WithLabelValues(event, result).Inc()
 	}
+	s.ops = &manage.Service{
+		Store:  db,
+		URLs:   cfg.urls,
+		Logger: logger.With("component", "manage"),
+		Record: func(_ context.Context, e stagedoor.AuditEntry) error {
+			s.recorder.Record(e)
+			return nil
+		},
+		Changed: func(context.Context) { s.policyChanged() },
+	}
+	return s, nil
+}
 
-	internal := http.NewServeMux()
-	internal.Handle("POST /mediamtx/auth", authserver.NewHandler(logger, creds, authserver.Options{
-		Policy: authserver.Policy{
-			PublicReadProtocols: cfg.publicReadProtocols(),
-			Relay:               authserver.Secret{User: relayUser, Password: sec.relay},
-			Admin:               authserver.Secret{User: adminUser, Password: sec.admin},
-			Passwords:           passwords,
-		},
-		Healthy: health.Err,
-		OnDecision: func(req authserver.Request, d authserver.Decision, took time.Duration) {
-			met.decision(req, d, took)
-			if req.Action == authserver.ActionPublish {
-				rec.Record(auditEntry(req, d))
-			}
-		},
-	}))
-	internal.Handle("POST /internal/hook", plugin.NewHookHandler(logger, sec.hook, mgr))
-	internal.Handle("GET /healthz", authserver.HealthHandler(health))
-	// The CLI calls this after a change (ban, key, password, stream) so that the auth
-	// cache never answers from before it; it carries no data, so it needs no secret. It
-	// requires its own header so that a MediaMTX whose authHTTPAddress points here by
-	// mistake gets a 400 (deny), never a 2xx (allow).
-	internal.HandleFunc("POST /internal/policy-changed", func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Origin") != "" || r.Header.Get(policyNotifyHeader) != "1" {
-			http.Error(w, "bad request", http.StatusBadRequest)
-			return
-		}
-		policyChanged()
-		w.WriteHeader(http.StatusNoContent)
-	})
-	internal.Handle("GET /metrics", promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{}))
-	pages, err := web.NewHandler(logger, db, cfg.urls.hls)
+// policyChanged drops every cached auth answer and has live streams re-checked now: a
+// credential may have been revoked.
+func (s *service) policyChanged() {
+	s.creds.Invalidate()
+	s.manager.ReconcileSoon()
+}
+
+// start binds the internal, public and RTMP listeners and starts the background loops
+// (RTMP front, health probe, audit, webhooks, reconciler).
+func (s *service) start(ctx context.Context) error {
+	public, err := s.publicRoutes()
 	if err != nil {
-		_ = db.Close()
-		return nil, usageError(err.Error())
+		return usageError(err.Error())
 	}
-	public := http.NewServeMux()
-	public.Handle("/api/v1/admin/", adminapi.NewHandler(logger, db, adminapi.Options{
-		Token: sec.adminToken, RTMPURL: cfg.urls.rtmp, HLSURL: cfg.urls.hls,
-		OnChange: policyChanged, OnAudit: rec.Record,
-	}))
-	public.Handle("/", authserver.NewPublicHandler(logger, db, cfg.urls.hls))
-	// Channel pages (issue 7). These patterns are more specific than "/" and match no
-	// /api/ path, so the status API and the admin API keep their routes.
-	public.Handle("GET /{$}", pages)
-	public.Handle("GET /{name}", pages)
-	public.Handle("GET /static/", pages)
-
-	svc := &service{logger: logger, db: db, manager: mgr, errc: make(chan error, 3)}
 	for _, l := range []struct {
 		addr string
 		h    http.Handler
 		name string
-	}{{cfg.internalAddr, internal, "internal"}, {cfg.publicAddr, public, "public"}} {
+	}{{s.cfg.internalAddr, s.internalRoutes(), "internal"}, {s.cfg.publicAddr, public, "public"}} {
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
-			_ = svc.close()
-			return nil, fmt.Errorf("listen %s: %w", l.name, err)
+			return fmt.Errorf("listen %s: %w", l.name, err)
 		}
 		srv := newServer(l.h)
-		svc.servers = append(svc.servers, srv)
-		logger.Info("listening", "listener", l.name, "addr", ln.Addr().String())
+		s.servers = append(s.servers, srv)
+		s.logger.Info("listening", "listener", l.name, "addr", ln.Addr().String())
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				svc.errc <- err
+				s.errc <- err
 			}
 		}()
 	}
 	var frontLn net.Listener
-	if cfg.rtmpAddr != "" {
-		if frontLn, err = net.Listen("tcp", cfg.rtmpAddr); err != nil {
-			_ = svc.close()
-			return nil, fmt.Errorf("listen rtmp front: %w", err)
+	if s.cfg.rtmpAddr != "" {
+		if frontLn, err = net.Listen("tcp", s.cfg.rtmpAddr); err != nil {
+			return fmt.Errorf("listen rtmp front: %w", err)
 		}
-		logger.Info("listening", "listener", "rtmp front", "addr", frontLn.Addr().String(), "upstream", cfg.mediamtxRTMP)
+		s.logger.Info("listening", "listener", "rtmp front", "addr", frontLn.Addr().String(), "upstream", s.cfg.mediamtxRTMP)
 	}
 	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	svc.stopLoop, svc.loopDone = stop, make(chan struct{})
+	s.stopLoop, s.loopDone = stop, make(chan struct{})
 	go func() {
-		defer close(svc.loopDone)
+		defer close(s.loopDone)
 		var wg sync.WaitGroup
 		if frontLn != nil {
-			front := &rtmpfront.Proxy{Upstream: cfg.mediamtxRTMP, Logger: logger.With("component", "rtmpfront")}
+			front := &rtmpfront.Proxy{Upstream: s.cfg.mediamtxRTMP, Logger: s.logger.With("component", "rtmpfront")}
 			wg.Go(func() {
 				if err := front.Serve(loopCtx, frontLn); err != nil {
-					svc.errc <- err
+					s.errc <- err
 				}
 			})
 		}
-		wg.Go(func() { health.Run(loopCtx, healthEvery) })
-		wg.Go(func() { rec.Run(loopCtx) })
-		wg.Go(func() { hooks.Run(loopCtx) })
-		mgr.Run(loopCtx, cfg.reconcileEvery)
+		wg.Go(func() { s.health.Run(loopCtx, healthEvery) })
+		wg.Go(func() { s.recorder.Run(loopCtx) })
+		wg.Go(func() { s.webhooks.Run(loopCtx) })
+		s.manager.Run(loopCtx, s.cfg.reconcileEvery)
 		wg.Wait()
 	}()
-	return svc, nil
+	return nil
 }
 
 // healthEvery is how often the database is probed for writes. With the probe's waits (up
@@ -241,21 +240,6 @@ func probeOwner() string {
 
 // policyNotifyHeader marks the CLI's policy-changed notification.
 const policyNotifyHeader = "X-Stagedoor-Policy-Changed"
-
-// auditEntry is the audit line of a publish decision: fingerprints and names, never a
-// secret or a raw path.
-func auditEntry(req authserver.Request, d authserver.Decision) stagedoor.AuditEntry {
-	decision := "deny"
-	if d.Allow {
-		decision = "allow"
-	}
-	ip := req.IP
-	if len(ip) > 64 {
-		ip = ip[:64]
-	}
-	return stagedoor.AuditEntry{At: time.Now(), Kind: "publish", User: d.User, KeyFP: d.KeyFP, IP: ip,
-		Protocol: req.Protocol, Decision: decision, Reason: d.Reason}
-}
 
 func isLoopbackHost(host string) bool {
 	if host == "localhost" {

@@ -5,59 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/stagedoor/stagedoor"
 )
 
-// encoderForms are the ways a streamer can enter user/password publishing in an encoder.
-type encoderForms struct {
-	Stream string `json:"stream"`
-	// TwoPart is OBS's Server + Stream Key fields.
-	TwoPart struct {
-		Server    string `json:"server"`
-		StreamKey string `json:"stream_key"`
-	} `json:"two_part"`
-	// OneField is the whole URL in one field (ffmpeg, encoders with a single URL).
-	OneField string `json:"one_field"`
-	SRT      string `json:"srt"`
-	RTSP     string `json:"rtsp"`
-	WHIP     string `json:"whip"`
-}
-
-// formsFor builds the encoder settings of stream for user with password secret (the
-// bcrypt hash, or a placeholder when no password is set or the stream needs none).
-func formsFor(u urls, stream, user, secret string, auth bool) encoderForms {
-	var f encoderForms
-	f.Stream = stream
-	query := ""
-	if auth {
-		query = "?user=" + user + "&pass=" + secret
-	}
-	f.TwoPart.Server = u.rtmp
-	f.TwoPart.StreamKey = stream + query
-	f.OneField = strings.TrimRight(u.rtmp, "/") + "/" + stream + query
-	whip := strings.TrimRight(u.whip, "/") + "/live/" + stream + "/whip"
-	rtsp, err := url.Parse(strings.TrimRight(u.rtsp, "/") + "/live/" + stream)
-	if auth {
-		f.SRT = u.srt + "?streamid=publish:live/" + stream + ":" + user + ":" + secret
-		if err == nil {
-			rtsp.User = url.UserPassword(user, secret)
-		}
-		whip += " (HTTP Basic " + user + ":" + secret + ")"
-	} else {
-		f.SRT = u.srt + "?streamid=publish:live/" + stream
-	}
-	if err == nil {
-		f.RTSP = rtsp.String()
-	}
-	f.WHIP = whip
-	return f
-}
-
-func printForms(w io.Writer, f encoderForms, auth bool) {
+func printForms(w io.Writer, f stagedoor.EncoderForms, auth bool) {
 	fmt.Fprintf(w, `
 Stream %s
   OBS (two fields): Server     %s
@@ -85,32 +39,31 @@ func cmdPasswd(ctx context.Context, c *cliFlags, pos []string, stdin io.Reader, 
 		}
 		pw = strings.TrimRight(line, "\r\n")
 	}
-	hash, err := stagedoor.HashPassword(pw, c.cost)
+	if err := stagedoor.ValidPassword(pw); err != nil {
+		return err // before the database is created
+	}
+	op, done, err := c.operator(ctx)
 	if err != nil {
 		return err
 	}
-	db, err := c.open(ctx)
+	defer done()
+	hash, err := op.SetPassword(ctx, cliActor, name, pw, c.cost)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if err := db.SetPasswordHash(ctx, name, hash); err != nil {
-		return err
-	}
-	c.notify(ctx)
-	streams, err := db.Streams(ctx, name)
+	streams, err := op.Streams(ctx, name)
 	if err != nil {
 		return err
 	}
-	var forms []encoderForms
+	var forms []stagedoor.EncoderForms
 	for _, s := range streams {
 		if s.AuthRequired {
-			forms = append(forms, formsFor(c.urls, s.Name, name, hash, true))
+			forms = append(forms, c.urls.Forms(s.Name, name, hash, true))
 		}
 	}
 	if c.json {
 		if forms == nil {
-			forms = []encoderForms{}
+			forms = []stagedoor.EncoderForms{}
 		}
 		return writeJSON(stdout, map[string]any{"name": name, "password_hash": hash, "encoder_urls": forms})
 	}
@@ -147,28 +100,27 @@ func cmdStream(ctx context.Context, args []string, getenv func(string) string, s
 		if c.user == "" {
 			return usageError("stream add: --user is required")
 		}
-		db, err := c.open(ctx)
+		op, done, err := c.operator(ctx)
 		if err != nil {
 			return err
 		}
-		defer db.Close()
-		s, err := db.CreateStream(ctx, name, c.user, !c.noAuth)
+		defer done()
+		s, err := op.CreateStream(ctx, cliActor, name, c.user, !c.noAuth)
 		if err != nil {
 			return err
 		}
-		c.notify(ctx)
 		secret := s.PasswordHash
 		if secret == "" {
 			secret = "<password>"
 		}
-		f := formsFor(c.urls, s.Name, s.UserName, secret, s.AuthRequired)
+		f := c.urls.Forms(s.Name, s.UserName, secret, s.AuthRequired)
 		if c.json {
 			return writeJSON(stdout, map[string]any{
 				"name": s.Name, "user": s.UserName, "auth_required": s.AuthRequired,
-				"hls_url": c.urls.hlsFor(s.Name), "encoder_urls": []encoderForms{f},
+				"hls_url": c.urls.HLSFor(s.Name), "encoder_urls": []stagedoor.EncoderForms{f},
 			})
 		}
-		fmt.Fprintf(stdout, "Created stream %s for %s.\nPublic playback (HLS): %s\n", s.Name, s.UserName, c.urls.hlsFor(s.Name))
+		fmt.Fprintf(stdout, "Created stream %s for %s.\nPublic playback (HLS): %s\n", s.Name, s.UserName, c.urls.HLSFor(s.Name))
 		if s.AuthRequired && s.PasswordHash == "" {
 			fmt.Fprintf(stdout, "No password is set yet: stagedoor user passwd %s\n", s.UserName)
 		}
@@ -178,12 +130,12 @@ func cmdStream(ctx context.Context, args []string, getenv func(string) string, s
 		if len(pos) != 0 {
 			return usageError("stream list takes no arguments")
 		}
-		db, err := c.open(ctx)
+		op, done, err := c.operator(ctx)
 		if err != nil {
 			return err
 		}
-		defer db.Close()
-		streams, err := db.Streams(ctx, c.user)
+		defer done()
+		streams, err := op.Streams(ctx, c.user)
 		if err != nil {
 			return err
 		}
@@ -198,7 +150,7 @@ func cmdStream(ctx context.Context, args []string, getenv func(string) string, s
 		rows := make([]row, 0, len(streams))
 		table := make([][]string, 0, len(streams))
 		for _, s := range streams {
-			r := row{Name: s.Name, User: s.UserName, AuthRequired: s.AuthRequired, HLSURL: c.urls.hlsFor(s.Name)}
+			r := row{Name: s.Name, User: s.UserName, AuthRequired: s.AuthRequired, HLSURL: c.urls.HLSFor(s.Name)}
 			r.Live, r.LiveSince = liveFields(s.Live)
 			rows = append(rows, r)
 			auth := "password"
@@ -216,15 +168,14 @@ func cmdStream(ctx context.Context, args []string, getenv func(string) string, s
 		if err != nil {
 			return err
 		}
-		db, err := c.open(ctx)
+		op, done, err := c.operator(ctx)
 		if err != nil {
 			return err
 		}
-		defer db.Close()
-		if err := db.DeleteStream(ctx, name); err != nil {
+		defer done()
+		if err := op.DeleteStream(ctx, cliActor, name); err != nil {
 			return err
 		}
-		c.notify(ctx)
 		if c.json {
 			return writeJSON(stdout, map[string]any{"name": name, "removed": true})
 		}

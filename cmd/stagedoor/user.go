@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"text/tabwriter"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/stagedoor/stagedoor"
 
+	"github.com/stagedoor/stagedoor/manage"
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -20,7 +22,7 @@ import (
 type cliFlags struct {
 	db   string
 	json bool
-	urls urls
+	urls stagedoor.URLs
 	// internal is the running service's internal address, told about policy changes.
 	internal string
 	// user passwd
@@ -29,21 +31,45 @@ type cliFlags struct {
 	// stream add / list
 	user   string
 	noAuth bool
+	stderr io.Writer
 }
 
 func newCLIFlags(name string, getenv func(string) string, stderr io.Writer) (*flag.FlagSet, *cliFlags) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	c := &cliFlags{}
+	c := &cliFlags{stderr: stderr}
 	dbVar(fs, &c.db, getenv)
 	fs.BoolVar(&c.json, "json", false, "machine-readable output")
 	fs.StringVar(&c.internal, "internal-addr", envOr(getenv, envInternalAddr, "127.0.0.1:9090"),
 		"the running service's internal address, told at once about bans and key changes (env "+envInternalAddr+")")
-	c.urls.register(fs, getenv)
+	registerURLs(fs, getenv, &c.urls)
 	return fs, c
 }
 
 func (c *cliFlags) open(ctx context.Context) (*store.DB, error) { return store.Open(ctx, c.db) }
+
+// cliActor is the operator at the command line, for the audit trail.
+var cliActor = manage.Actor{Via: manage.ViaCLI}
+
+// operator opens the database and the operator-action service on it: every change the
+// CLI makes is audited (written before the command exits) and signalled to a running
+// service. Call the returned close when done.
+func (c *cliFlags) operator(ctx context.Context) (*manage.Service, func(), error) {
+	db, err := c.open(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	op := &manage.Service{
+		Store: db,
+		URLs:  c.urls,
+		Record: func(ctx context.Context, e stagedoor.AuditEntry) error {
+			return db.AppendAudit(ctx, []stagedoor.AuditEntry{e})
+		},
+		Changed: c.notify,
+		Logger:  slog.New(slog.NewTextHandler(c.stderr, nil)),
+	}
+	return op, func() { _ = db.Close() }, nil
+}
 
 // notify tells a running service that credentials changed, so that its auth cache drops
 // what it knew and live streams are re-checked before this command returns. It is best
@@ -89,14 +115,14 @@ func cmdUser(ctx context.Context, args []string, getenv func(string) string, std
 			return err
 		}
 		if err := stagedoor.ValidUsername(name); err != nil {
-			return err
+			return err // before the database is created
 		}
-		db, err := c.open(ctx)
+		op, done, err := c.operator(ctx)
 		if err != nil {
 			return err
 		}
-		defer db.Close()
-		nu, err := db.CreateUser(ctx, name)
+		defer done()
+		nu, err := op.CreateUser(ctx, cliActor, name)
 		if err != nil {
 			return err
 		}
@@ -105,12 +131,12 @@ func cmdUser(ctx context.Context, args []string, getenv func(string) string, std
 		if len(pos) != 0 {
 			return usageError("user list takes no arguments")
 		}
-		db, err := c.open(ctx)
+		op, done, err := c.operator(ctx)
 		if err != nil {
 			return err
 		}
-		defer db.Close()
-		users, err := db.Users(ctx)
+		defer done()
+		users, err := op.Users(ctx)
 		if err != nil {
 			return err
 		}
@@ -120,15 +146,14 @@ func cmdUser(ctx context.Context, args []string, getenv func(string) string, std
 		if err != nil {
 			return err
 		}
-		db, err := c.open(ctx)
+		op, done, err := c.operator(ctx)
 		if err != nil {
 			return err
 		}
-		defer db.Close()
-		if err := db.SetActive(ctx, name, sub == "unban"); err != nil {
+		defer done()
+		if err := op.SetActive(ctx, cliActor, name, sub == "unban"); err != nil {
 			return err
 		}
-		c.notify(ctx)
 		if c.json {
 			return writeJSON(stdout, map[string]any{"name": name, "active": sub == "unban"})
 		}
@@ -149,7 +174,7 @@ func printNewKey(w io.Writer, c *cliFlags, what, name, key, fp string) error {
 	if c.json {
 		return writeJSON(w, map[string]string{
 			"name": name, "stream_key": key, "fingerprint": fp,
-			"server_url": c.urls.rtmp, "hls_url": c.urls.hlsFor(name),
+			"server_url": c.urls.RTMP, "hls_url": c.urls.HLSFor(name),
 		})
 	}
 	fmt.Fprintf(w, `%s %s.
@@ -163,7 +188,7 @@ OBS: Settings > Stream > Service "Custom..."
 
 Public playback (HLS):
   %s
-`, what, name, fp, key, c.urls.rtmp, key, c.urls.hlsFor(name))
+`, what, name, fp, key, c.urls.RTMP, key, c.urls.HLSFor(name))
 	return nil
 }
 
@@ -180,7 +205,7 @@ func printUsers(w io.Writer, c *cliFlags, users []stagedoor.User) error {
 	out := make([]userJSON, 0, len(users))
 	rows := make([][]string, 0, len(users))
 	for _, u := range users {
-		j := userJSON{Name: u.Name, Active: u.Active, CreatedAt: u.CreatedAt, HLSURL: c.urls.hlsFor(u.Name)}
+		j := userJSON{Name: u.Name, Active: u.Active, CreatedAt: u.CreatedAt, HLSURL: c.urls.HLSFor(u.Name)}
 		j.Live, j.LiveSince = liveFields(u.Live)
 		out = append(out, j)
 		status := "active"

@@ -84,3 +84,15 @@ func (c *Clock) Add(d time.Duration) {
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
 }
+
+// MediaMTXID is a MediaMTX connection id, as sent in the auth body's "id" field.
+const MediaMTXID = "6c4d5f3e-2b1a-4c9d-8e7f-0a1b2c3d4e5f"
+
+// MediaMTXAuthBody is the exact JSON body MediaMTX v1.21.0 POSTs to its HTTP auth
+// (internal/auth/manager.go and the TestAuthHTTP fixture in manager_test.go), from
+// 127.0.0.1 without credentials.
+func MediaMTXAuthBody(action, path, protocol string) string {
+	return `{"user":"","password":"","token":"","ip":"127.0.0.1","action":"` + action +
+		`","path":"` + path + `","protocol":"` + protocol + `","id":"` + MediaMTXID +
+		`","query":"","userAgent":"FMLE/3.0 (compatible; Lavf59.27.100)"}`
+}

@@ -1,16 +1,17 @@
-package authserver
+// Package health knows whether the database takes writes: a probe loop in the
+// background, so that neither auth nor GET /healthz ever waits on a sick database.
+package health
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"sync/atomic"
 	"time"
-)
 
-// ErrProbeInconclusive, returned by a probe, leaves the health as it was: the probe
-// could not tell (its own process's writers kept it waiting, none of them stuck).
-var ErrProbeInconclusive = errors.New("health probe inconclusive")
+	"github.com/stagedoor/stagedoor"
+)
 
 // errNotProbed is the health before the first probe finishes: unknown reads as unhealthy.
 var errNotProbed = errors.New("database not probed yet")
@@ -28,8 +29,8 @@ type Health struct {
 	last    atomic.Pointer[error]
 }
 
-// NewHealth returns a Health that probes with probe and pings read on /healthz.
-func NewHealth(logger *slog.Logger, probe func(context.Context) error, read Pinger) *Health {
+// New returns a Health that probes with probe and pings read on /healthz.
+func New(logger *slog.Logger, probe func(context.Context) error, read Pinger) *Health {
 	h := &Health{logger: logger.With("component", "health"), probe: probe, read: read, Timeout: 3 * time.Second}
 	h.set(errNotProbed)
 	return h
@@ -48,7 +49,7 @@ func (h *Health) Check(ctx context.Context) error {
 	switch {
 	case err != nil && errors.Is(ctx.Err(), context.Canceled):
 		return err // shutting down: says nothing about the database (a deadline would)
-	case errors.Is(err, ErrProbeInconclusive):
+	case errors.Is(err, stagedoor.ErrProbeInconclusive):
 		h.logger.Debug("health probe inconclusive")
 		return nil
 	}
@@ -77,10 +78,30 @@ func (h *Health) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// Ping makes Health the Pinger of HealthHandler: the last write probe, then a read.
+// Ping makes Health the Pinger of Handler: the last write probe, then a read.
 func (h *Health) Ping(ctx context.Context) error {
 	if err := h.Err(); err != nil {
 		return err
 	}
 	return h.read.Ping(ctx)
+}
+
+// Pinger is what the health check needs of the database for reads.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Handler answers GET /healthz: 200 when p answers within 2 s, else 503.
+func Handler(p Pinger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/json")
+		if err := p.Ping(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"status":"unhealthy"}` + "\n"))
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
 }

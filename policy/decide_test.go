@@ -1,11 +1,9 @@
-package authserver_test
+package policy_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,24 +11,15 @@ import (
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/authserver"
+	"github.com/stagedoor/stagedoor/internal/testutil"
+	"github.com/stagedoor/stagedoor/policy"
 	"github.com/stagedoor/stagedoor/store"
 )
 
-// mustOpen opens a fresh database in t.TempDir() and closes it when the test ends.
-func mustOpen(t testing.TB) *store.DB {
-	t.Helper()
-	db, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "stagedoor.db"))
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
-
 var (
-	relaySecret = authserver.Secret{User: "stagedoor-relay", Password: "relay-secret-1"}
-	adminSecret = authserver.Secret{User: "stagedoor-admin", Password: "admin-secret-1"}
-	testPolicy  = authserver.Policy{Relay: relaySecret, Admin: adminSecret}
+	relaySecret = policy.Secret{User: "stagedoor-relay", Password: "relay-secret-1"}
+	adminSecret = policy.Secret{User: "stagedoor-admin", Password: "admin-secret-1"}
+	testPolicy  = policy.Policy{Relay: relaySecret, Admin: adminSecret}
 )
 
 // fixture is a real store with an active user benw and a banned user mallory.
@@ -42,89 +31,34 @@ type fixture struct {
 
 func newFixture(t testing.TB) fixture {
 	t.Helper()
-	db := mustOpen(t)
-	ctx := t.Context()
-	benw, err := db.CreateUser(ctx, "benw")
-	if err != nil {
-		t.Fatalf("CreateUser(benw): %v", err)
-	}
-	mallory, err := db.CreateUser(ctx, "mallory")
-	if err != nil {
-		t.Fatalf("CreateUser(mallory): %v", err)
-	}
-	if err := db.SetActive(ctx, "mallory", false); err != nil {
-		t.Fatalf("SetActive(mallory): %v", err)
-	}
-	return fixture{db: db, activeKey: benw.StreamKey, bannedKey: mallory.StreamKey}
+	u := testutil.NewUsers(t)
+	return fixture{db: u.DB, activeKey: u.ActiveKey, bannedKey: u.BannedKey}
 }
 
-// fakeCreds is a Credentials for faults a real database cannot produce on demand.
-type fakeCreds struct {
-	userByKeyDigest func(ctx context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error)
-	// streamByName defaults to ErrNotFound.
-	streamByName func(ctx context.Context, name string) (stagedoor.Stream, error)
-}
-
-func (f fakeCreds) UserByKeyDigest(ctx context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error) {
-	return f.userByKeyDigest(ctx, d)
-}
-
-func (f fakeCreds) StreamByName(ctx context.Context, name string) (stagedoor.Stream, error) {
-	if f.streamByName == nil {
-		return stagedoor.Stream{}, fmt.Errorf("stream %s: %w", name, stagedoor.ErrNotFound)
-	}
-	return f.streamByName(ctx, name)
-}
-
-var errInjected = errors.New("injected lookup failure")
-
-func failingCreds() fakeCreds {
-	return fakeCreds{userByKeyDigest: func(context.Context, stagedoor.Digest) (stagedoor.KeyOwner, error) {
-		return stagedoor.KeyOwner{}, errInjected
-	}, streamByName: func(context.Context, string) (stagedoor.Stream, error) {
-		return stagedoor.Stream{}, errInjected
-	}}
-}
-
-func blockingCreds() fakeCreds {
-	return fakeCreds{userByKeyDigest: func(ctx context.Context, _ stagedoor.Digest) (stagedoor.KeyOwner, error) {
-		<-ctx.Done()
-		return stagedoor.KeyOwner{}, ctx.Err()
-	}}
-}
-
-func panickingCreds() fakeCreds {
-	return fakeCreds{userByKeyDigest: func(context.Context, stagedoor.Digest) (stagedoor.KeyOwner, error) {
-		panic("injected panic in lookup")
-	}}
-}
-
-// countingCreds counts lookups and answers ErrNotFound.
-func countingCreds(n *atomic.Int64) fakeCreds {
-	return fakeCreds{userByKeyDigest: func(_ context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error) {
-		n.Add(1)
-		return stagedoor.KeyOwner{}, fmt.Errorf("key %s: %w", d.Fingerprint(), stagedoor.ErrNotFound)
-	}}
+// decide asks pol, with creds as its credentials, about a.
+func decide(ctx context.Context, a policy.Attempt, creds policy.Credentials, pol policy.Policy) policy.Verdict {
+	pol.Credentials = creds
+	return pol.Decide(ctx, a)
 }
 
 // req builds a request from loopback with no credentials.
-func req(action, protocol, path string) authserver.Request {
-	return authserver.Request{IP: "127.0.0.1", Action: action, Protocol: protocol, Path: path}
+func req(action, protocol, path string) policy.Attempt {
+	return policy.Attempt{IP: "127.0.0.1", Action: action, Protocol: protocol, Path: path}
 }
 
-func (f fixture) relayRead(ip string) authserver.Request {
+func (f fixture) relayRead(ip string) policy.Attempt {
 	r := req("read", "rtsp", "live/"+f.activeKey)
 	r.IP, r.User, r.Password = ip, relaySecret.User, relaySecret.Password
 	return r
 }
 
-func admin(action, path, ip string) authserver.Request {
+func admin(action, path, ip string) policy.Attempt {
 	r := req(action, "", path)
 	r.IP, r.User, r.Password = ip, adminSecret.User, adminSecret.Password
 	return r
 }
 
-func with(r authserver.Request, f func(*authserver.Request)) authserver.Request {
+func with(r policy.Attempt, f func(*policy.Attempt)) policy.Attempt {
 	f(&r)
 	return r
 }
@@ -134,12 +68,12 @@ func TestDecide(t *testing.T) {
 	key := "live/" + f.activeKey
 	for _, tt := range []struct {
 		name string
-		pol  authserver.Policy
-		req  authserver.Request
+		pol  policy.Policy
+		req  policy.Attempt
 		want bool
 	}{
 		{"OwnerPublishesToKeyPath", testPolicy, req("publish", "rtmp", key), true},
-		{"OwnerPublishesFromAnywhere", testPolicy, with(req("publish", "srt", key), func(r *authserver.Request) { r.IP = "203.0.113.7" }), true},
+		{"OwnerPublishesFromAnywhere", testPolicy, with(req("publish", "srt", key), func(r *policy.Attempt) { r.IP = "203.0.113.7" }), true},
 		{"OwnerPublishesOverWebRTC", testPolicy, req("publish", "webrtc", key), true},
 		{"OwnerPublishesOverRTSP", testPolicy, req("publish", "rtsp", key), true},
 		{"BannedKeyPublishDenied", testPolicy, req("publish", "rtmp", "live/"+f.bannedKey), false},
@@ -150,25 +84,25 @@ func TestDecide(t *testing.T) {
 		{"PublishToPublicPathDenied", testPolicy, req("publish", "rtmp", "live/benw"), false},
 		// The secret in the query (issue 3): the owner's key publishes straight to the public name.
 		{"OwnKeyAsPasswordOnPublicPathAllowed", testPolicy,
-			with(req("publish", "srt", "live/benw"), func(r *authserver.Request) { r.User, r.Password = "benw", f.activeKey }), true},
+			with(req("publish", "srt", "live/benw"), func(r *policy.Attempt) { r.User, r.Password = "benw", f.activeKey }), true},
 		{"OwnKeyAsTokenOnPublicPathAllowed", testPolicy,
-			with(req("publish", "webrtc", "live/benw"), func(r *authserver.Request) { r.Token = f.activeKey }), true},
+			with(req("publish", "webrtc", "live/benw"), func(r *policy.Attempt) { r.Token = f.activeKey }), true},
 		{"OwnKeyInQueryOnPublicPathAllowed", testPolicy,
-			with(req("publish", "rtmp", "live/benw"), func(r *authserver.Request) { r.Query = "key=" + f.activeKey }), true},
+			with(req("publish", "rtmp", "live/benw"), func(r *policy.Attempt) { r.Query = "key=" + f.activeKey }), true},
 		{"KeyOnAnotherUsersPublicPathDenied", testPolicy,
-			with(req("publish", "rtmp", "live/mallory"), func(r *authserver.Request) { r.Query = "key=" + f.activeKey }), false},
+			with(req("publish", "rtmp", "live/mallory"), func(r *policy.Attempt) { r.Query = "key=" + f.activeKey }), false},
 		{"BannedKeyInQueryOnOwnPathDenied", testPolicy,
-			with(req("publish", "rtmp", "live/mallory"), func(r *authserver.Request) { r.Query = "key=" + f.bannedKey }), false},
+			with(req("publish", "rtmp", "live/mallory"), func(r *policy.Attempt) { r.Query = "key=" + f.bannedKey }), false},
 		{"KeyWithOtherUserNameDenied", testPolicy,
-			with(req("publish", "srt", "live/benw"), func(r *authserver.Request) { r.User, r.Password = "alice", f.activeKey }), false},
+			with(req("publish", "srt", "live/benw"), func(r *policy.Attempt) { r.User, r.Password = "alice", f.activeKey }), false},
 		{"MalformedKeyInQueryDenied", testPolicy,
-			with(req("publish", "rtmp", "live/benw"), func(r *authserver.Request) { r.Query = "key=sk_short" }), false},
+			with(req("publish", "rtmp", "live/benw"), func(r *policy.Attempt) { r.Query = "key=sk_short" }), false},
 		{"UnknownKeyInQueryDenied", testPolicy,
-			with(req("publish", "rtmp", "live/benw"), func(r *authserver.Request) { r.Query = "key=" + stagedoor.NewKey() }), false},
+			with(req("publish", "rtmp", "live/benw"), func(r *policy.Attempt) { r.Query = "key=" + stagedoor.NewKey() }), false},
 		{"PublishWithRelayCredsDenied", testPolicy,
-			with(req("publish", "rtsp", "live/benw"), func(r *authserver.Request) { r.User, r.Password = relaySecret.User, relaySecret.Password }), false},
+			with(req("publish", "rtsp", "live/benw"), func(r *policy.Attempt) { r.User, r.Password = relaySecret.User, relaySecret.Password }), false},
 		{"PublishWithAdminCredsDenied", testPolicy,
-			with(req("publish", "rtmp", "live/benw"), func(r *authserver.Request) { r.User, r.Password = adminSecret.User, adminSecret.Password }), false},
+			with(req("publish", "rtmp", "live/benw"), func(r *policy.Attempt) { r.User, r.Password = adminSecret.User, adminSecret.Password }), false},
 		{"PublishToDotDotPathDenied", testPolicy, req("publish", "rtmp", "live/../"+f.activeKey), false},
 		{"PublishToTrailingSlashKeyDenied", testPolicy, req("publish", "rtmp", key+"/"), false},
 		{"UppercasePublishDenied", testPolicy, req("PUBLISH", "rtmp", key), false},
@@ -176,32 +110,32 @@ func TestDecide(t *testing.T) {
 		{"KeyPathReadDenied", testPolicy, req("read", "hls", key), false},
 		{"KeyPathReadOverRTSPWithoutRelayDenied", testPolicy, req("read", "rtsp", key), false},
 		{"KeyPathReadWithOwnKeyAsPasswordDenied", testPolicy,
-			with(req("read", "rtsp", key), func(r *authserver.Request) { r.User, r.Password = "benw", f.activeKey }), false},
+			with(req("read", "rtsp", key), func(r *policy.Attempt) { r.User, r.Password = "benw", f.activeKey }), false},
 		{"RelayReadsKeyPathFromLoopback", testPolicy, f.relayRead("127.0.0.1"), true},
 		{"RelayReadsKeyPathFromIPv6Loopback", testPolicy, f.relayRead("::1"), true},
 		{"RelayFromNonLoopbackDenied", testPolicy, f.relayRead("10.0.0.5"), false},
 		{"RelayWithoutIPDenied", testPolicy, f.relayRead(""), false},
 		{"RelayWithWrongPasswordDenied", testPolicy,
-			with(f.relayRead("127.0.0.1"), func(r *authserver.Request) { r.Password += "x" }), false},
+			with(f.relayRead("127.0.0.1"), func(r *policy.Attempt) { r.Password += "x" }), false},
 		{"RelayWithPasswordPrefixDenied", testPolicy,
-			with(f.relayRead("127.0.0.1"), func(r *authserver.Request) { r.Password = r.Password[:len(r.Password)-1] }), false},
+			with(f.relayRead("127.0.0.1"), func(r *policy.Attempt) { r.Password = r.Password[:len(r.Password)-1] }), false},
 		{"RelayWithAdminUserDenied", testPolicy,
-			with(f.relayRead("127.0.0.1"), func(r *authserver.Request) { r.User = adminSecret.User }), false},
+			with(f.relayRead("127.0.0.1"), func(r *policy.Attempt) { r.User = adminSecret.User }), false},
 		{"RelayOverRTMPDenied", testPolicy,
-			with(f.relayRead("127.0.0.1"), func(r *authserver.Request) { r.Protocol = "rtmp" }), false},
+			with(f.relayRead("127.0.0.1"), func(r *policy.Attempt) { r.Protocol = "rtmp" }), false},
 		{"RelayOverHLSDenied", testPolicy,
-			with(f.relayRead("127.0.0.1"), func(r *authserver.Request) { r.Protocol = "hls" }), false},
+			with(f.relayRead("127.0.0.1"), func(r *policy.Attempt) { r.Protocol = "hls" }), false},
 		{"RelayReadsPublicPathOverRTSPDenied", testPolicy,
-			with(f.relayRead("127.0.0.1"), func(r *authserver.Request) { r.Path = "live/benw" }), false},
-		{"RelayUnsetEmptyCredsDenied", authserver.Policy{},
-			with(f.relayRead("127.0.0.1"), func(r *authserver.Request) { r.User, r.Password = "", "" }), false},
-		{"RelayUnsetPasswordDenied", authserver.Policy{Relay: authserver.Secret{User: relaySecret.User}},
-			with(f.relayRead("127.0.0.1"), func(r *authserver.Request) { r.Password = "" }), false},
+			with(f.relayRead("127.0.0.1"), func(r *policy.Attempt) { r.Path = "live/benw" }), false},
+		{"RelayUnsetEmptyCredsDenied", policy.Policy{},
+			with(f.relayRead("127.0.0.1"), func(r *policy.Attempt) { r.User, r.Password = "", "" }), false},
+		{"RelayUnsetPasswordDenied", policy.Policy{Relay: policy.Secret{User: relaySecret.User}},
+			with(f.relayRead("127.0.0.1"), func(r *policy.Attempt) { r.Password = "" }), false},
 
 		{"PublicReadOverHLSAllowed", testPolicy, req("read", "hls", "live/benw"), true},
 		{"PublicReadOfUnknownChannelOverHLSAllowed", testPolicy, req("read", "hls", "live/nobody"), true},
 		{"PublicReadFromAnywhereAllowed", testPolicy,
-			with(req("read", "hls", "live/benw"), func(r *authserver.Request) { r.IP = "198.51.100.1" }), true},
+			with(req("read", "hls", "live/benw"), func(r *policy.Attempt) { r.IP = "198.51.100.1" }), true},
 		{"PublicReadOverRTSPDenied", testPolicy, req("read", "rtsp", "live/benw"), false},
 		{"PublicReadOverWebRTCDenied", testPolicy, req("read", "webrtc", "live/benw"), false},
 		{"PublicReadWithoutProtocolDenied", testPolicy, req("read", "", "live/benw"), false},
@@ -219,33 +153,33 @@ func TestDecide(t *testing.T) {
 		{"AdminFromNonLoopbackDenied", testPolicy, admin("api", "", "10.0.0.5"), false},
 		{"AdminFromUnparsableIPDenied", testPolicy, admin("api", "", "localhost"), false},
 		{"AdminWithWrongPasswordDenied", testPolicy,
-			with(admin("api", "", "127.0.0.1"), func(r *authserver.Request) { r.Password = "wrong" }), false},
+			with(admin("api", "", "127.0.0.1"), func(r *policy.Attempt) { r.Password = "wrong" }), false},
 		{"AdminWithRelayCredsDenied", testPolicy,
-			with(admin("api", "", "127.0.0.1"), func(r *authserver.Request) { r.User, r.Password = relaySecret.User, relaySecret.Password }), false},
-		{"AdminUnsetEmptyCredsDenied", authserver.Policy{}, with(admin("api", "", "127.0.0.1"), func(r *authserver.Request) { r.User, r.Password = "", "" }), false},
+			with(admin("api", "", "127.0.0.1"), func(r *policy.Attempt) { r.User, r.Password = relaySecret.User, relaySecret.Password }), false},
+		{"AdminUnsetEmptyCredsDenied", policy.Policy{}, with(admin("api", "", "127.0.0.1"), func(r *policy.Attempt) { r.User, r.Password = "", "" }), false},
 		{"AnonymousAPIFromLoopbackDenied", testPolicy, req("api", "", ""), false},
 		{"AnonymousPlaybackOfKeyPathDenied", testPolicy, req("playback", "", key), false},
 		{"OwnerPlaybackWithKeyDenied", testPolicy,
-			with(req("playback", "", key), func(r *authserver.Request) { r.User, r.Password = "benw", f.activeKey }), false},
+			with(req("playback", "", key), func(r *policy.Attempt) { r.User, r.Password = "benw", f.activeKey }), false},
 		{"AdminAPIOverUnknownProtocolDenied", testPolicy,
-			with(admin("api", "", "127.0.0.1"), func(r *authserver.Request) { r.Protocol = "x" }), false},
+			with(admin("api", "", "127.0.0.1"), func(r *policy.Attempt) { r.Protocol = "x" }), false},
 
 		{"UnknownProtocolPublishDenied", testPolicy, req("publish", "x", key), false},
 		{"UnknownActionDenied", testPolicy, req("x", "rtmp", key), false},
 		{"EmptyActionDenied", testPolicy, req("", "rtmp", key), false},
-		{"EmptyRequestDenied", testPolicy, authserver.Request{}, false},
+		{"EmptyRequestDenied", testPolicy, policy.Attempt{}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			d := authserver.Decide(t.Context(), tt.req, f.db, tt.pol)
+			d := decide(t.Context(), tt.req, f.db, tt.pol)
 			if d.Allow != tt.want {
 				t.Fatalf("Allow = %v, want %v (decision %+v)", d.Allow, tt.want, d)
 			}
 			wantStatus := http.StatusUnauthorized
 			if tt.want {
-				wantStatus = http.StatusOK
+				wantStatus = http.StatusNoContent
 			}
-			if d.Status != wantStatus {
-				t.Errorf("Status = %d, want %d", d.Status, wantStatus)
+			if authserver.Status(d) != wantStatus {
+				t.Errorf("Status = %d, want %d", authserver.Status(d), wantStatus)
 			}
 			if d.Reason == "" {
 				t.Error("Reason is empty")
@@ -261,17 +195,20 @@ func TestDecide(t *testing.T) {
 
 func TestDecidePublishFields(t *testing.T) {
 	f := newFixture(t)
-	d := authserver.Decide(t.Context(), req("publish", "rtmp", "live/"+f.activeKey), f.db, testPolicy)
-	want := authserver.Decision{
-		Allow: true, Status: http.StatusOK, Reason: d.Reason,
-		PathKind: authserver.PathKey, User: "benw", KeyFP: stagedoor.Fingerprint(f.activeKey),
+	d := decide(t.Context(), req("publish", "rtmp", "live/"+f.activeKey), f.db, testPolicy)
+	if d.UserID == 0 || d.KeyID == 0 {
+		t.Errorf("decision %+v does not name the user and key by id", d)
+	}
+	want := policy.Verdict{
+		Allow: true, Reason: d.Reason, PathKind: stagedoor.PathKey,
+		User: "benw", UserID: d.UserID, KeyID: d.KeyID, KeyFP: stagedoor.Fingerprint(f.activeKey),
 	}
 	if d != want {
 		t.Errorf("decision = %+v, want %+v", d, want)
 	}
 
-	d = authserver.Decide(t.Context(), req("publish", "rtmp", "live/"+f.bannedKey), f.db, testPolicy)
-	if d.Allow || d.User != "mallory" || d.KeyFP != stagedoor.Fingerprint(f.bannedKey) || d.PathKind != authserver.PathKey {
+	d = decide(t.Context(), req("publish", "rtmp", "live/"+f.bannedKey), f.db, testPolicy)
+	if d.Allow || d.User != "mallory" || d.KeyFP != stagedoor.Fingerprint(f.bannedKey) || d.PathKind != stagedoor.PathKey {
 		t.Errorf("banned decision = %+v, want a deny naming mallory by fingerprint", d)
 	}
 }
@@ -282,7 +219,7 @@ func TestDecidePublicReadProtocols(t *testing.T) {
 	pol.PublicReadProtocols = []string{"hls", "rtsp"}
 	for _, tt := range []struct {
 		name string
-		req  authserver.Request
+		req  policy.Attempt
 		want bool
 	}{
 		{"PublicReadOverRTSPAllowed", req("read", "rtsp", "live/benw"), true},
@@ -294,7 +231,7 @@ func TestDecidePublicReadProtocols(t *testing.T) {
 		{"PublishToPublicPathStillDenied", req("publish", "rtsp", "live/benw"), false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := authserver.Decide(t.Context(), tt.req, f.db, pol).Allow; got != tt.want {
+			if got := decide(t.Context(), tt.req, f.db, pol).Allow; got != tt.want {
 				t.Errorf("Allow = %v, want %v", got, tt.want)
 			}
 		})
@@ -305,30 +242,30 @@ func TestDecideLookupFaults(t *testing.T) {
 	key := stagedoor.NewKey()
 	for _, tt := range []struct {
 		name       string
-		creds      authserver.Credentials
+		creds      policy.Credentials
 		ctx        func(t *testing.T) context.Context
 		wantStatus int
 	}{
-		{"LookupErrorIs500", failingCreds(), func(t *testing.T) context.Context { return t.Context() }, http.StatusInternalServerError},
-		{"DeadlineIs503", blockingCreds(), func(t *testing.T) context.Context {
+		{"LookupErrorIs500", testutil.FailingCreds(), func(t *testing.T) context.Context { return t.Context() }, http.StatusInternalServerError},
+		{"DeadlineIs503", testutil.BlockingCreds(), func(t *testing.T) context.Context {
 			ctx, cancel := context.WithCancel(t.Context())
 			cancel() // the deadline has already passed
 			return ctx
 		}, http.StatusServiceUnavailable},
-		{"InactiveOwnerIs401", fakeCreds{userByKeyDigest: func(context.Context, stagedoor.Digest) (stagedoor.KeyOwner, error) {
+		{"InactiveOwnerIs401", testutil.FakeCreds{KeyOwner: func(context.Context, stagedoor.Digest) (stagedoor.KeyOwner, error) {
 			return stagedoor.KeyOwner{UserID: 1, UserName: "benw", Active: false, KeyID: 1, Fingerprint: stagedoor.Fingerprint(key)}, nil
 		}}, func(t *testing.T) context.Context { return t.Context() }, http.StatusUnauthorized},
-		{"WrappedNotFoundIs401", fakeCreds{userByKeyDigest: func(context.Context, stagedoor.Digest) (stagedoor.KeyOwner, error) {
+		{"WrappedNotFoundIs401", testutil.FakeCreds{KeyOwner: func(context.Context, stagedoor.Digest) (stagedoor.KeyOwner, error) {
 			return stagedoor.KeyOwner{}, fmt.Errorf("lookup: %w", stagedoor.ErrNotFound)
 		}}, func(t *testing.T) context.Context { return t.Context() }, http.StatusUnauthorized},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			d := authserver.Decide(tt.ctx(t), req("publish", "rtmp", "live/"+key), tt.creds, testPolicy)
+			d := decide(tt.ctx(t), req("publish", "rtmp", "live/"+key), tt.creds, testPolicy)
 			if d.Allow {
 				t.Fatalf("Allow = true on a fault, want a deny (%+v)", d)
 			}
-			if d.Status != tt.wantStatus {
-				t.Errorf("Status = %d, want %d", d.Status, tt.wantStatus)
+			if authserver.Status(d) != tt.wantStatus {
+				t.Errorf("Status = %d, want %d", authserver.Status(d), tt.wantStatus)
 			}
 			if d.KeyFP != stagedoor.Fingerprint(key) {
 				t.Errorf("KeyFP = %q, want %q", d.KeyFP, stagedoor.Fingerprint(key))
@@ -342,7 +279,7 @@ func TestDecideLookupFaults(t *testing.T) {
 func TestDecideNoLookupOutsideKeyPaths(t *testing.T) {
 	key := stagedoor.NewKey()
 	var n atomic.Int64
-	creds := countingCreds(&n)
+	creds := testutil.CountingCreds(&n)
 	paths := []string{
 		"", "live/../" + key, "live//" + key, "/live/" + key, "live/" + key + "/",
 		"LIVE/" + key, "live/" + key + "\x00", "live/" + key + "\u200b", "live/sk_" + strings.Repeat("a", 42),
@@ -350,7 +287,7 @@ func TestDecideNoLookupOutsideKeyPaths(t *testing.T) {
 	}
 	for _, p := range paths {
 		for _, action := range []string{"publish", "read", "playback", "api", "x"} {
-			if d := authserver.Decide(t.Context(), req(action, "rtmp", p), creds, testPolicy); d.Allow {
+			if d := decide(t.Context(), req(action, "rtmp", p), creds, testPolicy); d.Allow {
 				t.Errorf("Decide(%s %q) allowed", action, p)
 			}
 		}
@@ -359,7 +296,7 @@ func TestDecideNoLookupOutsideKeyPaths(t *testing.T) {
 		t.Errorf("lookups = %d, want 0", got)
 	}
 	// Positive control: a key path does reach the lookup.
-	authserver.Decide(t.Context(), req("publish", "rtmp", "live/"+key), creds, testPolicy)
+	decide(t.Context(), req("publish", "rtmp", "live/"+key), creds, testPolicy)
 	if got := n.Load(); got != 1 {
 		t.Errorf("lookups after a key-path publish = %d, want 1", got)
 	}
@@ -429,9 +366,9 @@ func wantAllow(action, protocol, path, creds string) bool {
 	return false
 }
 
-func (f fixture) matrixRequest(action, protocol, path, creds string) (authserver.Request, string) {
-	r := authserver.Request{Action: action, Protocol: protocol, IP: "127.0.0.1"}
-	wantKind := authserver.PathKey
+func (f fixture) matrixRequest(action, protocol, path, creds string) (policy.Attempt, string) {
+	r := policy.Attempt{Action: action, Protocol: protocol, IP: "127.0.0.1"}
+	wantKind := stagedoor.PathKey
 	switch path {
 	case pathActiveKey:
 		r.Path = "live/" + f.activeKey
@@ -440,9 +377,9 @@ func (f fixture) matrixRequest(action, protocol, path, creds string) (authserver
 	case pathUnknownKey:
 		r.Path = "live/" + stagedoor.KeyPrefix + strings.Repeat("A", 43)
 	case pathPublic:
-		r.Path, wantKind = "live/benw", authserver.PathPublic
+		r.Path, wantKind = "live/benw", stagedoor.PathPublic
 	case pathGarbage:
-		r.Path, wantKind = "live/../benw", authserver.PathOther
+		r.Path, wantKind = "live/../benw", stagedoor.PathOther
 	case pathEmpty:
 		r.Path, wantKind = "", ""
 	}
@@ -472,7 +409,7 @@ func TestDecideMatrix(t *testing.T) {
 					name := fmt.Sprintf("action=%q/protocol=%q/%s/%s", action, protocol, path, creds)
 					r, wantKind := f.matrixRequest(action, protocol, path, creds)
 					want := wantAllow(action, protocol, path, creds)
-					d := authserver.Decide(t.Context(), r, f.db, testPolicy)
+					d := decide(t.Context(), r, f.db, testPolicy)
 					if d.Allow != want {
 						t.Errorf("%s: Allow = %v, want %v (reason %q)", name, d.Allow, want, d.Reason)
 						continue
@@ -482,10 +419,10 @@ func TestDecideMatrix(t *testing.T) {
 					}
 					wantStatus := http.StatusUnauthorized
 					if want {
-						wantStatus = http.StatusOK
+						wantStatus = http.StatusNoContent
 					}
-					if d.Status != wantStatus {
-						t.Errorf("%s: Status = %d, want %d", name, d.Status, wantStatus)
+					if authserver.Status(d) != wantStatus {
+						t.Errorf("%s: Status = %d, want %d", name, authserver.Status(d), wantStatus)
 					}
 					if d.PathKind != wantKind {
 						t.Errorf("%s: PathKind = %q, want %q", name, d.PathKind, wantKind)

@@ -1,9 +1,8 @@
-package authserver
+package policy
 
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"net/http"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -115,14 +114,14 @@ func (p *Passwords) CacheHits() int64 { return p.hits.Load() }
 
 // Verify checks presented against the user's stored bcrypt hash for a publish from ip.
 // It returns a Decision with Allow set, or the deny status and reason.
-func (p *Passwords) Verify(user, ip, storedHash, presented string) Decision {
+func (p *Passwords) Verify(user, ip, storedHash, presented string) Verdict {
 	switch {
 	case storedHash == "":
-		return deny(http.StatusUnauthorized, "no password set")
+		return deny("no password set")
 	case presented == "":
-		return deny(http.StatusUnauthorized, "missing password")
+		return deny("missing password")
 	case len(presented) > stagedoor.MaxPasswordBytes:
-		return deny(http.StatusUnauthorized, "password too long")
+		return deny("password too long")
 	}
 	now := p.Now()
 	if stagedoor.IsHashShaped(presented) {
@@ -131,14 +130,14 @@ func (p *Passwords) Verify(user, ip, storedHash, presented string) Decision {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if reason := p.blocked(user, ip, storedHash, now); reason != "" {
-			return deny(http.StatusUnauthorized, reason)
+			return deny(reason)
 		}
 		if subtle.ConstantTimeCompare([]byte(presented), []byte(storedHash)) == 1 {
 			delete(p.users, user)
-			return Decision{Allow: true, Status: http.StatusOK, Reason: "password hash"}
+			return allow("password hash")
 		}
 		p.fail(user, ip, storedHash, now)
-		return deny(http.StatusUnauthorized, "wrong password hash")
+		return deny("wrong password hash")
 	}
 
 	ck := cacheKey(user, presented)
@@ -146,25 +145,25 @@ func (p *Passwords) Verify(user, ip, storedHash, presented string) Decision {
 	if e, ok := p.cache[ck]; ok && e.hash == storedHash && now.Before(e.expires) {
 		p.mu.Unlock()
 		p.hits.Add(1)
-		return Decision{Allow: true, Status: http.StatusOK, Reason: "password (cached)"}
+		return allow("password (cached)")
 	}
 	if reason := p.blocked(user, ip, storedHash, now); reason != "" {
 		p.mu.Unlock()
-		return deny(http.StatusUnauthorized, reason)
+		return deny(reason)
 	}
 	if !p.takeToken(now) {
 		p.mu.Unlock()
-		return deny(http.StatusServiceUnavailable, "bcrypt rate exceeded")
+		return busy("bcrypt rate exceeded")
 	}
 	p.mu.Unlock()
 
 	if c, err := bcrypt.Cost([]byte(storedHash)); err != nil || c > stagedoor.MaxCost {
-		return deny(http.StatusInternalServerError, "stored hash unusable")
+		return fault("stored hash unusable")
 	}
 	select {
 	case p.sem <- struct{}{}:
 	default:
-		return deny(http.StatusServiceUnavailable, "bcrypt busy")
+		return busy("bcrypt busy")
 	}
 	p.runs.Add(1)
 	err := p.compare([]byte(storedHash), []byte(presented))
@@ -175,14 +174,14 @@ func (p *Passwords) Verify(user, ip, storedHash, presented string) Decision {
 	defer p.mu.Unlock()
 	if err != nil {
 		p.fail(user, ip, storedHash, now)
-		return deny(http.StatusUnauthorized, "wrong password")
+		return deny("wrong password")
 	}
 	delete(p.users, user)
 	if len(p.cache) >= maxTracked {
 		sweep(p.cache, func(e cacheEntry) bool { return now.After(e.expires) })
 	}
 	p.cache[ck] = cacheEntry{hash: storedHash, expires: now.Add(p.CacheTTL)}
-	return Decision{Allow: true, Status: http.StatusOK, Reason: "password"}
+	return allow("password")
 }
 
 func cacheKey(user, pw string) [32]byte {

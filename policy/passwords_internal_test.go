@@ -1,4 +1,4 @@
-package authserver
+package policy
 
 import (
 	"fmt"
@@ -131,9 +131,9 @@ func TestVerifyHashAsPassword(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p, _ := newTestPasswords()
 			d := p.Verify("alice", "198.51.100.1", tt.stored, tt.presented)
-			if d.Allow != tt.allow || d.Status != wantStatus(tt.allow) {
+			if d.Allow != tt.allow || statusOf(d) != wantStatus(tt.allow) {
 				t.Errorf("Verify = allow %v status %d (%s), want allow %v status %d",
-					d.Allow, d.Status, d.Reason, tt.allow, wantStatus(tt.allow))
+					d.Allow, statusOf(d), d.Reason, tt.allow, wantStatus(tt.allow))
 			}
 			if got := p.BcryptRuns(); got != tt.runs {
 				t.Errorf("BcryptRuns = %d, want %d", got, tt.runs)
@@ -152,7 +152,7 @@ type step struct {
 	user, ip  string
 	stored    string
 	presented string
-	status    int   // wanted Decision.Status
+	status    int   // wanted Verdict.Status
 	runs      int64 // wanted BcryptRuns after the call
 }
 
@@ -161,8 +161,8 @@ func runSteps(t *testing.T, p *Passwords, clk *testClock, steps []step) {
 	for _, s := range steps {
 		clk.Advance(s.advance)
 		d := p.Verify(s.user, s.ip, s.stored, s.presented)
-		if d.Status != s.status || d.Allow != (s.status == http.StatusOK) {
-			t.Errorf("%s: Verify = allow %v status %d (%s), want status %d", s.name, d.Allow, d.Status, d.Reason, s.status)
+		if statusOf(d) != s.status || d.Allow != (s.status == http.StatusOK) {
+			t.Errorf("%s: Verify = allow %v status %d (%s), want status %d", s.name, d.Allow, statusOf(d), d.Reason, s.status)
 		}
 		if got := p.BcryptRuns(); got != s.runs {
 			t.Errorf("%s: BcryptRuns = %d, want %d", s.name, got, s.runs)
@@ -227,8 +227,8 @@ func TestVerifyPerIPWindow(t *testing.T) {
 	attempts := 3 * p.IPMaxFailures
 	for i := range attempts {
 		clk.Advance(p.IPWindow + time.Second)
-		if d := p.Verify(fmt.Sprintf("user%d", i), "198.51.100.1", h, "wrong"); d.Status != http.StatusUnauthorized {
-			t.Errorf("attempt %d: status %d, want 401", i, d.Status)
+		if d := p.Verify(fmt.Sprintf("user%d", i), "198.51.100.1", h, "wrong"); statusOf(d) != http.StatusUnauthorized {
+			t.Errorf("attempt %d: status %d, want 401", i, statusOf(d))
 		}
 	}
 	if got := p.BcryptRuns(); got != int64(attempts) {
@@ -241,12 +241,12 @@ func TestVerifyPerUserBackoff(t *testing.T) {
 	h := lowCostHash(t, testPassword)
 	ipN := 0
 	freshIP := func() string { ipN++; return fmt.Sprintf("10.%d.%d.%d", ipN>>16&255, ipN>>8&255, ipN&255) }
-	verify := func(pw string) Decision { return p.Verify("alice", freshIP(), h, pw) }
+	verify := func(pw string) Verdict { return p.Verify("alice", freshIP(), h, pw) }
 
 	// UserFreeFailures failures, each from its own address (well below the IP limit).
 	for i := range p.UserFreeFailures {
-		if d := verify(fmt.Sprintf("guess-%d", i)); d.Status != http.StatusUnauthorized {
-			t.Fatalf("free failure %d: status %d, want 401", i, d.Status)
+		if d := verify(fmt.Sprintf("guess-%d", i)); statusOf(d) != http.StatusUnauthorized {
+			t.Fatalf("free failure %d: status %d, want 401", i, statusOf(d))
 		}
 	}
 	if got, want := p.BcryptRuns(), int64(p.UserFreeFailures); got != want {
@@ -256,8 +256,8 @@ func TestVerifyPerUserBackoff(t *testing.T) {
 	window := time.Second
 	for k := 1; window < p.UserMaxBackoff || k < 15; k++ {
 		runs := p.BcryptRuns()
-		if d := verify("guess"); d.Status != http.StatusUnauthorized {
-			t.Fatalf("failure %d over: status %d, want 401", k, d.Status)
+		if d := verify("guess"); statusOf(d) != http.StatusUnauthorized {
+			t.Fatalf("failure %d over: status %d, want 401", k, statusOf(d))
 		}
 		if got := p.BcryptRuns(); got != runs+1 {
 			t.Fatalf("failure %d over: BcryptRuns = %d, want %d (not yet blocked)", k, got, runs+1)
@@ -265,8 +265,8 @@ func TestVerifyPerUserBackoff(t *testing.T) {
 		want := min(window, p.UserMaxBackoff)
 		clk.Advance(want - time.Millisecond)
 		for _, pw := range []string{"guess", testPassword} {
-			if d := verify(pw); d.Status != http.StatusUnauthorized {
-				t.Fatalf("failure %d over, %v later: status %d, want 401 (blocked)", k, want-time.Millisecond, d.Status)
+			if d := verify(pw); statusOf(d) != http.StatusUnauthorized {
+				t.Fatalf("failure %d over, %v later: status %d, want 401 (blocked)", k, want-time.Millisecond, statusOf(d))
 			}
 		}
 		if got := p.BcryptRuns(); got != runs+1 {
@@ -282,8 +282,8 @@ func TestVerifyPerUserBackoff(t *testing.T) {
 		t.Fatalf("correct password after the window: %+v, want allowed", d)
 	}
 	for i := range p.UserFreeFailures {
-		if d := verify("guess"); d.Status != http.StatusUnauthorized {
-			t.Fatalf("failure %d after reset: status %d", i, d.Status)
+		if d := verify("guess"); statusOf(d) != http.StatusUnauthorized {
+			t.Fatalf("failure %d after reset: status %d", i, statusOf(d))
 		}
 	}
 	if got, want := p.BcryptRuns(), runs+1+int64(p.UserFreeFailures); got != want {
@@ -300,8 +300,8 @@ func TestVerifyUserHardCap(t *testing.T) {
 	// locks the password for UserHardCapLock (24 h): no verification after t = 3.
 	const attempts = 3600
 	for i := range attempts {
-		if d := p.Verify("alice", fmt.Sprintf("10.0.%d.%d", i>>8, i&255), h, "guess"); d.Status != http.StatusUnauthorized {
-			t.Fatalf("attempt %d: status %d, want 401", i, d.Status)
+		if d := p.Verify("alice", fmt.Sprintf("10.0.%d.%d", i>>8, i&255), h, "guess"); statusOf(d) != http.StatusUnauthorized {
+			t.Fatalf("attempt %d: status %d, want 401", i, statusOf(d))
 		}
 		clk.Advance(time.Second)
 	}
@@ -325,7 +325,7 @@ func TestVerifyDistributedGuessing(t *testing.T) {
 	denied := 0
 	for ip := range 1000 {
 		for range 10 {
-			if d := p.Verify("benw", fmt.Sprintf("10.1.%d.%d", ip>>8, ip&255), h, "guess"); d.Status == http.StatusUnauthorized {
+			if d := p.Verify("benw", fmt.Sprintf("10.1.%d.%d", ip>>8, ip&255), h, "guess"); statusOf(d) == http.StatusUnauthorized {
 				denied++
 			}
 			clk.Advance(100 * time.Millisecond)
@@ -370,8 +370,8 @@ func TestVerifyClockJumps(t *testing.T) {
 			clk.Advance(-tt.back)
 			for _, r := range []struct{ user, ip string }{{"alice", attacker}, {"bob", "10.2.1.1"}} {
 				for _, pw := range []string{"guess", testPassword} {
-					if d := p.Verify(r.user, r.ip, h, pw); d.Status != http.StatusUnauthorized {
-						t.Errorf("%s from %s after the jump back: status %d, want 401", r.user, r.ip, d.Status)
+					if d := p.Verify(r.user, r.ip, h, pw); statusOf(d) != http.StatusUnauthorized {
+						t.Errorf("%s from %s after the jump back: status %d, want 401", r.user, r.ip, statusOf(d))
 					}
 				}
 			}
@@ -416,7 +416,7 @@ func TestVerifyConcurrencyBudget(t *testing.T) {
 	}
 	var releaseOnce sync.Once
 	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
-	results := make(chan Decision, calls)
+	results := make(chan Verdict, calls)
 	var wg sync.WaitGroup
 	for i := range calls {
 		wg.Go(func() {
@@ -439,8 +439,8 @@ func TestVerifyConcurrencyBudget(t *testing.T) {
 	for range calls - procs {
 		select {
 		case d := <-results:
-			if d.Status != http.StatusServiceUnavailable || d.Allow {
-				t.Errorf("excess call: allow %v status %d (%s), want 503", d.Allow, d.Status, d.Reason)
+			if statusOf(d) != http.StatusServiceUnavailable || d.Allow {
+				t.Errorf("excess call: allow %v status %d (%s), want 503", d.Allow, statusOf(d), d.Reason)
 			} else {
 				busy++
 			}
@@ -459,8 +459,8 @@ func TestVerifyConcurrencyBudget(t *testing.T) {
 	}
 	releaseAll()
 	for range procs {
-		if d := <-results; d.Status != http.StatusUnauthorized {
-			t.Errorf("released call: status %d, want 401", d.Status)
+		if d := <-results; statusOf(d) != http.StatusUnauthorized {
+			t.Errorf("released call: status %d, want 401", statusOf(d))
 		}
 	}
 }
@@ -492,8 +492,8 @@ func TestVerifyRateBucket(t *testing.T) {
 	} {
 		clk.Advance(tt.advance)
 		d := p.Verify(tt.user, tt.ip, h, tt.presented)
-		if d.Status != tt.status {
-			t.Errorf("%s: status %d (%s), want %d", tt.name, d.Status, d.Reason, tt.status)
+		if statusOf(d) != tt.status {
+			t.Errorf("%s: status %d (%s), want %d", tt.name, statusOf(d), d.Reason, tt.status)
 		}
 		if got := compares.Load(); got != tt.compares {
 			t.Errorf("%s: compare calls = %d, want %d", tt.name, got, tt.compares)
@@ -512,7 +512,7 @@ func TestVerifyLoadOneIP(t *testing.T) {
 	status := map[int]int{}
 	for i := range 10_000 {
 		d := p.Verify("alice", "198.51.100.1", testHash10, fmt.Sprintf("guess-%05d", i))
-		status[d.Status]++
+		status[statusOf(d)]++
 		if d.Allow {
 			t.Fatalf("guess %d allowed", i)
 		}
@@ -524,7 +524,7 @@ func TestVerifyLoadOneIP(t *testing.T) {
 		t.Errorf("BcryptRuns = %d, want ≤ %d", got, p.IPMaxFailures)
 	}
 	runs := p.BcryptRuns()
-	if d := p.Verify("alice", "203.0.113.9", testHash10, testPassword); !d.Allow || d.Status != http.StatusOK {
+	if d := p.Verify("alice", "203.0.113.9", testHash10, testPassword); !d.Allow || statusOf(d) != http.StatusOK {
 		t.Errorf("alice's correct password from her address: %+v, want allowed", d)
 	}
 	if got := p.BcryptRuns(); got != runs+1 {
@@ -552,4 +552,18 @@ func TestVerifyHashGuessesLimited(t *testing.T) {
 	if got := p.BcryptRuns(); got != 0 {
 		t.Errorf("BcryptRuns = %d, want 0: hashes never reach bcrypt", got)
 	}
+}
+
+// statusOf is the HTTP status authserver answers a verdict with (authserver.Status),
+// written here because policy imports no net/http outside its tests.
+func statusOf(v Verdict) int {
+	switch {
+	case v.Allow:
+		return http.StatusOK
+	case v.Busy:
+		return http.StatusServiceUnavailable
+	case v.Fault:
+		return http.StatusInternalServerError
+	}
+	return http.StatusUnauthorized
 }

@@ -1,4 +1,4 @@
-package authserver_test
+package policy_test
 
 import (
 	"errors"
@@ -11,6 +11,8 @@ import (
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/authserver"
+	"github.com/stagedoor/stagedoor/internal/testutil"
+	"github.com/stagedoor/stagedoor/policy"
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -46,7 +48,7 @@ var publishHashes = sync.OnceValues(func() ([2]string, error) {
 func newPublishFixture(t *testing.T) publishFixture {
 	t.Helper()
 	ctx := t.Context()
-	db := mustOpen(t)
+	db := testutil.MustOpenDB(t)
 	alice, err := db.CreateUser(ctx, "alice")
 	if err != nil {
 		t.Fatalf("CreateUser(alice): %v", err)
@@ -74,8 +76,8 @@ func newPublishFixture(t *testing.T) publishFixture {
 	return publishFixture{db: db, aliceKey: alice.StreamKey, aliceHash: hashes[0], bobHash: hashes[1]}
 }
 
-func publish(protocol, path, user, password string) authserver.Request {
-	return authserver.Request{IP: "203.0.113.7", Action: authserver.ActionPublish, Protocol: protocol,
+func publish(protocol, path, user, password string) policy.Attempt {
+	return policy.Attempt{IP: "203.0.113.7", Action: policy.ActionPublish, Protocol: protocol,
 		Path: path, User: user, Password: password}
 }
 
@@ -91,15 +93,15 @@ func changeLastChar(h string) string {
 func TestDecidePublicPublish(t *testing.T) {
 	t.Parallel()
 	f := newPublishFixture(t)
-	pw := authserver.NewPasswords()
-	pol := authserver.Policy{Passwords: pw}
-	keyQuery := func(r authserver.Request, key string) authserver.Request {
+	pw := policy.NewPasswords()
+	pol := policy.Policy{Passwords: pw}
+	keyQuery := func(r policy.Attempt, key string) policy.Attempt {
 		r.Query = "key=" + key
 		return r
 	}
 	for _, tt := range []struct {
 		name     string
-		req      authserver.Request
+		req      policy.Attempt
 		allow    bool
 		user     string // Decision.User when allowed
 		noBcrypt bool
@@ -138,12 +140,12 @@ func TestDecidePublicPublish(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			runs := pw.BcryptRuns()
-			d := authserver.Decide(t.Context(), tt.req, f.db, pol)
+			d := decide(t.Context(), tt.req, f.db, pol)
 			if d.Allow != tt.allow {
 				t.Fatalf("allow = %v (%s), want %v", d.Allow, d.Reason, tt.allow)
 			}
-			if want := map[bool]int{true: http.StatusOK, false: http.StatusUnauthorized}[tt.allow]; d.Status != want {
-				t.Errorf("status = %d (%s), want %d", d.Status, d.Reason, want)
+			if want := map[bool]int{true: http.StatusNoContent, false: http.StatusUnauthorized}[tt.allow]; authserver.Status(d) != want {
+				t.Errorf("status = %d (%s), want %d", authserver.Status(d), d.Reason, want)
 			}
 			if tt.allow && d.User != tt.user {
 				t.Errorf("user = %q, want %q", d.User, tt.user)
@@ -169,13 +171,13 @@ func TestDecidePublicPublishBannedUser(t *testing.T) {
 	if err := f.db.SetActive(t.Context(), "alice", false); err != nil {
 		t.Fatal(err)
 	}
-	pw := authserver.NewPasswords()
-	pol := authserver.Policy{Passwords: pw}
+	pw := policy.NewPasswords()
+	pol := policy.Policy{Passwords: pw}
 	keyReq := publish("rtmp", "live/alice", "", "")
 	keyReq.Query = "key=" + f.aliceKey
 	for _, tt := range []struct {
 		name string
-		req  authserver.Request
+		req  policy.Attempt
 	}{
 		{"PlaintextOnConcertDenied", publish("rtmp", "live/concert", "alice", alicePassword)},
 		{"HashOnConcertDenied", publish("rtmp", "live/concert", "alice", f.aliceHash)},
@@ -184,9 +186,9 @@ func TestDecidePublicPublishBannedUser(t *testing.T) {
 		{"KeyOnOwnChannelDenied", keyReq},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			d := authserver.Decide(t.Context(), tt.req, f.db, pol)
-			if d.Allow || d.Status != http.StatusUnauthorized {
-				t.Errorf("Decide = allow %v status %d (%s), want 401", d.Allow, d.Status, d.Reason)
+			d := decide(t.Context(), tt.req, f.db, pol)
+			if d.Allow || authserver.Status(d) != http.StatusUnauthorized {
+				t.Errorf("Decide = allow %v status %d (%s), want 401", d.Allow, authserver.Status(d), d.Reason)
 			}
 		})
 	}
@@ -194,7 +196,7 @@ func TestDecidePublicPublishBannedUser(t *testing.T) {
 		t.Errorf("bcrypt runs for a banned user = %d, want 0", got)
 	}
 	// Bob is unaffected.
-	if d := authserver.Decide(t.Context(), publish("rtmp", "live/bobcam", "bob", f.bobHash), f.db, pol); !d.Allow {
+	if d := decide(t.Context(), publish("rtmp", "live/bobcam", "bob", f.bobHash), f.db, pol); !d.Allow {
 		t.Errorf("bob on bobcam while alice is banned: %+v, want allowed", d)
 	}
 }
@@ -206,7 +208,7 @@ func TestDecidePublicPublishWithoutPasswords(t *testing.T) {
 	keyReq.Query = "key=" + f.aliceKey
 	for _, tt := range []struct {
 		name  string
-		req   authserver.Request
+		req   policy.Attempt
 		allow bool
 	}{
 		{"PlaintextDenied", publish("rtmp", "live/concert", "alice", alicePassword), false},
@@ -215,10 +217,10 @@ func TestDecidePublicPublishWithoutPasswords(t *testing.T) {
 		{"KeyAllowed", keyReq, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			d := authserver.Decide(t.Context(), tt.req, f.db, authserver.Policy{})
-			want := map[bool]int{true: http.StatusOK, false: http.StatusUnauthorized}[tt.allow]
-			if d.Allow != tt.allow || d.Status != want {
-				t.Errorf("Decide = allow %v status %d (%s), want allow %v status %d", d.Allow, d.Status, d.Reason, tt.allow, want)
+			d := decide(t.Context(), tt.req, f.db, policy.Policy{})
+			want := map[bool]int{true: http.StatusNoContent, false: http.StatusUnauthorized}[tt.allow]
+			if d.Allow != tt.allow || authserver.Status(d) != want {
+				t.Errorf("Decide = allow %v status %d (%s), want allow %v status %d", d.Allow, authserver.Status(d), d.Reason, tt.allow, want)
 			}
 		})
 	}
@@ -230,28 +232,28 @@ func TestDecidePublicPublishWithoutPasswords(t *testing.T) {
 func TestDecidePublicPublishOverBudget(t *testing.T) {
 	t.Parallel()
 	f := newPublishFixture(t)
-	pw := authserver.NewPasswords()
+	pw := policy.NewPasswords()
 	frozen := time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC)
 	pw.Now = func() time.Time { return frozen }
 	pw.RatePerSecond = 0 // an empty bucket that never refills
-	pol := authserver.Policy{Passwords: pw}
+	pol := policy.Policy{Passwords: pw}
 	keyReq := publish("rtmp", "live/alice", "", "")
 	keyReq.Query = "key=" + f.aliceKey
 	for _, tt := range []struct {
 		name   string
-		req    authserver.Request
+		req    policy.Attempt
 		status int
 	}{
 		{"PlaintextGets503", publish("rtmp", "live/concert", "alice", alicePassword), http.StatusServiceUnavailable},
 		{"WrongPlaintextGets503", publish("rtmp", "live/concert", "alice", "guess"), http.StatusServiceUnavailable},
-		{"HashAllowed", publish("rtmp", "live/concert", "alice", f.aliceHash), http.StatusOK},
-		{"KeyAllowed", keyReq, http.StatusOK},
-		{"NoAuthStreamAllowed", publish("rtmp", "live/lobbycam", "", ""), http.StatusOK},
+		{"HashAllowed", publish("rtmp", "live/concert", "alice", f.aliceHash), http.StatusNoContent},
+		{"KeyAllowed", keyReq, http.StatusNoContent},
+		{"NoAuthStreamAllowed", publish("rtmp", "live/lobbycam", "", ""), http.StatusNoContent},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			d := authserver.Decide(t.Context(), tt.req, f.db, pol)
-			if d.Status != tt.status || d.Allow != (tt.status == http.StatusOK) {
-				t.Errorf("Decide = allow %v status %d (%s), want status %d", d.Allow, d.Status, d.Reason, tt.status)
+			d := decide(t.Context(), tt.req, f.db, pol)
+			if authserver.Status(d) != tt.status || d.Allow != (tt.status == http.StatusNoContent) {
+				t.Errorf("Decide = allow %v status %d (%s), want status %d", d.Allow, authserver.Status(d), d.Reason, tt.status)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package authserver
+package policy
 
 import (
 	"context"
@@ -98,3 +98,17 @@ func (c *CachedCredentials) StreamByName(ctx context.Context, name string) (stag
 	}
 	return s, err
 }
+
+// ChannelByName implements Credentials without caching: only StillAllowed asks it, off
+// the auth path.
+func (c *CachedCredentials) ChannelByName(ctx context.Context, name string) (stagedoor.Channel, error) {
+	return c.src.ChannelByName(ctx, name)
+}
+
+// RevokedKey implements Credentials without caching: only StillAllowed asks it, off the
+// auth path.
+func (c *CachedCredentials) RevokedKey(ctx context.Context, d stagedoor.Digest) (stagedoor.RevokedKeyInfo, error) {
+	return c.src.RevokedKey(ctx, d)
+}
+
+var _ Credentials = (*CachedCredentials)(nil)

@@ -1,4 +1,4 @@
-package authserver_test
+package policy_test
 
 import (
 	"context"
@@ -7,8 +7,7 @@ import (
 	"testing"
 
 	"github.com/stagedoor/stagedoor"
-
-	"github.com/stagedoor/stagedoor/authserver"
+	"github.com/stagedoor/stagedoor/policy"
 )
 
 // countingSource counts lookups and answers from a map (a fake: it makes lookups
@@ -35,10 +34,18 @@ func (c *countingSource) StreamByName(context.Context, string) (stagedoor.Stream
 	return stagedoor.Stream{}, stagedoor.ErrNotFound
 }
 
+func (c *countingSource) ChannelByName(context.Context, string) (stagedoor.Channel, error) {
+	return stagedoor.Channel{}, stagedoor.ErrNotFound
+}
+
+func (c *countingSource) RevokedKey(context.Context, stagedoor.Digest) (stagedoor.RevokedKeyInfo, error) {
+	return stagedoor.RevokedKeyInfo{}, stagedoor.ErrNotFound
+}
+
 func TestCachedCredentials(t *testing.T) {
 	key, unknown := stagedoor.NewKey(), stagedoor.NewKey()
 	src := &countingSource{owners: map[stagedoor.Digest]stagedoor.KeyOwner{stagedoor.KeyDigest(key): {UserName: "benw", Active: true}}}
-	c := authserver.NewCachedCredentials(src)
+	c := policy.NewCachedCredentials(src)
 	ctx := t.Context()
 	for range 3 {
 		if o, err := c.UserByKeyDigest(ctx, stagedoor.KeyDigest(key)); err != nil || o.UserName != "benw" {
@@ -80,16 +87,16 @@ func TestCachedCredentials(t *testing.T) {
 // refused right after Invalidate, as the service does when the policy generation moves.
 func TestCachedCredentialsOverStore(t *testing.T) {
 	f := newFixture(t)
-	c := authserver.NewCachedCredentials(f.db)
+	c := policy.NewCachedCredentials(f.db)
 	pub := req("publish", "rtmp", "live/"+f.activeKey)
-	if d := authserver.Decide(t.Context(), pub, c, testPolicy); !d.Allow {
+	if d := decide(t.Context(), pub, c, testPolicy); !d.Allow {
 		t.Fatalf("valid key: %+v", d)
 	}
 	if err := f.db.SetActive(t.Context(), "benw", false); err != nil {
 		t.Fatal(err)
 	}
 	c.Invalidate()
-	if d := authserver.Decide(t.Context(), pub, c, testPolicy); d.Allow {
+	if d := decide(t.Context(), pub, c, testPolicy); d.Allow {
 		t.Error("banned user allowed after Invalidate")
 	}
 	if err := f.db.SetActive(t.Context(), "benw", true); err != nil {
@@ -99,7 +106,7 @@ func TestCachedCredentialsOverStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Invalidate()
-	if d := authserver.Decide(t.Context(), pub, c, testPolicy); d.Allow {
+	if d := decide(t.Context(), pub, c, testPolicy); d.Allow {
 		t.Error("reset key allowed after Invalidate")
 	}
 }

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stagedoor/stagedoor/adminapi"
+	"github.com/stagedoor/stagedoor/authserver"
+	"github.com/stagedoor/stagedoor/health"
+	"github.com/stagedoor/stagedoor/plugin"
+	"github.com/stagedoor/stagedoor/policy"
+	"github.com/stagedoor/stagedoor/web"
+)
+
+// internalRoutes is the loopback listener: MediaMTX's auth calls, its hooks, health,
+// the CLI's policy-changed notification and metrics.
+func (s *service) internalRoutes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("POST /mediamtx/auth", authserver.NewHandler(s.logger, s.policy, authserver.Options{
+		OnDecision: func(a policy.Attempt, v policy.Verdict, took time.Duration) {
+			s.metrics.decision(a, v, took)
+			if a.Action == policy.ActionPublish {
+				s.recorder.Record(policy.AuditEntry(a, v, time.Now()))
+			}
+		},
+	}))
+	mux.Handle("POST /internal/hook", plugin.NewHookHandler(s.logger, s.sec.hook, s.manager))
+	mux.Handle("GET /healthz", health.Handler(s.health))
+	// The CLI calls this after a change (ban, key, password, stream) so that the auth
+	// cache never answers from before it; it carries no data, so it needs no secret. It
+	// requires its own header so that a MediaMTX whose authHTTPAddress points here by
+	// mistake gets a 400 (deny), never a 2xx (allow).
+	mux.HandleFunc("POST /internal/policy-changed", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Origin") != "" || r.Header.Get(policyNotifyHeader) != "1" {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		s.policyChanged()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// publicRoutes is the public listener: one router (web) with the pages, the status API
+// and the admin API. It fails when --hls-url is not a usable URL.
+func (s *service) publicRoutes() (http.Handler, error) {
+	return web.NewRouter(s.logger, s.db, web.Options{
+		HLSBase: s.cfg.urls.HLS,
+		Admin:   adminapi.NewHandler(s.logger, s.ops, adminapi.Options{Token: s.sec.adminToken}),
+	})
+}

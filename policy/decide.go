@@ -1,0 +1,219 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"time"
+
+	"github.com/stagedoor/stagedoor"
+)
+
+// Credentials is the read-only lookup the decisions need.
+type Credentials interface {
+	// UserByKeyDigest returns stagedoor.ErrNotFound for an unknown key.
+	UserByKeyDigest(ctx context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error)
+	// StreamByName returns stagedoor.ErrNotFound for an unknown stream name.
+	StreamByName(ctx context.Context, name string) (stagedoor.Stream, error)
+	// ChannelByName returns stagedoor.ErrNotFound for a name nobody owns.
+	ChannelByName(ctx context.Context, name string) (stagedoor.Channel, error)
+	// RevokedKey returns stagedoor.ErrNotFound for a digest that was never revoked.
+	RevokedKey(ctx context.Context, d stagedoor.Digest) (stagedoor.RevokedKeyInfo, error)
+}
+
+// Policy is the whole policy: the rules in this package, the credentials they look up,
+// and the settings below. The zero value denies everything but public HLS reads of
+// known names... and even those need Credentials; set it.
+type Policy struct {
+	// Credentials answers the lookups. Wrap the store in CachedCredentials: MediaMTX
+	// waits for every auth answer, one at a time.
+	Credentials Credentials
+	// PublicReadProtocols lists the protocols that may read a public channel path.
+	// Empty means HLS only (the seed: "only allow playback via HTTP/HLS").
+	PublicReadProtocols []string
+	// Relay is the credential of the alias relay: MediaMTX pulls live/<key> over RTSP
+	// from loopback with it to republish the stream as live/<name>. Unset: no relay reads.
+	Relay Secret
+	// Admin is the operator credential Stagedoor uses for MediaMTX's API, metrics and
+	// pprof, accepted from loopback only. Unset: those actions are always denied.
+	Admin Secret
+	// Passwords verifies user/password publishing. Nil: only stream keys and no-auth
+	// streams can publish.
+	Passwords *Passwords
+	// Healthy, if set, is asked before every decision; while it returns an error every
+	// attempt is refused as Busy (fail closed while the database cannot take writes).
+	Healthy func() error
+	// Timeout bounds every decision, database waits included. Default 2 s.
+	Timeout time.Duration
+}
+
+func (p *Policy) publicRead(protocol string) bool {
+	if len(p.PublicReadProtocols) == 0 {
+		return protocol == "hls"
+	}
+	for _, x := range p.PublicReadProtocols {
+		if x == protocol {
+			return true
+		}
+	}
+	return false
+}
+
+// ingestProtocols are the protocols a streamer may publish with.
+var ingestProtocols = map[string]bool{"rtmp": true, "rtsp": true, "srt": true, "webrtc": true}
+
+// knownProtocols are the protocol values MediaMTX v1.21.0 sends; anything else is denied.
+var knownProtocols = map[string]bool{"rtsp": true, "rtmp": true, "hls": true, "webrtc": true, "srt": true, "moq": true}
+
+// Decide says whether an attempt may start. It denies unless one rule explicitly
+// allows; while the database is unhealthy, or when a lookup misses the deadline, it
+// refuses as Busy, and a failed lookup is a Fault.
+func (p *Policy) Decide(ctx context.Context, a Attempt) Verdict {
+	kind, rest := stagedoor.ParsePath(a.Path)
+	var v Verdict
+	if p.Healthy != nil && p.Healthy() != nil {
+		v = busy(ReasonUnhealthy)
+	} else {
+		timeout := p.Timeout
+		if timeout <= 0 {
+			timeout = 2 * time.Second
+		}
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		v = p.decide(ctx, a, kind, rest)
+	}
+	v.PathKind = kind
+	if a.Path == "" {
+		v.PathKind = ""
+	}
+	return v
+}
+
+func (p *Policy) decide(ctx context.Context, a Attempt, kind, rest string) Verdict {
+	if a.Protocol != "" && !knownProtocols[a.Protocol] {
+		return deny("unknown protocol")
+	}
+	switch a.Action {
+	case ActionPublish:
+		if !ingestProtocols[a.Protocol] {
+			return deny("protocol cannot publish")
+		}
+		switch kind {
+		case stagedoor.PathKey:
+			return p.decideKey(ctx, rest, "")
+		case stagedoor.PathPublic:
+			return p.decidePublic(ctx, a, rest)
+		}
+		return deny("publish outside a Stagedoor path")
+
+	case ActionRead:
+		switch kind {
+		case stagedoor.PathKey:
+			// Only the alias relay reads a key path: RTSP, from loopback, with its secret.
+			if a.Protocol == "rtsp" && isLoopback(a.IP) && p.Relay.matches(a.User, a.Password) {
+				v := allow(ReasonRelay)
+				v.User = p.Relay.User
+				return v
+			}
+			return deny("key path read")
+		case stagedoor.PathPublic:
+			if p.publicRead(a.Protocol) {
+				v := allow("public read")
+				v.User = rest
+				return v
+			}
+			return deny("protocol not allowed for public read")
+		}
+		return deny("unknown path")
+
+	case ActionPlayback, ActionAPI, ActionMetrics, ActionPprof:
+		if a.Path != "" && a.Action != ActionPlayback {
+			return deny("unexpected path")
+		}
+		if isLoopback(a.IP) && p.Admin.matches(a.User, a.Password) {
+			v := allow(ReasonAdmin)
+			v.User = p.Admin.User
+			return v
+		}
+		return deny("admin only")
+	}
+	return deny("unknown action")
+}
+
+// presentedKey finds a stream key offered for a publish on a public name: ?key= in the
+// query (RTMP, RTSP), or as the password or bearer token (SRT, RTSP Basic, WHIP).
+func presentedKey(a Attempt) (string, bool) {
+	if q, err := url.ParseQuery(a.Query); err == nil {
+		if k := q.Get("key"); k != "" {
+			return k, true
+		}
+	}
+	for _, s := range []string{a.Password, a.Token} {
+		if stagedoor.IsKey(s) {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// decidePublic decides a publish straight to a public name live/<name>: with the owner's
+// stream key in the query or as the password, with the stream owner's user and password
+// (plaintext or its bcrypt hash), or with nothing for a no-auth stream.
+func (p *Policy) decidePublic(ctx context.Context, a Attempt, name string) Verdict {
+	if key, ok := presentedKey(a); ok {
+		if !stagedoor.IsKey(key) {
+			return deny("malformed key")
+		}
+		if a.User != "" && a.User != name {
+			return deny("user does not own this name")
+		}
+		return p.decideKey(ctx, key, name)
+	}
+	s, err := p.Credentials.StreamByName(ctx, name)
+	switch {
+	case errors.Is(err, stagedoor.ErrNotFound):
+		return deny("unknown stream")
+	case err != nil:
+		return lookupFailed(ctx, "")
+	case !s.Active:
+		return Verdict{Reason: "inactive user", User: s.UserName, UserID: s.UserID}
+	case !s.AuthRequired:
+		return Verdict{Allow: true, Reason: "no-auth stream", User: s.UserName, UserID: s.UserID}
+	case a.User == "":
+		return deny("missing credentials")
+	case a.User != s.UserName:
+		return deny("user does not own this stream")
+	case p.Passwords == nil:
+		return deny("passwords disabled")
+	}
+	v := p.Passwords.Verify(s.UserName, a.IP, s.PasswordHash, a.Password)
+	v.User, v.UserID = s.UserName, s.UserID
+	return v
+}
+
+func lookupFailed(ctx context.Context, fp string) Verdict {
+	v := fault("lookup failed")
+	if ctx.Err() != nil {
+		v = busy("deadline exceeded")
+	}
+	v.KeyFP = fp
+	return v
+}
+
+// decideKey allows a publish with a known key of an active user; on a public name
+// (owner != "") the key must belong to the user of that name.
+func (p *Policy) decideKey(ctx context.Context, key, owner string) Verdict {
+	dg := stagedoor.KeyDigest(key)
+	o, err := p.Credentials.UserByKeyDigest(ctx, dg)
+	switch {
+	case errors.Is(err, stagedoor.ErrNotFound):
+		return Verdict{Reason: "unknown key", KeyFP: dg.Fingerprint()}
+	case err != nil:
+		return lookupFailed(ctx, dg.Fingerprint())
+	case owner != "" && o.UserName != owner:
+		return Verdict{Reason: "key of another user", KeyFP: o.Fingerprint}
+	case !o.Active:
+		return Verdict{Reason: "inactive user", User: o.UserName, UserID: o.UserID, KeyFP: o.Fingerprint}
+	}
+	return Verdict{Allow: true, Reason: "stream key", User: o.UserName, UserID: o.UserID, KeyID: o.KeyID, KeyFP: o.Fingerprint}
+}
