@@ -50,8 +50,10 @@ var ErrInjected = errors.New("injected lookup failure")
 // FailingCreds fails every key and stream lookup with ErrInjected.
 func FailingCreds() FakeCreds {
 	return FakeCreds{
-		KeyOwner: func(context.Context, stagedoor.Digest) (stagedoor.KeyOwner, error) { return stagedoor.KeyOwner{}, ErrInjected },
-		Stream:   func(context.Context, string) (stagedoor.Stream, error) { return stagedoor.Stream{}, ErrInjected },
+		KeyOwner: func(context.Context, stagedoor.Digest) (stagedoor.KeyOwner, error) {
+			return stagedoor.KeyOwner{}, ErrInjected
+		},
+		Stream: func(context.Context, string) (stagedoor.Stream, error) { return stagedoor.Stream{}, ErrInjected },
 	}
 }
 
