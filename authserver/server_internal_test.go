@@ -1,39 +1,21 @@
 package authserver
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/gin-gonic/gin"
+	"github.com/stagedoor/stagedoor/internal/testutil"
 )
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // serveGuarded serves newEngine with denyUnlessWritten in front of h, like NewHandler.
-func serveGuarded(t *testing.T, h gin.HandlerFunc) (*httptest.Server, *syncBuffer) {
+func serveGuarded(t *testing.T, h gin.HandlerFunc) (*httptest.Server, *testutil.Buffer) {
 	t.Helper()
-	lb := &syncBuffer{}
+	lb := &testutil.Buffer{}
 	r := newEngine(slog.New(slog.NewTextHandler(lb, nil)))
 	r.POST("/mediamtx/auth", denyUnlessWritten, h)
 	srv := httptest.NewServer(r)
