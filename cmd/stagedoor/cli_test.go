@@ -203,3 +203,54 @@ func TestRedactor(t *testing.T) {
 		}
 	}
 }
+
+// TestCLIChangesAreAudited: every change made at the command line leaves one admin audit
+// entry marked cli (the CLI and the admin API share one operator-action service), and a
+// refused command leaves none.
+func TestCLIChangesAreAudited(t *testing.T) {
+	env := newEnv(t)
+	steps := []struct {
+		args       []string
+		wantReason string
+	}{
+		{[]string{"user", "add", "benw"}, "user created"},
+		{[]string{"user", "ban", "benw"}, "user banned"},
+		{[]string{"user", "unban", "benw"}, "user unbanned"},
+		{[]string{"key", "add", "benw", "--label", "obs"}, "key added "},
+		{[]string{"key", "reset", "benw"}, "keys reset"},
+		{[]string{"user", "passwd", "benw", "--password", "correct horse"}, "password set"},
+		{[]string{"stream", "add", "concert", "--user", "benw"}, "stream created concert"},
+		{[]string{"stream", "rm", "concert"}, "stream removed concert"},
+		{[]string{"key", "reset", "--all"}, "all keys reset (1 users)"},
+	}
+	for _, st := range steps {
+		if r := runCLI(t, env, st.args...); r.err != nil {
+			t.Fatalf("%v: %v %s", st.args, r.err, r.stderr)
+		}
+	}
+	for _, bad := range [][]string{{"user", "ban", "nobody"}, {"user", "add", "benw"}, {"stream", "rm", "nothere"}} {
+		if r := runCLI(t, env, bad...); r.err == nil {
+			t.Fatalf("%v: nil error", bad)
+		}
+	}
+	r := runCLI(t, env, "audit", "--json")
+	if r.err != nil {
+		t.Fatalf("audit: %v", r.err)
+	}
+	var es []stagedoor.AuditEntry
+	if err := json.Unmarshal([]byte(r.stdout), &es); err != nil {
+		t.Fatalf("audit --json: %v\n%s", err, r.stdout)
+	}
+	if len(es) != len(steps) {
+		t.Fatalf("audit has %d entries, want %d (one per change, none for refusals):\n%s", len(es), len(steps), r.stdout)
+	}
+	for i, st := range steps {
+		e := es[len(es)-1-i] // newest first
+		if e.Kind != "admin" || e.Protocol != "cli" || e.Decision != "ok" || !strings.HasPrefix(e.Reason, st.wantReason) {
+			t.Errorf("%v: audit entry = %+v, want admin via cli %q", st.args, e, st.wantReason)
+		}
+	}
+	if keyShape.MatchString(r.stdout) || strings.Contains(r.stdout, "$2a$") || strings.Contains(r.stdout, "correct horse") {
+		t.Errorf("audit output carries a secret:\n%s", r.stdout)
+	}
+}
