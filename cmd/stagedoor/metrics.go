@@ -7,9 +7,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/audit"
 	"github.com/stagedoor/stagedoor/policy"
-	"github.com/stagedoor/stagedoor/store"
 )
 
 // metrics are Stagedoor's Prometheus metrics, served on the internal listener at
@@ -22,7 +22,9 @@ type metrics struct {
 	deliveries *prometheus.CounterVec
 }
 
-func newMetrics(db *store.DB, pw *policy.Passwords, rec *audit.Recorder) *metrics {
+func newMetrics(db interface {
+	LiveStates(ctx context.Context) ([]stagedoor.LiveState, error)
+}, pw *policy.Passwords, rec *audit.Recorder) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stagedoor_auth_decisions_total",

@@ -8,24 +8,6 @@ import (
 	"io"
 
 	"github.com/stagedoor/stagedoor"
-
-	"github.com/stagedoor/stagedoor/audit"
-	"github.com/stagedoor/stagedoor/manage"
-	"github.com/stagedoor/stagedoor/plugin"
-	"github.com/stagedoor/stagedoor/policy"
-	"github.com/stagedoor/stagedoor/store"
-	"github.com/stagedoor/stagedoor/web"
-	"github.com/stagedoor/stagedoor/webhook"
-)
-
-// Compile-time checks that the store fits what each consumer declares.
-var (
-	_ policy.Credentials = (*store.DB)(nil)
-	_ web.Channels       = (*store.DB)(nil)
-	_ plugin.Store       = (*store.DB)(nil)
-	_ manage.Store       = (*store.DB)(nil)
-	_ audit.Store        = (*store.DB)(nil)
-	_ webhook.Store      = (*store.DB)(nil)
 )
 
 const usage = `usage: stagedoor COMMAND [flags]

@@ -22,7 +22,6 @@ import (
 	"github.com/stagedoor/stagedoor/plugin"
 	"github.com/stagedoor/stagedoor/policy"
 	"github.com/stagedoor/stagedoor/rtmpfront"
-	"github.com/stagedoor/stagedoor/store"
 	"github.com/stagedoor/stagedoor/webhook"
 )
 
@@ -62,7 +61,7 @@ type service struct {
 	sec    secrets
 	logger *slog.Logger
 
-	db        *store.DB
+	db        backend
 	policy    *policy.Policy
 	creds     *policy.CachedCredentials
 	passwords *policy.Passwords
@@ -112,7 +111,7 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 	if host, _, err := net.SplitHostPort(cfg.internalAddr); err != nil || !isLoopbackHost(host) {
 		return nil, usageError("-internal-addr must be a loopback address: it serves auth and hooks")
 	}
-	db, err := store.Open(ctx, cfg.db)
+	db, err := openBackend(ctx, cfg.db)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/manage"
-	"github.com/stagedoor/stagedoor/store"
 )
 
 // cliFlags are the flags every user/key command shares.
@@ -46,7 +45,7 @@ func newCLIFlags(name string, getenv func(string) string, stderr io.Writer) (*fl
 	return fs, c
 }
 
-func (c *cliFlags) open(ctx context.Context) (*store.DB, error) { return store.Open(ctx, c.db) }
+func (c *cliFlags) open(ctx context.Context) (backend, error) { return openBackend(ctx, c.db) }
 
 // cliActor is the operator at the command line, for the audit trail.
 var cliActor = manage.Actor{Via: manage.ViaCLI}

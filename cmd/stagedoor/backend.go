@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/stagedoor/stagedoor"
+	"github.com/stagedoor/stagedoor/audit"
+	"github.com/stagedoor/stagedoor/health"
+	"github.com/stagedoor/stagedoor/manage"
+	"github.com/stagedoor/stagedoor/plugin"
+	"github.com/stagedoor/stagedoor/policy"
+	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor/web"
+	"github.com/stagedoor/stagedoor/webhook"
+)
+
+// backend is everything the service and the CLI need of a database: the union of what
+// each consumer declares, plus the service's own needs. A second backend (PostgreSQL)
+// slots in by satisfying it; openBackend chooses.
+type backend interface {
+	policy.Credentials
+	plugin.Store
+	manage.Store
+	audit.Store
+	webhook.Store
+	web.Channels
+	health.Pinger
+	// ProbeWrite writes this node's heartbeat; stagedoor.ErrProbeInconclusive when this
+	// process's own writers kept it waiting.
+	ProbeWrite(ctx context.Context, owner string) error
+	// ClearLive marks every name offline (run's MediaMTX starts empty).
+	ClearLive(ctx context.Context) error
+	// AppendAudit writes audit entries at once (the CLI's, before it exits).
+	AppendAudit(ctx context.Context, entries []stagedoor.AuditEntry) error
+	// Stats reports the connection pool.
+	Stats() sql.DBStats
+	Close() error
+}
+
+var _ backend = (*store.DB)(nil)
+
+// openBackend opens the database named by --db: today always a SQLite file.
+func openBackend(ctx context.Context, dsn string) (backend, error) {
+	return store.Open(ctx, dsn)
+}
