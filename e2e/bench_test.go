@@ -203,14 +203,14 @@ func rssMB(pid int) float64 {
 const clockTicks = 100 // USER_HZ on Linux
 
 // cpuMedian samples pid's CPU use in slices and returns the median, in % of one core.
-func cpuMedian(b *testing.B, pid int, slices_ int, slice time.Duration) float64 {
+func cpuMedian(b *testing.B, pid int, n int, slice time.Duration) float64 {
 	b.Helper()
 	var samples []float64
 	prev, err := cpuTicks(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for range slices_ {
+	for range n {
 		start := time.Now()
 		time.Sleep(slice)
 		cur, err := cpuTicks(pid)

@@ -587,10 +587,12 @@ func playOnce(ctx context.Context, url string) error {
 		return err
 	}
 	defer c.Close()
+	ended := make(chan error, 1)
+	go func() { ended <- c.Wait2() }() // returns once Close (deferred) has run, or on error
 	for _, ch := range []chan struct{}{video, audio} {
 		select {
 		case <-ch:
-		case err := <-c.Wait():
+		case err := <-ended:
 			return fmt.Errorf("hls client: %w", err)
 		case <-ctx.Done():
 			return ctx.Err()

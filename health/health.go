@@ -56,9 +56,9 @@ func (h *Health) Check(ctx context.Context) error {
 	prev := h.Err()
 	h.set(err)
 	switch {
-	case err != nil && (prev == nil || prev == errNotProbed):
+	case err != nil && (prev == nil || errors.Is(prev, errNotProbed)):
 		h.logger.Error("database unhealthy: denying every auth until it recovers", "err", err)
-	case err == nil && prev != nil && prev != errNotProbed:
+	case err == nil && prev != nil && !errors.Is(prev, errNotProbed):
 		h.logger.Info("database healthy again")
 	}
 	return err

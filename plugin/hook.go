@@ -32,11 +32,11 @@ const (
 // secret is ever passed in argv.
 const (
 	EnvHookURL    = "STAGEDOOR_HOOK_URL"
-	EnvHookSecret = "STAGEDOOR_HOOK_SECRET"
+	EnvHookSecret = "STAGEDOOR_HOOK_SECRET" //nolint:gosec // the variable's name, not a secret
 )
 
 // HookSecretHeader carries the shared secret from the hook process to the service.
-const HookSecretHeader = "X-Stagedoor-Hook-Secret"
+const HookSecretHeader = "X-Stagedoor-Hook-Secret" //nolint:gosec // a header name, not a secret
 
 // Event is one availability change of a MediaMTX path.
 type Event struct {

@@ -103,13 +103,14 @@ func (p *Proxy) handle(ctx context.Context, client net.Conn) {
 	if _, err := io.CopyN(up, client, handshakeClientBytes); err != nil {
 		return
 	}
-	if err := p.relay(client, up); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+	if err := p.relay(client, up); !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		p.Logger.Debug("rtmp front: connection ended", "err", err)
 	}
 }
 
 // relay copies client messages to MediaMTX one by one, rewriting the commands of
-// ScaleEngine-form connections. The read deadline is lifted once publishing starts.
+// ScaleEngine-form connections. The read deadline is lifted once publishing starts. It
+// returns only when the connection ends, with the error that ended it.
 func (p *Proxy) relay(client, up net.Conn) error {
 	r := rawmessage.NewReader(client, bytecounter.NewReader(client), nil)
 	w := rawmessage.NewWriter(up, bytecounter.NewWriter(up), false)
@@ -160,7 +161,7 @@ type state struct {
 func (st *state) rewrite(msg *rawmessage.Message) (string, error) {
 	data, err := amf0.Unmarshal(msg.Body)
 	if err != nil || len(data) == 0 {
-		return "", nil // not ours to judge: MediaMTX will refuse it
+		return "", nil //nolint:nilerr // not ours to judge: MediaMTX will refuse it
 	}
 	name, _ := data[0].(string)
 	changed := false

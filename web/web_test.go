@@ -90,8 +90,14 @@ func serve(t *testing.T, ch web.Channels) *httptest.Server {
 	return srv
 }
 
+// reply is what a test reads of a response; get has read and closed its body.
+type reply struct {
+	StatusCode int
+	Header     http.Header
+}
+
 // get fetches path as a browser would and checks the headers every response carries.
-func get(t *testing.T, srv *httptest.Server, path string, header ...string) (*http.Response, string) {
+func get(t *testing.T, srv *httptest.Server, path string, header ...string) (reply, string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+path, nil)
 	if err != nil {
@@ -119,7 +125,7 @@ func get(t *testing.T, srv *httptest.Server, path string, header ...string) (*ht
 			t.Errorf("GET %s: %s = %q, want %q", path, k, got, want)
 		}
 	}
-	return res, string(body)
+	return reply{StatusCode: res.StatusCode, Header: res.Header}, string(body)
 }
 
 func noSecrets(t *testing.T, f fixture, path, body string) {

@@ -26,7 +26,7 @@ func cmdHook(ctx context.Context, args []string, getenv func(string) string, _ i
 	}
 	err = plugin.Notify(ctx, hookURL, secret, ev)
 	if ctx.Err() != nil {
-		return nil
+		return nil //nolint:nilerr // MediaMTX stopped the hook with SIGINT: a normal stop
 	}
 	return err
 }
