@@ -67,6 +67,10 @@ func fmtNum(v float64) string {
 }
 
 func main() {
+	if len(os.Args) == 6 && os.Args[1] == "-compare" {
+		compareMain(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
+		return
+	}
 	res := map[string]result{}
 	var order []string
 	for _, fn := range os.Args[1:] {
@@ -205,6 +209,74 @@ func micro(w io.Writer, res map[string]result, order []string) {
 		r := res[name]
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %d |\n", strings.TrimPrefix(name, "Benchmark"),
 			fmtNum(median(r["ns/op"])), fmtNum(median(r["B/op"])), fmtNum(median(r["allocs/op"])), len(r["ns/op"]))
+	}
+	fmt.Fprintln(w)
+}
+
+// load parses one file of `go test -bench` output.
+func load(fn string) (map[string]result, []string) {
+	res := map[string]result{}
+	var order []string
+	fh, err := os.Open(fn) //nolint:gosec // files named by scripts/bench-compare.sh
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(1)
+	}
+	defer fh.Close()
+	if err := parse(fh, res, &order); err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(1)
+	}
+	return res, order
+}
+
+// compareMain writes P1 and P4 of two commits measured in the same run, interleaved:
+// `benchreport -compare BEFORE_REF AFTER_REF BEFORE.txt AFTER.txt`.
+func compareMain(beforeRef, afterRef, beforeFn, afterFn string) {
+	b, order := load(beforeFn)
+	a, _ := load(afterFn)
+	w := bufio.NewWriter(os.Stdout)
+	defer w.Flush()
+	fmt.Fprintf(w, "### P1 before (%s) and after (%s)\n\n", beforeRef, afterRef)
+	fmt.Fprintln(w, "| callers | case | req/s before | ratio before | req/s after | ratio after | p99 µs before | p99 µs after | runs |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+	ratio := func(res map[string]result, mode, name string) string {
+		base := median(res["BenchmarkAuthHTTP/"+mode+"/Baseline"]["req/s"])
+		if base == 0 || res[name] == nil {
+			return "–"
+		}
+		return fmt.Sprintf("%.0f %%", median(res[name]["req/s"])/base*100)
+	}
+	for _, name := range order {
+		rest, ok := strings.CutPrefix(name, "BenchmarkAuthHTTP/")
+		if !ok {
+			continue
+		}
+		mode, c, _ := strings.Cut(rest, "/")
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", mode, c,
+			fmtNum(median(b[name]["req/s"])), ratio(b, mode, name), fmtNum(median(a[name]["req/s"])), ratio(a, mode, name),
+			fmtNum(median(b[name]["p99_us"])), fmtNum(median(a[name]["p99_us"])), len(a[name]["req/s"]))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "### P4 before (%s) and after (%s)\n\n", beforeRef, afterRef)
+	fmt.Fprintln(w, "| streams | MediaMTX CPU alias before (% core) | after | extra CPU vs direct before | after | Stagedoor CPU before (% core) | after | runs |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	extra := func(res map[string]result, n string) string {
+		d, al := res["BenchmarkAliasCost/mode=direct/streams="+n], res["BenchmarkAliasCost/mode=alias/streams="+n]
+		dc := median(d["mtx_cpu_%core"])
+		if dc == 0 || al == nil {
+			return "–"
+		}
+		return fmt.Sprintf("%+.0f %%", (median(al["mtx_cpu_%core"])-dc)/dc*100)
+	}
+	for _, name := range order {
+		n, ok := strings.CutPrefix(name, "BenchmarkAliasCost/mode=alias/streams=")
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %d |\n", n,
+			fmtNum(median(b[name]["mtx_cpu_%core"])), fmtNum(median(a[name]["mtx_cpu_%core"])), extra(b, n), extra(a, n),
+			fmtNum(median(b[name]["stagedoor_cpu_%core"])), fmtNum(median(a[name]["stagedoor_cpu_%core"])), len(a[name]["mtx_cpu_%core"]))
 	}
 	fmt.Fprintln(w)
 }
