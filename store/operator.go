@@ -230,8 +230,12 @@ func (db *DB) RevokedKey(ctx context.Context, d stagedoor.Digest) (stagedoor.Rev
 	return r, nil
 }
 
-// PolicyGeneration changes whenever a credential may have been revoked (ban, password,
-// key or stream change), including from another process such as the CLI.
+// PolicyGeneration changes whenever a credential may have been added, changed or
+// revoked (user or stream created, stream deleted, ban or unban, password set, key added,
+// revoked or reset), including by another process such as the CLI, and never returns to
+// an earlier value: the service compares it with the last one it saw and then drops its
+// cached auth answers (including "no such key") and reconciles. Live state, outbox and
+// audit writes leave it alone. Triggers in the schema move it, so no method can forget.
 func (db *DB) PolicyGeneration(ctx context.Context) (int64, error) {
 	var v int64
 	if err := db.db.QueryRowContext(ctx, `SELECT value FROM policy_generation WHERE id = 1`).Scan(&v); err != nil {
