@@ -158,13 +158,13 @@ func TestConcurrentMixNeverBusy(t *testing.T) {
 
 	// Each rotation adds one revocation; each audit call two rows.
 	var revoked, auditRows int64
-	if err := db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM revoked_keys`).Scan(&revoked); err != nil {
+	if err := db.SQLForTest().QueryRowContext(ctx, `SELECT count(*) FROM revoked_keys`).Scan(&revoked); err != nil {
 		t.Fatalf("count revoked_keys: %v", err)
 	}
 	if revoked != rotations.Load() {
 		t.Errorf("revoked_keys rows = %d, want %d (one per rotation)", revoked, rotations.Load())
 	}
-	if err := db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM audit`).Scan(&auditRows); err != nil {
+	if err := db.SQLForTest().QueryRowContext(ctx, `SELECT count(*) FROM audit`).Scan(&auditRows); err != nil {
 		t.Fatalf("count audit: %v", err)
 	}
 	if auditRows != 2*audits.Load() {
@@ -179,14 +179,14 @@ func TestConcurrentMixNeverBusy(t *testing.T) {
 		}
 	})
 	for range held {
-		c, err := db.SQL().Conn(ctx)
+		c, err := db.SQLForTest().Conn(ctx)
 		if err != nil {
 			t.Fatalf("Conn: %v", err)
 		}
 		conns = append(conns, c)
 	}
 	for i, c := range conns {
-		p, err := store.ConnPragmas(ctx, c)
+		p, err := store.ConnPragmasForTest(ctx, c)
 		if err != nil {
 			t.Fatalf("conn %d: ConnPragmas: %v", i, err)
 		}

@@ -22,7 +22,7 @@ type outboxRow struct {
 // outboxRows returns every outbox row, oldest first.
 func outboxRows(t *testing.T, db *store.DB) []outboxRow {
 	t.Helper()
-	rows, err := db.SQL().QueryContext(t.Context(), `SELECT event, username, channel FROM outbox ORDER BY id`)
+	rows, err := db.SQLForTest().QueryContext(t.Context(), `SELECT event, username, channel FROM outbox ORDER BY id`)
 	if err != nil {
 		t.Fatalf("read outbox: %v", err)
 	}
@@ -45,7 +45,7 @@ func outboxRows(t *testing.T, db *store.DB) []outboxRow {
 func countRows(t *testing.T, db *store.DB, query string, args ...any) int {
 	t.Helper()
 	var n int
-	if err := db.SQL().QueryRowContext(t.Context(), query, args...).Scan(&n); err != nil {
+	if err := db.SQLForTest().QueryRowContext(t.Context(), query, args...).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", query, err)
 	}
 	return n
@@ -481,7 +481,7 @@ func TestResetAllKeys10k(t *testing.T) {
 	// Every new key verifies: the stored digests are exactly those of the new keys, each
 	// owned by its user.
 	owner := make(map[stagedoor.Digest]string, n)
-	rows, err := db.SQL().QueryContext(ctx, `SELECT k.digest, u.name FROM stream_keys k JOIN users u ON u.id = k.user_id`)
+	rows, err := db.SQLForTest().QueryContext(ctx, `SELECT k.digest, u.name FROM stream_keys k JOIN users u ON u.id = k.user_id`)
 	if err != nil {
 		t.Fatalf("read stream_keys: %v", err)
 	}
@@ -701,7 +701,7 @@ func TestClearLiveQueuesStoppedPerName(t *testing.T) {
 			t.Fatalf("SetLive(%s): %v", l.Name, err)
 		}
 	}
-	if _, err := db.SQL().ExecContext(ctx, `DELETE FROM outbox`); err != nil {
+	if _, err := db.SQLForTest().ExecContext(ctx, `DELETE FROM outbox`); err != nil {
 		t.Fatalf("empty outbox: %v", err)
 	}
 
@@ -961,7 +961,7 @@ func TestOutbox(t *testing.T) {
 		t.Fatalf("PruneEvents: %v", err)
 	}
 	var left []int64
-	rows, err := db.SQL().QueryContext(ctx, `SELECT id FROM outbox ORDER BY id`)
+	rows, err := db.SQLForTest().QueryContext(ctx, `SELECT id FROM outbox ORDER BY id`)
 	if err != nil {
 		t.Fatalf("read outbox: %v", err)
 	}

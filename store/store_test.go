@@ -53,7 +53,7 @@ func userCount(t *testing.T, db *store.DB) int {
 func keyCount(t *testing.T, db *store.DB) int {
 	t.Helper()
 	var n int
-	if err := db.SQL().QueryRowContext(t.Context(), `SELECT count(*) FROM stream_keys`).Scan(&n); err != nil {
+	if err := db.SQLForTest().QueryRowContext(t.Context(), `SELECT count(*) FROM stream_keys`).Scan(&n); err != nil {
 		t.Fatalf("count stream_keys: %v", err)
 	}
 	return n
@@ -72,7 +72,7 @@ func TestOpenPragmasOnEveryConnection(t *testing.T) {
 	const n = 4
 	conns := make([]*sql.Conn, 0, n)
 	for range n {
-		c, err := db.SQL().Conn(ctx)
+		c, err := db.SQLForTest().Conn(ctx)
 		if err != nil {
 			t.Fatalf("Conn: %v", err)
 		}
@@ -83,9 +83,9 @@ func TestOpenPragmasOnEveryConnection(t *testing.T) {
 			_ = c.Close()
 		}
 	})
-	want := store.Pragmas{JournalMode: "wal", BusyTimeout: 5000, ForeignKeys: 1}
+	want := store.PragmasForTest{JournalMode: "wal", BusyTimeout: 5000, ForeignKeys: 1}
 	for i, c := range conns {
-		got, err := store.ConnPragmas(ctx, c)
+		got, err := store.ConnPragmasForTest(ctx, c)
 		if err != nil {
 			t.Fatalf("conn %d: ConnPragmas: %v", i, err)
 		}
@@ -103,7 +103,7 @@ func TestOpenSameFileTwice(t *testing.T) {
 	// A second process (a hook) opening the same file while serve runs.
 	second := mustOpenPath(t, path)
 	var n int
-	if err := second.SQL().QueryRowContext(t.Context(), `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+	if err := second.SQLForTest().QueryRowContext(t.Context(), `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
 		t.Fatalf("count schema_migrations: %v", err)
 	}
 	files, _ := filepath.Glob("migrations/*.sql")
