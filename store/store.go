@@ -115,7 +115,8 @@ func (db *DB) Close() error {
 	return errors.Join(db.probe.Close(), db.db.Close())
 }
 
-// Ping checks that the database answers a read within ctx.
+// Ping checks that the database answers a read within ctx; it returns the database's
+// error, or ctx's.
 func (db *DB) Ping(ctx context.Context) error {
 	var n int
 	if err := db.db.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {

@@ -129,6 +129,23 @@ func testKeys(t *testing.T, s suite) {
 		}
 	})
 
+	// A hook may touch a key revoked since the stream went live; that must not fail the
+	// hook.
+	t.Run("TouchKeyOfRevokedKeyOK", func(t *testing.T) {
+		st, _ := s.store(t)
+		mustCreate(t, st, "alice")
+		k := mustAddKey(t, st, "alice", "backup")
+		id := mustOwner(t, st, k.StreamKey).KeyID
+		if err := st.RevokeKey(t.Context(), "alice", k.Fingerprint, stagedoor.Revocation{}); err != nil {
+			t.Fatalf("RevokeKey: %v", err)
+		}
+		before := stateOf(t, st, k.StreamKey)
+		if err := st.TouchKey(t.Context(), id); err != nil {
+			t.Errorf("TouchKey(revoked key) = %v, want nil", err)
+		}
+		unchanged(t, st, before, k.StreamKey)
+	})
+
 	t.Run("ErrNotFound", func(t *testing.T) {
 		st, _ := s.store(t)
 		if _, err := st.Keys(t.Context(), "nobody"); !errors.Is(err, stagedoor.ErrNotFound) {

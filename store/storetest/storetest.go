@@ -52,7 +52,7 @@ type Store interface {
 	UserByKeyDigest(ctx context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error)
 	// RevokedKey returns what is kept of a revoked key; ErrNotFound if never revoked.
 	RevokedKey(ctx context.Context, d stagedoor.Digest) (stagedoor.RevokedKeyInfo, error)
-	// TouchKey records that the key went live now.
+	// TouchKey records that the key went live now; a key revoked meanwhile is no error.
 	TouchKey(ctx context.Context, keyID int64) error
 
 	// CreateStream creates a stream; *InvalidError for a bad name, ErrNotFound for an
