@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -14,20 +11,9 @@ import (
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/audit"
+	"github.com/stagedoor/stagedoor/internal/testutil"
 	"github.com/stagedoor/stagedoor/store"
 )
-
-func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-func mustOpen(t *testing.T) *store.DB {
-	t.Helper()
-	db, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "stagedoor.db"))
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
 
 // start runs r until the returned stop is called (or the test ends); stop waits for Run
 // to return.
@@ -61,13 +47,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// auditCount is how many entries the trail holds.
 func auditCount(t *testing.T, db *store.DB) int {
 	t.Helper()
-	var n int
-	if err := db.SQL().QueryRowContext(t.Context(), `SELECT count(*) FROM audit`).Scan(&n); err != nil {
-		t.Fatalf("count audit: %v", err)
+	es, err := db.Audit(t.Context(), stagedoor.AuditFilter{Limit: 1 << 20})
+	if err != nil {
+		t.Fatalf("Audit: %v", err)
 	}
-	return n
+	return len(es)
 }
 
 func entry(i int) stagedoor.AuditEntry {
@@ -76,8 +63,8 @@ func entry(i int) stagedoor.AuditEntry {
 }
 
 func TestRecordWritesEntries(t *testing.T) {
-	db := mustOpen(t)
-	r := audit.NewRecorder(db, discard(), 100)
+	db := testutil.MustOpenDB(t)
+	r := audit.NewRecorder(db, testutil.Discard(), 100)
 	r.FlushEvery = 10 * time.Millisecond
 	start(t, r)
 	for i := range 3 {
@@ -106,8 +93,8 @@ func TestRecordWritesEntries(t *testing.T) {
 }
 
 func TestFullBatchWrittenRestFlushedOnCancel(t *testing.T) {
-	db := mustOpen(t)
-	r := audit.NewRecorder(db, discard(), 1000)
+	db := testutil.MustOpenDB(t)
+	r := audit.NewRecorder(db, testutil.Discard(), 1000)
 	r.FlushEvery = time.Hour // only a full batch or the end of Run writes
 	stop := start(t, r)
 	const n = 600
@@ -147,8 +134,8 @@ func TestRecordNeverBlocksAndCountsOverflow(t *testing.T) {
 		{"QueueOfZeroDropsAll", 0, 2, 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			db := mustOpen(t)
-			r := audit.NewRecorder(db, discard(), tt.queue)
+			db := testutil.MustOpenDB(t)
+			r := audit.NewRecorder(db, testutil.Discard(), tt.queue)
 			for i := range tt.records {
 				r.Record(entry(i)) // Run is not started: a blocking Record would hang here
 			}
@@ -193,7 +180,7 @@ func TestStoreFaults(t *testing.T) {
 		{"PruneFailureStillWrites", false, true, 3, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			db := mustOpen(t)
+			db := testutil.MustOpenDB(t)
 			st := faultStore{
 				appendAudit: db.AppendAudit,
 				pruneAudit:  db.PruneAudit,
@@ -204,7 +191,7 @@ func TestStoreFaults(t *testing.T) {
 			if tt.pruneFails {
 				st.pruneAudit = func(context.Context, time.Time) (int64, error) { return 0, errDisk }
 			}
-			r := audit.NewRecorder(st, discard(), 10)
+			r := audit.NewRecorder(st, testutil.Discard(), 10)
 			r.FlushEvery = 10 * time.Millisecond
 			start(t, r)
 			for i := range 3 {
@@ -237,7 +224,7 @@ func TestPruneAtStart(t *testing.T) {
 		{"NothingOld", 7 * day, []time.Duration{day, time.Minute}, []string{"age 1", "age 0"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			db := mustOpen(t)
+			db := testutil.MustOpenDB(t)
 			now := time.Now()
 			var seed []stagedoor.AuditEntry
 			for i, age := range tt.ages {
@@ -246,7 +233,7 @@ func TestPruneAtStart(t *testing.T) {
 			if err := db.AppendAudit(t.Context(), seed); err != nil {
 				t.Fatalf("AppendAudit: %v", err)
 			}
-			r := audit.NewRecorder(db, discard(), 10)
+			r := audit.NewRecorder(db, testutil.Discard(), 10)
 			if tt.retention != 0 {
 				r.Retention = tt.retention
 			}

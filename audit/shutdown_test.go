@@ -2,8 +2,6 @@ package audit_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +9,7 @@ import (
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/audit"
+	"github.com/stagedoor/stagedoor/internal/testutil"
 )
 
 // slowStore's first AppendAudit waits, as a write queued behind others for the store's
@@ -49,7 +48,7 @@ func (s *slowStore) PruneAudit(context.Context, time.Time) (int64, error) { retu
 // write turn does not cancel that write; the entries land.
 func TestBatchInFlightAtShutdownIsWritten(t *testing.T) {
 	st := &slowStore{entered: make(chan struct{}), release: make(chan struct{})}
-	r := audit.NewRecorder(st, slog.New(slog.NewTextHandler(io.Discard, nil)), 100)
+	r := audit.NewRecorder(st, testutil.Discard(), 100)
 	r.FlushEvery = 10 * time.Millisecond
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})

@@ -9,7 +9,8 @@ import (
 	"github.com/stagedoor/stagedoor"
 )
 
-// AppendAudit writes entries in one transaction (the auth path batches them).
+// AppendAudit writes entries in one transaction (the auth path batches them). Its only
+// errors are the database's.
 func (db *DB) AppendAudit(ctx context.Context, entries []stagedoor.AuditEntry) error {
 	if len(entries) == 0 {
 		return nil
@@ -34,7 +35,8 @@ func (db *DB) AppendAudit(ctx context.Context, entries []stagedoor.AuditEntry) e
 	return nil
 }
 
-// Audit returns matching entries, newest first.
+// Audit returns matching entries, newest first: an empty slice, never nil, when none
+// match (the admin API sends it as a JSON array). Its only errors are the database's.
 func (db *DB) Audit(ctx context.Context, f stagedoor.AuditFilter) ([]stagedoor.AuditEntry, error) {
 	if f.Limit <= 0 {
 		f.Limit = 1000
@@ -61,7 +63,8 @@ func (db *DB) Audit(ctx context.Context, f stagedoor.AuditFilter) ([]stagedoor.A
 	return out, rows.Err()
 }
 
-// PruneAudit deletes entries older than before and returns how many.
+// PruneAudit deletes entries older than before and returns how many. Its only errors are
+// the database's.
 func (db *DB) PruneAudit(ctx context.Context, before time.Time) (int64, error) {
 	res, err := db.exec(ctx, `DELETE FROM audit WHERE at < ?`, before.UTC().Unix())
 	if err != nil {

@@ -633,7 +633,7 @@ func checkCrashedDB(t *testing.T, path string, round int, ops []crashOp) crashSt
 	}()
 	q := func(query string, scan func(rows crashScanner) error) {
 		t.Helper()
-		rows, err := db.SQL().QueryContext(ctx, query)
+		rows, err := db.SQLForTest().QueryContext(ctx, query)
 		if err != nil {
 			t.Fatalf("round %d: %s: %v", round, query, err)
 		}

@@ -13,6 +13,7 @@ import (
 // SetLive marks l.Name live on l.SourceID. It is idempotent: the same source keeps its
 // live_since; a different source replaces the old one (an encoder that reconnected).
 // Going from offline to live queues a stream.started event in the same transaction.
+// Its only errors are the database's; a UserID or KeyID that names nobody is one.
 func (db *DB) SetLive(ctx context.Context, l stagedoor.LiveState) error {
 	var key, digest any
 	if l.KeyID != 0 {
@@ -53,7 +54,8 @@ func (db *DB) SetLive(ctx context.Context, l stagedoor.LiveState) error {
 // SetOffline marks name offline if sourceID is the source it is live on, or
 // unconditionally when sourceID is empty. It reports whether a row changed, so that an
 // old source's late "unavailable" never takes down a newer stream. Going offline queues
-// a stream.stopped event in the same transaction.
+// a stream.stopped event in the same transaction. A name that is not live is false, not
+// an error; its only errors are the database's.
 func (db *DB) SetOffline(ctx context.Context, name, sourceID string) (bool, error) {
 	changed := false
 	now := db.now()
@@ -91,7 +93,8 @@ func (db *DB) LiveByName(ctx context.Context, name string) (stagedoor.LiveState,
 	return rows[0], nil
 }
 
-// LiveStates returns every live public name ordered by name.
+// LiveStates returns every live public name ordered by name. Its only errors are the
+// database's.
 func (db *DB) LiveStates(ctx context.Context) ([]stagedoor.LiveState, error) {
 	return db.queryLive(ctx, ``)
 }
@@ -132,7 +135,7 @@ func (db *DB) queryLive(ctx context.Context, where string, args ...any) ([]stage
 
 // ClearLive marks every name offline; `stagedoor run` calls it before it starts its own
 // MediaMTX, which cannot carry any stream yet.
-// A stream.stopped event is queued for each.
+// A stream.stopped event is queued for each. Its only errors are the database's.
 func (db *DB) ClearLive(ctx context.Context) error {
 	now := db.now()
 	err := db.inTx(ctx, func(tx *sql.Tx) error {

@@ -120,7 +120,7 @@ func (db *DB) RevokeKey(ctx context.Context, name, fingerprint string, r stagedo
 }
 
 // ResetKeys replaces every key of the user with one new key and kicks streams on the old
-// ones (see ResetKeysWith).
+// ones (see ResetKeysWith). It returns ErrNotFound for an unknown user.
 func (db *DB) ResetKeys(ctx context.Context, name string) (string, error) {
 	k, err := db.ResetKeysWith(ctx, name, stagedoor.Revocation{})
 	return k.StreamKey, err
@@ -152,7 +152,8 @@ func (db *DB) ResetKeysWith(ctx context.Context, name string, r stagedoor.Revoca
 }
 
 // ResetAllKeys gives every user one new key and revokes all old keys, in one transaction
-// (a breach response: nothing half-rotated). It returns the new keys ordered by user.
+// (a breach response: nothing half-rotated). It returns the new keys ordered by user,
+// none for an empty database; its only errors are the database's.
 func (db *DB) ResetAllKeys(ctx context.Context, r stagedoor.Revocation) ([]stagedoor.IssuedKey, error) {
 	now := db.now()
 	var out []stagedoor.IssuedKey
@@ -230,8 +231,13 @@ func (db *DB) RevokedKey(ctx context.Context, d stagedoor.Digest) (stagedoor.Rev
 	return r, nil
 }
 
-// PolicyGeneration changes whenever a credential may have been revoked (ban, password,
-// key or stream change), including from another process such as the CLI.
+// PolicyGeneration changes whenever a credential may have been added, changed or
+// revoked (user or stream created, stream deleted, ban or unban, password set, key added,
+// revoked or reset), including by another process such as the CLI, and never returns to
+// an earlier value: the service compares it with the last one it saw and then drops its
+// cached auth answers (including "no such key") and reconciles. Live state, outbox and
+// audit writes leave it alone. Triggers in the schema move it, so no method can forget.
+// Its only errors are the database's.
 func (db *DB) PolicyGeneration(ctx context.Context) (int64, error) {
 	var v int64
 	if err := db.db.QueryRowContext(ctx, `SELECT value FROM policy_generation WHERE id = 1`).Scan(&v); err != nil {

@@ -18,7 +18,7 @@ import (
 func seedUsers(tb testing.TB, db *store.DB, n int) []string {
 	tb.Helper()
 	ctx := tb.Context()
-	tx, err := db.SQL().BeginTx(ctx, nil)
+	tx, err := db.SQLForTest().BeginTx(ctx, nil)
 	if err != nil {
 		tb.Fatalf("begin: %v", err)
 	}
@@ -90,10 +90,10 @@ func BenchmarkResetAllKeys10k(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
-		if _, err := db.SQL().ExecContext(ctx, `DELETE FROM revoked_keys`); err != nil {
+		if _, err := db.SQLForTest().ExecContext(ctx, `DELETE FROM revoked_keys`); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := db.SQL().ExecContext(ctx, `DELETE FROM outbox`); err != nil {
+		if _, err := db.SQLForTest().ExecContext(ctx, `DELETE FROM outbox`); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()

@@ -8,7 +8,8 @@ import (
 	"github.com/stagedoor/stagedoor"
 )
 
-// AddEvent queues an event (the service's own: stream.started / stream.stopped).
+// AddEvent queues an event (the service's own: stream.started / stream.stopped), due at
+// once. Its only errors are the database's.
 func (db *DB) AddEvent(ctx context.Context, event, user, channel string) error {
 	now := db.now()
 	if _, err := db.exec(ctx, `INSERT INTO outbox (at, event, username, channel, next_at) VALUES (?, ?, ?, ?, ?)`,
@@ -19,6 +20,7 @@ func (db *DB) AddEvent(ctx context.Context, event, user, channel string) error {
 }
 
 // DueEvents returns up to limit undelivered events whose next attempt is due, oldest first.
+// Its only errors are the database's.
 func (db *DB) DueEvents(ctx context.Context, limit int) ([]stagedoor.OutboxEvent, error) {
 	rows, err := db.db.QueryContext(ctx, `SELECT id, at, event, username, channel, attempts FROM outbox
 		WHERE done = 0 AND next_at <= ? ORDER BY id LIMIT ?`, db.now(), limit)
@@ -41,7 +43,8 @@ func (db *DB) DueEvents(ctx context.Context, limit int) ([]stagedoor.OutboxEvent
 	return out, rows.Err()
 }
 
-// FinishEvent marks an event delivered (or given up on).
+// FinishEvent marks an event delivered (or given up on): it is never due again. An
+// unknown id is not an error; the only errors are the database's.
 func (db *DB) FinishEvent(ctx context.Context, id int64) error {
 	if _, err := db.exec(ctx, `UPDATE outbox SET done = 1, attempts = attempts + 1 WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("finish event: %w", err)
@@ -49,7 +52,8 @@ func (db *DB) FinishEvent(ctx context.Context, id int64) error {
 	return nil
 }
 
-// RetryEvent schedules another attempt after delay.
+// RetryEvent counts an attempt and schedules the next one after delay, never sooner. An
+// unknown id is not an error; the only errors are the database's.
 func (db *DB) RetryEvent(ctx context.Context, id int64, delay time.Duration) error {
 	// Round up to whole seconds (the column's unit), so a delay is never shortened.
 	next := db.Now().Add(delay + time.Second - time.Nanosecond).UTC().Unix()
@@ -60,7 +64,8 @@ func (db *DB) RetryEvent(ctx context.Context, id int64, delay time.Duration) err
 	return nil
 }
 
-// PruneEvents deletes finished events older than before.
+// PruneEvents deletes finished events older than before; pending events stay, however
+// old. Its only errors are the database's.
 func (db *DB) PruneEvents(ctx context.Context, before time.Time) error {
 	if _, err := db.exec(ctx, `DELETE FROM outbox WHERE done = 1 AND at < ?`, before.UTC().Unix()); err != nil {
 		return fmt.Errorf("prune events: %w", err)

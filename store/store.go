@@ -1,7 +1,14 @@
-// Package store persists users, stream-key digests and live state in SQLite.
+// Package store is Stagedoor's SQLite backend: users, stream-key digests, streams, live
+// state, the webhook outbox and the audit trail, in one SQLite file (modernc.org/sqlite,
+// WAL mode, mode 0600).
 //
-// It is the only package that sees SQL. Another backend (PostgreSQL) can slot in
-// behind the same methods; callers depend on consumer-side interfaces.
+// It is the only package that sees SQL, and it exports none: neither the pool nor the
+// pragmas. Its methods are the storage contract, checked through the methods alone by
+// the conformance suite in package storetest, so that another backend (PostgreSQL) can be
+// added beside it and held to the same suite; callers depend on consumer-side interfaces.
+// What only SQLite has stays here and is tested here: Open and the file, the pragmas of
+// every pooled connection, the migrations, the in-process write gate and the health probe
+// built on it (ErrProbeInconclusive).
 package store
 
 import (
@@ -108,7 +115,8 @@ func (db *DB) Close() error {
 	return errors.Join(db.probe.Close(), db.db.Close())
 }
 
-// Ping checks that the database answers a read within ctx.
+// Ping checks that the database answers a read within ctx; it returns the database's
+// error, or ctx's.
 func (db *DB) Ping(ctx context.Context) error {
 	var n int
 	if err := db.db.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
@@ -117,16 +125,17 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Pragmas reports the settings of one pooled connection.
-type Pragmas struct {
+// pragmas reports the settings of one pooled connection.
+type pragmas struct {
 	JournalMode string
 	BusyTimeout int
 	ForeignKeys int
 }
 
-// ConnPragmas reads the pragmas of conn; tests use it to check every pooled connection.
-func ConnPragmas(ctx context.Context, conn *sql.Conn) (Pragmas, error) {
-	var p Pragmas
+// connPragmas reads the pragmas of conn: Open checks one connection with it, store's
+// tests every pooled one.
+func connPragmas(ctx context.Context, conn *sql.Conn) (pragmas, error) {
+	var p pragmas
 	if err := conn.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&p.JournalMode); err != nil {
 		return p, err
 	}
@@ -139,16 +148,13 @@ func ConnPragmas(ctx context.Context, conn *sql.Conn) (Pragmas, error) {
 	return p, nil
 }
 
-// SQL exposes the pool for tests and tools that check the file itself.
-func (db *DB) SQL() *sql.DB { return db.db }
-
 func (db *DB) checkPragmas(ctx context.Context) error {
 	conn, err := db.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
 	defer conn.Close()
-	p, err := ConnPragmas(ctx, conn)
+	p, err := connPragmas(ctx, conn)
 	if err != nil {
 		return fmt.Errorf("open database: read pragmas: %w", err)
 	}

@@ -31,6 +31,8 @@ func (db *DB) UserByKeyDigest(ctx context.Context, d stagedoor.Digest) (stagedoo
 }
 
 // TouchKey records that the key was used to go live; called from hooks, never from auth.
+// A key id that names no key (revoked meanwhile) is not an error; the only errors are the
+// database's.
 func (db *DB) TouchKey(ctx context.Context, keyID int64) error {
 	if _, err := db.exec(ctx, `UPDATE stream_keys SET last_used_at = ? WHERE id = ?`, db.now(), keyID); err != nil {
 		return fmt.Errorf("touch key: %w", err)

@@ -87,7 +87,7 @@ func (db *DB) UserByName(ctx context.Context, name string) (stagedoor.User, erro
 	return u, nil
 }
 
-// Users returns every user ordered by name.
+// Users returns every user ordered by name. Its only errors are the database's.
 func (db *DB) Users(ctx context.Context) ([]stagedoor.User, error) {
 	rows, err := db.db.QueryContext(ctx, `SELECT `+userColumns+`
 		FROM users u LEFT JOIN live_state l ON l.name = u.name ORDER BY u.name`)

@@ -1,0 +1,156 @@
+// Package storetest is the conformance suite for Stagedoor's storage backends: every
+// behaviour the service relies on, checked through the methods alone, so that the SQLite
+// adapter (package store) and a later backend (PostgreSQL) answer to one contract. It
+// holds no SQL and knows no backend. It is imported only by tests: a backend's test calls
+// Run with a function that opens a fresh, empty store.
+package storetest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stagedoor/stagedoor"
+)
+
+// Store is what a backend provides: every exported method of *store.DB except Close and
+// what only SQLite has (its pool, pragmas and file). Unknown names are
+// stagedoor.ErrNotFound, taken names stagedoor.ErrConflict and malformed input a
+// *stagedoor.InvalidError; a refused call changes nothing. Times come back in UTC, to
+// the second at least.
+type Store interface {
+	// CreateUser creates an active user and one key labelled "default"; *InvalidError for
+	// a bad name, ErrConflict when a user or stream holds the name.
+	CreateUser(ctx context.Context, name string) (stagedoor.NewUser, error)
+	// UserByName returns the user with the live state of its own channel; ErrNotFound.
+	UserByName(ctx context.Context, name string) (stagedoor.User, error)
+	// Users returns every user ordered by name.
+	Users(ctx context.Context) ([]stagedoor.User, error)
+	// SetActive bans or unbans; a change of state queues user.banned or user.unbanned.
+	// ErrNotFound for an unknown user.
+	SetActive(ctx context.Context, name string, active bool) error
+	// SetPasswordHash replaces the user's password hash; *InvalidError for a malformed
+	// hash or a cost outside [MinCost, MaxCost], ErrNotFound for an unknown user.
+	SetPasswordHash(ctx context.Context, name, hash string) error
+
+	// AddKey issues a labelled key; *InvalidError for a bad label, ErrNotFound.
+	AddKey(ctx context.Context, name, label string) (stagedoor.IssuedKey, error)
+	// Keys lists the user's keys oldest first, never the keys themselves; ErrNotFound.
+	Keys(ctx context.Context, name string) ([]stagedoor.KeyInfo, error)
+	// RevokeKey revokes the user's key with this fingerprint and queues key.rotated;
+	// ErrNotFound when the user has no such key.
+	RevokeKey(ctx context.Context, name, fingerprint string, r stagedoor.Revocation) error
+	// ResetKeys is ResetKeysWith without keep-live, returning the key only.
+	ResetKeys(ctx context.Context, name string) (string, error)
+	// ResetKeysWith replaces every key of the user with one new key and queues
+	// key.rotated; ErrNotFound.
+	ResetKeysWith(ctx context.Context, name string, r stagedoor.Revocation) (stagedoor.IssuedKey, error)
+	// ResetAllKeys gives every user one new key, revoking all others, in one step; the
+	// keys come ordered by user.
+	ResetAllKeys(ctx context.Context, r stagedoor.Revocation) ([]stagedoor.IssuedKey, error)
+	// UserByKeyDigest returns the owner of a key, banned or not; ErrNotFound.
+	UserByKeyDigest(ctx context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error)
+	// RevokedKey returns what is kept of a revoked key; ErrNotFound if never revoked.
+	RevokedKey(ctx context.Context, d stagedoor.Digest) (stagedoor.RevokedKeyInfo, error)
+	// TouchKey records that the key went live now; a key revoked meanwhile is no error.
+	TouchKey(ctx context.Context, keyID int64) error
+
+	// CreateStream creates a stream; *InvalidError for a bad name, ErrNotFound for an
+	// unknown owner, ErrConflict when another user or a stream holds the name.
+	CreateStream(ctx context.Context, name, owner string, authRequired bool) (stagedoor.Stream, error)
+	// StreamByName returns the stream with its owner's state and hash; ErrNotFound.
+	StreamByName(ctx context.Context, name string) (stagedoor.Stream, error)
+	// Streams lists the owner's streams (all when owner is "") by name; ErrNotFound.
+	Streams(ctx context.Context, owner string) ([]stagedoor.Stream, error)
+	// DeleteStream removes a stream; ErrNotFound.
+	DeleteStream(ctx context.Context, name string) error
+	// ChannelByName resolves a public name (stream or user) to its owner; ErrNotFound.
+	ChannelByName(ctx context.Context, name string) (stagedoor.Channel, error)
+
+	// SetLive marks a name live on a source: the same source keeps its Since, another
+	// replaces it; going live from offline queues stream.started.
+	SetLive(ctx context.Context, l stagedoor.LiveState) error
+	// SetOffline takes a name offline if sourceID is its source, or always when sourceID
+	// is "", queueing stream.stopped; it reports whether anything changed.
+	SetOffline(ctx context.Context, name, sourceID string) (bool, error)
+	// LiveByName returns the live state of a name; ErrNotFound while offline.
+	LiveByName(ctx context.Context, name string) (stagedoor.LiveState, error)
+	// LiveStates returns every live name ordered by name.
+	LiveStates(ctx context.Context) ([]stagedoor.LiveState, error)
+	// ClearLive takes every name offline, queueing stream.stopped for each.
+	ClearLive(ctx context.Context) error
+
+	// PolicyGeneration changes, to a value it never had, whenever a credential is added,
+	// changed or revoked, and only then.
+	PolicyGeneration(ctx context.Context) (int64, error)
+
+	// AddEvent queues an event, due now.
+	AddEvent(ctx context.Context, event, user, channel string) error
+	// DueEvents returns up to limit unfinished events that are due, oldest first.
+	DueEvents(ctx context.Context, limit int) ([]stagedoor.OutboxEvent, error)
+	// FinishEvent marks an event delivered or given up: it is never due again.
+	FinishEvent(ctx context.Context, id int64) error
+	// RetryEvent counts an attempt and makes the event due again after delay, never sooner.
+	RetryEvent(ctx context.Context, id int64, delay time.Duration) error
+	// PruneEvents deletes finished events older than before; pending ones stay.
+	PruneEvents(ctx context.Context, before time.Time) error
+
+	// AppendAudit writes entries in one step.
+	AppendAudit(ctx context.Context, entries []stagedoor.AuditEntry) error
+	// Audit returns matching entries newest first, never nil (the admin API sends the
+	// slice as a JSON array).
+	Audit(ctx context.Context, f stagedoor.AuditFilter) ([]stagedoor.AuditEntry, error)
+	// PruneAudit deletes entries older than before and says how many.
+	PruneAudit(ctx context.Context, before time.Time) (int64, error)
+
+	// Ping checks that the store answers a read.
+	Ping(ctx context.Context) error
+	// ProbeWrite proves that the store takes a write now, on behalf of owner.
+	ProbeWrite(ctx context.Context, owner string) error
+}
+
+// suite runs the cases against stores from open.
+type suite struct {
+	open func(t *testing.T, now func() time.Time) Store
+}
+
+// Run checks the contract of the stores open returns. open must return a new, empty
+// store that reads the current time from now and is closed when t ends; the suite moves
+// that clock by hand, in whole seconds. Each case opens its own store. The concurrent
+// soak (a few seconds) is skipped under -short.
+func Run(t *testing.T, open func(t *testing.T, now func() time.Time) Store) {
+	s := suite{open: open}
+	for _, group := range []struct {
+		name string
+		run  func(*testing.T, suite)
+	}{
+		{"CreateUser", testCreateUser},
+		{"UserByName", testUserByName},
+		{"UserByKeyDigest", testUserByKeyDigest},
+		{"SetActive", testSetActive},
+		{"SetPasswordHash", testSetPasswordHash},
+		{"AddKey", testAddKey},
+		{"Keys", testKeys},
+		{"RevokeKey", testRevokeKey},
+		{"ResetKeys", testResetKeys},
+		{"ResetKeysWith", testResetKeysWith},
+		{"ResetAllKeys", testResetAllKeys},
+		{"CreateStream", testCreateStream},
+		{"StreamByName", testStreamByName},
+		{"Streams", testStreams},
+		{"DeleteStream", testDeleteStream},
+		{"ChannelByName", testChannelByName},
+		{"SetLive", testSetLive},
+		{"SetOffline", testSetOffline},
+		{"LiveStates", testLiveStates},
+		{"LiveEvents", testLiveEvents},
+		{"Outbox", testOutbox},
+		{"Audit", testAudit},
+		{"PruneAudit", testPruneAudit},
+		{"PolicyGeneration", testPolicyGeneration},
+		{"Health", testHealth},
+		{"Concurrency", testConcurrency},
+	} {
+		t.Run(group.name, func(t *testing.T) { group.run(t, s) })
+	}
+}
