@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor/internal/testdb"
+
 	"github.com/stagedoor/stagedoor"
 
 	"golang.org/x/crypto/bcrypt"
@@ -53,7 +55,7 @@ type fixture struct {
 func newFixture(t *testing.T, tok string) *fixture {
 	t.Helper()
 	ctx := t.Context()
-	f := &fixture{db: testutil.MustOpenDB(t)}
+	f := &fixture{db: testdb.MustOpen(t)}
 	var err error
 	if f.alice, err = f.db.CreateUser(ctx, "alice"); err != nil {
 		t.Fatalf("CreateUser: %v", err)
@@ -920,7 +922,7 @@ func TestSecretsShownOnce(t *testing.T) {
 // data race under -race), and a client going away never cancelled the store call. They
 // now pass c.Request.Context().
 func TestOneHandlerSequentialRequests(t *testing.T) {
-	db := testutil.MustOpenDB(t)
+	db := testdb.MustOpen(t)
 	if _, err := db.CreateUser(t.Context(), "alice"); err != nil {
 		t.Fatalf("CreateUser: %v", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor/internal/testdb"
+
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/audit"
@@ -63,7 +65,7 @@ func entry(i int) stagedoor.AuditEntry {
 }
 
 func TestRecordWritesEntries(t *testing.T) {
-	db := testutil.MustOpenDB(t)
+	db := testdb.MustOpen(t)
 	r := audit.NewRecorder(db, testutil.Discard(), 100)
 	r.FlushEvery = 10 * time.Millisecond
 	start(t, r)
@@ -93,7 +95,7 @@ func TestRecordWritesEntries(t *testing.T) {
 }
 
 func TestFullBatchWrittenRestFlushedOnCancel(t *testing.T) {
-	db := testutil.MustOpenDB(t)
+	db := testdb.MustOpen(t)
 	r := audit.NewRecorder(db, testutil.Discard(), 1000)
 	r.FlushEvery = time.Hour // only a full batch or the end of Run writes
 	stop := start(t, r)
@@ -134,7 +136,7 @@ func TestRecordNeverBlocksAndCountsOverflow(t *testing.T) {
 		{"QueueOfZeroDropsAll", 0, 2, 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			db := testutil.MustOpenDB(t)
+			db := testdb.MustOpen(t)
 			r := audit.NewRecorder(db, testutil.Discard(), tt.queue)
 			for i := range tt.records {
 				r.Record(entry(i)) // Run is not started: a blocking Record would hang here
@@ -180,7 +182,7 @@ func TestStoreFaults(t *testing.T) {
 		{"PruneFailureStillWrites", false, true, 3, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			db := testutil.MustOpenDB(t)
+			db := testdb.MustOpen(t)
 			st := faultStore{
 				appendAudit: db.AppendAudit,
 				pruneAudit:  db.PruneAudit,
@@ -224,7 +226,7 @@ func TestPruneAtStart(t *testing.T) {
 		{"NothingOld", 7 * day, []time.Duration{day, time.Minute}, []string{"age 1", "age 0"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			db := testutil.MustOpenDB(t)
+			db := testdb.MustOpen(t)
 			now := time.Now()
 			var seed []stagedoor.AuditEntry
 			for i, age := range tt.ages {

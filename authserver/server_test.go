@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor/internal/testdb"
+
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/authserver"
@@ -37,7 +39,7 @@ type fixture struct {
 
 func newFixture(t testing.TB) fixture {
 	t.Helper()
-	u := testutil.NewUsers(t)
+	u := testdb.NewUsers(t)
 	return fixture{db: u.DB, activeKey: u.ActiveKey, bannedKey: u.BannedKey}
 }
 
@@ -253,7 +255,7 @@ func TestHandlerBodyLimit(t *testing.T) {
 }
 
 func TestHandlerFaults(t *testing.T) {
-	closed := testutil.MustOpenDB(t)
+	closed := testdb.MustOpen(t)
 	_ = closed.Close()
 	publish := testutil.MediaMTXAuthBody("publish", "live/"+stagedoor.NewKey(), "rtmp")
 	for _, tt := range []struct {

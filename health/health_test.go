@@ -11,13 +11,14 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/stagedoor/stagedoor/internal/testdb"
+
 	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/health"
-	"github.com/stagedoor/stagedoor/internal/testutil"
 )
 
 func TestHealthHandler(t *testing.T) {
-	db := testutil.MustOpenDB(t)
+	db := testdb.MustOpen(t)
 	srv := httptest.NewServer(health.Handler(db))
 	t.Cleanup(srv.Close)
 	get := func(t *testing.T) (int, string) {

@@ -7,8 +7,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/stagedoor/stagedoor/internal/testdb"
+
 	"github.com/stagedoor/stagedoor"
-	"github.com/stagedoor/stagedoor/internal/testutil"
 	"github.com/stagedoor/stagedoor/manage"
 	"github.com/stagedoor/stagedoor/store"
 )
@@ -28,7 +29,7 @@ func (r *recorder) snapshot() ([]stagedoor.AuditEntry, int) {
 
 func newService(t *testing.T) (*manage.Service, *store.DB, *recorder) {
 	t.Helper()
-	db := testutil.MustOpenDB(t)
+	db := testdb.MustOpen(t)
 	rec := &recorder{}
 	s := &manage.Service{
 		Store: db,

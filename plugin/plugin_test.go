@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor/internal/testdb"
+
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/internal/testutil"
@@ -41,7 +43,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	db := testutil.MustOpenDB(t)
+	db := testdb.MustOpen(t)
 	nu, err := db.CreateUser(t.Context(), "benw")
 	if err != nil {
 		t.Fatal(err)
@@ -250,7 +252,7 @@ func TestReconcile(t *testing.T) {
 		f.wantState(t, "")
 	})
 	t.Run("APIDownChangesNothing", func(t *testing.T) {
-		db := testutil.MustOpenDB(t)
+		db := testdb.MustOpen(t)
 		nu, _ := db.CreateUser(t.Context(), "benw")
 		_ = db.SetLive(t.Context(), stagedoor.LiveState{Name: "benw", UserID: nu.ID, SourceID: "A", SourceType: "rtmpConn"})
 		m := plugin.NewManager(testutil.Discard(), db, &mediamtx.Client{BaseURL: "http://127.0.0.1:1"}, relay, standing(db))

@@ -4,14 +4,15 @@ import (
 	"context"
 	"testing"
 
+	"github.com/stagedoor/stagedoor/internal/testdb"
+
 	"github.com/stagedoor/stagedoor"
-	"github.com/stagedoor/stagedoor/internal/testutil"
 	"github.com/stagedoor/stagedoor/policy"
 )
 
 // BenchmarkDecide measures the pure decision on a real SQLite store.
 func BenchmarkDecide(b *testing.B) {
-	db := testutil.MustOpenDB(b)
+	db := testdb.MustOpen(b)
 	nu, err := db.CreateUser(b.Context(), "benw")
 	if err != nil {
 		b.Fatal(err)

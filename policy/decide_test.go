@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/stagedoor/stagedoor/internal/testdb"
+
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/authserver"
@@ -31,7 +33,7 @@ type fixture struct {
 
 func newFixture(t testing.TB) fixture {
 	t.Helper()
-	u := testutil.NewUsers(t)
+	u := testdb.NewUsers(t)
 	return fixture{db: u.DB, activeKey: u.ActiveKey, bannedKey: u.BannedKey}
 }
 

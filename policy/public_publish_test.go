@@ -8,10 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor/internal/testdb"
+
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/authserver"
-	"github.com/stagedoor/stagedoor/internal/testutil"
 	"github.com/stagedoor/stagedoor/policy"
 	"github.com/stagedoor/stagedoor/store"
 )
@@ -48,7 +49,7 @@ var publishHashes = sync.OnceValues(func() ([2]string, error) {
 func newPublishFixture(t *testing.T) publishFixture {
 	t.Helper()
 	ctx := t.Context()
-	db := testutil.MustOpenDB(t)
+	db := testdb.MustOpen(t)
 	alice, err := db.CreateUser(ctx, "alice")
 	if err != nil {
 		t.Fatalf("CreateUser(alice): %v", err)

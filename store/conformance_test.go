@@ -4,7 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagedoor/stagedoor/internal/testutil"
+	"github.com/stagedoor/stagedoor/internal/testdb"
+
 	"github.com/stagedoor/stagedoor/store"
 	"github.com/stagedoor/stagedoor/store/storetest"
 )
@@ -18,7 +19,7 @@ var _ storetest.Store = (*store.DB)(nil)
 // whole pool of a fresh database; doing that after every case would double the run).
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, now func() time.Time) storetest.Store {
-		db := testutil.MustOpenDB(t)
+		db := testdb.MustOpen(t)
 		db.Now = now
 		// Registered after MustOpenDB's Close, so it runs before it.
 		t.Cleanup(func() { checkPoolPragmas(t, db, max(db.SQLForTest().Stats().OpenConnections, 1)) })

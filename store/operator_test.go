@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor/internal/testdb"
+
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/internal/testutil"
@@ -31,7 +33,7 @@ func TestResetAllKeys10k(t *testing.T) {
 		t.Skip("10,000 users take seconds under -race; run without -short")
 	}
 	const n = 10000
-	db := testutil.MustOpenDB(t)
+	db := testdb.MustOpen(t)
 	ctx := t.Context()
 	old := seedUsers(t, db, n)
 
@@ -120,7 +122,7 @@ func TestResetAllKeys10k(t *testing.T) {
 // cut, keeping pending ones however old and finished ones newer than the cut. (The suite
 // checks what shows through DueEvents.)
 func TestOutboxRowsAfterFinishAndPrune(t *testing.T) {
-	db := testutil.MustOpenDB(t)
+	db := testdb.MustOpen(t)
 	ctx := t.Context()
 	clock := testutil.NewClock(time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC))
 	db.Now = clock.Now

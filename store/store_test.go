@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/stagedoor/stagedoor/internal/testdb"
+
 	"github.com/stagedoor/stagedoor"
 
-	"github.com/stagedoor/stagedoor/internal/testutil"
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -70,16 +71,16 @@ func checkPoolPragmas(t *testing.T, db *store.DB, n int) {
 }
 
 func TestOpenPragmasOnEveryConnection(t *testing.T) {
-	checkPoolPragmas(t, testutil.MustOpenDB(t), store.MaxConnsForTest)
+	checkPoolPragmas(t, testdb.MustOpen(t), store.MaxConnsForTest)
 }
 
 func TestOpenSameFileTwice(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "stagedoor.db")
-	first := testutil.MustOpenDBAt(t, path)
+	first := testdb.MustOpenAt(t, path)
 	nu := mustCreate(t, first, "benw")
 
 	// A second process (a hook) opening the same file while serve runs.
-	second := testutil.MustOpenDBAt(t, path)
+	second := testdb.MustOpenAt(t, path)
 	var n int
 	if err := second.SQLForTest().QueryRowContext(t.Context(), `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
 		t.Fatalf("count schema_migrations: %v", err)
@@ -106,7 +107,7 @@ func TestOpenSameFileTwice(t *testing.T) {
 	// Reopen after both are closed: migrations stay applied, data stays.
 	_ = first.Close()
 	_ = second.Close()
-	third := testutil.MustOpenDBAt(t, path)
+	third := testdb.MustOpenAt(t, path)
 	users, err := third.Users(t.Context())
 	if err != nil {
 		t.Fatalf("Users: %v", err)
@@ -118,7 +119,7 @@ func TestOpenSameFileTwice(t *testing.T) {
 
 func TestOpenFileMode(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", "stagedoor.db")
-	db := testutil.MustOpenDBAt(t, path)
+	db := testdb.MustOpenAt(t, path)
 	mustCreate(t, db, "benw") // make sure the WAL exists too
 
 	for _, p := range []string{path, path + "-wal"} {
@@ -152,7 +153,7 @@ func TestOpenEmptyPathRejected(t *testing.T) {
 
 func TestRawKeyNeverStored(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "stagedoor.db")
-	db := testutil.MustOpenDBAt(t, path)
+	db := testdb.MustOpenAt(t, path)
 	nu := mustCreate(t, db, "benw")
 	reset, err := db.ResetKeys(t.Context(), "benw")
 	if err != nil {
@@ -193,7 +194,7 @@ func TestRawKeyNeverStored(t *testing.T) {
 // TestPingClosed: Ping answers nil on an open database (as the suite checks) and an
 // error once it is closed.
 func TestPingClosed(t *testing.T) {
-	db := testutil.MustOpenDB(t)
+	db := testdb.MustOpen(t)
 	if err := db.Ping(t.Context()); err != nil {
 		t.Fatalf("Ping(open): %v", err)
 	}

@@ -162,3 +162,18 @@ func nameFree(ctx context.Context, tx *sql.Tx, name string, owner int64) error {
 func isUniqueViolation(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
+
+// PasswordHash returns the user's publishing password hash, "" when none is set;
+// stagedoor.ErrNotFound for an unknown user. The hash is a publish credential: only the
+// operator and the user themselves may see it (the CLI's passwd output, the panel).
+func (db *DB) PasswordHash(ctx context.Context, name string) (string, error) {
+	var h string
+	err := db.db.QueryRowContext(ctx, `SELECT coalesce(password_hash, '') FROM users WHERE name = ?`, name).Scan(&h)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("user %s: %w", name, stagedoor.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("password hash of %s: %w", name, err)
+	}
+	return h, nil
+}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor/internal/testdb"
+
 	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/internal/testutil"
 	"github.com/stagedoor/stagedoor/store"
@@ -34,7 +36,7 @@ func channelStatus(t *testing.T, srv *httptest.Server, name string) (int, string
 }
 
 func TestPublicChannelStatus(t *testing.T) {
-	u := testutil.NewUsers(t)
+	u := testdb.NewUsers(t)
 	f := struct {
 		db        *store.DB
 		activeKey string

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor/internal/testdb"
+
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/internal/testutil"
@@ -31,7 +33,7 @@ const secret = "whsec-test-0123456789"
 // reads it meanwhile; testutil.Clock is safe for that).
 func newDB(t *testing.T) (*store.DB, *testutil.Clock) {
 	t.Helper()
-	db := testutil.MustOpenDB(t)
+	db := testdb.MustOpen(t)
 	c := testutil.NewClock(time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC))
 	db.Now = c.Now
 	return db, c
@@ -267,7 +269,7 @@ func TestDeliverSignedEvent(t *testing.T) {
 }
 
 func TestDeliverStoreEvents(t *testing.T) {
-	db := testutil.MustOpenDB(t)
+	db := testdb.MustOpen(t)
 	ctx := t.Context()
 	if _, err := db.CreateUser(ctx, "alice"); err != nil {
 		t.Fatalf("CreateUser: %v", err)
@@ -444,7 +446,7 @@ func TestNoURLsFinishesWithoutHTTP(t *testing.T) {
 }
 
 func TestWakeNeverBlocks(t *testing.T) {
-	db := testutil.MustOpenDB(t)
+	db := testdb.MustOpen(t)
 	d := webhook.NewDispatcher(db, testutil.Discard(), nil, "")
 	for range 3 {
 		d.Wake() // Run is not started: the second and third wakes must be dropped

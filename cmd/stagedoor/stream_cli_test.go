@@ -76,8 +76,9 @@ func storedHash(t *testing.T, env map[string]string, user string) string {
 	t.Helper()
 	var h string
 	withDB(t, env, func(db *store.DB) {
-		if err := db.SQL().QueryRowContext(t.Context(), `SELECT coalesce(password_hash, '') FROM users WHERE name = ?`, user).Scan(&h); err != nil {
-			t.Fatalf("password_hash of %s: %v", user, err)
+		var err error
+		if h, err = db.PasswordHash(t.Context(), user); err != nil {
+			t.Fatalf("PasswordHash(%s): %v", user, err)
 		}
 	})
 	return h

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
-	"testing"
 
 	"github.com/stagedoor/stagedoor"
-	"github.com/stagedoor/stagedoor/store"
 )
 
 // FakeCreds answers the policy's credential lookups with functions, for faults a real
@@ -78,30 +76,4 @@ func CountingCreds(n *atomic.Int64) FakeCreds {
 		n.Add(1)
 		return stagedoor.KeyOwner{}, fmt.Errorf("key %s: %w", d.Fingerprint(), stagedoor.ErrNotFound)
 	}}
-}
-
-// Users is a real store with an active user benw and a banned user mallory.
-type Users struct {
-	DB        *store.DB
-	ActiveKey string // benw's key
-	BannedKey string // mallory's key
-}
-
-// NewUsers creates the Users fixture in a fresh database.
-func NewUsers(t testing.TB) Users {
-	t.Helper()
-	db := MustOpenDB(t)
-	ctx := t.Context()
-	benw, err := db.CreateUser(ctx, "benw")
-	if err != nil {
-		t.Fatalf("CreateUser(benw): %v", err)
-	}
-	mallory, err := db.CreateUser(ctx, "mallory")
-	if err != nil {
-		t.Fatalf("CreateUser(mallory): %v", err)
-	}
-	if err := db.SetActive(ctx, "mallory", false); err != nil {
-		t.Fatalf("SetActive(mallory): %v", err)
-	}
-	return Users{DB: db, ActiveKey: benw.StreamKey, BannedKey: mallory.StreamKey}
 }

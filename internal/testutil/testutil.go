@@ -1,37 +1,16 @@
-// Package testutil holds the helpers tests of several packages share: a real SQLite
-// database in the test's temp dir, a goroutine-safe buffer for logs, and a clock tests
-// move by hand. It is imported only by _test.go files.
+// Package testutil holds the helpers tests of several packages share: a goroutine-safe
+// buffer for logs, a clock tests move by hand, credentials that fail on demand and
+// MediaMTX's auth body. It imports no storage backend (internal/testdb opens the real
+// SQLite database), so the store conformance suite can use it. Only tests import it.
 package testutil
 
 import (
 	"bytes"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"sync"
-	"testing"
 	"time"
-
-	"github.com/stagedoor/stagedoor/store"
 )
-
-// MustOpenDB opens a fresh SQLite database in t.TempDir() and closes it when the test ends.
-func MustOpenDB(t testing.TB) *store.DB {
-	t.Helper()
-	return MustOpenDBAt(t, filepath.Join(t.TempDir(), "stagedoor.db"))
-}
-
-// MustOpenDBAt opens (creating if needed) the database at path and closes it when the
-// test ends.
-func MustOpenDBAt(t testing.TB, path string) *store.DB {
-	t.Helper()
-	db, err := store.Open(t.Context(), path)
-	if err != nil {
-		t.Fatalf("store.Open(%q): %v", path, err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
 
 // Buffer is a bytes.Buffer that goroutines may write to while a test reads it.
 type Buffer struct {

@@ -4,8 +4,9 @@
 // import graph from `go list -json ./...` (non-test imports) and exits 1 on a violation.
 //
 // The rules are the layout in the README: the vocabulary imports nothing of ours; a
-// storage backend is imported only by cmd (and the shared test helpers); the policy
-// knows no HTTP; adapters never import each other.
+// storage backend is imported only by cmd (and internal/testdb, which opens it for
+// tests); the conformance suite sees no backend; the policy knows no HTTP; adapters never
+// import each other.
 package main
 
 import (
@@ -51,7 +52,9 @@ var rules = map[string]rule{
 	"plugin":                {Allow: []string{".", "policy", "mediamtx"}, Deny: append(noStore, "authserver", "github.com/gin-gonic/gin")},
 	"web":                   {Allow: []string{".", "manage"}, Deny: append(noStore, "authserver", "plugin")},
 	"adminapi":              {Allow: []string{".", "manage"}, Deny: append(noStore, "authserver", "plugin")},
-	"internal/testutil":     {Allow: []string{".", "store"}},
+	"store/storetest":       {Allow: []string{".", "internal/testutil"}, Deny: noStore},
+	"internal/testutil":     {Allow: []string{"."}, Deny: noStore},
+	"internal/testdb":       {Allow: []string{"store"}},
 	"cmd/stagedoor":         {Allow: []string{"*"}},
 	"e2e":                   {Allow: []string{"*"}},
 	"scripts/benchreport":   {},
@@ -59,7 +62,7 @@ var rules = map[string]rule{
 }
 
 // testOnly packages hold test helpers: only tests may import them.
-var testOnly = []string{"internal/testutil", "mediamtx/mediamtxtest"}
+var testOnly = []string{"internal/testutil", "internal/testdb", "mediamtx/mediamtxtest", "store/storetest"}
 
 type pkg struct {
 	ImportPath string

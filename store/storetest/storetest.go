@@ -24,6 +24,8 @@ type Store interface {
 	CreateUser(ctx context.Context, name string) (stagedoor.NewUser, error)
 	// UserByName returns the user with the live state of its own channel; ErrNotFound.
 	UserByName(ctx context.Context, name string) (stagedoor.User, error)
+	// PasswordHash returns the user's password hash, "" when none; ErrNotFound.
+	PasswordHash(ctx context.Context, name string) (string, error)
 	// Users returns every user ordered by name.
 	Users(ctx context.Context) ([]stagedoor.User, error)
 	// SetActive bans or unbans; a change of state queues user.banned or user.unbanned.

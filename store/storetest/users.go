@@ -260,13 +260,21 @@ func testSetPasswordHash(t *testing.T, s suite) {
 	mustCreate(t, st, "alice")
 	mustStream(t, st, "concert", "alice", true)
 	ctx := t.Context()
+	// stored reads the hash both ways a caller can: they must agree.
 	stored := func() string {
 		t.Helper()
 		s, err := st.StreamByName(ctx, "concert")
 		if err != nil {
 			t.Fatalf("StreamByName: %v", err)
 		}
-		return s.PasswordHash
+		h, err := st.PasswordHash(ctx, "alice")
+		if err != nil || h != s.PasswordHash {
+			t.Fatalf("PasswordHash(alice) = %q, %v; the stream carries %q", h, err, s.PasswordHash)
+		}
+		return h
+	}
+	if _, err := st.PasswordHash(ctx, "nobody"); !errors.Is(err, stagedoor.ErrNotFound) {
+		t.Errorf("PasswordHash(nobody) = %v, want ErrNotFound", err)
 	}
 	var errs []error
 	before := stateOf(t, st)
