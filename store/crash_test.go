@@ -50,8 +50,8 @@ func TestMain(m *testing.M) {
 	// A safety net in case the parent dies without killing us; the parent kills the
 	// writer long before this.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	err := crashWrite(ctx, path, os.Getenv(crashRoundEnv), os.Stdout)
+	cancel()
 	// Stdout carries the protocol only.
 	fmt.Fprintln(os.Stderr, "crash writer stopped:", err)
 	os.Exit(3)

@@ -15,7 +15,11 @@ import (
 // another user or stream.
 func (db *DB) CreateStream(ctx context.Context, name, owner string, authRequired bool) (stagedoor.Stream, error) {
 	if err := stagedoor.ValidUsername(name); err != nil {
-		return stagedoor.Stream{}, &stagedoor.InvalidError{Field: "stream name", Reason: err.(*stagedoor.InvalidError).Reason}
+		reason := err.Error()
+		if ie, ok := errors.AsType[*stagedoor.InvalidError](err); ok {
+			reason = ie.Reason
+		}
+		return stagedoor.Stream{}, &stagedoor.InvalidError{Field: "stream name", Reason: reason}
 	}
 	auth := 0
 	if authRequired {

@@ -222,8 +222,9 @@ func load(fn string) (map[string]result, []string) {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
-	defer fh.Close()
-	if err := parse(fh, res, &order); err != nil {
+	err = parse(fh, res, &order)
+	fh.Close()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}

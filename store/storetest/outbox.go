@@ -40,7 +40,7 @@ func testOutbox(t *testing.T, s suite) {
 		}
 	})
 	t.Run("OldestFirst", func(t *testing.T) {
-		if !(a < b && b < c) {
+		if a >= b || b >= c {
 			t.Errorf("DueEvents ids = %d, %d, %d, want oldest first", a, b, c)
 		}
 	})

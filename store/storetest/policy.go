@@ -155,7 +155,7 @@ var otherCalls = []struct {
 		// Lookups that find nothing are reads too.
 		for _, err := range []error{ignore(f.st.RevokedKey(ctx, d)), ignore(f.st.UserByName(ctx, "nobody"))} {
 			if !errors.Is(err, stagedoor.ErrNotFound) {
-				return fmt.Errorf("lookup of nothing = %v, want ErrNotFound", err)
+				return fmt.Errorf("lookup of nothing = %w, want ErrNotFound", err)
 			}
 		}
 		return nil
