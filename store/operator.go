@@ -84,8 +84,10 @@ func revokeWhere(ctx context.Context, tx *sql.Tx, r stagedoor.Revocation, now in
 	if r.KeepLive {
 		keep = 1
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO revoked_keys (digest, user_id, fingerprint, keep_live, revoked_at)
-		SELECT digest, user_id, fingerprint, ?, ? FROM stream_keys `+where, append([]any{keep, now}, args...)...); err != nil { //nolint:gosec // where is a constant clause of this file
+	//nolint:gosec // G202: where is a constant clause of this file, never input
+	q := `INSERT OR REPLACE INTO revoked_keys (digest, user_id, fingerprint, keep_live, revoked_at)
+		SELECT digest, user_id, fingerprint, ?, ? FROM stream_keys ` + where
+	if _, err := tx.ExecContext(ctx, q, append([]any{keep, now}, args...)...); err != nil {
 		return 0, err
 	}
 	res, err := tx.ExecContext(ctx, `DELETE FROM stream_keys `+where, args...) // #nosec G202
