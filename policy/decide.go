@@ -22,8 +22,8 @@ type Credentials interface {
 }
 
 // Policy is the whole policy: the rules in this package, the credentials they look up,
-// and the settings below. The zero value denies everything but public HLS reads of
-// known names... and even those need Credentials; set it.
+// and the settings below. Credentials is required; with only it set, stream keys and
+// no-auth streams publish, public names play over HLS, and everything else is denied.
 type Policy struct {
 	// Credentials answers the lookups. Wrap the store in CachedCredentials: MediaMTX
 	// waits for every auth answer, one at a time.
