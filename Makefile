@@ -11,7 +11,7 @@ HLSJS_VERSION    ?= 1.7.2
 HLSJS_SHA256     ?= afcde07437ec84b072fe8782e772ceb5046eac751b2719f73ae0d83d763bc3f5
 HLSJS_CACHE      := build/hls.js-$(HLSJS_VERSION).min.js
 
-.PHONY: all build stagedoor hlsjs mediamtx run test unit e2e bench fuzz lint fmt clean
+.PHONY: all build stagedoor hlsjs mediamtx run test-deps test unit e2e bench fuzz lint fmt clean
 
 all: build
 
@@ -50,17 +50,22 @@ run: build
 	mkdir -p data
 	bin/stagedoor run --db data/stagedoor.db
 
+# The programs the tests run (ffmpeg, chromium, chattr, mount, ps): installed with
+# apt-get when missing, silent when present. See scripts/test-deps.sh.
+test-deps:
+	@scripts/test-deps.sh
+
 # Everything: unit tests, the mediamtx.yml lint, fuzz seeds and the e2e suite.
-test: build
+test: test-deps build
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 unit: hlsjs
 	$(GO) test -race -short -count=1 ./...
 
-e2e: build
+e2e: test-deps build
 	$(GO) test -race -count=1 -timeout 30m -v ./e2e/
 
-bench: build
+bench: test-deps build
 	scripts/bench.sh $(BENCH_COUNT)
 
 # Each fuzz target for FUZZTIME (their seeds run in every `go test`).

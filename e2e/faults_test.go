@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -294,10 +295,28 @@ func TestFaultStagedoorKilled(t *testing.T) {
 	})
 }
 
-// TestFaultStagedoorHung is T23: `stagedoor serve` is stopped with SIGSTOP for 15 s.
-// MediaMTX's auth calls time out (readTimeout) and deny; after SIGCONT everything
-// drains, the service answers at once again and a new publish goes live.
+// TestFaultStagedoorHung is T23: `stagedoor serve` is stopped with SIGSTOP until a
+// publish made meanwhile was refused, and for at least 15 s. MediaMTX's auth calls time
+// out (readTimeout) and deny; after SIGCONT everything drains, the service answers again
+// and a new publish goes live.
+//
+// Its bounds are outcomes, not speed, so that they hold on a loaded 2-core machine: the
+// refusal is awaited for up to hungRefusal and Stagedoor stays stopped until it came. It
+// takes MediaMTX's 10 s, plus however long ffmpeg takes to start and connect (seconds
+// when the cores are busy), plus another 10 s when the call queued behind one already
+// waiting (MediaMTX asks one auth at a time; the alias relay's pull of benw, started just
+// before the stop, is one: 22 s seen under load). The test used to expect the refusal
+// within 14 s and resume on a fixed clock 15 s after SIGSTOP, so on a busy machine it
+// failed with the service working as designed (and a call still pending at SIGCONT is
+// answered, rightly, with an allow).
 func TestFaultStagedoorHung(t *testing.T) {
+	const (
+		hungRefusal = 60 * time.Second
+		// afterResume bounds how long the resumed service takes to answer: MediaMTX
+		// gives up on an auth call after readTimeout (10 s), so an answer later than
+		// that is lost, whatever the machine. How long it really takes is logged.
+		afterResume = 10 * time.Second
+	)
 	s := startSplit(t)
 	benwKey, carolKey := s.addUser("benw"), s.addUser("carol")
 	benw := s.publish(s.rtmpURL(benwKey))
@@ -308,7 +327,16 @@ func TestFaultStagedoorHung(t *testing.T) {
 	carol := s.publish(s.rtmpURL(carolKey))
 	t.Run("PublishWhileHungRefused", func(t *testing.T) {
 		// MediaMTX waits readTimeout (10 s) for the answer, then denies.
-		carol.refused(t, 14*time.Second)
+		carol.refused(t, hungRefusal)
+		t.Logf("publish refused %v after Stagedoor stopped", time.Since(stopped).Round(time.Millisecond))
+		// Refused by the auth timeout, not for another reason (the line may reach the
+		// pipe after ffmpeg saw the close).
+		eventually(t, 10*time.Second, "MediaMTX logs its auth call timing out", func() error {
+			if out := s.mtxOut.String(); !strings.Contains(out, "failed to authenticate") || !strings.Contains(out, "Client.Timeout exceeded") {
+				return errors.New("no such line")
+			}
+			return nil
+		})
 	})
 	time.Sleep(time.Until(stopped.Add(15 * time.Second)))
 	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
@@ -317,7 +345,7 @@ func TestFaultStagedoorHung(t *testing.T) {
 	resumed := time.Now()
 
 	t.Run("RecoversAfterSIGCONT", func(t *testing.T) {
-		eventually(t, 5*time.Second, "auth answers after SIGCONT", func() error {
+		eventually(t, afterResume, "auth answers after SIGCONT", func() error {
 			code, _, err := s.authDirect(benwKey)
 			if err != nil {
 				return err
@@ -328,16 +356,18 @@ func TestFaultStagedoorHung(t *testing.T) {
 			return nil
 		})
 		t.Logf("auth answered again %v after SIGCONT", time.Since(resumed).Round(time.Millisecond))
-		// Once running, the service answers every request well inside its own 2 s bound.
+		// Once running, the service answers every request, rightly. authDirect gives up
+		// after MediaMTX's readTimeout (afterResume), the only deadline that matters to
+		// MediaMTX; a decision that outlived the service's own 2 s budget would be a 503.
+		var slowest time.Duration
 		for i := range 20 {
 			code, took, err := s.authDirect(benwKey)
 			if err != nil || code != http.StatusNoContent {
-				t.Fatalf("auth %d after recovery: %d, %v", i, code, err)
+				t.Fatalf("auth %d after recovery: %d, %v after %v", i, code, err, took)
 			}
-			if took > 2*time.Second {
-				t.Errorf("auth %d after recovery took %v, want under 2 s", i, took)
-			}
+			slowest = max(slowest, took)
 		}
+		t.Logf("20 auths after recovery, the slowest in %v", slowest.Round(time.Millisecond))
 	})
 	t.Run("PublishAfterSIGCONT", func(t *testing.T) {
 		carol := s.publish(s.rtmpURL(carolKey))

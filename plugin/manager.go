@@ -55,8 +55,107 @@ type Manager struct {
 	// enforcing reconcile (the auth cache is dropped there).
 	OnPolicyChange func()
 
-	mu      sync.Mutex // serialises every change to state and aliases
-	trigger chan struct{}
+	// Locking. A hook never waits for a reconcile to finish: Reconcile lists MediaMTX and
+	// the store and computes its plan without holding any lock a hook takes, then applies
+	// each name's change under that name's lock, and only if no hook changed the name
+	// since the reconcile began (see nameLocks). reconciling keeps reconciles apart.
+	reconciling sync.Mutex
+	names       nameLocks
+	trigger     chan struct{}
+}
+
+// nameLocks serialises the changes to one public name (its live state and its alias)
+// between hooks and the reconciler, and remembers when a hook last changed each name.
+//
+// Why this is enough: a hook confirms its event with MediaMTX and applies it while it
+// holds the name's lock, so it acts on the present. A reconcile acts on the state it
+// listed, which may be older than a hook that ran meanwhile (an available hook for a
+// stream the listing missed, an unavailable hook for one it saw); applying that stale
+// view would undo the hook (remove its alias, mark its stream offline, or re-add the
+// alias of a stream that ended). So the reconcile takes a sequence number before it
+// lists (start), every hook stamps its name with a newer one when it releases the lock,
+// and the reconcile leaves a name alone whose stamp is newer than start: everything it
+// knows of that name may predate the hook. A hook that finished before start is in the
+// listing, since all its calls returned before the listing began. Nothing is lost by
+// skipping: every hook asks for a reconcile after it released the lock, and that one
+// starts after the stamp. Two changes to one name never overlap, so their MediaMTX calls
+// cannot reach MediaMTX in the other order. Changes to different names are independent.
+type nameLocks struct {
+	mu      sync.Mutex
+	locks   map[string]*nameLock
+	seq     uint64
+	touched map[string]uint64 // name -> seq when a hook last released it
+}
+
+type nameLock struct {
+	sem  chan struct{} // one slot: held while a change to the name runs
+	refs int           // holders and waiters; the entry goes when it drops to 0
+}
+
+// now returns the current sequence number; a name stamped later was changed by a hook
+// that finished after this call.
+func (l *nameLocks) now() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seq
+}
+
+// lock waits for name's lock, or for ctx to end. unlock releases it; unlock(true)
+// (hooks) stamps the name as changed now.
+func (l *nameLocks) lock(ctx context.Context, name string) (unlock func(touched bool), err error) {
+	l.mu.Lock()
+	if l.locks == nil {
+		l.locks, l.touched = make(map[string]*nameLock), make(map[string]uint64)
+	}
+	nl := l.locks[name]
+	if nl == nil {
+		nl = &nameLock{sem: make(chan struct{}, 1)}
+		l.locks[name] = nl
+	}
+	nl.refs++
+	l.mu.Unlock()
+	release := func() {
+		l.mu.Lock()
+		if nl.refs--; nl.refs == 0 {
+			delete(l.locks, name)
+		}
+		l.mu.Unlock()
+	}
+	select {
+	case nl.sem <- struct{}{}:
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+	return func(touched bool) {
+		if touched {
+			l.mu.Lock()
+			l.seq++
+			l.touched[name] = l.seq
+			l.mu.Unlock()
+		}
+		<-nl.sem
+		release()
+	}, nil
+}
+
+// changedSince reports whether a hook changed name after start. Ask it holding the lock.
+func (l *nameLocks) changedSince(name string, start uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.touched[name] > start
+}
+
+// forget drops the stamps no reconcile starting at start or later needs (only call it
+// while no reconcile that started earlier runs).
+func (l *nameLocks) forget(start uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for name, seq := range l.touched {
+		if seq <= start {
+			delete(l.touched, name)
+		}
+	}
 }
 
 // NewManager returns a Manager; call Run to start its reconcile loop.
@@ -77,7 +176,8 @@ func NewManager(logger *slog.Logger, st Store, api *mediamtx.Client, relay Relay
 // must be available with the event's source id), then the name goes live (and, for a key
 // path, the alias is set). unavailable: only the source the name is live on can take it
 // offline, so an old source's late event never takes down a newer stream. Unknown keys
-// and names are ignored. Every event also schedules a full reconcile.
+// and names are ignored. Every event also schedules a full reconcile (after the name's
+// lock is released: see nameLocks). It never waits for a reconcile to finish.
 func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 	defer m.ReconcileSoon()
 	kind, rest := stagedoor.ParsePath(ev.Path)
@@ -125,8 +225,13 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 	}
 	log = log.With("name", live.Name, "key_fp", fp)
 
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	// Only this name's lock: a reconcile in progress never holds it for longer than one
+	// change to this name (see nameLocks).
+	unlock, err := m.names.lock(ctx, live.Name)
+	if err != nil {
+		return err
+	}
+	defer unlock(true)
 	switch ev.Kind {
 	case EventAvailable:
 		p, err := m.api.PathByName(ctx, ev.Path)

@@ -519,3 +519,153 @@ func TestEnforcement(t *testing.T) {
 }
 
 func hexDigest(d stagedoor.Digest) string { return hex.EncodeToString(d[:]) }
+
+// blockableFixture is a fixture whose manager waits a minute for MediaMTX's API, so that
+// a route the test blocks with Block hangs for as long as the test holds it, and a second
+// user, carol.
+func blockableFixture(t *testing.T) (*fixture, string) {
+	t.Helper()
+	f := newFixture(t)
+	client := f.api.Client()
+	client.Client = &http.Client{Timeout: time.Minute}
+	f.m = plugin.NewManager(discard(), f.db, client, relay)
+	nu, err := f.db.CreateUser(t.Context(), "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, nu.StreamKey
+}
+
+// async runs fn in a goroutine; its error arrives on the channel. fn must not use t.
+func async(fn func() error) <-chan error {
+	c := make(chan error, 1)
+	go func() { c <- fn() }()
+	return c
+}
+
+// stallBound is how long a hook may take while a reconcile is stuck in a MediaMTX call.
+// It is no speed target (a hook takes milliseconds): a hook that waited for the reconcile
+// would wait until the test releases the call, so any bound far above a hook's cost on a
+// loaded machine under -race tells the two apart.
+const stallBound = 20 * time.Second
+
+func await(t *testing.T, c <-chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-c:
+		return err
+	case <-time.After(stallBound):
+		t.Fatalf("%s did not finish within %v while a reconcile was held in a MediaMTX call: it waited for the reconcile", what, stallBound)
+		return nil
+	}
+}
+
+func entered(t *testing.T, c <-chan struct{}, route string) {
+	t.Helper()
+	select {
+	case <-c:
+	case <-time.After(stallBound):
+		t.Fatalf("reconcile never called %s", route)
+	}
+}
+
+// TestHookDoesNotWaitForReconcile: a reconcile that hangs in a MediaMTX API call (listing,
+// or changing another name's alias) does not hold up a hook, which sets its alias at once.
+// Before, HandleEvent took the lock Reconcile held for its whole run, so a hook waited
+// behind the slowest reconcile; a hook that waited past the hook client's 10 s left a live
+// stream without its public path until the next reconcile.
+func TestHookDoesNotWaitForReconcile(t *testing.T) {
+	for _, tt := range []struct{ name, route string }{
+		{"WhileListing", "GET /v3/paths/list"},
+		{"WhileRemovingAnotherAlias", "DELETE /v3/config/paths/delete/live/benw"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f, carolKey := blockableFixture(t)
+			// A stale alias of benw from an earlier run: the reconcile removes it.
+			f.api.SetConfig("live/benw", "rtsp://stagedoor-relay:old@127.0.0.1:8554/"+f.keyPath())
+			in, release := f.api.Block(tt.route)
+			rec := async(func() error { return f.m.Reconcile(context.Background()) })
+			entered(t, in, tt.route)
+
+			carolPath := "live/" + carolKey
+			f.api.SetSource(carolPath, "rtmpConn", "C")
+			hook := async(func() error {
+				return f.m.HandleEvent(context.Background(), plugin.Event{Kind: plugin.EventAvailable, Path: carolPath, SourceID: "C", SourceType: "rtmpConn"})
+			})
+			if err := await(t, hook, "the available hook of carol"); err != nil {
+				t.Fatalf("hook: %v", err)
+			}
+			if conf, ok := f.api.Config("live/carol"); !ok || !strings.HasSuffix(conf, "/"+carolPath) {
+				t.Errorf("carol's alias = %q, %v while the reconcile is held; want it set by the hook", conf, ok)
+			}
+			release()
+			if err := await(t, rec, "the released reconcile"); err != nil {
+				t.Fatalf("reconcile: %v", err)
+			}
+			if _, ok := f.api.Config("live/benw"); ok {
+				t.Error("benw's stale alias survived the reconcile")
+			}
+			if l, err := f.db.LiveByName(t.Context(), "carol"); err != nil || l.SourceID != "C" {
+				t.Errorf("carol live = %+v, %v; want live on C", l, err)
+			}
+			if _, ok := f.api.Config("live/carol"); !ok {
+				t.Error("carol's alias removed by the reconcile")
+			}
+		})
+	}
+}
+
+// TestReconcileDoesNotUndoConcurrentHook: a reconcile that read MediaMTX's runtime paths
+// before a hook, and applies its plan after it, leaves the name the hook changed alone
+// (the hook asks for another reconcile, which sees the new state). The listing of path
+// configs is held so that the hook falls between the two listings: the reconcile's view
+// of the paths is older than the hook, its view of aliases and live state newer.
+func TestReconcileDoesNotUndoConcurrentHook(t *testing.T) {
+	const route = "GET /v3/config/paths/list" // after GET /v3/paths/list
+	t.Run("Available", func(t *testing.T) {
+		f, _ := blockableFixture(t)
+		in, release := f.api.Block(route)
+		rec := async(func() error { return f.m.Reconcile(context.Background()) })
+		entered(t, in, route) // the reconcile saw no stream of benw
+		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
+		hook := async(func() error {
+			return f.m.HandleEvent(context.Background(), plugin.Event{Kind: plugin.EventAvailable, Path: f.keyPath(), SourceID: "A", SourceType: "rtmpConn"})
+		})
+		if err := await(t, hook, "the available hook"); err != nil {
+			t.Fatalf("hook: %v", err)
+		}
+		release()
+		if err := await(t, rec, "the released reconcile"); err != nil {
+			t.Fatalf("reconcile: %v", err)
+		}
+		f.wantState(t, "A") // not offline, alias not removed
+		if err := f.m.Reconcile(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		f.wantState(t, "A")
+	})
+	t.Run("Unavailable", func(t *testing.T) {
+		f, _ := blockableFixture(t)
+		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
+		f.event(t, plugin.EventAvailable, "A")
+		in, release := f.api.Block(route)
+		rec := async(func() error { return f.m.Reconcile(context.Background()) })
+		entered(t, in, route) // the reconcile saw benw live on A
+		f.api.SetSource(f.keyPath(), "", "")
+		hook := async(func() error {
+			return f.m.HandleEvent(context.Background(), plugin.Event{Kind: plugin.EventUnavailable, Path: f.keyPath(), SourceID: "A", SourceType: "rtmpConn"})
+		})
+		if err := await(t, hook, "the unavailable hook"); err != nil {
+			t.Fatalf("hook: %v", err)
+		}
+		release()
+		if err := await(t, rec, "the released reconcile"); err != nil {
+			t.Fatalf("reconcile: %v", err)
+		}
+		f.wantState(t, "") // not live again, no alias to a stream that ended
+		if err := f.m.Reconcile(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		f.wantState(t, "")
+	})
+}

@@ -30,9 +30,15 @@ type liveTarget struct {
 // carries directly (user/password or ?key= ingest) is live; every other alias is removed
 // and every other name marked offline. It repairs missed hooks and crashes of either
 // process. A MediaMTX that cannot be asked changes nothing.
+//
+// Hooks run meanwhile: the plan below is computed without a lock, and each name's change
+// is applied under that name's lock, skipped if a hook changed the name since start
+// (see nameLocks).
 func (m *Manager) Reconcile(ctx context.Context) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.reconciling.Lock()
+	defer m.reconciling.Unlock()
+	start := m.names.now() // before the listings: see apply
+	defer m.names.forget(start)
 
 	paths, err := m.api.Paths(ctx)
 	if err != nil {
@@ -107,45 +113,68 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	}
 
 	var errs []error
-	for name, t := range want {
-		if t.keyPath == "" {
-			if !isCurrent(current, name, t.live.SourceID) {
-				if err := m.store.SetLive(ctx, t.live); err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				m.logger.Info("reconcile: live", "name", name)
-			}
-			continue
-		}
-		if existing[name] == m.relay.sourceURL(t.keyPath) && isCurrent(current, name, t.live.SourceID) {
-			continue
-		}
-		if err := m.goLiveAliased(ctx, t.live, t.keyPath); err != nil {
+	// apply runs one name's change under the name's lock, unless a hook changed the name
+	// after start: this reconcile's view of it may predate the hook, and the reconcile
+	// the hook asked for will see the name as it is now.
+	apply := func(name string, change func() error) {
+		unlock, err := m.names.lock(ctx, name)
+		if err != nil {
 			errs = append(errs, err)
-			continue
+			return
 		}
-		m.logger.Info("reconcile: live and aliased", "name", name, "key_fp", t.fp)
+		defer unlock(false)
+		if m.names.changedSince(name, start) {
+			m.logger.Debug("reconcile: name changed by a hook meanwhile; left to the next reconcile", "name", name)
+			return
+		}
+		if err := change(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for name, t := range want {
+		apply(name, func() error {
+			if t.keyPath == "" {
+				if !isCurrent(current, name, t.live.SourceID) {
+					if err := m.store.SetLive(ctx, t.live); err != nil {
+						return err
+					}
+					m.logger.Info("reconcile: live", "name", name)
+				}
+				return nil
+			}
+			if existing[name] == m.relay.sourceURL(t.keyPath) && isCurrent(current, name, t.live.SourceID) {
+				return nil
+			}
+			if err := m.goLiveAliased(ctx, t.live, t.keyPath); err != nil {
+				return err
+			}
+			m.logger.Info("reconcile: live and aliased", "name", name, "key_fp", t.fp)
+			return nil
+		})
 	}
 	for name := range existing {
 		if t, ok := want[name]; ok && t.keyPath != "" {
 			continue
 		}
-		if err := m.api.DeletePathConfig(ctx, stagedoor.LivePrefix+name); err != nil {
-			errs = append(errs, fmt.Errorf("remove alias of %s: %w", name, err))
-			continue
-		}
-		m.logger.Info("reconcile: alias removed", "name", name)
+		apply(name, func() error {
+			if err := m.api.DeletePathConfig(ctx, stagedoor.LivePrefix+name); err != nil {
+				return fmt.Errorf("remove alias of %s: %w", name, err)
+			}
+			m.logger.Info("reconcile: alias removed", "name", name)
+			return nil
+		})
 	}
 	for _, l := range current {
 		if _, ok := want[l.Name]; ok {
 			continue
 		}
-		if _, err := m.store.SetOffline(ctx, l.Name, ""); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		m.logger.Info("reconcile: offline", "name", l.Name)
+		apply(l.Name, func() error {
+			if _, err := m.store.SetOffline(ctx, l.Name, ""); err != nil {
+				return err
+			}
+			m.logger.Info("reconcile: offline", "name", l.Name)
+			return nil
+		})
 	}
 	return errors.Join(errs...)
 }

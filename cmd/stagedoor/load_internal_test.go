@@ -33,7 +33,8 @@ import (
 // Load tests T20, T21 and T29 of docs/threats.md against the real service, in process
 // (startService, as `serve` runs it), with a SQLite file. They assert behaviour under load (every answer right, no 5xx, no
 // transport error, no SQLITE_BUSY), never speed: latencies are only logged, because
-// the benchmarks own the targets and this runs under -race on 2 cores.
+// the benchmarks own the targets and this runs under -race on 2 cores, perhaps busy
+// with other work (TestRaidBurst, an overload by design, also allows fail-closed 503s).
 
 // loadService is a running service on free loopback ports.
 type loadService struct {
@@ -110,17 +111,65 @@ func (s *loadService) logPool(t *testing.T) {
 // (an ERROR line is a 5xx, a lost audit batch, a failed hook, a sick database ...).
 func (s *loadService) checkLogs(t *testing.T) {
 	t.Helper()
+	s.checkLogsExcept(t, nil)
+}
+
+// checkLogsExcept is checkLogs, but ERROR lines for which allowed reports true are
+// counted by kind instead of failing the test. Lock errors always fail it.
+func (s *loadService) checkLogsExcept(t *testing.T, allowed func(line string) (kind string, ok bool)) map[string]int {
+	t.Helper()
 	var bad []string
+	kinds := make(map[string]int)
 	for line := range strings.SplitSeq(s.logs.String(), "\n") {
-		if strings.Contains(line, "SQLITE_BUSY") || strings.Contains(line, "database is locked") ||
-			strings.Contains(line, `"level":"ERROR"`) {
+		if strings.Contains(line, "SQLITE_BUSY") || strings.Contains(line, "database is locked") {
 			bad = append(bad, line)
+			continue
 		}
+		if !strings.Contains(line, `"level":"ERROR"`) {
+			continue
+		}
+		if allowed != nil {
+			if kind, ok := allowed(line); ok {
+				kinds[kind]++
+				continue
+			}
+		}
+		bad = append(bad, line)
 	}
 	if len(bad) > 0 {
 		t.Errorf("service log has %d lock errors or ERROR lines, want 0; first:\n%s", len(bad),
 			strings.Join(bad[:min(len(bad), 10)], "\n"))
 	}
+	return kinds
+}
+
+// Kinds of overloadLine.
+const (
+	shedDeadline  = "auth 503: deadline exceeded"
+	shedUnhealthy = "auth 503: database unhealthy"
+	shedSlowWrite = "health: a write outlasted 2 s"
+)
+
+// overloadLine reports whether an ERROR line of the service log is a fail-closed answer
+// to CPU overload rather than a fault: an auth denied with 503 because its decision
+// outlived its 2 s budget, or because the health probe found one of the service's own
+// writes holding the write turn past 2 s (store.stuckWrite: on a starved CPU an audit
+// batch can take that long) and denied every auth until the next probe, 500 ms later,
+// succeeded. MediaMTX reads a 503 as a deny and the encoder or player tries again.
+func overloadLine(line string) (string, bool) {
+	var e struct{ Level, Msg, Component, Reason, Err string }
+	if json.Unmarshal([]byte(line), &e) != nil || e.Level != "ERROR" {
+		return "", false
+	}
+	switch {
+	case e.Msg == "auth" && e.Reason == "deadline exceeded":
+		return shedDeadline, true
+	case e.Msg == "auth" && e.Reason == "database unhealthy":
+		return shedUnhealthy, true
+	case e.Component == "health" && strings.HasPrefix(e.Err, "probe database: a write has waited"):
+		return shedSlowWrite, true
+	}
+	return "", false
 }
 
 // loadUser is a streamer created through the admin API.
@@ -438,7 +487,24 @@ func TestSlowlorisDoesNotStarveAuth(t *testing.T) {
 }
 
 // TestRaidBurst is T21: 200 key publishes and 1,000 public reads at once, each on a new
-// connection. Every answer is right; none fails or is a 5xx. Latency is only logged.
+// connection. Every request is answered, and every answer is right or a fail-closed 503
+// that the log shows was an overload denial; no other 5xx, no lock error. Latency and
+// the number of 503s are only logged.
+//
+// Why 503s are allowed: 1,220 connections at once are an overload on 2 cores under
+// -race, more so when other processes keep the cores busy. On a quiet machine there are
+// none; on one kept busy by two CPU hogs a request then takes 2-8 s from dial to answer,
+// public reads included, which touch neither the database nor any lock, and the service
+// sheds what outlives its budgets exactly as designed: a decision still waiting for its
+// one key lookup after 2 s is denied with 503 (a MediaMTX-side timeout would deny after
+// 10 s with the auth path blocked meanwhile), and an audit batch starved past 2 s makes
+// the health probe deny everything until the next probe succeeds. How many are shed
+// depends on the machine, not the code, so it is not asserted; what would be a defect is
+// asserted: a wrong answer, an answer missing, an error the log does not explain as
+// overload, or nothing allowed at all. The one real defect this test found under load,
+// every request of a burst running its own SQLite read of the same key after the cache
+// was dropped (72 valid publishes refused in the run that found it), is fixed in CachedCredentials
+// and tested deterministically in authserver (TestCachedCredentialsSharedLookup).
 func TestRaidBurst(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test: 1,220 concurrent connections; skipped under -short")
@@ -453,21 +519,27 @@ func TestRaidBurst(t *testing.T) {
 	svc := startLoadService(t, "http://127.0.0.1:1")
 	us := svc.createUsers(t, "raid", users)
 
+	// kind is one sort of request: its answers by status.
+	type kind struct {
+		name     string
+		lat      latencies
+		shed, ok atomic.Int64 // answered 503 (overload), answered right
+	}
+	pub, deny, read := &kind{name: "key publishes"}, &kind{name: "unknown-key publishes"}, &kind{name: "public reads"}
 	type job struct {
 		req  authserver.Request
 		want int
-		lat  *latencies
+		k    *kind
 	}
-	var pubLat, readLat, denyLat latencies
 	jobs := make([]job, 0, publishes+unknowns+reads)
 	for i := range publishes {
-		jobs = append(jobs, job{keyPublish(us[i%users].key, i), authAllowed, &pubLat})
+		jobs = append(jobs, job{keyPublish(us[i%users].key, i), authAllowed, pub})
 	}
 	for i := range unknowns {
-		jobs = append(jobs, job{keyPublish(stagedoor.NewKey(), publishes+i), authDenied, &denyLat})
+		jobs = append(jobs, job{keyPublish(stagedoor.NewKey(), publishes+i), authDenied, deny})
 	}
 	for i := range reads {
-		jobs = append(jobs, job{publicRead(us[i%users].name, i), authAllowed, &readLat})
+		jobs = append(jobs, job{publicRead(us[i%users].name, i), authAllowed, read})
 	}
 
 	client := mediaMTXClient()
@@ -479,15 +551,19 @@ func TestRaidBurst(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			status, took, err := svc.postAuth(client, j.req)
-			j.lat.add(took)
+			j.k.lat.add(took)
 			switch {
 			case err != nil:
 				bad.addf("job %d (%s %s): %v after %v", i, j.req.Action, j.req.Protocol, err, took)
+			case status == http.StatusServiceUnavailable:
+				j.k.shed.Add(1) // fail closed under overload; matched against the log below
 			case status >= 500:
 				fiveXX.Add(1)
 				bad.addf("job %d (%s %s): status %d", i, j.req.Action, j.req.Protocol, status)
 			case status != j.want:
 				bad.addf("job %d (%s %s): status %d, want %d", i, j.req.Action, j.req.Protocol, status, j.want)
+			default:
+				j.k.ok.Add(1)
 			}
 		})
 	}
@@ -497,15 +573,30 @@ func TestRaidBurst(t *testing.T) {
 	took := time.Since(begin)
 	bad.report(t, "raid requests failed or were answered wrongly")
 	if n := fiveXX.Load(); n > 0 {
-		t.Errorf("%d answers were 5xx, want 0", n)
+		t.Errorf("%d answers were a 5xx other than 503, want 0", n)
 	}
 	t.Logf("raid of %d requests took %v", len(jobs), took)
-	t.Logf("key publish (allowed): %s", pubLat.summary())
-	t.Logf("unknown key publish (denied): %s", denyLat.summary())
-	t.Logf("public read (allowed): %s", readLat.summary())
+	t.Logf("key publish (allowed): %s", pub.lat.summary())
+	t.Logf("unknown key publish (denied): %s", deny.lat.summary())
+	t.Logf("public read (allowed): %s", read.lat.summary())
 	svc.logPool(t)
 	svc.stop()
-	svc.checkLogs(t)
+
+	shed := pub.shed.Load() + deny.shed.Load() + read.shed.Load()
+	kinds := svc.checkLogsExcept(t, overloadLine)
+	t.Logf("answered 503 under overload (fail closed): %d of %d key publishes, %d of %d unknown-key publishes, %d of %d public reads; log: %v",
+		pub.shed.Load(), publishes, deny.shed.Load(), unknowns, read.shed.Load(), reads, kinds)
+	if logged := int64(kinds[shedDeadline] + kinds[shedUnhealthy]); logged != shed {
+		t.Errorf("%d answers were 503 but the log has %d overload denials: every 503 must be one", shed, logged)
+	}
+	if kinds[shedUnhealthy] > 0 && kinds[shedSlowWrite] == 0 {
+		t.Errorf("auths denied as database unhealthy, but the log does not show the health probe finding a slow write")
+	}
+	for _, k := range []*kind{pub, deny, read} {
+		if k.ok.Load() == 0 {
+			t.Errorf("none of the %s was answered right: that is an outage, not overload", k.name)
+		}
+	}
 }
 
 // checkFake fails the test unless the plugin set aliases (so hooks were confirmed and

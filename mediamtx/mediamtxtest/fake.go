@@ -26,6 +26,10 @@ type Server struct {
 	Replaced, Deleted, Kicked, Unexpected atomic.Int64
 
 	user, password string
+	t              testing.TB
+
+	blockMu sync.Mutex
+	blocks  map[string]*block // "METHOD /path" -> a hold on that route; see Block
 
 	mu      sync.Mutex
 	paths   map[string]mediamtx.Path // runtime paths that are available, by name
@@ -37,7 +41,8 @@ type Server struct {
 // New serves a fake until the test ends. An empty password accepts any non-empty user
 // (for callers whose admin password is generated where the test cannot see it).
 func New(t testing.TB, user, password string) *Server {
-	f := &Server{user: user, password: password, paths: map[string]mediamtx.Path{}, configs: map[string]string{}}
+	f := &Server{user: user, password: password, t: t, blocks: map[string]*block{},
+		paths: map[string]mediamtx.Path{}, configs: map[string]string{}}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	f.URL = srv.URL
@@ -91,6 +96,57 @@ func (f *Server) Kicks() []string {
 	return append([]string(nil), f.kicks...)
 }
 
+// block holds the requests of one route until released.
+type block struct {
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+// Block makes every request to route ("METHOD /path", e.g. "GET /v3/paths/list") hang
+// before the fake reads or changes anything, until release is called or the caller gives
+// up: an API call that hangs, a fault a real MediaMTX cannot produce on demand. entered
+// receives once per request that reached the hold. Release is idempotent and also runs
+// when the test ends; requests to other routes are served meanwhile.
+func (f *Server) Block(route string) (entered <-chan struct{}, release func()) {
+	b := &block{entered: make(chan struct{}, 64), release: make(chan struct{})}
+	release = func() {
+		b.once.Do(func() {
+			f.blockMu.Lock()
+			if f.blocks[route] == b {
+				delete(f.blocks, route)
+			}
+			f.blockMu.Unlock()
+			close(b.release)
+		})
+	}
+	f.blockMu.Lock()
+	f.blocks[route] = b
+	f.blockMu.Unlock()
+	f.t.Cleanup(release) // before the server's Close (cleanups run last-in first-out)
+	return b.entered, release
+}
+
+// hold waits while the request's route is blocked; false if the caller gave up meanwhile.
+func (f *Server) hold(r *http.Request) bool {
+	f.blockMu.Lock()
+	b := f.blocks[r.Method+" "+r.URL.Path]
+	f.blockMu.Unlock()
+	if b == nil {
+		return true
+	}
+	select {
+	case b.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-b.release:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
 func (f *Server) authorized(r *http.Request) bool {
 	u, p, ok := r.BasicAuth()
 	if !ok || u == "" {
@@ -114,6 +170,9 @@ func writeJSON(w http.ResponseWriter, v any) {
 func (f *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !f.authorized(r) {
 		http.Error(w, `{"error":"authentication error"}`, http.StatusUnauthorized)
+		return
+	}
+	if !f.hold(r) {
 		return
 	}
 	f.mu.Lock()
