@@ -528,7 +528,7 @@ func blockableFixture(t *testing.T) (*fixture, string) {
 	f := newFixture(t)
 	client := f.api.Client()
 	client.Client = &http.Client{Timeout: time.Minute}
-	f.m = plugin.NewManager(discard(), f.db, client, relay)
+	f.m = plugin.NewManager(testutil.Discard(), f.db, client, relay, standing(f.db))
 	nu, err := f.db.CreateUser(t.Context(), "carol")
 	if err != nil {
 		t.Fatal(err)

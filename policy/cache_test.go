@@ -142,7 +142,7 @@ func TestCachedCredentialsSharedLookup(t *testing.T) {
 	d := stagedoor.KeyDigest(key)
 	src := &gatedSource{gate: make(chan struct{}),
 		countingSource: countingSource{owners: map[stagedoor.Digest]stagedoor.KeyOwner{d: {UserName: "benw", Active: true}}}}
-	c := authserver.NewCachedCredentials(src)
+	c := policy.NewCachedCredentials(src)
 
 	// The first asker gives up before the source answers.
 	gone, cancel := context.WithCancel(t.Context())
@@ -177,7 +177,7 @@ func TestCachedCredentialsSharedLookup(t *testing.T) {
 	// Invalidate while a lookup is in flight: its answer may predate the change.
 	src2 := &gatedSource{gate: make(chan struct{}),
 		countingSource: countingSource{owners: map[stagedoor.Digest]stagedoor.KeyOwner{d: {UserName: "benw", Active: true}}}}
-	c = authserver.NewCachedCredentials(src2)
+	c = policy.NewCachedCredentials(src2)
 	first := make(chan error, 1)
 	go func() {
 		_, err := c.UserByKeyDigest(t.Context(), d)
