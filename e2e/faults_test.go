@@ -20,6 +20,7 @@ import (
 
 	"github.com/bluenviron/gohlslib/v2"
 	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
+	"github.com/stagedoor/stagedoor/internal/testutil"
 )
 
 // splitStack is the deployment where MediaMTX and Stagedoor are separate processes:
@@ -29,7 +30,7 @@ type splitStack struct {
 	*stack
 	mtx        *exec.Cmd
 	mtxDone    chan error
-	mtxOut     *syncBuffer
+	mtxOut     *testutil.Buffer
 	hookSecret string
 	serveArgs  []string
 	serveEnv   []string
@@ -50,9 +51,9 @@ func startSplit(t *testing.T) *splitStack {
 			srt: freeUDPPort(t), webrtc: freePort(t),
 			internal: freePort(t), public: freePort(t),
 			relayPass: "relay-" + t.Name() + "-secret",
-			out:       &syncBuffer{},
+			out:       &testutil.Buffer{},
 		},
-		mtxOut:     &syncBuffer{},
+		mtxOut:     &testutil.Buffer{},
 		hookSecret: "hook-" + t.Name() + "-secret",
 	}
 	internal := fmt.Sprintf("127.0.0.1:%d", s.internal)
@@ -175,8 +176,10 @@ func watchHLS(t *testing.T, url string) *watcher {
 		t.Fatalf("hls client: %v", err)
 	}
 	go func() {
+		ended := make(chan error, 1)
+		go func() { ended <- c.Wait2() }() // returns once Close below has run, or on error
 		select {
-		case err := <-c.Wait():
+		case err := <-ended:
 			w.done <- err
 		case <-ctx.Done():
 			w.done <- ctx.Err()

@@ -24,6 +24,7 @@ import (
 
 	"github.com/bluenviron/gohlslib/v2"
 	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
+	"github.com/stagedoor/stagedoor/internal/testutil"
 )
 
 var (
@@ -156,24 +157,6 @@ func pickPort(t testing.TB, try func(int) error) int {
 	return 0
 }
 
-// syncBuffer collects a process's output for later scans.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // logWriter routes a child's output into t.Logf, line by line, with a prefix.
 type logWriter struct {
 	t      testing.TB
@@ -221,7 +204,7 @@ type stack struct {
 	internal  int
 	public    int
 	relayPass string
-	out       *syncBuffer
+	out       *testutil.Buffer
 	cmd       *exec.Cmd
 	done      chan error    // the exit status of `run`, once
 	exited    chan struct{} // closed when `run` has exited
@@ -254,7 +237,7 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 		srt: freeUDPPort(t), webrtc: freePort(t),
 		internal: freePort(t), public: freePort(t),
 		relayPass: "relay-" + strings.ReplaceAll(t.Name(), "/", "-") + "-secret",
-		out:       &syncBuffer{},
+		out:       &testutil.Buffer{},
 	}
 	s.runArgs = []string{"run",
 		"--db", s.db,
@@ -414,7 +397,7 @@ func (s *stack) rtmpURL(path string) string {
 // publisher is an ffmpeg encoder standing in for OBS.
 type publisher struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *testutil.Buffer
 	exited chan struct{} // closed when ffmpeg has exited; err is then set
 	err    error
 }
@@ -443,7 +426,7 @@ func (s *stack) publishWith(format string, args ...string) *publisher {
 // startFFmpeg runs ffmpeg with args in its own process group; it is stopped at cleanup.
 func startFFmpeg(t testing.TB, ffmpeg string, args ...string) *publisher {
 	t.Helper()
-	p := &publisher{out: &syncBuffer{}, exited: make(chan struct{})}
+	p := &publisher{out: &testutil.Buffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(ffmpeg, append([]string{"-hide_banner", "-nostats", "-loglevel", "error"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -84,32 +83,13 @@ func startFaultService(t *testing.T, dbPath string) *faultService {
 	}
 	_ = db.Close()
 
-	s := &faultService{t: t, internal: "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t)), key: u.StreamKey,
-		client: &http.Client{Timeout: 5 * time.Second}}
-	ctx, cancel := context.WithCancel(t.Context())
-	var stderr lockedBuffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"stagedoor", "serve", "--db", dbPath, "--internal-addr", s.internal,
-			"--public-addr", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t)), "--mediamtx-api", "http://127.0.0.1:1"},
-			serveEnv, strings.NewReader(""), io.Discard, &stderr)
-	}()
+	ts := startTestService(t, "--db", dbPath)
+	s := &faultService{t: t, internal: ts.internal, key: u.StreamKey, client: &http.Client{Timeout: 5 * time.Second}}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve returned %v, want nil after cancel", err)
-		}
-		if strings.Contains(stderr.String(), s.key) {
+		ts.stop()
+		if strings.Contains(ts.logs.String(), s.key) {
 			t.Errorf("service log contains the stream key")
 		}
-	})
-	s.eventually(10*time.Second, "service healthy", func() error {
-		select {
-		case err := <-done:
-			t.Fatalf("serve exited early: %v\n%s", err, stderr.String())
-		default:
-		}
-		return s.healthy(true)
 	})
 	return s
 }

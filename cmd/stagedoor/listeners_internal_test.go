@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -12,29 +10,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stagedoor/stagedoor/internal/testutil"
 )
-
-// lockedBuffer collects the service's log from its goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 const (
 	testHookSecret  = "hook-secret-0123456789abcdef"
@@ -68,7 +49,7 @@ func TestServeRefusesNonLoopbackInternalAddr(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dbPath := filepath.Join(t.TempDir(), "stagedoor.db")
-			var stderr lockedBuffer
+			var stderr testutil.Buffer
 			err := run(t.Context(), []string{"stagedoor", "serve", "--internal-addr", tt.addr, "--db", dbPath,
 				"--public-addr", "127.0.0.1:0"}, serveEnv, strings.NewReader(""), io.Discard, &stderr)
 			if err == nil {
@@ -144,45 +125,10 @@ func nonLoopbackIP(t *testing.T) string {
 // loopback only, a slow-header client is cut off, and the admin audit records the TCP
 // peer, not X-Forwarded-For.
 func TestServeListeners(t *testing.T) {
-	internalPort, publicPort := freeLoopbackPort(t), freeLoopbackPort(t)
-	internal := "127.0.0.1:" + strconv.Itoa(internalPort)
-	public := "127.0.0.1:" + strconv.Itoa(publicPort)
-	ctx, cancel := context.WithCancel(t.Context())
-	var stderr lockedBuffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"stagedoor", "serve", "--db", filepath.Join(t.TempDir(), "stagedoor.db"),
-			"--internal-addr", internal, "--public-addr", public, "--mediamtx-api", "http://127.0.0.1:1"},
-			serveEnv, strings.NewReader(""), io.Discard, &stderr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve returned %v, want nil after cancel", err)
-		}
-	})
-
+	ts := startTestService(t)
+	internal, public := ts.internal, ts.public
+	internalPort, publicPort := portOf(t, internal), portOf(t, public)
 	client := &http.Client{Timeout: 5 * time.Second}
-	ready := false
-	for range 200 { // 200 × 25 ms: a bounded poll, not a timing assertion
-		select {
-		case err := <-done:
-			t.Fatalf("serve exited early: %v\n%s", err, stderr.String())
-		default:
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+internal+"/healthz", nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				ready = true
-				break
-			}
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	if !ready {
-		t.Fatalf("GET /healthz never answered 200\n%s", stderr.String())
-	}
 
 	t.Run("InternalPortClosedOnNonLoopbackIP", func(t *testing.T) {
 		ip := nonLoopbackIP(t)
@@ -309,16 +255,7 @@ func TestServeListeners(t *testing.T) {
 // endpoint (a mistaken authHTTPAddress) is answered non-2xx, which MediaMTX reads as deny;
 // the CLI's own notification is accepted.
 func TestPolicyChangedNeverAllowsMediaMTX(t *testing.T) {
-	internal, public := "127.0.0.1:"+strconv.Itoa(freeLoopbackPort(t)), "127.0.0.1:"+strconv.Itoa(freeLoopbackPort(t))
-	ctx, cancel := context.WithCancel(t.Context())
-	env := map[string]string{"STAGEDOOR_HOOK_SECRET": "0123456789abcdef-hook"}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"stagedoor", "serve", "--db", filepath.Join(t.TempDir(), "s.db"),
-			"--internal-addr", internal, "--public-addr", public, "--mediamtx-api", "http://127.0.0.1:1"},
-			func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, io.Discard)
-	}()
-	defer func() { cancel(); <-done }()
+	internal := startTestService(t).internal
 	url := "http://" + internal + "/internal/policy-changed"
 	var res *http.Response
 	var err error
@@ -385,4 +322,18 @@ func TestRunRefusesNonLoopbackMediaMTXAddrs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// portOf returns the port of a host:port address.
+func portOf(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -5,14 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,71 +33,9 @@ import (
 // the benchmarks own the targets and this runs under -race on 2 cores, perhaps busy
 // with other work (TestRaidBurst, an overload by design, also allows fail-closed 503s).
 
-// loadService is a running service on free loopback ports.
-type loadService struct {
-	internal, public string // host:port
-	logs             *lockedBuffer
-	svc              *service
-	stop             func() // idempotent
-}
-
-// startLoadService starts the service as `serve` does (same flags, secrets from
-// serveEnv, JSON log) and waits for /healthz. It calls startService rather than run so
-// that the test can read the database pool's statistics. mediamtxAPI may be a dead
-// address: only hooks and the reconciler use it.
-func startLoadService(t *testing.T, mediamtxAPI string) *loadService {
-	t.Helper()
-	s := &loadService{
-		internal: "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t)),
-		public:   "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t)),
-		logs:     &lockedBuffer{},
-	}
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	var cfg serviceConfig
-	cfg.register(fs, serveEnv, "")
-	if _, err := parseFlags(fs, []string{"--db", filepath.Join(t.TempDir(), "stagedoor.db"),
-		"--internal-addr", s.internal, "--public-addr", s.public, "--mediamtx-api", mediamtxAPI}); err != nil {
-		t.Fatalf("flags: %v", err)
-	}
-	if err := cfg.validate(); err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	sec, err := loadSecrets(serveEnv)
-	if err != nil {
-		t.Fatalf("secrets: %v", err)
-	}
-	s.svc, err = startService(t.Context(), cfg, sec, slog.New(slog.NewJSONHandler(s.logs, nil)))
-	if err != nil {
-		t.Fatalf("startService: %v", err)
-	}
-	var once sync.Once
-	s.stop = func() {
-		once.Do(func() {
-			if err := s.svc.close(); err != nil {
-				t.Errorf("close: %v, want nil", err)
-			}
-		})
-	}
-	t.Cleanup(s.stop)
-
-	client := &http.Client{Timeout: 2 * time.Second}
-	for range 400 { // 400 × 25 ms bounds the start under -race; a poll, not a timing assertion
-		if res, err := client.Get("http://" + s.internal + "/healthz"); err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return s
-			}
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("GET /healthz never answered 200\n%s", s.logs.String())
-	return nil
-}
-
 // logPool logs the database pool's statistics: MaxIdleClosed counts connections opened
 // for a burst and closed again, each of which ran the DSN's pragmas on open.
-func (s *loadService) logPool(t *testing.T) {
+func (s *testService) logPool(t *testing.T) {
 	t.Helper()
 	st := s.svc.db.Stats()
 	t.Logf("database pool: %d open (%d in use, %d idle), %d closed for exceeding the idle limit, %d waits for a connection",
@@ -109,14 +44,14 @@ func (s *loadService) logPool(t *testing.T) {
 
 // checkLogs fails the test on any SQLite lock error or ERROR line in the service log
 // (an ERROR line is a 5xx, a lost audit batch, a failed hook, a sick database ...).
-func (s *loadService) checkLogs(t *testing.T) {
+func (s *testService) checkLogs(t *testing.T) {
 	t.Helper()
 	s.checkLogsExcept(t, nil)
 }
 
 // checkLogsExcept is checkLogs, but ERROR lines for which allowed reports true are
 // counted by kind instead of failing the test. Lock errors always fail it.
-func (s *loadService) checkLogsExcept(t *testing.T, allowed func(line string) (kind string, ok bool)) map[string]int {
+func (s *testService) checkLogsExcept(t *testing.T, allowed func(line string) (kind string, ok bool)) map[string]int {
 	t.Helper()
 	var bad []string
 	kinds := make(map[string]int)
@@ -178,7 +113,7 @@ type loadUser struct {
 }
 
 // adminDo calls the admin API with the test token and returns the status and body.
-func (s *loadService) adminDo(ctx context.Context, client *http.Client, method, path string, body any) (int, []byte, error) {
+func (s *testService) adminDo(ctx context.Context, client *http.Client, method, path string, body any) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -205,7 +140,7 @@ func (s *loadService) adminDo(ctx context.Context, client *http.Client, method, 
 }
 
 // createUsers makes n users named prefix00, prefix01, ... and returns their first keys.
-func (s *loadService) createUsers(t *testing.T, prefix string, n int) []loadUser {
+func (s *testService) createUsers(t *testing.T, prefix string, n int) []loadUser {
 	t.Helper()
 	client := &http.Client{Timeout: 10 * time.Second}
 	users := make([]loadUser, 0, n)
@@ -249,7 +184,7 @@ func mediaMTXClient() *http.Client {
 }
 
 // postAuth posts one auth body and returns the status and how long the answer took.
-func (s *loadService) postAuth(client *http.Client, r authserver.Request) (int, time.Duration, error) {
+func (s *testService) postAuth(client *http.Client, r authserver.Request) (int, time.Duration, error) {
 	body, err := json.Marshal(r)
 	if err != nil {
 		return 0, 0, err
@@ -406,7 +341,7 @@ func TestSlowlorisDoesNotStarveAuth(t *testing.T) {
 	headerTimeout := newServer(http.NotFoundHandler()).ReadHeaderTimeout
 	giveUp := headerTimeout + closeSlack + 5*time.Second
 
-	svc := startLoadService(t, "http://127.0.0.1:1")
+	svc := startTestService(t)
 	u := svc.createUsers(t, "slow", 1)[0]
 	wrongKey := stagedoor.NewKey()
 
@@ -516,7 +451,7 @@ func TestRaidBurst(t *testing.T) {
 		reads     = 1000
 	)
 	ensureFiles(t, 2*(publishes+unknowns+reads)+1000)
-	svc := startLoadService(t, "http://127.0.0.1:1")
+	svc := startTestService(t)
 	us := svc.createUsers(t, "raid", users)
 
 	// kind is one sort of request: its answers by status.
@@ -617,7 +552,7 @@ func checkFake(t *testing.T, f *mediamtxtest.Server) {
 }
 
 // postHook posts ev to the hook endpoint as plugin.Notify does and returns the status.
-func (s *loadService) postHook(client *http.Client, ev plugin.Event) (int, time.Duration, error) {
+func (s *testService) postHook(client *http.Client, ev plugin.Event) (int, time.Duration, error) {
 	body, err := json.Marshal(ev)
 	if err != nil {
 		return 0, 0, err
@@ -681,7 +616,7 @@ func TestHTTPSoakWithHooks(t *testing.T) {
 	)
 	ensureFiles(t, 4000)
 	fake := mediamtxtest.New(t, adminUser, "")
-	svc := startLoadService(t, fake.URL)
+	svc := startTestService(t, "--mediamtx-api", fake.URL)
 	stable := svc.createUsers(t, "stable", stableN)
 	hookUsers := svc.createUsers(t, "hook", hookers)
 	rotUsers := svc.createUsers(t, "rot", rotators)
