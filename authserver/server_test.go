@@ -21,7 +21,6 @@ import (
 	"github.com/stagedoor/stagedoor/health"
 	"github.com/stagedoor/stagedoor/internal/testutil"
 	"github.com/stagedoor/stagedoor/policy"
-	"github.com/stagedoor/stagedoor/store"
 )
 
 var (
@@ -30,18 +29,8 @@ var (
 	testPolicy  = policy.Policy{Relay: relaySecret, Admin: adminSecret}
 )
 
-// fixture is a real store with an active user benw and a banned user mallory.
-type fixture struct {
-	db        *store.DB
-	activeKey string // benw's key
-	bannedKey string // mallory's key
-}
-
-func newFixture(t testing.TB) fixture {
-	t.Helper()
-	u := testdb.NewUsers(t)
-	return fixture{db: u.DB, activeKey: u.ActiveKey, bannedKey: u.BannedKey}
-}
+// newFixture is a real store with an active user benw and a banned user mallory.
+func newFixture(t testing.TB) testdb.Users { return testdb.NewUsers(t) }
 
 // authServer serves NewHandler over real HTTP on a :0 port, with pol asking creds.
 func authServer(t *testing.T, creds policy.Credentials, pol policy.Policy, opts authserver.Options) (*httptest.Server, *testutil.Buffer) {
@@ -101,13 +90,13 @@ func TestHandlerAllowsMediaMTXPublish(t *testing.T) {
 	f := newFixture(t)
 	var decisions []policy.Verdict
 	var mu sync.Mutex
-	srv, _ := authServer(t, f.db, testPolicy, authserver.Options{OnDecision: func(_ policy.Attempt, d policy.Verdict, _ time.Duration) {
+	srv, _ := authServer(t, f.DB, testPolicy, authserver.Options{OnDecision: func(_ policy.Attempt, d policy.Verdict, _ time.Duration) {
 		mu.Lock()
 		defer mu.Unlock()
 		decisions = append(decisions, d)
 	}})
 
-	rep := postJSON(t, srv, testutil.MediaMTXAuthBody("publish", "live/"+f.activeKey, "rtmp"))
+	rep := postJSON(t, srv, testutil.MediaMTXAuthBody("publish", "live/"+f.ActiveKey, "rtmp"))
 	if !is2xx(rep.status) {
 		t.Fatalf("status = %d (%q), want 2xx", rep.status, rep.body)
 	}
@@ -128,8 +117,8 @@ func TestHandlerAllowsMediaMTXPublish(t *testing.T) {
 
 func TestHandlerAllowsUnknownFields(t *testing.T) {
 	f := newFixture(t)
-	srv, _ := authServer(t, f.db, testPolicy, authserver.Options{})
-	body := strings.TrimSuffix(testutil.MediaMTXAuthBody("publish", "live/"+f.activeKey, "srt"), "}") +
+	srv, _ := authServer(t, f.DB, testPolicy, authserver.Options{})
+	body := strings.TrimSuffix(testutil.MediaMTXAuthBody("publish", "live/"+f.ActiveKey, "srt"), "}") +
 		`,"newInV2":{"nested":[1,2,3]},"flag":true,"n":null}`
 	if rep := postJSON(t, srv, body); !is2xx(rep.status) {
 		t.Errorf("publish with unknown extra fields: status = %d (%q), want 2xx", rep.status, rep.body)
@@ -138,8 +127,8 @@ func TestHandlerAllowsUnknownFields(t *testing.T) {
 
 func TestHandlerDenials(t *testing.T) {
 	f := newFixture(t)
-	srv, _ := authServer(t, f.db, testPolicy, authserver.Options{})
-	key := "live/" + f.activeKey
+	srv, _ := authServer(t, f.DB, testPolicy, authserver.Options{})
+	key := "live/" + f.ActiveKey
 	publish := testutil.MediaMTXAuthBody("publish", key, "rtmp")
 	for _, tt := range []struct {
 		name        string
@@ -148,7 +137,7 @@ func TestHandlerDenials(t *testing.T) {
 		want        int
 	}{
 		{"WrongKeyDenied", "application/json", testutil.MediaMTXAuthBody("publish", "live/"+stagedoor.NewKey(), "rtmp"), http.StatusUnauthorized},
-		{"BannedKeyDenied", "application/json", testutil.MediaMTXAuthBody("publish", "live/"+f.bannedKey, "rtmp"), http.StatusUnauthorized},
+		{"BannedKeyDenied", "application/json", testutil.MediaMTXAuthBody("publish", "live/"+f.BannedKey, "rtmp"), http.StatusUnauthorized},
 		{"KeyPathReadDenied", "application/json", testutil.MediaMTXAuthBody("read", key, "hls"), http.StatusUnauthorized},
 		{"PublishToPublicPathDenied", "application/json", testutil.MediaMTXAuthBody("publish", "live/benw", "rtmp"), http.StatusUnauthorized},
 		{"UnknownActionDenied", "application/json", testutil.MediaMTXAuthBody("x", key, "rtmp"), http.StatusUnauthorized},
@@ -184,7 +173,7 @@ func TestHandlerDenials(t *testing.T) {
 
 func TestHandlerOtherRoutesNeverAllow(t *testing.T) {
 	f := newFixture(t)
-	srv, _ := authServer(t, f.db, testPolicy, authserver.Options{})
+	srv, _ := authServer(t, f.DB, testPolicy, authserver.Options{})
 	for _, tt := range []struct {
 		name, method, path string
 	}{
@@ -195,7 +184,7 @@ func TestHandlerOtherRoutesNeverAllow(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r, err := http.NewRequestWithContext(t.Context(), tt.method, srv.URL+tt.path,
-				strings.NewReader(testutil.MediaMTXAuthBody("publish", "live/"+f.activeKey, "rtmp")))
+				strings.NewReader(testutil.MediaMTXAuthBody("publish", "live/"+f.ActiveKey, "rtmp")))
 			if err != nil {
 				t.Fatalf("NewRequest: %v", err)
 			}
@@ -227,7 +216,7 @@ func paddedPublish(t *testing.T, key string, n int) string {
 
 func TestHandlerBodyLimit(t *testing.T) {
 	f := newFixture(t)
-	srv, _ := authServer(t, f.db, testPolicy, authserver.Options{})
+	srv, _ := authServer(t, f.DB, testPolicy, authserver.Options{})
 	for _, tt := range []struct {
 		name string
 		size int
@@ -238,7 +227,7 @@ func TestHandlerBodyLimit(t *testing.T) {
 		{"TenMiBIs413", 10 << 20, http.StatusRequestEntityTooLarge},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			rep := postJSON(t, srv, paddedPublish(t, f.activeKey, tt.size))
+			rep := postJSON(t, srv, paddedPublish(t, f.ActiveKey, tt.size))
 			if tt.want == 0 {
 				if !is2xx(rep.status) {
 					t.Errorf("status = %d (%q), want 2xx", rep.status, rep.body)
@@ -247,7 +236,7 @@ func TestHandlerBodyLimit(t *testing.T) {
 			}
 			wantDenied(t, rep, tt.want)
 			// The next request is served normally.
-			if rep := postJSON(t, srv, testutil.MediaMTXAuthBody("publish", "live/"+f.activeKey, "rtmp")); !is2xx(rep.status) {
+			if rep := postJSON(t, srv, testutil.MediaMTXAuthBody("publish", "live/"+f.ActiveKey, "rtmp")); !is2xx(rep.status) {
 				t.Errorf("publish after a too-large body: status = %d, want 2xx", rep.status)
 			}
 		})
@@ -285,7 +274,7 @@ func TestHandlerFaults(t *testing.T) {
 
 func TestHandlerLogsNoSecrets(t *testing.T) {
 	f := newFixture(t)
-	srv, lb := authServer(t, f.db, testPolicy, authserver.Options{})
+	srv, lb := authServer(t, f.DB, testPolicy, authserver.Options{})
 	const (
 		password = "s3cr3t-pass"
 		query    = "pass=" + password
@@ -297,14 +286,14 @@ func TestHandlerLogsNoSecrets(t *testing.T) {
 		body = strings.Replace(body, `"token":""`, `"token":"`+token+`"`, 1)
 		return strings.Replace(body, `"query":""`, `"query":"`+query+`"`, 1)
 	}
-	relay := testutil.MediaMTXAuthBody("read", "live/"+f.activeKey, "rtsp")
+	relay := testutil.MediaMTXAuthBody("read", "live/"+f.ActiveKey, "rtsp")
 	relay = strings.Replace(relay, `"user":""`, `"user":"`+relaySecret.User+`"`, 1)
 	relay = strings.Replace(relay, `"password":""`, `"password":"`+relaySecret.Password+`"`, 1)
 	for _, body := range []string{
-		withSecrets(testutil.MediaMTXAuthBody("publish", "live/"+f.activeKey, "rtmp")),        // allowed
-		withSecrets(testutil.MediaMTXAuthBody("publish", "live/"+f.bannedKey, "rtmp")),        // banned
+		withSecrets(testutil.MediaMTXAuthBody("publish", "live/"+f.ActiveKey, "rtmp")),        // allowed
+		withSecrets(testutil.MediaMTXAuthBody("publish", "live/"+f.BannedKey, "rtmp")),        // banned
 		withSecrets(testutil.MediaMTXAuthBody("publish", "live/"+stagedoor.NewKey(), "rtmp")), // unknown
-		withSecrets(testutil.MediaMTXAuthBody("read", "live/"+f.activeKey, "hls")),            // key-path read
+		withSecrets(testutil.MediaMTXAuthBody("read", "live/"+f.ActiveKey, "hls")),            // key-path read
 		withSecrets(testutil.MediaMTXAuthBody("publish", "live/benw", "rtmp")),                // hijack attempt
 		relay, // relay read, logged at debug
 	} {
@@ -312,12 +301,12 @@ func TestHandlerLogsNoSecrets(t *testing.T) {
 	}
 	log := lb.String()
 	// Positive control: the requests were logged, by fingerprint.
-	if !strings.Contains(log, stagedoor.Fingerprint(f.activeKey)) || strings.Count(log, "msg=auth") != 6 {
+	if !strings.Contains(log, stagedoor.Fingerprint(f.ActiveKey)) || strings.Count(log, "msg=auth") != 6 {
 		t.Fatalf("log does not hold the six auth lines with the key fingerprint:\n%s", log)
 	}
 	for _, secret := range []struct{ what, s string }{
-		{"active key", f.activeKey},
-		{"banned key", f.bannedKey},
+		{"active key", f.ActiveKey},
+		{"banned key", f.BannedKey},
 		{"password", password},
 		{"query", query},
 		{"token", token},

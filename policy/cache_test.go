@@ -89,22 +89,22 @@ func TestCachedCredentials(t *testing.T) {
 // refused right after Invalidate, as the service does when the policy generation moves.
 func TestCachedCredentialsOverStore(t *testing.T) {
 	f := newFixture(t)
-	c := policy.NewCachedCredentials(f.db)
-	pub := req("publish", "rtmp", "live/"+f.activeKey)
+	c := policy.NewCachedCredentials(f.DB)
+	pub := req("publish", "rtmp", "live/"+f.ActiveKey)
 	if d := decide(t.Context(), pub, c, testPolicy); !d.Allow {
 		t.Fatalf("valid key: %+v", d)
 	}
-	if err := f.db.SetActive(t.Context(), "benw", false); err != nil {
+	if err := f.DB.SetActive(t.Context(), "benw", false); err != nil {
 		t.Fatal(err)
 	}
 	c.Invalidate()
 	if d := decide(t.Context(), pub, c, testPolicy); d.Allow {
 		t.Error("banned user allowed after Invalidate")
 	}
-	if err := f.db.SetActive(t.Context(), "benw", true); err != nil {
+	if err := f.DB.SetActive(t.Context(), "benw", true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.db.ResetKeys(t.Context(), "benw"); err != nil {
+	if _, err := f.DB.ResetKeys(t.Context(), "benw"); err != nil {
 		t.Fatal(err)
 	}
 	c.Invalidate()

@@ -15,7 +15,6 @@ import (
 	"github.com/stagedoor/stagedoor/authserver"
 	"github.com/stagedoor/stagedoor/internal/testutil"
 	"github.com/stagedoor/stagedoor/policy"
-	"github.com/stagedoor/stagedoor/store"
 )
 
 var (
@@ -24,18 +23,8 @@ var (
 	testPolicy  = policy.Policy{Relay: relaySecret, Admin: adminSecret}
 )
 
-// fixture is a real store with an active user benw and a banned user mallory.
-type fixture struct {
-	db        *store.DB
-	activeKey string // benw's key
-	bannedKey string // mallory's key
-}
-
-func newFixture(t testing.TB) fixture {
-	t.Helper()
-	u := testdb.NewUsers(t)
-	return fixture{db: u.DB, activeKey: u.ActiveKey, bannedKey: u.BannedKey}
-}
+// newFixture is a real store with an active user benw and a banned user mallory.
+func newFixture(t testing.TB) testdb.Users { return testdb.NewUsers(t) }
 
 // decide asks pol, with creds as its credentials, about a.
 func decide(ctx context.Context, a policy.Attempt, creds policy.Credentials, pol policy.Policy) policy.Verdict {
@@ -48,8 +37,8 @@ func req(action, protocol, path string) policy.Attempt {
 	return policy.Attempt{IP: "127.0.0.1", Action: action, Protocol: protocol, Path: path}
 }
 
-func (f fixture) relayRead(ip string) policy.Attempt {
-	r := req("read", "rtsp", "live/"+f.activeKey)
+func relayRead(f testdb.Users, ip string) policy.Attempt {
+	r := req("read", "rtsp", "live/"+f.ActiveKey)
 	r.IP, r.User, r.Password = ip, relaySecret.User, relaySecret.Password
 	return r
 }
@@ -67,7 +56,7 @@ func with(r policy.Attempt, f func(*policy.Attempt)) policy.Attempt {
 
 func TestDecide(t *testing.T) {
 	f := newFixture(t)
-	key := "live/" + f.activeKey
+	key := "live/" + f.ActiveKey
 	for _, tt := range []struct {
 		name string
 		pol  policy.Policy
@@ -78,7 +67,7 @@ func TestDecide(t *testing.T) {
 		{"OwnerPublishesFromAnywhere", testPolicy, with(req("publish", "srt", key), func(r *policy.Attempt) { r.IP = "203.0.113.7" }), true},
 		{"OwnerPublishesOverWebRTC", testPolicy, req("publish", "webrtc", key), true},
 		{"OwnerPublishesOverRTSP", testPolicy, req("publish", "rtsp", key), true},
-		{"BannedKeyPublishDenied", testPolicy, req("publish", "rtmp", "live/"+f.bannedKey), false},
+		{"BannedKeyPublishDenied", testPolicy, req("publish", "rtmp", "live/"+f.BannedKey), false},
 		{"UnknownKeyPublishDenied", testPolicy, req("publish", "rtmp", "live/"+stagedoor.NewKey()), false},
 		{"PublishOverHLSDenied", testPolicy, req("publish", "hls", key), false},
 		{"PublishOverMoQDenied", testPolicy, req("publish", "moq", key), false},
@@ -86,17 +75,17 @@ func TestDecide(t *testing.T) {
 		{"PublishToPublicPathDenied", testPolicy, req("publish", "rtmp", "live/benw"), false},
 		// The secret in the query (issue 3): the owner's key publishes straight to the public name.
 		{"OwnKeyAsPasswordOnPublicPathAllowed", testPolicy,
-			with(req("publish", "srt", "live/benw"), func(r *policy.Attempt) { r.User, r.Password = "benw", f.activeKey }), true},
+			with(req("publish", "srt", "live/benw"), func(r *policy.Attempt) { r.User, r.Password = "benw", f.ActiveKey }), true},
 		{"OwnKeyAsTokenOnPublicPathAllowed", testPolicy,
-			with(req("publish", "webrtc", "live/benw"), func(r *policy.Attempt) { r.Token = f.activeKey }), true},
+			with(req("publish", "webrtc", "live/benw"), func(r *policy.Attempt) { r.Token = f.ActiveKey }), true},
 		{"OwnKeyInQueryOnPublicPathAllowed", testPolicy,
-			with(req("publish", "rtmp", "live/benw"), func(r *policy.Attempt) { r.Query = "key=" + f.activeKey }), true},
+			with(req("publish", "rtmp", "live/benw"), func(r *policy.Attempt) { r.Query = "key=" + f.ActiveKey }), true},
 		{"KeyOnAnotherUsersPublicPathDenied", testPolicy,
-			with(req("publish", "rtmp", "live/mallory"), func(r *policy.Attempt) { r.Query = "key=" + f.activeKey }), false},
+			with(req("publish", "rtmp", "live/mallory"), func(r *policy.Attempt) { r.Query = "key=" + f.ActiveKey }), false},
 		{"BannedKeyInQueryOnOwnPathDenied", testPolicy,
-			with(req("publish", "rtmp", "live/mallory"), func(r *policy.Attempt) { r.Query = "key=" + f.bannedKey }), false},
+			with(req("publish", "rtmp", "live/mallory"), func(r *policy.Attempt) { r.Query = "key=" + f.BannedKey }), false},
 		{"KeyWithOtherUserNameDenied", testPolicy,
-			with(req("publish", "srt", "live/benw"), func(r *policy.Attempt) { r.User, r.Password = "alice", f.activeKey }), false},
+			with(req("publish", "srt", "live/benw"), func(r *policy.Attempt) { r.User, r.Password = "alice", f.ActiveKey }), false},
 		{"MalformedKeyInQueryDenied", testPolicy,
 			with(req("publish", "rtmp", "live/benw"), func(r *policy.Attempt) { r.Query = "key=sk_short" }), false},
 		{"UnknownKeyInQueryDenied", testPolicy,
@@ -105,34 +94,34 @@ func TestDecide(t *testing.T) {
 			with(req("publish", "rtsp", "live/benw"), func(r *policy.Attempt) { r.User, r.Password = relaySecret.User, relaySecret.Password }), false},
 		{"PublishWithAdminCredsDenied", testPolicy,
 			with(req("publish", "rtmp", "live/benw"), func(r *policy.Attempt) { r.User, r.Password = adminSecret.User, adminSecret.Password }), false},
-		{"PublishToDotDotPathDenied", testPolicy, req("publish", "rtmp", "live/../"+f.activeKey), false},
+		{"PublishToDotDotPathDenied", testPolicy, req("publish", "rtmp", "live/../"+f.ActiveKey), false},
 		{"PublishToTrailingSlashKeyDenied", testPolicy, req("publish", "rtmp", key+"/"), false},
 		{"UppercasePublishDenied", testPolicy, req("PUBLISH", "rtmp", key), false},
 
 		{"KeyPathReadDenied", testPolicy, req("read", "hls", key), false},
 		{"KeyPathReadOverRTSPWithoutRelayDenied", testPolicy, req("read", "rtsp", key), false},
 		{"KeyPathReadWithOwnKeyAsPasswordDenied", testPolicy,
-			with(req("read", "rtsp", key), func(r *policy.Attempt) { r.User, r.Password = "benw", f.activeKey }), false},
-		{"RelayReadsKeyPathFromLoopback", testPolicy, f.relayRead("127.0.0.1"), true},
-		{"RelayReadsKeyPathFromIPv6Loopback", testPolicy, f.relayRead("::1"), true},
-		{"RelayFromNonLoopbackDenied", testPolicy, f.relayRead("10.0.0.5"), false},
-		{"RelayWithoutIPDenied", testPolicy, f.relayRead(""), false},
+			with(req("read", "rtsp", key), func(r *policy.Attempt) { r.User, r.Password = "benw", f.ActiveKey }), false},
+		{"RelayReadsKeyPathFromLoopback", testPolicy, relayRead(f, "127.0.0.1"), true},
+		{"RelayReadsKeyPathFromIPv6Loopback", testPolicy, relayRead(f, "::1"), true},
+		{"RelayFromNonLoopbackDenied", testPolicy, relayRead(f, "10.0.0.5"), false},
+		{"RelayWithoutIPDenied", testPolicy, relayRead(f, ""), false},
 		{"RelayWithWrongPasswordDenied", testPolicy,
-			with(f.relayRead("127.0.0.1"), func(r *policy.Attempt) { r.Password += "x" }), false},
+			with(relayRead(f, "127.0.0.1"), func(r *policy.Attempt) { r.Password += "x" }), false},
 		{"RelayWithPasswordPrefixDenied", testPolicy,
-			with(f.relayRead("127.0.0.1"), func(r *policy.Attempt) { r.Password = r.Password[:len(r.Password)-1] }), false},
+			with(relayRead(f, "127.0.0.1"), func(r *policy.Attempt) { r.Password = r.Password[:len(r.Password)-1] }), false},
 		{"RelayWithAdminUserDenied", testPolicy,
-			with(f.relayRead("127.0.0.1"), func(r *policy.Attempt) { r.User = adminSecret.User }), false},
+			with(relayRead(f, "127.0.0.1"), func(r *policy.Attempt) { r.User = adminSecret.User }), false},
 		{"RelayOverRTMPDenied", testPolicy,
-			with(f.relayRead("127.0.0.1"), func(r *policy.Attempt) { r.Protocol = "rtmp" }), false},
+			with(relayRead(f, "127.0.0.1"), func(r *policy.Attempt) { r.Protocol = "rtmp" }), false},
 		{"RelayOverHLSDenied", testPolicy,
-			with(f.relayRead("127.0.0.1"), func(r *policy.Attempt) { r.Protocol = "hls" }), false},
+			with(relayRead(f, "127.0.0.1"), func(r *policy.Attempt) { r.Protocol = "hls" }), false},
 		{"RelayReadsPublicPathOverRTSPDenied", testPolicy,
-			with(f.relayRead("127.0.0.1"), func(r *policy.Attempt) { r.Path = "live/benw" }), false},
+			with(relayRead(f, "127.0.0.1"), func(r *policy.Attempt) { r.Path = "live/benw" }), false},
 		{"RelayUnsetEmptyCredsDenied", policy.Policy{},
-			with(f.relayRead("127.0.0.1"), func(r *policy.Attempt) { r.User, r.Password = "", "" }), false},
+			with(relayRead(f, "127.0.0.1"), func(r *policy.Attempt) { r.User, r.Password = "", "" }), false},
 		{"RelayUnsetPasswordDenied", policy.Policy{Relay: policy.Secret{User: relaySecret.User}},
-			with(f.relayRead("127.0.0.1"), func(r *policy.Attempt) { r.Password = "" }), false},
+			with(relayRead(f, "127.0.0.1"), func(r *policy.Attempt) { r.Password = "" }), false},
 
 		{"PublicReadOverHLSAllowed", testPolicy, req("read", "hls", "live/benw"), true},
 		{"PublicReadOfUnknownChannelOverHLSAllowed", testPolicy, req("read", "hls", "live/nobody"), true},
@@ -162,7 +151,7 @@ func TestDecide(t *testing.T) {
 		{"AnonymousAPIFromLoopbackDenied", testPolicy, req("api", "", ""), false},
 		{"AnonymousPlaybackOfKeyPathDenied", testPolicy, req("playback", "", key), false},
 		{"OwnerPlaybackWithKeyDenied", testPolicy,
-			with(req("playback", "", key), func(r *policy.Attempt) { r.User, r.Password = "benw", f.activeKey }), false},
+			with(req("playback", "", key), func(r *policy.Attempt) { r.User, r.Password = "benw", f.ActiveKey }), false},
 		{"AdminAPIOverUnknownProtocolDenied", testPolicy,
 			with(admin("api", "", "127.0.0.1"), func(r *policy.Attempt) { r.Protocol = "x" }), false},
 
@@ -172,7 +161,7 @@ func TestDecide(t *testing.T) {
 		{"EmptyRequestDenied", testPolicy, policy.Attempt{}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			d := decide(t.Context(), tt.req, f.db, tt.pol)
+			d := decide(t.Context(), tt.req, f.DB, tt.pol)
 			if d.Allow != tt.want {
 				t.Fatalf("Allow = %v, want %v (decision %+v)", d.Allow, tt.want, d)
 			}
@@ -186,7 +175,7 @@ func TestDecide(t *testing.T) {
 			if d.Reason == "" {
 				t.Error("Reason is empty")
 			}
-			for _, secret := range []string{f.activeKey, f.bannedKey, relaySecret.Password, adminSecret.Password} {
+			for _, secret := range []string{f.ActiveKey, f.BannedKey, relaySecret.Password, adminSecret.Password} {
 				if strings.Contains(fmt.Sprintf("%+v", d), secret) {
 					t.Errorf("decision %+v carries a secret", d)
 				}
@@ -197,20 +186,20 @@ func TestDecide(t *testing.T) {
 
 func TestDecidePublishFields(t *testing.T) {
 	f := newFixture(t)
-	d := decide(t.Context(), req("publish", "rtmp", "live/"+f.activeKey), f.db, testPolicy)
+	d := decide(t.Context(), req("publish", "rtmp", "live/"+f.ActiveKey), f.DB, testPolicy)
 	if d.UserID == 0 || d.KeyID == 0 {
 		t.Errorf("decision %+v does not name the user and key by id", d)
 	}
 	want := policy.Verdict{
 		Allow: true, Reason: d.Reason, PathKind: stagedoor.PathKey,
-		User: "benw", UserID: d.UserID, KeyID: d.KeyID, KeyFP: stagedoor.Fingerprint(f.activeKey),
+		User: "benw", UserID: d.UserID, KeyID: d.KeyID, KeyFP: stagedoor.Fingerprint(f.ActiveKey),
 	}
 	if d != want {
 		t.Errorf("decision = %+v, want %+v", d, want)
 	}
 
-	d = decide(t.Context(), req("publish", "rtmp", "live/"+f.bannedKey), f.db, testPolicy)
-	if d.Allow || d.User != "mallory" || d.KeyFP != stagedoor.Fingerprint(f.bannedKey) || d.PathKind != stagedoor.PathKey {
+	d = decide(t.Context(), req("publish", "rtmp", "live/"+f.BannedKey), f.DB, testPolicy)
+	if d.Allow || d.User != "mallory" || d.KeyFP != stagedoor.Fingerprint(f.BannedKey) || d.PathKind != stagedoor.PathKey {
 		t.Errorf("banned decision = %+v, want a deny naming mallory by fingerprint", d)
 	}
 }
@@ -228,12 +217,12 @@ func TestDecidePublicReadProtocols(t *testing.T) {
 		{"PublicReadOverHLSAllowed", req("read", "hls", "live/benw"), true},
 		{"PublicReadOverWebRTCDenied", req("read", "webrtc", "live/benw"), false},
 		{"PublicReadOverRTMPDenied", req("read", "rtmp", "live/benw"), false},
-		{"KeyPathReadOverRTSPStillDenied", req("read", "rtsp", "live/"+f.activeKey), false},
+		{"KeyPathReadOverRTSPStillDenied", req("read", "rtsp", "live/"+f.ActiveKey), false},
 		{"GarbagePathOverRTSPStillDenied", req("read", "rtsp", "live/../benw"), false},
 		{"PublishToPublicPathStillDenied", req("publish", "rtsp", "live/benw"), false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := decide(t.Context(), tt.req, f.db, pol).Allow; got != tt.want {
+			if got := decide(t.Context(), tt.req, f.DB, pol).Allow; got != tt.want {
 				t.Errorf("Allow = %v, want %v", got, tt.want)
 			}
 		})
@@ -368,14 +357,14 @@ func wantAllow(action, protocol, path, creds string) bool {
 	return false
 }
 
-func (f fixture) matrixRequest(action, protocol, path, creds string) (policy.Attempt, string) {
+func matrixRequest(f testdb.Users, action, protocol, path, creds string) (policy.Attempt, string) {
 	r := policy.Attempt{Action: action, Protocol: protocol, IP: "127.0.0.1"}
 	wantKind := stagedoor.PathKey
 	switch path {
 	case pathActiveKey:
-		r.Path = "live/" + f.activeKey
+		r.Path = "live/" + f.ActiveKey
 	case pathBannedKey:
-		r.Path = "live/" + f.bannedKey
+		r.Path = "live/" + f.BannedKey
 	case pathUnknownKey:
 		r.Path = "live/" + stagedoor.KeyPrefix + strings.Repeat("A", 43)
 	case pathPublic:
@@ -409,9 +398,9 @@ func TestDecideMatrix(t *testing.T) {
 				for _, creds := range matrixCreds {
 					cases++
 					name := fmt.Sprintf("action=%q/protocol=%q/%s/%s", action, protocol, path, creds)
-					r, wantKind := f.matrixRequest(action, protocol, path, creds)
+					r, wantKind := matrixRequest(f, action, protocol, path, creds)
 					want := wantAllow(action, protocol, path, creds)
-					d := decide(t.Context(), r, f.db, testPolicy)
+					d := decide(t.Context(), r, f.DB, testPolicy)
 					if d.Allow != want {
 						t.Errorf("%s: Allow = %v, want %v (reason %q)", name, d.Allow, want, d.Reason)
 						continue

@@ -19,7 +19,7 @@ import (
 // path shape (and, for publish, with a key that verifies in the store).
 func FuzzDecodeAndDecide(f *testing.F) {
 	fx := newFixture(f)
-	key := "live/" + fx.activeKey
+	key := "live/" + fx.ActiveKey
 	withCreds := func(body, user, password, ip string) string {
 		body = strings.Replace(body, `"user":""`, `"user":"`+user+`"`, 1)
 		body = strings.Replace(body, `"password":""`, `"password":"`+password+`"`, 1)
@@ -28,7 +28,7 @@ func FuzzDecodeAndDecide(f *testing.F) {
 	for _, s := range []string{
 		testutil.MediaMTXAuthBody("publish", key, "rtmp"),
 		testutil.MediaMTXAuthBody("publish", key, "srt"),
-		testutil.MediaMTXAuthBody("publish", "live/"+fx.bannedKey, "rtmp"),
+		testutil.MediaMTXAuthBody("publish", "live/"+fx.BannedKey, "rtmp"),
 		testutil.MediaMTXAuthBody("publish", "live/"+stagedoor.NewKey(), "rtmp"),
 		testutil.MediaMTXAuthBody("publish", "live/benw", "rtmp"),
 		testutil.MediaMTXAuthBody("read", key, "hls"),
@@ -53,7 +53,7 @@ func FuzzDecodeAndDecide(f *testing.F) {
 		strings.Repeat("[", 1000),
 		// threats.md T04.
 		testutil.MediaMTXAuthBody("read", "live/../benw", "hls"),
-		testutil.MediaMTXAuthBody("publish", "live//"+fx.activeKey, "rtmp"),
+		testutil.MediaMTXAuthBody("publish", "live//"+fx.ActiveKey, "rtmp"),
 		testutil.MediaMTXAuthBody("publish", "/"+key, "rtmp"),
 		testutil.MediaMTXAuthBody("publish", key+"/", "rtmp"),
 		testutil.MediaMTXAuthBody("read", "LIVE/BENW", "hls"),
@@ -74,11 +74,11 @@ func FuzzDecodeAndDecide(f *testing.F) {
 			}
 			return
 		}
-		d := decide(t.Context(), r.Attempt(), fx.db, testPolicy)
-		if again := decide(t.Context(), r.Attempt(), fx.db, testPolicy); again != d {
+		d := decide(t.Context(), r.Attempt(), fx.DB, testPolicy)
+		if again := decide(t.Context(), r.Attempt(), fx.DB, testPolicy); again != d {
 			t.Fatalf("Decide not deterministic: %+v then %+v", d, again)
 		}
-		want := oracle(t, fx.db, r)
+		want := oracle(t, fx.DB, r)
 		if d.Allow && !want {
 			t.Fatalf("fail-open: allowed %+v for %+v", d, r)
 		}

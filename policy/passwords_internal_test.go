@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagedoor/stagedoor/internal/testutil"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -22,32 +23,10 @@ const (
 	otherHash10 = "$2a$10$aKornp162oSSKOW8vPCYPesVx/XDAk7Fpm/bIoXqWgNHpX8KDxTt2"
 )
 
-// testClock is a settable clock for Passwords.Now, safe for concurrent Verify calls.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newTestClock() *testClock {
-	return &testClock{now: time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // newTestPasswords returns NewPasswords on a clock that only moves when told to, with
 // the rate bucket out of the way; the tests of the bucket set RatePerSecond themselves.
-func newTestPasswords() (*Passwords, *testClock) {
-	clk := newTestClock()
+func newTestPasswords() (*Passwords, *testutil.Clock) {
+	clk := testutil.NewClock(time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC))
 	p := NewPasswords()
 	p.Now = clk.Now
 	p.RatePerSecond = 1 << 20
@@ -156,10 +135,10 @@ type step struct {
 	runs      int64 // wanted BcryptRuns after the call
 }
 
-func runSteps(t *testing.T, p *Passwords, clk *testClock, steps []step) {
+func runSteps(t *testing.T, p *Passwords, clk *testutil.Clock, steps []step) {
 	t.Helper()
 	for _, s := range steps {
-		clk.Advance(s.advance)
+		clk.Add(s.advance)
 		d := p.Verify(s.user, s.ip, s.stored, s.presented)
 		if statusOf(d) != s.status || d.Allow != (s.status == http.StatusOK) {
 			t.Errorf("%s: Verify = allow %v status %d (%s), want status %d", s.name, d.Allow, statusOf(d), d.Reason, s.status)
@@ -226,7 +205,7 @@ func TestVerifyPerIPWindow(t *testing.T) {
 	// the per-user limit out of it.
 	attempts := 3 * p.IPMaxFailures
 	for i := range attempts {
-		clk.Advance(p.IPWindow + time.Second)
+		clk.Add(p.IPWindow + time.Second)
 		if d := p.Verify(fmt.Sprintf("user%d", i), "198.51.100.1", h, "wrong"); statusOf(d) != http.StatusUnauthorized {
 			t.Errorf("attempt %d: status %d, want 401", i, statusOf(d))
 		}
@@ -263,7 +242,7 @@ func TestVerifyPerUserBackoff(t *testing.T) {
 			t.Fatalf("failure %d over: BcryptRuns = %d, want %d (not yet blocked)", k, got, runs+1)
 		}
 		want := min(window, p.UserMaxBackoff)
-		clk.Advance(want - time.Millisecond)
+		clk.Add(want - time.Millisecond)
 		for _, pw := range []string{"guess", testPassword} {
 			if d := verify(pw); statusOf(d) != http.StatusUnauthorized {
 				t.Fatalf("failure %d over, %v later: status %d, want 401 (blocked)", k, want-time.Millisecond, statusOf(d))
@@ -272,7 +251,7 @@ func TestVerifyPerUserBackoff(t *testing.T) {
 		if got := p.BcryptRuns(); got != runs+1 {
 			t.Fatalf("failure %d over: bcrypt ran while blocked (%d runs, want %d)", k, got, runs+1)
 		}
-		clk.Advance(time.Millisecond)
+		clk.Add(time.Millisecond)
 		window *= 2
 	}
 
@@ -303,7 +282,7 @@ func TestVerifyUserHardCap(t *testing.T) {
 		if d := p.Verify("alice", fmt.Sprintf("10.0.%d.%d", i>>8, i&255), h, "guess"); statusOf(d) != http.StatusUnauthorized {
 			t.Fatalf("attempt %d: status %d, want 401", i, statusOf(d))
 		}
-		clk.Advance(time.Second)
+		clk.Add(time.Second)
 	}
 	if got, want := p.BcryptRuns(), int64(4); got != want {
 		t.Errorf("BcryptRuns after %d attempts in an hour = %d, want %d (the hard cap)", attempts, got, want)
@@ -318,7 +297,7 @@ func TestVerifyUserHardCap(t *testing.T) {
 // TestVerifyDistributedGuessing is T18: 1,000 addresses × 10 guesses on one user, one
 // guess every 100 ms, with the default limits.
 func TestVerifyDistributedGuessing(t *testing.T) {
-	clk := newTestClock()
+	clk := testutil.NewClock(time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC))
 	p := NewPasswords()
 	p.Now = clk.Now
 	h := lowCostHash(t, testPassword)
@@ -328,7 +307,7 @@ func TestVerifyDistributedGuessing(t *testing.T) {
 			if d := p.Verify("benw", fmt.Sprintf("10.1.%d.%d", ip>>8, ip&255), h, "guess"); statusOf(d) == http.StatusUnauthorized {
 				denied++
 			}
-			clk.Advance(100 * time.Millisecond)
+			clk.Add(100 * time.Millisecond)
 		}
 	}
 	if denied != 10_000 {
@@ -367,7 +346,7 @@ func TestVerifyClockJumps(t *testing.T) {
 				t.Fatalf("setup BcryptRuns = %d, want %d", runs, want)
 			}
 
-			clk.Advance(-tt.back)
+			clk.Add(-tt.back)
 			for _, r := range []struct{ user, ip string }{{"alice", attacker}, {"bob", "10.2.1.1"}} {
 				for _, pw := range []string{"guess", testPassword} {
 					if d := p.Verify(r.user, r.ip, h, pw); statusOf(d) != http.StatusUnauthorized {
@@ -380,7 +359,7 @@ func TestVerifyClockJumps(t *testing.T) {
 			}
 
 			// Back to where the clock was, plus IPBlock: a block of IPBlock is over.
-			clk.Advance(tt.back + p.IPBlock)
+			clk.Add(tt.back + p.IPBlock)
 			const flood = 100
 			for i := range flood {
 				p.Verify("carol", attacker, h, fmt.Sprintf("flood-%d", i))
@@ -490,7 +469,7 @@ func TestVerifyRateBucket(t *testing.T) {
 		{"HalfSecondRefillsOne", 500 * time.Millisecond, "carol", "10.4.0.3", "carol-guess", http.StatusUnauthorized, 3},
 		{"EmptyAgain", 0, "erin", "10.4.0.5", "erin-guess", http.StatusServiceUnavailable, 3},
 	} {
-		clk.Advance(tt.advance)
+		clk.Add(tt.advance)
 		d := p.Verify(tt.user, tt.ip, h, tt.presented)
 		if statusOf(d) != tt.status {
 			t.Errorf("%s: status %d (%s), want %d", tt.name, statusOf(d), d.Reason, tt.status)
@@ -506,7 +485,7 @@ func TestVerifyRateBucket(t *testing.T) {
 // her own address. The hash is a real cost-10 one.
 func TestVerifyLoadOneIP(t *testing.T) {
 	t.Parallel()
-	clk := newTestClock()
+	clk := testutil.NewClock(time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC))
 	p := NewPasswords()
 	p.Now = clk.Now
 	status := map[int]int{}

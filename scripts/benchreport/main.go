@@ -74,17 +74,7 @@ func main() {
 	res := map[string]result{}
 	var order []string
 	for _, fn := range os.Args[1:] {
-		fh, err := os.Open(fn) //nolint:gosec // files named by make bench
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "benchreport:", err)
-			os.Exit(1)
-		}
-		err = parse(fh, res, &order)
-		fh.Close()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "benchreport:", err)
-			os.Exit(1)
-		}
+		loadInto(fn, res, &order)
 	}
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
@@ -217,18 +207,23 @@ func micro(w io.Writer, res map[string]result, order []string) {
 func load(fn string) (map[string]result, []string) {
 	res := map[string]result{}
 	var order []string
-	fh, err := os.Open(fn) //nolint:gosec // files named by scripts/bench-compare.sh
+	loadInto(fn, res, &order)
+	return res, order
+}
+
+// loadInto parses one file into res, appending new names to order; it exits on error.
+func loadInto(fn string, res map[string]result, order *[]string) {
+	fh, err := os.Open(fn) //nolint:gosec // files named by make bench and bench-compare.sh
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
-	err = parse(fh, res, &order)
+	err = parse(fh, res, order)
 	fh.Close()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
-	return res, order
 }
 
 // compareMain writes P1 and P4 of two commits measured in the same run, interleaved:
