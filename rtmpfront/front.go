@@ -32,30 +32,48 @@ import (
 )
 
 // Handshake sizes (RTMP spec §5.2): C0/S0 one byte, C1/S1/C2/S2 1536 bytes each.
+const handshakeClientBytes = 1 + 1536 + 1536
+
+// Message types the front acts on (spec §5.4, §7.1).
 const (
-	handshakeClientBytes = 1 + 1536 + 1536
-	chunkSizeMessage     = 1
-	commandAMF0Message   = 20
+	chunkSizeMessage   = 1
+	abortMessage       = 2
+	commandAMF0Message = 20
+)
+
+// Defaults of Proxy's limits. What a client may do before publish or play is bounded
+// tightly: nobody has authenticated yet. OBS and ffmpeg send under 1 KiB there.
+const (
+	defaultHandshakeTimeout = 10 * time.Second
+	defaultMaxPendingBytes  = 32 << 10
 )
 
 // Proxy relays RTMP connections to MediaMTX. Set the fields, then call Serve.
+//
+// A connection is pending from accept until its client sends publish or play. Pending
+// connections are bounded in time and bytes. A client that breaks a limit is disconnected
+// and logged at warning level with its address.
 type Proxy struct {
 	// Upstream is MediaMTX's RTMP listener, e.g. 127.0.0.1:1936. Required.
 	Upstream string
-	// Logger receives one line per rewritten or failed connection; never credentials.
+	// Logger receives one line per rewritten, refused or failed connection; never
+	// credentials. Warnings about clients are throttled to about 10 lines a second.
 	Logger *slog.Logger
-	// HandshakeTimeout bounds the handshake and the commands up to publish. Default 10 s.
+	// HandshakeTimeout bounds a pending connection's life: the handshake and the commands
+	// up to publish or play. Zero means 10 s.
 	HandshakeTimeout time.Duration
+	// MaxPendingBytes bounds what a pending connection's client may send after the
+	// handshake, in bytes: every chunk and message counts, and a message announced larger
+	// than this is refused at its header. After play, it bounds each message. Zero means
+	// 32 KiB.
+	MaxPendingBytes int
+
+	logGate throttle
 }
 
 // Serve accepts connections on ln until ctx ends or ln fails.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
-	if p.HandshakeTimeout == 0 {
-		p.HandshakeTimeout = 10 * time.Second
-	}
-	if p.Logger == nil {
-		p.Logger = slog.New(slog.DiscardHandler)
-	}
+	p.setDefaults()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
@@ -73,6 +91,18 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 			return err
 		}
 		wg.Go(func() { p.handle(ctx, conn) })
+	}
+}
+
+func (p *Proxy) setDefaults() {
+	if p.HandshakeTimeout == 0 {
+		p.HandshakeTimeout = defaultHandshakeTimeout
+	}
+	if p.MaxPendingBytes == 0 {
+		p.MaxPendingBytes = defaultMaxPendingBytes
+	}
+	if p.Logger == nil {
+		p.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
@@ -100,21 +130,30 @@ func (p *Proxy) handle(ctx context.Context, client net.Conn) {
 	defer func() { up.Close(); <-done }()
 
 	_ = client.SetReadDeadline(time.Now().Add(p.HandshakeTimeout))
-	if _, err := io.CopyN(up, client, handshakeClientBytes); err != nil {
-		return
+	_, err = io.CopyN(up, client, handshakeClientBytes)
+	if err == nil {
+		err = p.relay(client, up)
 	}
-	if err := p.relay(client, up); !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+	var le *limitError
+	switch {
+	case errors.As(err, &le):
+		p.warn("rtmp front: client broke a limit; disconnected", "ip", hostOf(client.RemoteAddr()), "limit", le.msg)
+	case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
 		p.Logger.Debug("rtmp front: connection ended", "err", err)
 	}
 }
 
 // relay copies client messages to MediaMTX one by one, rewriting the commands of
-// ScaleEngine-form connections. The read deadline is lifted once publishing starts. It
+// ScaleEngine-form connections, under the limits of the connection's phase: pending until
+// publish or play (HandshakeTimeout, MaxPendingBytes), then publishing (MediaMTX's message
+// size) or playing (small messages); the read deadline is lifted with publish or play. It
 // returns only when the connection ends, with the error that ended it.
 func (p *Proxy) relay(client, up net.Conn) error {
-	r := rawmessage.NewReader(client, bytecounter.NewReader(client), nil)
+	r := newChunkReader(client)
+	r.limit(p.MaxPendingBytes, p.MaxPendingBytes, int64(p.MaxPendingBytes))
 	w := rawmessage.NewWriter(up, bytecounter.NewWriter(up), false)
 	var st state
+	pending := true
 	for {
 		msg, err := r.Read()
 		if err != nil {
@@ -122,24 +161,30 @@ func (p *Proxy) relay(client, up net.Conn) error {
 		}
 		switch msg.Type {
 		case chunkSizeMessage:
-			if len(msg.Body) == 4 {
-				v := (uint32(msg.Body[0])<<24 | uint32(msg.Body[1])<<16 | uint32(msg.Body[2])<<8 | uint32(msg.Body[3])) & 0x7FFFFFFF
-				if err := r.SetChunkSize(v); err != nil {
-					return err
-				}
-				if err := w.Write(msg); err != nil {
-					return err
-				}
-				w.SetChunkSize(v)
-				continue
+			v, err := r.setChunkSize(msg.Body)
+			if err != nil {
+				return err
 			}
+			if err := w.Write(msg); err != nil {
+				return err
+			}
+			w.SetChunkSize(v)
+			continue
+		case abortMessage:
+			r.abort(msg.Body)
 		case commandAMF0Message:
 			name, err := st.rewrite(msg)
 			if err != nil {
 				return err
 			}
-			if name == "publish" || name == "play" {
+			if pending && (name == "publish" || name == "play") {
+				pending = false
 				_ = client.SetReadDeadline(time.Time{})
+				if name == "publish" {
+					r.limit(maxMessageSize, maxUnfinished, 0)
+				} else {
+					r.limit(p.MaxPendingBytes, p.MaxPendingBytes, 0)
+				}
 				if st.rewritten {
 					p.Logger.Info("rtmp front: ScaleEngine URL form routed", "ip", hostOf(client.RemoteAddr()))
 				}
@@ -302,4 +347,35 @@ func hostOf(a net.Addr) string {
 		return t.IP.String()
 	}
 	return ""
+}
+
+// throttle lets one line through per logEvery and counts the rest, so that a flood of
+// refused clients cannot flood the log (or the disk under it).
+type throttle struct {
+	mu         sync.Mutex
+	next       time.Time
+	suppressed int
+}
+
+const logEvery = 100 * time.Millisecond
+
+// warn logs a warning about a client unless the throttle holds it back; the next line
+// that passes says how many were held back.
+func (p *Proxy) warn(msg string, args ...any) {
+	g := &p.logGate
+	g.mu.Lock()
+	now := time.Now()
+	if now.Before(g.next) {
+		g.suppressed++
+		g.mu.Unlock()
+		return
+	}
+	g.next = now.Add(logEvery)
+	suppressed := g.suppressed
+	g.suppressed = 0
+	g.mu.Unlock()
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	p.Logger.Warn(msg, args...)
 }

@@ -1,0 +1,304 @@
+package rtmpfront_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stagedoor/stagedoor/rtmpfront"
+)
+
+// waitLong is the tests' timeout: generous, for a loaded machine under -race. Outcomes are
+// what is asserted, never how fast they came.
+const waitLong = 30 * time.Second // for something that must happen
+
+// lockedBuffer collects the front's log from its goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// upConn is one connection the front opened to the stand-in MediaMTX.
+type upConn struct {
+	header string // the PROXY protocol line
+	conn   net.Conn
+	r      *bufio.Reader
+}
+
+// startUpstream stands in for MediaMTX: it reads each connection's PROXY header, reports
+// the connection, and hands it to serve (nil: read and discard everything).
+func startUpstream(t *testing.T, serve func(upConn)) (string, <-chan upConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make(chan upConn, 64)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var open []net.Conn
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			open = append(open, c)
+			mu.Unlock()
+			wg.Go(func() {
+				r := bufio.NewReader(c)
+				header, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				u := upConn{header: header, conn: c, r: r}
+				conns <- u
+				if serve != nil {
+					serve(u)
+					return
+				}
+				_, _ = io.Copy(io.Discard, r)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String(), conns
+}
+
+// countingListener counts what the front reads from each client it accepts.
+type countingListener struct {
+	net.Listener
+	accepted chan *countingConn
+}
+
+type countingConn struct {
+	net.Conn
+	n atomic.Int64
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	cc := &countingConn{Conn: c}
+	select {
+	case l.accepted <- cc:
+	default:
+	}
+	return cc, nil
+}
+
+// startFront runs p on a loopback listener until the test ends, with its log in the
+// returned buffer.
+func startFront(t *testing.T, p *rtmpfront.Proxy) (*countingListener, *lockedBuffer) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &countingListener{Listener: ln, accepted: make(chan *countingConn, 64)}
+	logs := &lockedBuffer{}
+	p.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx, cl) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve = %v, want nil after the context ends", err)
+		}
+	})
+	return cl, logs
+}
+
+// dial connects to the front from the loopback address from (e.g. "127.0.0.2").
+func dial(t *testing.T, addr, from string) net.Conn {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	c, err := d.DialContext(t.Context(), "tcp", addr)
+	if err != nil {
+		t.Skipf("cannot dial from %s: %v", from, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// handshake is C0, C1 and C2: the front copies them to MediaMTX without looking.
+func handshake() []byte {
+	b := make([]byte, 1+1536+1536)
+	b[0] = 3
+	return b
+}
+
+// closedByFront reports whether the front closed c within wait: a read that ends in
+// anything but a timeout.
+func closedByFront(c net.Conn, wait time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	_, err := io.Copy(io.Discard, c)
+	var ne net.Error
+	return !errors.As(err, &ne) || !ne.Timeout()
+}
+
+// Raw chunks for the attacks, by hand: a type 0 chunk header (chunk stream 2 or 3,
+// timestamp 0, message stream 0) and a Set Chunk Size message.
+func type0(csid byte, typ byte, bodyLen uint32) []byte {
+	return []byte{csid, 0, 0, 0, byte(bodyLen >> 16), byte(bodyLen >> 8), byte(bodyLen), typ, 0, 0, 0, 0}
+}
+
+func setChunkSize(v uint32) []byte {
+	return append(type0(2, 1, 4), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+}
+
+// attack is what a client sends after the handshake: a prefix, then filler repeated up
+// to n bytes in all.
+func attack(prefix, filler []byte, n int) []byte {
+	b := append([]byte(nil), prefix...)
+	for len(b) < n {
+		b = append(b, filler...)
+	}
+	return b[:n]
+}
+
+const (
+	attackBytes            = 2 << 20
+	defaultMaxPendingBytes = 32 << 10 // Proxy's documented default
+)
+
+// floods are issue 11's H1: before publish, a client makes the front hold far more than
+// it sends, or send it without end.
+func floods() []struct {
+	name string
+	data []byte
+} {
+	type1byte := append([]byte{0xC3}, 'x')
+	ack := append(type0(2, 3, 4), 0, 0, 0, 1)
+	return []struct {
+		name string
+		data []byte
+	}{
+		// Chunk size 0: every 1-byte type 3 header adds an empty fragment to a message that
+		// never completes (70 times the bytes sent, measured).
+		{"ChunkSizeZeroCut", attack(append(setChunkSize(0), type0(3, 20, 256)...), []byte{0xC3}, attackBytes)},
+		{"ChunkSizeOneCut", attack(append(append(setChunkSize(1), type0(3, 20, 10<<20)...), 'x'), type1byte, attackBytes)},
+		{"ChunkSizeOverMaximumCut", attack(setChunkSize(0x7FFFFFFF), []byte{0xC3}, attackBytes)},
+		// A command announced at MediaMTX's 10 MiB maximum, its bytes following.
+		{"HugeCommandCut", attack(append(type0(3, 20, 10<<20), make([]byte, 128)...), append([]byte{0xC3}, make([]byte, 128)...), attackBytes)},
+		// The largest chunk size MediaMTX takes and a 10 MiB command: gortmplib allocates
+		// the whole first chunk as the header arrives.
+		{"HugeChunkSizeAndCommandCut", attack(append(setChunkSize(10<<20), type0(3, 20, 10<<20)...), []byte{0}, attackBytes)},
+		// Valid little messages, without end and without publish.
+		{"EndlessSmallMessagesCut", attack(nil, ack, attackBytes)},
+	}
+}
+
+// TestFloodBeforePublishIsCut: each flood ends with the connection closed after the front
+// has read at most MaxPendingBytes past the handshake (and its read buffer), and a warning
+// naming the client's address.
+func TestFloodBeforePublishIsCut(t *testing.T) {
+	for _, tt := range floods() {
+		t.Run(tt.name, func(t *testing.T) {
+			up, _ := startUpstream(t, nil)
+			p := &rtmpfront.Proxy{Upstream: up}
+			ln, logs := startFront(t, p)
+			c := dial(t, ln.Addr().String(), "127.0.0.1")
+			server := <-ln.accepted
+			written := make(chan struct{})
+			go func() {
+				defer close(written)
+				if _, err := c.Write(handshake()); err != nil {
+					return
+				}
+				for b := tt.data; len(b) > 0; b = b[min(len(b), 16<<10):] {
+					if _, err := c.Write(b[:min(len(b), 16<<10)]); err != nil {
+						return
+					}
+				}
+			}()
+			if !closedByFront(c, waitLong) {
+				t.Errorf("connection still open after %v", waitLong)
+			}
+			c.Close()
+			<-written
+			bound := int64(len(handshake()) + defaultMaxPendingBytes + 4096)
+			if got := server.n.Load(); got > bound {
+				t.Errorf("front read %d bytes from the client, want at most %d", got, bound)
+			}
+			log := logs.String()
+			if !strings.Contains(log, `"level":"WARN","msg":"rtmp front: client broke a limit; disconnected","ip":"127.0.0.1"`) {
+				t.Errorf("no warning naming the client in the log:\n%s", log)
+			}
+		})
+	}
+}
+
+// TestChunkFloodHeapBounded is H1 as measured live: clients send chunk size 0 and then
+// empty type 3 chunks. The heap grows by a bounded amount, not with what they send.
+func TestChunkFloodHeapBounded(t *testing.T) {
+	up, _ := startUpstream(t, nil)
+	ln, _ := startFront(t, &rtmpfront.Proxy{Upstream: up})
+	const clients, each = 4, 512 << 10
+	data := append(handshake(), attack(append(setChunkSize(0), type0(3, 20, 256)...), []byte{0xC3}, each)...)
+
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	conns := make([]net.Conn, clients)
+	for i := range conns {
+		conns[i] = dial(t, ln.Addr().String(), "127.0.0.1")
+		server := <-ln.accepted
+		closed := make(chan bool, 1)
+		go func() { closed <- closedByFront(conns[i], waitLong) }()
+		go func() { _, _ = conns[i].Write(data) }()
+		// Until the front has cut the client or read all it sent.
+		for deadline := time.Now().Add(waitLong); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if len(closed) > 0 || server.n.Load() >= int64(len(data)) {
+				break
+			}
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grew := int64(after.HeapInuse) - int64(before.HeapInuse)
+	t.Logf("heap in use grew by %d KiB for %d KiB sent", grew>>10, clients*len(data)>>10)
+	if limit := int64(8 << 20); grew > limit {
+		t.Errorf("heap in use grew by %d bytes, want at most %d", grew, limit)
+	}
+}
