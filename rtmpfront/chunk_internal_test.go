@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"net"
 	"testing"
 	"time"
 
@@ -237,5 +238,26 @@ func TestChunkReaderAllocatesWhatArrives(t *testing.T) {
 	}
 	if got := cap(r.streams[6].body); got > 2*readStep {
 		t.Errorf("body capacity %d after 1000 bytes of a 10 MiB message, want at most %d", got, 2*readStep)
+	}
+}
+
+func TestClientKey(t *testing.T) {
+	tcp := func(ip string) net.Addr { return &net.TCPAddr{IP: net.ParseIP(ip), Port: 1} }
+	for _, tt := range []struct {
+		name string
+		a, b net.Addr
+		same bool
+	}{
+		{"IPv4DifferentHostsDiffer", tcp("198.51.100.1"), tcp("198.51.100.2"), false},
+		{"IPv4MappedIsIPv4", tcp("::ffff:198.51.100.1"), tcp("198.51.100.1"), true},
+		{"IPv6SameSlash64Shares", tcp("2001:db8:1:2::1"), tcp("2001:db8:1:2:ffff::9"), true},
+		{"IPv6OtherSlash64Differs", tcp("2001:db8:1:2::1"), tcp("2001:db8:1:3::1"), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := clientKey(tt.a) == clientKey(tt.b); got != tt.same {
+				t.Errorf("clientKey(%v) = %q, clientKey(%v) = %q; same = %v, want %v",
+					tt.a, clientKey(tt.a), tt.b, clientKey(tt.b), got, tt.same)
+			}
+		})
 	}
 }

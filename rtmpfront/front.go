@@ -46,13 +46,17 @@ const (
 const (
 	defaultHandshakeTimeout = 10 * time.Second
 	defaultMaxPendingBytes  = 32 << 10
+	defaultMaxPendingPerIP  = 8
+	defaultMaxPending       = 256
 )
 
 // Proxy relays RTMP connections to MediaMTX. Set the fields, then call Serve.
 //
 // A connection is pending from accept until its client sends publish or play. Pending
-// connections are bounded in time and bytes. A client that breaks a limit is disconnected
-// and logged at warning level with its address.
+// connections are bounded in number, time and bytes, so that a flood of them costs a small,
+// fixed amount of memory (about 100 KiB each at most, with MaxPending of them) and a few
+// goroutines. A client that breaks a limit is disconnected and logged at warning level with
+// its address.
 type Proxy struct {
 	// Upstream is MediaMTX's RTMP listener, e.g. 127.0.0.1:1936. Required.
 	Upstream string
@@ -67,6 +71,12 @@ type Proxy struct {
 	// than this is refused at its header. After play, it bounds each message. Zero means
 	// 32 KiB.
 	MaxPendingBytes int
+	// MaxPendingPerIP bounds the pending connections from one address (IPv4) or /64
+	// (IPv6); more are closed at accept. Zero means 8.
+	MaxPendingPerIP int
+	// MaxPending bounds the pending connections from all addresses together. Zero means
+	// 256.
+	MaxPending int
 
 	logGate throttle
 }
@@ -78,6 +88,7 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	pending := &pendingSet{perIP: make(map[string]int)}
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -90,7 +101,23 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return err
 		}
-		wg.Go(func() { p.handle(ctx, conn) })
+		key := clientKey(conn.RemoteAddr())
+		if over := pending.acquire(key, p.MaxPendingPerIP, p.MaxPending); over != "" {
+			p.warn("rtmp front: too many connections before publish; refused", "ip", hostOf(conn.RemoteAddr()), "limit", over)
+			conn.Close()
+			continue
+		}
+		wg.Go(func() {
+			released := false
+			release := func() {
+				if !released {
+					released = true
+					pending.release(key)
+				}
+			}
+			defer release()
+			p.handle(ctx, conn, release)
+		})
 	}
 }
 
@@ -101,12 +128,19 @@ func (p *Proxy) setDefaults() {
 	if p.MaxPendingBytes == 0 {
 		p.MaxPendingBytes = defaultMaxPendingBytes
 	}
+	if p.MaxPendingPerIP == 0 {
+		p.MaxPendingPerIP = defaultMaxPendingPerIP
+	}
+	if p.MaxPending == 0 {
+		p.MaxPending = defaultMaxPending
+	}
 	if p.Logger == nil {
 		p.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
-func (p *Proxy) handle(ctx context.Context, client net.Conn) {
+// handle relays one connection; release ends its pending state.
+func (p *Proxy) handle(ctx context.Context, client net.Conn, release func()) {
 	defer client.Close()
 	up, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", p.Upstream)
 	if err != nil {
@@ -132,7 +166,7 @@ func (p *Proxy) handle(ctx context.Context, client net.Conn) {
 	_ = client.SetReadDeadline(time.Now().Add(p.HandshakeTimeout))
 	_, err = io.CopyN(up, client, handshakeClientBytes)
 	if err == nil {
-		err = p.relay(client, up)
+		err = p.relay(client, up, release)
 	}
 	var le *limitError
 	switch {
@@ -148,7 +182,7 @@ func (p *Proxy) handle(ctx context.Context, client net.Conn) {
 // publish or play (HandshakeTimeout, MaxPendingBytes), then publishing (MediaMTX's message
 // size) or playing (small messages); the read deadline is lifted with publish or play. It
 // returns only when the connection ends, with the error that ended it.
-func (p *Proxy) relay(client, up net.Conn) error {
+func (p *Proxy) relay(client, up net.Conn, release func()) error {
 	r := newChunkReader(client)
 	r.limit(p.MaxPendingBytes, p.MaxPendingBytes, int64(p.MaxPendingBytes))
 	w := rawmessage.NewWriter(up, bytecounter.NewWriter(up), false)
@@ -179,6 +213,7 @@ func (p *Proxy) relay(client, up net.Conn) error {
 			}
 			if pending && (name == "publish" || name == "play") {
 				pending = false
+				release()
 				_ = client.SetReadDeadline(time.Time{})
 				if name == "publish" {
 					r.limit(maxMessageSize, maxUnfinished, 0)
@@ -347,6 +382,51 @@ func hostOf(a net.Addr) string {
 		return t.IP.String()
 	}
 	return ""
+}
+
+// clientKey is what MaxPendingPerIP counts by: the IPv4 address, or the /64 of an IPv6
+// one (a single subscriber is commonly given a whole /64).
+func clientKey(a net.Addr) string {
+	t := tcpAddr(a)
+	if t == nil {
+		return ""
+	}
+	if ip4 := t.IP.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return t.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
+
+// pendingSet counts pending connections, per client key and in all.
+type pendingSet struct {
+	mu    sync.Mutex
+	perIP map[string]int
+	total int
+}
+
+// acquire counts one more pending connection for key, or returns which limit it would
+// break.
+func (s *pendingSet) acquire(key string, perIP, total int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.perIP[key] >= perIP:
+		return "MaxPendingPerIP"
+	case s.total >= total:
+		return "MaxPending"
+	}
+	s.perIP[key]++
+	s.total++
+	return ""
+}
+
+func (s *pendingSet) release(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total--
+	if s.perIP[key]--; s.perIP[key] == 0 {
+		delete(s.perIP, key)
+	}
 }
 
 // throttle lets one line through per logEvery and counts the rest, so that a flood of

@@ -15,6 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortmplib/pkg/amf0"
+	"github.com/bluenviron/gortmplib/pkg/bytecounter"
+	"github.com/bluenviron/gortmplib/pkg/rawmessage"
+
 	"github.com/stagedoor/stagedoor/rtmpfront"
 )
 
@@ -168,6 +172,40 @@ func handshake() []byte {
 	return b
 }
 
+// commands encodes AMF0 commands as a client sends them (chunk size 128).
+func commands(t *testing.T, cmds ...amf0.Data) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w := rawmessage.NewWriter(&buf, bytecounter.NewWriter(&buf), false)
+	for _, c := range cmds {
+		body, err := c.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write(&rawmessage.Message{ChunkStreamID: 3, Type: 20, Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+func connect(t *testing.T) []byte {
+	return commands(t, amf0.Data{"connect", 1.0, amf0.Object{{Key: "app", Value: "live"}, {Key: "tcUrl", Value: "rtmp://127.0.0.1/live"}}})
+}
+
+func publish(t *testing.T) []byte {
+	return commands(t, amf0.Data{"createStream", 2.0, nil}, amf0.Data{"publish", 3.0, nil, "concert", "live"})
+}
+
+func write(t *testing.T, c net.Conn, parts ...[]byte) {
+	t.Helper()
+	for _, b := range parts {
+		if _, err := c.Write(b); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+}
+
 // closedByFront reports whether the front closed c within wait: a read that ends in
 // anything but a timeout.
 func closedByFront(c net.Conn, wait time.Duration) bool {
@@ -300,5 +338,66 @@ func TestChunkFloodHeapBounded(t *testing.T) {
 	t.Logf("heap in use grew by %d KiB for %d KiB sent", grew>>10, clients*len(data)>>10)
 	if limit := int64(8 << 20); grew > limit {
 		t.Errorf("heap in use grew by %d bytes, want at most %d", grew, limit)
+	}
+}
+
+// TestPendingConnectionsLimited: a client address may hold MaxPendingPerIP connections
+// that have not published; another address still gets through, up to MaxPending in all,
+// and a connection that publishes frees its place.
+func TestPendingConnectionsLimited(t *testing.T) {
+	up, upConns := startUpstream(t, func(u upConn) {})
+	ln, logs := startFront(t, &rtmpfront.Proxy{Upstream: up, MaxPendingPerIP: 2, MaxPending: 3})
+	addr := ln.Addr().String()
+	// reached waits for the front to open the connection from ip to MediaMTX.
+	reached := func(ip string) (upConn, bool) {
+		select {
+		case u := <-upConns:
+			if !strings.HasPrefix(u.header, "PROXY TCP4 "+ip+" ") {
+				t.Fatalf("upstream got %q, want the connection from %s", u.header, ip)
+			}
+			return u, true
+		case <-time.After(waitLong):
+			return upConn{}, false
+		}
+	}
+	pending := func(ip string) (net.Conn, upConn) {
+		c := dial(t, addr, ip)
+		write(t, c, handshake())
+		u, ok := reached(ip)
+		if !ok {
+			t.Fatalf("connection from %s never reached MediaMTX", ip)
+		}
+		return c, u
+	}
+	first, firstUp := pending("127.0.0.1")
+	pending("127.0.0.1")
+
+	if c := dial(t, addr, "127.0.0.1"); !closedByFront(c, waitLong) {
+		t.Errorf("third pending connection from 127.0.0.1: still open, want it refused (MaxPendingPerIP 2)")
+	}
+	pending("127.0.0.2") // another address still gets through
+	if c := dial(t, addr, "127.0.0.3"); !closedByFront(c, waitLong) {
+		t.Errorf("fourth pending connection in all: still open, want it refused (MaxPending 3)")
+	}
+	if log := logs.String(); !strings.Contains(log, `"msg":"rtmp front: too many connections before publish; refused","ip":"127.0.0.1","limit":"MaxPendingPerIP"`) {
+		t.Errorf("no warning naming the refused client in the log:\n%s", log)
+	}
+
+	// The first connection publishes: MediaMTX sees publish, and its place is free.
+	write(t, first, connect(t), publish(t))
+	var seen []byte
+	buf := make([]byte, 4096)
+	_ = firstUp.conn.SetReadDeadline(time.Now().Add(waitLong))
+	for !bytes.Contains(seen, []byte("publish")) {
+		n, err := firstUp.r.Read(buf)
+		if err != nil {
+			t.Fatalf("MediaMTX never got publish: %v", err)
+		}
+		seen = append(seen, buf[:n]...)
+	}
+	c := dial(t, addr, "127.0.0.1")
+	write(t, c, handshake())
+	if _, ok := reached("127.0.0.1"); !ok {
+		t.Errorf("pending connection from 127.0.0.1 after one published: never reached MediaMTX, want it let through")
 	}
 }
