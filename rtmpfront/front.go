@@ -48,6 +48,9 @@ const (
 	defaultMaxPendingBytes  = 32 << 10
 	defaultMaxPendingPerIP  = 8
 	defaultMaxPending       = 256
+	defaultIdleTimeout      = 60 * time.Second
+	defaultWriteTimeout     = 30 * time.Second
+	copyBufferSize          = 16 << 10
 )
 
 // Proxy relays RTMP connections to MediaMTX. Set the fields, then call Serve.
@@ -77,6 +80,16 @@ type Proxy struct {
 	// MaxPending bounds the pending connections from all addresses together. Zero means
 	// 256.
 	MaxPending int
+	// IdleTimeout is how long a publishing client may send nothing at all before it is
+	// disconnected. Encoders send media without pause, and MediaMTX drops a publisher
+	// silent for its readTimeout (10 s by default) first: this is the backstop. Players
+	// are exempt: they send nothing but an acknowledgement every few megabytes. Zero
+	// means 60 s.
+	IdleTimeout time.Duration
+	// WriteTimeout is how long one write towards the client may block; every write gets a
+	// new deadline, so a player that keeps reading is never cut, and one that stops is
+	// disconnected within WriteTimeout of the front's buffers filling. Zero means 30 s.
+	WriteTimeout time.Duration
 
 	logGate throttle
 }
@@ -134,55 +147,111 @@ func (p *Proxy) setDefaults() {
 	if p.MaxPending == 0 {
 		p.MaxPending = defaultMaxPending
 	}
+	if p.IdleTimeout == 0 {
+		p.IdleTimeout = defaultIdleTimeout
+	}
+	if p.WriteTimeout == 0 {
+		p.WriteTimeout = defaultWriteTimeout
+	}
 	if p.Logger == nil {
 		p.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
 // handle relays one connection; release ends its pending state.
-func (p *Proxy) handle(ctx context.Context, client net.Conn, release func()) {
-	defer client.Close()
+func (p *Proxy) handle(ctx context.Context, conn net.Conn, release func()) {
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(p.HandshakeTimeout))
+	client := &idleConn{Conn: conn}
 	up, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", p.Upstream)
 	if err != nil {
 		p.Logger.Warn("rtmp front: upstream unreachable", "err", err)
 		return
 	}
 	defer up.Close()
-	stop := context.AfterFunc(ctx, func() { client.Close(); up.Close() })
+	stop := context.AfterFunc(ctx, func() { conn.Close(); up.Close() })
 	defer stop()
 
-	if _, err := io.WriteString(up, proxyHeader(client.RemoteAddr(), client.LocalAddr())); err != nil {
+	if _, err := io.WriteString(up, proxyHeader(conn.RemoteAddr(), conn.LocalAddr())); err != nil {
 		return
 	}
 	// MediaMTX → client needs no rewriting: copy it raw.
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _ = io.Copy(client, up)
-		client.Close()
+		p.copyToClient(conn, up)
+		conn.Close()
 	}()
 	defer func() { up.Close(); <-done }()
 
-	_ = client.SetReadDeadline(time.Now().Add(p.HandshakeTimeout))
-	_, err = io.CopyN(up, client, handshakeClientBytes)
+	_, err = io.CopyN(up, conn, handshakeClientBytes)
 	if err == nil {
 		err = p.relay(client, up, release)
 	}
 	var le *limitError
+	var ne net.Error
 	switch {
 	case errors.As(err, &le):
-		p.warn("rtmp front: client broke a limit; disconnected", "ip", hostOf(client.RemoteAddr()), "limit", le.msg)
+		p.warn("rtmp front: client broke a limit; disconnected", "ip", hostOf(conn.RemoteAddr()), "limit", le.msg)
+	case errors.As(err, &ne) && ne.Timeout():
+		p.warn("rtmp front: client silent; disconnected", "ip", hostOf(conn.RemoteAddr()), "after", client.timeoutName(p))
 	case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
 		p.Logger.Debug("rtmp front: connection ended", "err", err)
 	}
 }
 
+// copyToClient copies MediaMTX's bytes to the client until either side fails. Each write
+// gets a fresh deadline of WriteTimeout, so a client that stops reading is dropped while
+// one that keeps reading never is.
+func (p *Proxy) copyToClient(client, up net.Conn) {
+	buf := make([]byte, copyBufferSize)
+	for {
+		n, err := up.Read(buf)
+		if n > 0 {
+			_ = client.SetWriteDeadline(time.Now().Add(p.WriteTimeout))
+			if _, werr := client.Write(buf[:n]); werr != nil {
+				var ne net.Error
+				if errors.As(werr, &ne) && ne.Timeout() {
+					p.warn("rtmp front: client stopped reading; disconnected", "ip", hostOf(client.RemoteAddr()),
+						"after", p.WriteTimeout.String())
+				}
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// idleConn is the client connection as the relay reads it: while idle is set, every read
+// gets a fresh deadline of idle; otherwise the deadline set last stands.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *idleConn) Read(b []byte) (int, error) {
+	if c.idle > 0 {
+		_ = c.SetReadDeadline(time.Now().Add(c.idle))
+	}
+	return c.Conn.Read(b)
+}
+
+// timeoutName names the read timeout in force, for the log.
+func (c *idleConn) timeoutName(p *Proxy) string {
+	if c.idle > 0 {
+		return "IdleTimeout " + c.idle.String()
+	}
+	return "HandshakeTimeout " + p.HandshakeTimeout.String()
+}
+
 // relay copies client messages to MediaMTX one by one, rewriting the commands of
 // ScaleEngine-form connections, under the limits of the connection's phase: pending until
-// publish or play (HandshakeTimeout, MaxPendingBytes), then publishing (MediaMTX's message
-// size) or playing (small messages); the read deadline is lifted with publish or play. It
-// returns only when the connection ends, with the error that ended it.
-func (p *Proxy) relay(client, up net.Conn, release func()) error {
+// publish or play (HandshakeTimeout, MaxPendingBytes), then publishing (IdleTimeout,
+// MediaMTX's message size) or playing (no read timeout, small messages). It returns only
+// when the connection ends, with the error that ended it.
+func (p *Proxy) relay(client *idleConn, up net.Conn, release func()) error {
 	r := newChunkReader(client)
 	r.limit(p.MaxPendingBytes, p.MaxPendingBytes, int64(p.MaxPendingBytes))
 	w := rawmessage.NewWriter(up, bytecounter.NewWriter(up), false)
@@ -214,11 +283,15 @@ func (p *Proxy) relay(client, up net.Conn, release func()) error {
 			if pending && (name == "publish" || name == "play") {
 				pending = false
 				release()
-				_ = client.SetReadDeadline(time.Time{})
 				if name == "publish" {
 					r.limit(maxMessageSize, maxUnfinished, 0)
+					client.idle = p.IdleTimeout
+					_ = client.SetReadDeadline(time.Now().Add(p.IdleTimeout))
 				} else {
+					// A player sends little but an acknowledgement every few megabytes,
+					// so it gets no read timeout: WriteTimeout notices a dead one.
 					r.limit(p.MaxPendingBytes, p.MaxPendingBytes, 0)
+					_ = client.SetReadDeadline(time.Time{})
 				}
 				if st.rewritten {
 					p.Logger.Info("rtmp front: ScaleEngine URL form routed", "ip", hostOf(client.RemoteAddr()))

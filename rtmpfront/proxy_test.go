@@ -22,9 +22,12 @@ import (
 	"github.com/stagedoor/stagedoor/rtmpfront"
 )
 
-// waitLong is the tests' timeout: generous, for a loaded machine under -race. Outcomes are
-// what is asserted, never how fast they came.
-const waitLong = 30 * time.Second // for something that must happen
+// Timeouts of the tests: generous, for a loaded machine under -race. Outcomes are what is
+// asserted, never how fast they came.
+const (
+	waitLong  = 30 * time.Second // for something that must happen
+	waitShort = 2 * time.Second  // for something that must not have happened yet
+)
 
 // lockedBuffer collects the front's log from its goroutines.
 type lockedBuffer struct {
@@ -195,6 +198,10 @@ func connect(t *testing.T) []byte {
 
 func publish(t *testing.T) []byte {
 	return commands(t, amf0.Data{"createStream", 2.0, nil}, amf0.Data{"publish", 3.0, nil, "concert", "live"})
+}
+
+func play(t *testing.T) []byte {
+	return commands(t, amf0.Data{"createStream", 2.0, nil}, amf0.Data{"play", 3.0, nil, "concert"})
 }
 
 func write(t *testing.T, c net.Conn, parts ...[]byte) {
@@ -399,5 +406,103 @@ func TestPendingConnectionsLimited(t *testing.T) {
 	write(t, c, handshake())
 	if _, ok := reached("127.0.0.1"); !ok {
 		t.Errorf("pending connection from 127.0.0.1 after one published: never reached MediaMTX, want it let through")
+	}
+}
+
+// TestWriteTimeout (L1): a client that stops reading is dropped once a write to it has
+// blocked for WriteTimeout, freeing both connections; one that keeps reading stays for
+// many WriteTimeouts.
+func TestWriteTimeout(t *testing.T) {
+	t.Run("StalledPlayerDisconnected", func(t *testing.T) {
+		upErr := make(chan error, 1)
+		up, _ := startUpstream(t, func(u upConn) {
+			go func() { _, _ = io.Copy(io.Discard, u.r) }()
+			chunk := make([]byte, 32<<10)
+			for {
+				if _, err := u.conn.Write(chunk); err != nil {
+					upErr <- err
+					return
+				}
+			}
+		})
+		ln, logs := startFront(t, &rtmpfront.Proxy{Upstream: up, WriteTimeout: 200 * time.Millisecond})
+		c := dial(t, ln.Addr().String(), "127.0.0.1")
+		write(t, c, handshake(), connect(t), play(t))
+		// c reads nothing from here on.
+		select {
+		case <-upErr:
+		case <-time.After(waitLong):
+			t.Fatalf("MediaMTX's connection still open %v after the client stopped reading", waitLong)
+		}
+		if log := logs.String(); !strings.Contains(log, `"msg":"rtmp front: client stopped reading; disconnected","ip":"127.0.0.1"`) {
+			t.Errorf("no warning naming the client in the log:\n%s", log)
+		}
+	})
+	t.Run("ReadingPlayerStays", func(t *testing.T) {
+		const writeTimeout, streamFor = time.Second, 4 * time.Second
+		upErr := make(chan error, 1)
+		up, _ := startUpstream(t, func(u upConn) {
+			go func() { _, _ = io.Copy(io.Discard, u.r) }()
+			// A live stream's pace, about 800 KB/s.
+			chunk := make([]byte, 16<<10)
+			for end := time.Now().Add(streamFor); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+				if _, err := u.conn.Write(chunk); err != nil {
+					upErr <- err
+					return
+				}
+			}
+			upErr <- nil
+		})
+		ln, _ := startFront(t, &rtmpfront.Proxy{Upstream: up, WriteTimeout: writeTimeout})
+		c := dial(t, ln.Addr().String(), "127.0.0.1")
+		write(t, c, handshake(), connect(t), play(t))
+		var got atomic.Int64
+		go func() {
+			n, _ := io.Copy(io.Discard, c)
+			got.Store(n)
+		}()
+		select {
+		case err := <-upErr:
+			if err != nil {
+				t.Errorf("stream to a reading player ended after %d bytes: %v; want it to last %v", got.Load(), err, streamFor)
+			}
+		case <-time.After(waitLong):
+			t.Fatalf("stream never ended")
+		}
+	})
+}
+
+// TestReadTimeouts (L1): a publisher that sends nothing for IdleTimeout is dropped, as is
+// a client that neither publishes nor plays within HandshakeTimeout; a player, which has
+// nothing to send, is not.
+func TestReadTimeouts(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	for _, tt := range []struct {
+		name            string
+		idle, handshake time.Duration // the Proxy's IdleTimeout and HandshakeTimeout
+		send            func(t *testing.T) []byte
+		closed          bool
+	}{
+		{"SilentPublisherDisconnected", timeout, 0, func(t *testing.T) []byte { return append(connect(t), publish(t)...) }, true},
+		{"SilentBeforePublishDisconnected", 0, timeout, connect, true},
+		{"SilentPlayerStays", timeout, 0, func(t *testing.T) []byte { return append(connect(t), play(t)...) }, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up, _ := startUpstream(t, nil)
+			p := &rtmpfront.Proxy{Upstream: up, IdleTimeout: tt.idle, HandshakeTimeout: tt.handshake}
+			ln, logs := startFront(t, p)
+			c := dial(t, ln.Addr().String(), "127.0.0.1")
+			write(t, c, handshake(), tt.send(t))
+			wait := waitLong
+			if !tt.closed {
+				wait = waitShort // ten timeouts
+			}
+			if got := closedByFront(c, wait); got != tt.closed {
+				t.Errorf("closed by the front within %v: %v, want %v", wait, got, tt.closed)
+			}
+			if tt.closed && !strings.Contains(logs.String(), `"msg":"rtmp front: client silent; disconnected","ip":"127.0.0.1"`) {
+				t.Errorf("no warning naming the client in the log:\n%s", logs.String())
+			}
+		})
 	}
 }
