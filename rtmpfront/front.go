@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/stagedoor/stagedoor"
@@ -94,7 +95,10 @@ type Proxy struct {
 	logGate throttle
 }
 
-// Serve accepts connections on ln until ctx ends or ln fails.
+// Serve accepts connections on ln until ctx ends (then it returns nil) or ln fails.
+// Temporary accept errors, such as running out of file descriptors, are retried with a
+// backoff from 5 ms doubling to 1 s, as net/http's Server.Serve does; any other is logged
+// and returned.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	p.setDefaults()
 	var wg sync.WaitGroup
@@ -102,18 +106,27 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	pending := &pendingSet{perIP: make(map[string]int)}
+	var delay time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if !temporary(err) {
+				p.Logger.Error("rtmp front: accept failed; the front stops", "err", err)
+				return fmt.Errorf("rtmp front: %w", err)
 			}
-			return err
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			p.warn("rtmp front: accept failed; retrying", "err", err, "retry_in", delay.String())
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(delay):
+			}
+			continue
 		}
+		delay = 0
 		key := clientKey(conn.RemoteAddr())
 		if over := pending.acquire(key, p.MaxPendingPerIP, p.MaxPending); over != "" {
 			p.warn("rtmp front: too many connections before publish; refused", "ip", hostOf(conn.RemoteAddr()), "limit", over)
@@ -156,6 +169,28 @@ func (p *Proxy) setDefaults() {
 	if p.Logger == nil {
 		p.Logger = slog.New(slog.DiscardHandler)
 	}
+}
+
+// temporary reports whether an accept error may go away by itself: a timeout, a full file
+// table (EMFILE, ENFILE), a connection reset before it was accepted, or the kernel short
+// of memory.
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	// What net/http's Serve retries: syscall.Errno calls EINTR, EMFILE and ENFILE
+	// temporary.
+	var t interface{ Temporary() bool }
+	if errors.As(err, &t) && t.Temporary() {
+		return true
+	}
+	for _, errno := range []syscall.Errno{syscall.ECONNABORTED, syscall.ECONNRESET, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
 }
 
 // handle relays one connection; release ends its pending state.
