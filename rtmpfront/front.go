@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/stagedoor/stagedoor"
@@ -32,89 +33,265 @@ import (
 )
 
 // Handshake sizes (RTMP spec §5.2): C0/S0 one byte, C1/S1/C2/S2 1536 bytes each.
+const handshakeClientBytes = 1 + 1536 + 1536
+
+// Message types the front acts on (spec §5.4, §7.1).
 const (
-	handshakeClientBytes = 1 + 1536 + 1536
-	chunkSizeMessage     = 1
-	commandAMF0Message   = 20
+	chunkSizeMessage   = 1
+	abortMessage       = 2
+	commandAMF0Message = 20
+)
+
+// Defaults of Proxy's limits. What a client may do before publish or play is bounded
+// tightly: nobody has authenticated yet. OBS and ffmpeg send under 1 KiB there.
+const (
+	defaultHandshakeTimeout = 10 * time.Second
+	defaultMaxPendingBytes  = 32 << 10
+	defaultMaxPendingPerIP  = 8
+	defaultMaxPending       = 256
+	defaultIdleTimeout      = 60 * time.Second
+	defaultWriteTimeout     = 30 * time.Second
+	copyBufferSize          = 16 << 10
 )
 
 // Proxy relays RTMP connections to MediaMTX. Set the fields, then call Serve.
+//
+// A connection is pending from accept until its client sends publish or play. Pending
+// connections are bounded in number, time and bytes, so that a flood of them costs a small,
+// fixed amount of memory (about 100 KiB each at most, with MaxPending of them) and a few
+// goroutines. A client that breaks a limit is disconnected and logged at warning level with
+// its address.
 type Proxy struct {
 	// Upstream is MediaMTX's RTMP listener, e.g. 127.0.0.1:1936. Required.
 	Upstream string
-	// Logger receives one line per rewritten or failed connection; never credentials.
+	// Logger receives one line per rewritten, refused or failed connection; never
+	// credentials. Warnings about clients are throttled to about 10 lines a second.
 	Logger *slog.Logger
-	// HandshakeTimeout bounds the handshake and the commands up to publish. Default 10 s.
+	// HandshakeTimeout bounds a pending connection's life: the handshake and the commands
+	// up to publish or play. Zero means 10 s.
 	HandshakeTimeout time.Duration
+	// MaxPendingBytes bounds what a pending connection's client may send after the
+	// handshake, in bytes: every chunk and message counts, and a message announced larger
+	// than this is refused at its header. After play, it bounds each message. Zero means
+	// 32 KiB.
+	MaxPendingBytes int
+	// MaxPendingPerIP bounds the pending connections from one address (IPv4) or /64
+	// (IPv6); more are closed at accept. Zero means 8.
+	MaxPendingPerIP int
+	// MaxPending bounds the pending connections from all addresses together. Zero means
+	// 256.
+	MaxPending int
+	// IdleTimeout is how long a publishing client may send nothing at all before it is
+	// disconnected. Encoders send media without pause, and MediaMTX drops a publisher
+	// silent for its readTimeout (10 s by default) first: this is the backstop. Players
+	// are exempt: they send nothing but an acknowledgement every few megabytes. Zero
+	// means 60 s.
+	IdleTimeout time.Duration
+	// WriteTimeout is how long one write towards the client may block; every write gets a
+	// new deadline, so a player that keeps reading is never cut, and one that stops is
+	// disconnected within WriteTimeout of the front's buffers filling. Zero means 30 s.
+	WriteTimeout time.Duration
+
+	logGate throttle
 }
 
-// Serve accepts connections on ln until ctx ends or ln fails.
+// Serve accepts connections on ln until ctx ends (then it returns nil) or ln fails.
+// Temporary accept errors, such as running out of file descriptors, are retried with a
+// backoff from 5 ms doubling to 1 s, as net/http's Server.Serve does; any other is logged
+// and returned.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
-	if p.HandshakeTimeout == 0 {
-		p.HandshakeTimeout = 10 * time.Second
-	}
-	if p.Logger == nil {
-		p.Logger = slog.New(slog.DiscardHandler)
-	}
+	p.setDefaults()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	pending := &pendingSet{perIP: make(map[string]int)}
+	var delay time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if !temporary(err) {
+				p.Logger.Error("rtmp front: accept failed; the front stops", "err", err)
+				return fmt.Errorf("rtmp front: %w", err)
 			}
-			return err
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			p.warn("rtmp front: accept failed; retrying", "err", err, "retry_in", delay.String())
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(delay):
+			}
+			continue
 		}
-		wg.Go(func() { p.handle(ctx, conn) })
+		delay = 0
+		key := clientKey(conn.RemoteAddr())
+		if over := pending.acquire(key, p.MaxPendingPerIP, p.MaxPending); over != "" {
+			p.warn("rtmp front: too many connections before publish; refused", "ip", hostOf(conn.RemoteAddr()), "limit", over)
+			conn.Close()
+			continue
+		}
+		wg.Go(func() {
+			released := false
+			release := func() {
+				if !released {
+					released = true
+					pending.release(key)
+				}
+			}
+			defer release()
+			p.handle(ctx, conn, release)
+		})
 	}
 }
 
-func (p *Proxy) handle(ctx context.Context, client net.Conn) {
-	defer client.Close()
+func (p *Proxy) setDefaults() {
+	if p.HandshakeTimeout == 0 {
+		p.HandshakeTimeout = defaultHandshakeTimeout
+	}
+	if p.MaxPendingBytes == 0 {
+		p.MaxPendingBytes = defaultMaxPendingBytes
+	}
+	if p.MaxPendingPerIP == 0 {
+		p.MaxPendingPerIP = defaultMaxPendingPerIP
+	}
+	if p.MaxPending == 0 {
+		p.MaxPending = defaultMaxPending
+	}
+	if p.IdleTimeout == 0 {
+		p.IdleTimeout = defaultIdleTimeout
+	}
+	if p.WriteTimeout == 0 {
+		p.WriteTimeout = defaultWriteTimeout
+	}
+	if p.Logger == nil {
+		p.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// temporary reports whether an accept error may go away by itself: a timeout, a full file
+// table (EMFILE, ENFILE), a connection reset before it was accepted, or the kernel short
+// of memory.
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	// What net/http's Serve retries: syscall.Errno calls EINTR, EMFILE and ENFILE
+	// temporary.
+	var t interface{ Temporary() bool }
+	if errors.As(err, &t) && t.Temporary() {
+		return true
+	}
+	for _, errno := range []syscall.Errno{syscall.ECONNABORTED, syscall.ECONNRESET, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
+}
+
+// handle relays one connection; release ends its pending state.
+func (p *Proxy) handle(ctx context.Context, conn net.Conn, release func()) {
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(p.HandshakeTimeout))
+	client := &idleConn{Conn: conn}
 	up, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", p.Upstream)
 	if err != nil {
 		p.Logger.Warn("rtmp front: upstream unreachable", "err", err)
 		return
 	}
 	defer up.Close()
-	stop := context.AfterFunc(ctx, func() { client.Close(); up.Close() })
+	stop := context.AfterFunc(ctx, func() { conn.Close(); up.Close() })
 	defer stop()
 
-	if _, err := io.WriteString(up, proxyHeader(client.RemoteAddr(), client.LocalAddr())); err != nil {
+	if _, err := io.WriteString(up, proxyHeader(conn.RemoteAddr(), conn.LocalAddr())); err != nil {
 		return
 	}
 	// MediaMTX → client needs no rewriting: copy it raw.
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _ = io.Copy(client, up)
-		client.Close()
+		p.copyToClient(conn, up)
+		conn.Close()
 	}()
 	defer func() { up.Close(); <-done }()
 
-	_ = client.SetReadDeadline(time.Now().Add(p.HandshakeTimeout))
-	if _, err := io.CopyN(up, client, handshakeClientBytes); err != nil {
-		return
+	_, err = io.CopyN(up, conn, handshakeClientBytes)
+	if err == nil {
+		err = p.relay(client, up, release)
 	}
-	if err := p.relay(client, up); !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+	var le *limitError
+	var ne net.Error
+	switch {
+	case errors.As(err, &le):
+		p.warn("rtmp front: client broke a limit; disconnected", "ip", hostOf(conn.RemoteAddr()), "limit", le.msg)
+	case errors.As(err, &ne) && ne.Timeout():
+		p.warn("rtmp front: client silent; disconnected", "ip", hostOf(conn.RemoteAddr()), "after", client.timeoutName(p))
+	case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
 		p.Logger.Debug("rtmp front: connection ended", "err", err)
 	}
 }
 
+// copyToClient copies MediaMTX's bytes to the client until either side fails. Each write
+// gets a fresh deadline of WriteTimeout, so a client that stops reading is dropped while
+// one that keeps reading never is.
+func (p *Proxy) copyToClient(client, up net.Conn) {
+	buf := make([]byte, copyBufferSize)
+	for {
+		n, err := up.Read(buf)
+		if n > 0 {
+			_ = client.SetWriteDeadline(time.Now().Add(p.WriteTimeout))
+			if _, werr := client.Write(buf[:n]); werr != nil {
+				var ne net.Error
+				if errors.As(werr, &ne) && ne.Timeout() {
+					p.warn("rtmp front: client stopped reading; disconnected", "ip", hostOf(client.RemoteAddr()),
+						"after", p.WriteTimeout.String())
+				}
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// idleConn is the client connection as the relay reads it: while idle is set, every read
+// gets a fresh deadline of idle; otherwise the deadline set last stands.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *idleConn) Read(b []byte) (int, error) {
+	if c.idle > 0 {
+		_ = c.SetReadDeadline(time.Now().Add(c.idle))
+	}
+	return c.Conn.Read(b)
+}
+
+// timeoutName names the read timeout in force, for the log.
+func (c *idleConn) timeoutName(p *Proxy) string {
+	if c.idle > 0 {
+		return "IdleTimeout " + c.idle.String()
+	}
+	return "HandshakeTimeout " + p.HandshakeTimeout.String()
+}
+
 // relay copies client messages to MediaMTX one by one, rewriting the commands of
-// ScaleEngine-form connections. The read deadline is lifted once publishing starts. It
-// returns only when the connection ends, with the error that ended it.
-func (p *Proxy) relay(client, up net.Conn) error {
-	r := rawmessage.NewReader(client, bytecounter.NewReader(client), nil)
+// ScaleEngine-form connections, under the limits of the connection's phase: pending until
+// publish or play (HandshakeTimeout, MaxPendingBytes), then publishing (IdleTimeout,
+// MediaMTX's message size) or playing (no read timeout, small messages). It returns only
+// when the connection ends, with the error that ended it.
+func (p *Proxy) relay(client *idleConn, up net.Conn, release func()) error {
+	r := newChunkReader(client)
+	r.limit(p.MaxPendingBytes, p.MaxPendingBytes, int64(p.MaxPendingBytes))
 	w := rawmessage.NewWriter(up, bytecounter.NewWriter(up), false)
 	var st state
+	pending := true
 	for {
 		msg, err := r.Read()
 		if err != nil {
@@ -122,24 +299,35 @@ func (p *Proxy) relay(client, up net.Conn) error {
 		}
 		switch msg.Type {
 		case chunkSizeMessage:
-			if len(msg.Body) == 4 {
-				v := (uint32(msg.Body[0])<<24 | uint32(msg.Body[1])<<16 | uint32(msg.Body[2])<<8 | uint32(msg.Body[3])) & 0x7FFFFFFF
-				if err := r.SetChunkSize(v); err != nil {
-					return err
-				}
-				if err := w.Write(msg); err != nil {
-					return err
-				}
-				w.SetChunkSize(v)
-				continue
+			v, err := r.setChunkSize(msg.Body)
+			if err != nil {
+				return err
 			}
+			if err := w.Write(msg); err != nil {
+				return err
+			}
+			w.SetChunkSize(v)
+			continue
+		case abortMessage:
+			r.abort(msg.Body)
 		case commandAMF0Message:
 			name, err := st.rewrite(msg)
 			if err != nil {
 				return err
 			}
-			if name == "publish" || name == "play" {
-				_ = client.SetReadDeadline(time.Time{})
+			if pending && (name == "publish" || name == "play") {
+				pending = false
+				release()
+				if name == "publish" {
+					r.limit(maxMessageSize, maxUnfinished, 0)
+					client.idle = p.IdleTimeout
+					_ = client.SetReadDeadline(time.Now().Add(p.IdleTimeout))
+				} else {
+					// A player sends little but an acknowledgement every few megabytes,
+					// so it gets no read timeout: WriteTimeout notices a dead one.
+					r.limit(p.MaxPendingBytes, p.MaxPendingBytes, 0)
+					_ = client.SetReadDeadline(time.Time{})
+				}
 				if st.rewritten {
 					p.Logger.Info("rtmp front: ScaleEngine URL form routed", "ip", hostOf(client.RemoteAddr()))
 				}
@@ -302,4 +490,80 @@ func hostOf(a net.Addr) string {
 		return t.IP.String()
 	}
 	return ""
+}
+
+// clientKey is what MaxPendingPerIP counts by: the IPv4 address, or the /64 of an IPv6
+// one (a single subscriber is commonly given a whole /64).
+func clientKey(a net.Addr) string {
+	t := tcpAddr(a)
+	if t == nil {
+		return ""
+	}
+	if ip4 := t.IP.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return t.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
+
+// pendingSet counts pending connections, per client key and in all.
+type pendingSet struct {
+	mu    sync.Mutex
+	perIP map[string]int
+	total int
+}
+
+// acquire counts one more pending connection for key, or returns which limit it would
+// break.
+func (s *pendingSet) acquire(key string, perIP, total int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.perIP[key] >= perIP:
+		return "MaxPendingPerIP"
+	case s.total >= total:
+		return "MaxPending"
+	}
+	s.perIP[key]++
+	s.total++
+	return ""
+}
+
+func (s *pendingSet) release(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total--
+	if s.perIP[key]--; s.perIP[key] == 0 {
+		delete(s.perIP, key)
+	}
+}
+
+// throttle lets one line through per logEvery and counts the rest, so that a flood of
+// refused clients cannot flood the log (or the disk under it).
+type throttle struct {
+	mu         sync.Mutex
+	next       time.Time
+	suppressed int
+}
+
+const logEvery = 100 * time.Millisecond
+
+// warn logs a warning about a client unless the throttle holds it back; the next line
+// that passes says how many were held back.
+func (p *Proxy) warn(msg string, args ...any) {
+	g := &p.logGate
+	g.mu.Lock()
+	now := time.Now()
+	if now.Before(g.next) {
+		g.suppressed++
+		g.mu.Unlock()
+		return
+	}
+	g.next = now.Add(logEvery)
+	suppressed := g.suppressed
+	g.suppressed = 0
+	g.mu.Unlock()
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	p.Logger.Warn(msg, args...)
 }

@@ -50,8 +50,20 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	return svc.close()
+	return errors.Join(svc.wait(ctx), svc.close())
+}
+
+// wait returns nil when ctx ends, or the error of the first listener that failed for
+// good: the service cannot do its job without it, so the command stops with an error
+// rather than refuse connections in silence with /healthz still 200.
+func (s *service) wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-s.errc:
+		s.logger.Error("listener failed; stopping", "err", err)
+		return err
+	}
 }
 
 // service is the running Stagedoor: its parts are built by newService, their routes by
