@@ -64,8 +64,18 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, _, s
 		_ = svc.close()
 		return err
 	}
-	superviseErr := supervise(ctx, logger, *bin, *conf, env, out, svc.manager.ReconcileSoon)
-	return errors.Join(superviseErr, svc.close())
+	// A listener that fails for good stops the stack with its error, as it stops `serve`:
+	// MediaMTX is stopped too, so that the operator's supervisor restarts both.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	failed := make(chan error, 1)
+	go func() {
+		failed <- svc.wait(runCtx)
+		stop()
+	}()
+	superviseErr := supervise(runCtx, logger, *bin, *conf, env, out, svc.manager.ReconcileSoon)
+	stop()
+	return errors.Join(<-failed, superviseErr, svc.close())
 }
 
 // mediamtxEnv is MediaMTX's environment: ours, plus the addresses Stagedoor listens on
