@@ -472,6 +472,35 @@ func TestEnforcement(t *testing.T) {
 		}
 		f.wantState(t, "A")
 	})
+	t.Run("KeepLiveEndedByLaterReset", func(t *testing.T) {
+		for _, tt := range []struct {
+			name  string
+			reset func(*fixture) error
+		}{
+			{"ResetKeys", func(f *fixture) error { _, err := f.db.ResetKeys(t.Context(), "benw"); return err }},
+			{"ResetAllKeys", func(f *fixture) error { _, err := f.db.ResetAllKeys(t.Context(), stagedoor.Revocation{}); return err }},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				f := newFixture(t)
+				f.api.SetSource(f.keyPath(), "rtmpConn", "A")
+				f.event(t, plugin.EventAvailable, "A")
+				if err := f.db.RevokeKey(t.Context(), "benw", stagedoor.Fingerprint(f.key), stagedoor.Revocation{KeepLive: true}); err != nil {
+					t.Fatal(err)
+				}
+				reconcile(t, f)
+				if kicked(f.api, "A") {
+					t.Fatal("--keep-live stream kicked before the reset")
+				}
+				if err := tt.reset(f); err != nil {
+					t.Fatal(err)
+				}
+				reconcile(t, f)
+				if !kicked(f.api, "A") {
+					t.Error("stream on a key revoked with --keep-live not kicked by a later reset without it")
+				}
+			})
+		}
+	})
 	t.Run("UnbannedNotKicked", func(t *testing.T) {
 		f := newFixture(t)
 		f.api.SetSource(f.keyPath(), "rtmpConn", "A")

@@ -97,6 +97,19 @@ func revokeWhere(ctx context.Context, tx *sql.Tx, r stagedoor.Revocation, now in
 	return res.RowsAffected()
 }
 
+// endKeepLive ends the keep-live grace of every key revoked earlier that where selects:
+// a reset without keep-live means "every old stream stops", and the keys revoked with
+// keep-live before it are no longer among the keys the reset revokes. where is one of
+// the constant clauses of this file, never input.
+func endKeepLive(ctx context.Context, tx *sql.Tx, r stagedoor.Revocation, where string, args ...any) error {
+	if r.KeepLive {
+		return nil
+	}
+	//nolint:gosec // G202: where is a constant clause of this file, never input
+	_, err := tx.ExecContext(ctx, `UPDATE revoked_keys SET keep_live = 0 WHERE keep_live = 1 `+where, args...)
+	return err
+}
+
 // RevokeKey revokes the user's key with this fingerprint. ErrNotFound if the user has no
 // such key.
 func (db *DB) RevokeKey(ctx context.Context, name, fingerprint string, r stagedoor.Revocation) error {
@@ -129,7 +142,8 @@ func (db *DB) ResetKeys(ctx context.Context, name string) (string, error) {
 }
 
 // ResetKeysWith replaces every key of the user with one new key, in one transaction.
-// It returns ErrNotFound for an unknown user.
+// Without KeepLive it also ends the keep-live grace of the user's keys revoked earlier,
+// so every stream on an old key is kicked. It returns ErrNotFound for an unknown user.
 func (db *DB) ResetKeysWith(ctx context.Context, name string, r stagedoor.Revocation) (stagedoor.IssuedKey, error) {
 	key := stagedoor.IssuedKey{UserName: name, StreamKey: stagedoor.NewKey(), Label: "default"}
 	key.Fingerprint = stagedoor.Fingerprint(key.StreamKey)
@@ -137,6 +151,9 @@ func (db *DB) ResetKeysWith(ctx context.Context, name string, r stagedoor.Revoca
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		id, err := userID(ctx, tx, name)
 		if err != nil {
+			return err
+		}
+		if err := endKeepLive(ctx, tx, r, `AND user_id = ?`, id); err != nil {
 			return err
 		}
 		if _, err := revokeWhere(ctx, tx, r, now, `WHERE user_id = ?`, id); err != nil {
@@ -154,7 +171,8 @@ func (db *DB) ResetKeysWith(ctx context.Context, name string, r stagedoor.Revoca
 }
 
 // ResetAllKeys gives every user one new key and revokes all old keys, in one transaction
-// (a breach response: nothing half-rotated). It returns the new keys ordered by user,
+// (a breach response: nothing half-rotated); without KeepLive it also ends every
+// keep-live grace of keys revoked earlier. It returns the new keys ordered by user,
 // none for an empty database; its only errors are the database's.
 func (db *DB) ResetAllKeys(ctx context.Context, r stagedoor.Revocation) ([]stagedoor.IssuedKey, error) {
 	now := db.now()
@@ -180,6 +198,9 @@ func (db *DB) ResetAllKeys(ctx context.Context, r stagedoor.Revocation) ([]stage
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
+			return err
+		}
+		if err := endKeepLive(ctx, tx, r, ``); err != nil {
 			return err
 		}
 		if _, err := revokeWhere(ctx, tx, r, now, ``); err != nil {

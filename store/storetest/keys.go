@@ -440,3 +440,68 @@ func testResetAllKeys(t *testing.T, s suite) {
 		unchanged(t, st, before) // no event either
 	})
 }
+
+// testResetEndsKeepLive: a reset without keep-live is the operator asking for every old
+// stream to end, so it also ends the keep-live grace of keys revoked earlier (of that
+// user, or of everyone for ResetAllKeys), which the reset itself no longer finds among
+// the keys. A reset with keep-live leaves those graces alone, and the grace of another
+// user survives a one-user reset.
+func testResetEndsKeepLive(t *testing.T, s suite) {
+	for _, tt := range []struct {
+		name      string
+		reset     func(st Store) error
+		wantAlice bool // alice's earlier keep-live revocation still lets her stream finish
+		wantBob   bool
+	}{
+		{"ResetKeysEndsTheUsersGrace", func(st Store) error {
+			_, err := st.ResetKeysWith(t.Context(), "alice", stagedoor.Revocation{})
+			return err
+		}, false, true},
+		{"ResetKeysKeepLiveKeepsIt", func(st Store) error {
+			_, err := st.ResetKeysWith(t.Context(), "alice", stagedoor.Revocation{KeepLive: true})
+			return err
+		}, true, true},
+		{"ResetAllKeysEndsEveryGrace", func(st Store) error {
+			_, err := st.ResetAllKeys(t.Context(), stagedoor.Revocation{})
+			return err
+		}, false, false},
+		{"ResetAllKeysKeepLiveKeepsThem", func(st Store) error {
+			_, err := st.ResetAllKeys(t.Context(), stagedoor.Revocation{KeepLive: true})
+			return err
+		}, true, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			st, _ := s.store(t)
+			ctx := t.Context()
+			mustCreate(t, st, "alice")
+			mustCreate(t, st, "bobby")
+			aliceOld := mustAddKey(t, st, "alice", "old")
+			bobOld := mustAddKey(t, st, "bobby", "old")
+			for _, k := range []stagedoor.IssuedKey{aliceOld, bobOld} {
+				if err := st.RevokeKey(ctx, k.UserName, k.Fingerprint, stagedoor.Revocation{KeepLive: true}); err != nil {
+					t.Fatalf("RevokeKey(%s, keep-live): %v", k.UserName, err)
+				}
+			}
+			gen := policyGen(t, st)
+
+			if err := tt.reset(st); err != nil {
+				t.Fatalf("reset: %v", err)
+			}
+			for _, c := range []struct {
+				key  stagedoor.IssuedKey
+				want bool
+			}{{aliceOld, tt.wantAlice}, {bobOld, tt.wantBob}} {
+				r, err := st.RevokedKey(ctx, stagedoor.KeyDigest(c.key.StreamKey))
+				if err != nil {
+					t.Fatalf("RevokedKey(%s's old key): %v", c.key.UserName, err)
+				}
+				if r.KeepLive != c.want {
+					t.Errorf("RevokedKey(%s's old key).KeepLive = %v after the reset, want %v", c.key.UserName, r.KeepLive, c.want)
+				}
+			}
+			if got := policyGen(t, st); got == gen {
+				t.Errorf("policy generation = %d after the reset, unchanged", got)
+			}
+		})
+	}
+}

@@ -45,10 +45,11 @@ type Store interface {
 	// ResetKeys is ResetKeysWith without keep-live, returning the key only.
 	ResetKeys(ctx context.Context, name string) (string, error)
 	// ResetKeysWith replaces every key of the user with one new key and queues
-	// key.rotated; ErrNotFound.
+	// key.rotated; without KeepLive it also ends the keep-live of the user's keys revoked
+	// earlier. ErrNotFound.
 	ResetKeysWith(ctx context.Context, name string, r stagedoor.Revocation) (stagedoor.IssuedKey, error)
 	// ResetAllKeys gives every user one new key, revoking all others, in one step; the
-	// keys come ordered by user.
+	// keys come ordered by user. Without KeepLive it also ends every earlier keep-live.
 	ResetAllKeys(ctx context.Context, r stagedoor.Revocation) ([]stagedoor.IssuedKey, error)
 	// UserByKeyDigest returns the owner of a key, banned or not; ErrNotFound.
 	UserByKeyDigest(ctx context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error)
@@ -137,6 +138,7 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) Store) {
 		{"ResetKeys", testResetKeys},
 		{"ResetKeysWith", testResetKeysWith},
 		{"ResetAllKeys", testResetAllKeys},
+		{"ResetEndsKeepLive", testResetEndsKeepLive},
 		{"CreateStream", testCreateStream},
 		{"StreamByName", testStreamByName},
 		{"Streams", testStreams},
