@@ -14,6 +14,10 @@ type LiveState struct {
 	// KeyDigest is the digest of the key that went live, nil for password or no-auth
 	// ingest; unlike KeyID it survives the key's revocation, so the stream can be kicked.
 	KeyDigest *Digest
+	// PasswordDigest is, for a stream a password admitted, the SHA-256 of the user's
+	// stored password hash at that time (HashDigest), so that a password change kicks it;
+	// nil otherwise. It is not the hash, which is itself a publish credential.
+	PasswordDigest *Digest
 	// SourceID is MediaMTX's conn or session id (MTX_SOURCE_ID), also the kick id.
 	SourceID   string
 	SourceType string

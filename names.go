@@ -61,6 +61,10 @@ type Digest [sha256.Size]byte
 // KeyDigest returns the digest under which key is stored.
 func KeyDigest(key string) Digest { return sha256.Sum256([]byte(key)) }
 
+// HashDigest is the SHA-256 of a stored password hash: it tells whether the hash changed
+// without keeping a copy of it (the hash is a publish credential).
+func HashDigest(hash string) Digest { return sha256.Sum256([]byte(hash)) }
+
 // Fingerprint returns the first 8 hex characters of SHA-256(secret): safe to log.
 func Fingerprint(secret string) string {
 	d := sha256.Sum256([]byte(secret))

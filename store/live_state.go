@@ -10,17 +10,21 @@ import (
 	"github.com/stagedoor/stagedoor"
 )
 
-// SetLive marks l.Name live on l.SourceID. It is idempotent: the same source keeps its
-// live_since; a different source replaces the old one (an encoder that reconnected).
+// SetLive marks l.Name live on l.SourceID, with what admitted it (l.KeyDigest,
+// l.PasswordDigest). It is idempotent: the same source keeps its live_since and takes the
+// digests given; a different source replaces the old one (an encoder that reconnected).
 // Going from offline to live queues a stream.started event in the same transaction.
 // Its only errors are the database's; a UserID or KeyID that names nobody is one.
 func (db *DB) SetLive(ctx context.Context, l stagedoor.LiveState) error {
-	var key, digest any
+	var key, digest, password any
 	if l.KeyID != 0 {
 		key = l.KeyID
 	}
 	if l.KeyDigest != nil {
 		digest = l.KeyDigest[:]
+	}
+	if l.PasswordDigest != nil {
+		password = l.PasswordDigest[:]
 	}
 	now := db.now()
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
@@ -28,16 +32,17 @@ func (db *DB) SetLive(ctx context.Context, l stagedoor.LiveState) error {
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM live_state WHERE name = ?`, l.Name).Scan(&n); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO live_state (name, user_id, key_id, key_digest, source_id, source_type, live_since)
-			VALUES (?, ?, ?, ?, ?, ?, ?)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO live_state (name, user_id, key_id, key_digest, password_digest, source_id, source_type, live_since)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET
 				user_id = excluded.user_id,
 				key_id = excluded.key_id,
 				key_digest = excluded.key_digest,
+				password_digest = excluded.password_digest,
 				source_type = excluded.source_type,
 				live_since = CASE WHEN live_state.source_id = excluded.source_id THEN live_state.live_since ELSE excluded.live_since END,
 				source_id = excluded.source_id`,
-			l.Name, l.UserID, key, digest, l.SourceID, l.SourceType, now); err != nil {
+			l.Name, l.UserID, key, digest, password, l.SourceID, l.SourceType, now); err != nil {
 			return err
 		}
 		if n > 0 {
@@ -101,7 +106,7 @@ func (db *DB) LiveStates(ctx context.Context) ([]stagedoor.LiveState, error) {
 
 func (db *DB) queryLive(ctx context.Context, where string, args ...any) ([]stagedoor.LiveState, error) {
 	// where is one of two constant strings above, never input.
-	rows, err := db.db.QueryContext(ctx, `SELECT l.name, l.user_id, u.name, l.key_id, l.key_digest, l.source_id, l.source_type, l.live_since
+	rows, err := db.db.QueryContext(ctx, `SELECT l.name, l.user_id, u.name, l.key_id, l.key_digest, l.password_digest, l.source_id, l.source_type, l.live_since
 		FROM live_state l JOIN users u ON u.id = l.user_id `+where+` ORDER BY l.name`, args...) // #nosec G202
 	if err != nil {
 		return nil, fmt.Errorf("list live state: %w", err)
@@ -110,20 +115,17 @@ func (db *DB) queryLive(ctx context.Context, where string, args ...any) ([]stage
 	var out []stagedoor.LiveState
 	for rows.Next() {
 		var (
-			l      stagedoor.LiveState
-			keyID  sql.NullInt64
-			digest []byte
-			since  int64
+			l        stagedoor.LiveState
+			keyID    sql.NullInt64
+			digest   []byte
+			password []byte
+			since    int64
 		)
-		if err := rows.Scan(&l.Name, &l.UserID, &l.UserName, &keyID, &digest, &l.SourceID, &l.SourceType, &since); err != nil {
+		if err := rows.Scan(&l.Name, &l.UserID, &l.UserName, &keyID, &digest, &password, &l.SourceID, &l.SourceType, &since); err != nil {
 			return nil, fmt.Errorf("list live state: %w", err)
 		}
 		l.KeyID = keyID.Int64
-		if len(digest) == len(stagedoor.Digest{}) {
-			var d stagedoor.Digest
-			copy(d[:], digest)
-			l.KeyDigest = &d
-		}
+		l.KeyDigest, l.PasswordDigest = digestOf(digest), digestOf(password)
 		l.Since = time.Unix(since, 0).UTC()
 		out = append(out, l)
 	}
@@ -151,4 +153,14 @@ func (db *DB) ClearLive(ctx context.Context) error {
 		return fmt.Errorf("clear live state: %w", err)
 	}
 	return nil
+}
+
+// digestOf reads a digest column: nil when NULL (or not a digest).
+func digestOf(b []byte) *stagedoor.Digest {
+	if len(b) != len(stagedoor.Digest{}) {
+		return nil
+	}
+	var d stagedoor.Digest
+	copy(d[:], b)
+	return &d
 }

@@ -47,6 +47,32 @@ func (f liveFixture) setLive(t *testing.T, source string) {
 }
 
 func testSetLive(t *testing.T, s suite) {
+	t.Run("AdmissionDigestsKept", func(t *testing.T) {
+		// What admitted a stream is what a later revocation or password change is checked
+		// against, across restarts of the service: the store keeps it with the live state,
+		// and the same source may get it later (the reconciler attaches what the hook missed).
+		f := s.liveFixture(t)
+		key, hash := stagedoor.KeyDigest(f.user.StreamKey), stagedoor.HashDigest(testHash)
+		l := stagedoor.LiveState{Name: "benw", UserID: f.user.ID, SourceID: "src-a", SourceType: "srtConn"}
+		mustSetLive(t, f.st, l)
+		if got := f.live(t); got == nil || got.KeyDigest != nil || got.PasswordDigest != nil {
+			t.Fatalf("live state = %+v, want benw with no digests", got)
+		}
+		for _, want := range []stagedoor.LiveState{
+			{Name: "benw", UserID: f.user.ID, SourceID: "src-a", SourceType: "srtConn", KeyDigest: &key},
+			{Name: "benw", UserID: f.user.ID, SourceID: "src-a", SourceType: "srtConn", PasswordDigest: &hash},
+		} {
+			mustSetLive(t, f.st, want)
+			got, err := f.st.LiveByName(t.Context(), "benw")
+			if err != nil {
+				t.Fatalf("LiveByName: %v", err)
+			}
+			if !reflect.DeepEqual(got.KeyDigest, want.KeyDigest) || !reflect.DeepEqual(got.PasswordDigest, want.PasswordDigest) {
+				t.Errorf("digests = key %v password %v, want key %v password %v", got.KeyDigest, got.PasswordDigest, want.KeyDigest, want.PasswordDigest)
+			}
+		}
+	})
+
 	t.Run("SameSourceKeepsSince", func(t *testing.T) {
 		f := s.liveFixture(t)
 		start := f.clock.Now()
