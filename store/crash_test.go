@@ -494,6 +494,11 @@ func (st crashState) apply(o *crashOp, res []string) error {
 		if err != nil {
 			return err
 		}
+		if keep == 0 { // a reset without keep-live ends the user's earlier keep-live graces
+			for d := range u.revoked {
+				u.revoked[d] = 0
+			}
+		}
 		for d := range u.keys {
 			delete(u.keys, d)
 			u.revoked[d] = keep

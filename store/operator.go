@@ -97,16 +97,15 @@ func revokeWhere(ctx context.Context, tx *sql.Tx, r stagedoor.Revocation, now in
 	return res.RowsAffected()
 }
 
-// endKeepLive ends the keep-live grace of every key revoked earlier that where selects:
-// a reset without keep-live means "every old stream stops", and the keys revoked with
-// keep-live before it are no longer among the keys the reset revokes. where is one of
-// the constant clauses of this file, never input.
-func endKeepLive(ctx context.Context, tx *sql.Tx, r stagedoor.Revocation, where string, args ...any) error {
+// endKeepLive ends the keep-live grace of the keys revoked earlier, of one user (userID)
+// or of everyone (userID 0), unless r keeps streams live: a reset without keep-live means
+// "every old stream stops", and the keys revoked with keep-live before it are no longer
+// among the keys the reset revokes.
+func endKeepLive(ctx context.Context, tx *sql.Tx, r stagedoor.Revocation, userID int64) error {
 	if r.KeepLive {
 		return nil
 	}
-	//nolint:gosec // G202: where is a constant clause of this file, never input
-	_, err := tx.ExecContext(ctx, `UPDATE revoked_keys SET keep_live = 0 WHERE keep_live = 1 `+where, args...)
+	_, err := tx.ExecContext(ctx, `UPDATE revoked_keys SET keep_live = 0 WHERE keep_live = 1 AND (? = 0 OR user_id = ?)`, userID, userID)
 	return err
 }
 
@@ -153,7 +152,7 @@ func (db *DB) ResetKeysWith(ctx context.Context, name string, r stagedoor.Revoca
 		if err != nil {
 			return err
 		}
-		if err := endKeepLive(ctx, tx, r, `AND user_id = ?`, id); err != nil {
+		if err := endKeepLive(ctx, tx, r, id); err != nil {
 			return err
 		}
 		if _, err := revokeWhere(ctx, tx, r, now, `WHERE user_id = ?`, id); err != nil {
@@ -200,7 +199,7 @@ func (db *DB) ResetAllKeys(ctx context.Context, r stagedoor.Revocation) ([]stage
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if err := endKeepLive(ctx, tx, r, ``); err != nil {
+		if err := endKeepLive(ctx, tx, r, 0); err != nil {
 			return err
 		}
 		if _, err := revokeWhere(ctx, tx, r, now, ``); err != nil {
