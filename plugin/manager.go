@@ -14,9 +14,14 @@ import (
 )
 
 // Standing is the policy's answer to "may this running publish continue" (a ban, a
-// revoked key or a removed name ends it): policy.Policy.StillAllowed.
+// revoked key, a changed password or a removed name ends it): policy.Policy.StillAllowed,
+// and what admitted a publish session on a public name (policy.Policy.Admitted), which
+// the manager keeps in the live state so that the answer survives a restart.
 type Standing interface {
 	StillAllowed(ctx context.Context, r policy.Running) (policy.Verdict, error)
+	// Admitted returns what admitted the publish session id (MediaMTX's auth "id", equal
+	// to MTX_SOURCE_ID and to the path's source id), while the policy remembers it.
+	Admitted(id string) (policy.Admission, bool)
 }
 
 // Store is what the plugin needs from the database.
@@ -217,7 +222,12 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 			return err
 		}
 		live = stagedoor.LiveState{Name: ch.Name, UserID: ch.UserID, UserName: ch.UserName}
-		if d, ok := ev.keyDigest(); ok {
+		// What the policy saw admit this session (the key as ?key=, password or token, or a
+		// password) is authoritative; the hook's ?key= digest is what is left when the
+		// policy no longer remembers it (restarted, or the entry expired).
+		if adm, ok := m.policy.Admitted(ev.SourceID); ok {
+			live.KeyDigest, live.PasswordDigest = adm.KeyDigest, adm.PasswordDigest
+		} else if d, ok := ev.keyDigest(); ok {
 			live.KeyDigest = &d
 		}
 	default:

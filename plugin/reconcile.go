@@ -70,11 +70,15 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		if _, ours := existing[name]; ours {
 			continue
 		}
-		var digest *stagedoor.Digest
-		if l, ok := liveOf(current, name); ok && l.SourceID == p.Source.ID {
-			digest = l.KeyDigest
+		// What admitted this publisher: as the policy remembers it, else as a hook or an
+		// earlier reconcile (perhaps before a restart) stored it with this source.
+		var adm policy.Admission
+		if a, ok := m.policy.Admitted(p.Source.ID); ok {
+			adm = a
+		} else if l, ok := liveOf(current, name); ok && l.SourceID == p.Source.ID {
+			adm = policy.Admission{KeyDigest: l.KeyDigest, PasswordDigest: l.PasswordDigest}
 		}
-		v, err := m.policy.StillAllowed(ctx, policy.Running{Path: p.Name, KeyDigest: digest})
+		v, err := m.policy.StillAllowed(ctx, policy.Running{Path: p.Name, KeyDigest: adm.KeyDigest, PasswordDigest: adm.PasswordDigest})
 		if err != nil {
 			return fmt.Errorf("reconcile: %w", err)
 		}
@@ -83,7 +87,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			continue
 		}
 		want[name] = liveTarget{live: stagedoor.LiveState{Name: name, UserID: v.UserID, UserName: v.User,
-			KeyDigest: digest, SourceID: p.Source.ID, SourceType: p.Source.Type}}
+			KeyDigest: adm.KeyDigest, PasswordDigest: adm.PasswordDigest, SourceID: p.Source.ID, SourceType: p.Source.Type}}
 	}
 	for _, p := range paths {
 		if kind, _ := stagedoor.ParsePath(p.Name); kind != stagedoor.PathKey || !p.Available || p.Source == nil || p.Source.ID == "" {
@@ -134,7 +138,9 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	for name, t := range want {
 		apply(name, func() error {
 			if t.keyPath == "" {
-				if !isCurrent(current, name, t.live.SourceID) {
+				// Also when only the admission differs (a live state written without
+				// it): the stored one is what a restarted service checks against.
+				if !isRecorded(current, t.live) {
 					if err := m.store.SetLive(ctx, t.live); err != nil {
 						return err
 					}
@@ -200,6 +206,16 @@ func liveOf(live []stagedoor.LiveState, name string) (stagedoor.LiveState, bool)
 		}
 	}
 	return stagedoor.LiveState{}, false
+}
+
+// isRecorded reports whether live holds l's name on l's source with l's admission.
+func isRecorded(live []stagedoor.LiveState, l stagedoor.LiveState) bool {
+	c, ok := liveOf(live, l.Name)
+	return ok && c.SourceID == l.SourceID && sameDigest(c.KeyDigest, l.KeyDigest) && sameDigest(c.PasswordDigest, l.PasswordDigest)
+}
+
+func sameDigest(a, b *stagedoor.Digest) bool {
+	return a == b || (a != nil && b != nil && *a == *b)
 }
 
 func isCurrent(live []stagedoor.LiveState, name, sourceID string) bool {

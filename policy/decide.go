@@ -45,7 +45,16 @@ type Policy struct {
 	Healthy func() error
 	// Timeout bounds every decision, database waits included. Default 2 s.
 	Timeout time.Duration
+	// Admissions, if set, remembers what admitted each publish session on a public name
+	// (a key as ?key=, password or token; a password), so that revoking that key or
+	// changing that password ends the stream (StillAllowed). Nil: such streams end only
+	// with a ban, a removed name, or a revoked ?key= key the hook saw in the query.
+	Admissions *Admissions
 }
+
+// Admitted returns what admitted publish session id on a public name, while Admissions
+// still remembers it: the hook and the reconciler copy it into the live state.
+func (p *Policy) Admitted(id string) (Admission, bool) { return p.Admissions.Admitted(id) }
 
 func (p *Policy) publicRead(protocol string) bool {
 	if len(p.PublicReadProtocols) == 0 {
@@ -102,7 +111,12 @@ func (p *Policy) decide(ctx context.Context, a Attempt, kind, rest string) Verdi
 		case stagedoor.PathKey:
 			return p.decideKey(ctx, rest, "")
 		case stagedoor.PathPublic:
-			return p.decidePublic(ctx, a, rest)
+			v, adm := p.decidePublic(ctx, a, rest)
+			if v.Allow {
+				// An in-memory write only: the auth path never writes to the database.
+				p.Admissions.Record(a.SessionID, adm)
+			}
+			return v
 		}
 		return deny("publish outside a Stagedoor path")
 
@@ -158,37 +172,42 @@ func presentedKey(a Attempt) (string, bool) {
 
 // decidePublic decides a publish straight to a public name live/<name>: with the owner's
 // stream key in the query or as the password, with the stream owner's user and password
-// (plaintext or its bcrypt hash), or with nothing for a no-auth stream.
-func (p *Policy) decidePublic(ctx context.Context, a Attempt, name string) Verdict {
+// (plaintext or its bcrypt hash), or with nothing for a no-auth stream. The Admission
+// says which credential that was, for StillAllowed.
+func (p *Policy) decidePublic(ctx context.Context, a Attempt, name string) (Verdict, Admission) {
 	if key, ok := presentedKey(a); ok {
 		if !stagedoor.IsKey(key) {
-			return deny("malformed key")
+			return deny("malformed key"), Admission{}
 		}
 		if a.User != "" && a.User != name {
-			return deny("user does not own this name")
+			return deny("user does not own this name"), Admission{}
 		}
-		return p.decideKey(ctx, key, name)
+		dg := stagedoor.KeyDigest(key)
+		return p.decideKey(ctx, key, name), Admission{KeyDigest: &dg}
 	}
 	s, err := p.Credentials.StreamByName(ctx, name)
 	switch {
 	case errors.Is(err, stagedoor.ErrNotFound):
-		return deny("unknown stream")
+		return deny("unknown stream"), Admission{}
 	case err != nil:
-		return lookupFailed(ctx, "")
+		return lookupFailed(ctx, ""), Admission{}
 	case !s.Active:
-		return Verdict{Reason: "inactive user", User: s.UserName, UserID: s.UserID}
+		return Verdict{Reason: "inactive user", User: s.UserName, UserID: s.UserID}, Admission{}
 	case !s.AuthRequired:
-		return Verdict{Allow: true, Reason: "no-auth stream", User: s.UserName, UserID: s.UserID}
+		return Verdict{Allow: true, Reason: "no-auth stream", User: s.UserName, UserID: s.UserID}, Admission{}
 	case a.User == "":
-		return deny("missing credentials")
+		return deny("missing credentials"), Admission{}
 	case a.User != s.UserName:
-		return deny("user does not own this stream")
+		return deny("user does not own this stream"), Admission{}
 	case p.Passwords == nil:
-		return deny("passwords disabled")
+		return deny("passwords disabled"), Admission{}
 	}
 	v := p.Passwords.Verify(s.UserName, a.IP, s.PasswordHash, a.Password)
 	v.User, v.UserID = s.UserName, s.UserID
-	return v
+	// The hash that was current, not the password given: plaintext and hash alike are
+	// retired by a new password.
+	hd := stagedoor.HashDigest(s.PasswordHash)
+	return v, Admission{PasswordDigest: &hd}
 }
 
 func lookupFailed(ctx context.Context, fp string) Verdict {

@@ -16,6 +16,10 @@ type Running struct {
 	// name (?key=, or the key as password or token); nil when no key admitted it or it
 	// is not known.
 	KeyDigest *stagedoor.Digest
+	// PasswordDigest is stagedoor.HashDigest of the stored password hash that was current
+	// when a password admitted a publish on a public name; nil when no password admitted
+	// it or it is not known.
+	PasswordDigest *stagedoor.Digest
 }
 
 // Reasons StillAllowed refuses with; the reconciler ejects the publisher.
@@ -23,11 +27,14 @@ const (
 	ReasonNameGone   = "name no longer exists"
 	ReasonBanned     = "user banned"
 	ReasonKeyRevoked = "key revoked"
+	// ReasonPasswordChanged: the password (and so its hash) that admitted the stream was
+	// replaced; a new password retires every old URL, running ones included.
+	ReasonPasswordChanged = "password changed"
 )
 
 // StillAllowed says whether a running publish may continue: the mirror of Decide for
-// what changed after it started (a ban, a revoked or reset key, a removed name). A key
-// revoked with keep-live lets the stream it admitted finish. An error means the answer
+// what changed after it started (a ban, a revoked or reset key, a changed password, a
+// removed name). A key revoked with keep-live lets the stream it admitted finish. An error means the answer
 // is unknown (the lookup failed): the caller must not eject on it.
 //
 // On allow the Verdict names the owner (User, UserID) and, for a key path, the key
@@ -42,7 +49,7 @@ func (p *Policy) StillAllowed(ctx context.Context, r Running) (Verdict, error) {
 	case stagedoor.PathKey:
 		v, err = p.keyPathStillAllowed(ctx, stagedoor.KeyDigest(rest))
 	case stagedoor.PathPublic:
-		v, err = p.publicStillAllowed(ctx, rest, r.KeyDigest)
+		v, err = p.publicStillAllowed(ctx, rest, r)
 	default:
 		v = deny("not a Stagedoor path")
 	}
@@ -73,8 +80,9 @@ func (p *Policy) keyPathStillAllowed(ctx context.Context, dg stagedoor.Digest) (
 }
 
 // publicStillAllowed: the name must still exist and its owner be active; a stream a key
-// admitted also needs that key (or its keep-live revocation).
-func (p *Policy) publicStillAllowed(ctx context.Context, name string, dg *stagedoor.Digest) (Verdict, error) {
+// admitted also needs that key (or its keep-live revocation), and one a password admitted
+// needs that password's hash to be still the stored one.
+func (p *Policy) publicStillAllowed(ctx context.Context, name string, r Running) (Verdict, error) {
 	ch, err := p.Credentials.ChannelByName(ctx, name)
 	switch {
 	case errors.Is(err, stagedoor.ErrNotFound):
@@ -85,6 +93,18 @@ func (p *Policy) publicStillAllowed(ctx context.Context, name string, dg *staged
 		return Verdict{Reason: ReasonBanned, User: ch.UserName, UserID: ch.UserID}, nil
 	}
 	v := Verdict{Allow: true, Reason: "channel active", User: ch.UserName, UserID: ch.UserID}
+	if r.PasswordDigest != nil {
+		s, err := p.Credentials.StreamByName(ctx, name)
+		switch {
+		case errors.Is(err, stagedoor.ErrNotFound):
+			return Verdict{Reason: ReasonNameGone, User: ch.UserName, UserID: ch.UserID}, nil
+		case err != nil:
+			return Verdict{}, fmt.Errorf("still allowed: %w", err)
+		case stagedoor.HashDigest(s.PasswordHash) != *r.PasswordDigest:
+			return Verdict{Reason: ReasonPasswordChanged, User: ch.UserName, UserID: ch.UserID}, nil
+		}
+	}
+	dg := r.KeyDigest
 	if dg == nil {
 		return v, nil
 	}
@@ -94,9 +114,9 @@ func (p *Policy) publicStillAllowed(ctx context.Context, name string, dg *staged
 	} else if !errors.Is(err, stagedoor.ErrNotFound) {
 		return Verdict{}, fmt.Errorf("still allowed: %w", err)
 	}
-	r, err := p.Credentials.RevokedKey(ctx, *dg)
+	rk, err := p.Credentials.RevokedKey(ctx, *dg)
 	switch {
-	case err == nil && r.KeepLive:
+	case err == nil && rk.KeepLive:
 		v.Reason = "revoked, keep-live"
 		return v, nil
 	case err == nil || errors.Is(err, stagedoor.ErrNotFound):

@@ -140,6 +140,7 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 		Admin:               policy.Secret{User: adminUser, Password: sec.admin},
 		Passwords:           s.passwords,
 		Healthy:             s.health.Err,
+		Admissions:          policy.NewAdmissions(),
 	}
 	api := &mediamtx.Client{BaseURL: cfg.mediamtxAPI, User: adminUser, Password: sec.admin}
 	s.manager = plugin.NewManager(logger, db, api, plugin.Relay{User: relayUser, Password: sec.relay, RTSPAddress: cfg.mediamtxRTSP}, s.policy)
