@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/stagedoor/stagedoor"
@@ -42,10 +45,8 @@ func openProbe(path string) (*sql.DB, error) {
 // shared-memory file was deleted under us (then only a restart repairs it: new
 // connections would see a database without the writes still in the deleted WAL).
 func (db *DB) ProbeWrite(ctx context.Context, owner string) error {
-	for _, suffix := range []string{"-wal", "-shm"} {
-		if _, err := os.Stat(db.path + suffix); errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("database %s file is gone: restart Stagedoor", suffix[1:])
-		}
+	if err := db.sidecars.check(); err != nil {
+		return err
 	}
 	gctx, cancel := context.WithTimeout(ctx, probeGateWait)
 	unlock, err := db.lockWrite(gctx)
@@ -65,4 +66,69 @@ func (db *DB) ProbeWrite(ctx context.Context, owner string) error {
 		return fmt.Errorf("probe database: %w", err)
 	}
 	return nil
+}
+
+// sidecars holds the WAL and shared-memory files open from Open on. Checking the path
+// alone misses a deletion whenever a new pooled connection recreates the file before
+// the next probe (a busy machine opens connections often); the open handle does not: its
+// link count drops to 0, or the path then names another file. Once seen, the loss is
+// remembered until a restart, since the writes in the deleted WAL are gone for good.
+type sidecars struct {
+	files []*os.File
+	gone  *atomic.Pointer[error]
+}
+
+// watchSidecars opens path-wal and path-shm read-only; a file that cannot be opened is
+// checked by its path only.
+func watchSidecars(path string) sidecars {
+	s := sidecars{gone: new(atomic.Pointer[error])}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if f, err := os.Open(path + suffix); err == nil { //nolint:gosec // our own database's files
+			s.files = append(s.files, f)
+		}
+	}
+	return s
+}
+
+// check returns an error once a sidecar file was deleted or replaced under us.
+func (s sidecars) check() error {
+	if s.gone == nil {
+		return nil
+	}
+	if err := s.gone.Load(); err != nil {
+		return *err
+	}
+	for _, f := range s.files {
+		if err := replaced(f); err != nil {
+			s.gone.Store(&err)
+			return err
+		}
+	}
+	return nil
+}
+
+// replaced reports the deletion of f's path, or its replacement by another file.
+func replaced(f *os.File) error {
+	name := filepath.Base(f.Name())
+	gone := fmt.Errorf("database file %s was deleted: restart Stagedoor", name)
+	held, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("database file %s: %w", name, err)
+	}
+	if st, ok := held.Sys().(*syscall.Stat_t); ok && st.Nlink == 0 {
+		return gone
+	}
+	now, err := os.Stat(f.Name())
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && !os.SameFile(held, now)) {
+		return gone
+	}
+	return nil
+}
+
+func (s sidecars) close() error {
+	var errs []error
+	for _, f := range s.files {
+		errs = append(errs, f.Close())
+	}
+	return errors.Join(errs...)
 }

@@ -38,6 +38,8 @@ type DB struct {
 	db    *sql.DB
 	probe *sql.DB // health probes; see ProbeWrite
 	path  string
+	// sidecars watches the -wal and -shm files for deletion; see ProbeWrite.
+	sidecars sidecars
 
 	// writeGate admits one writer of this process at a time. SQLite allows one writer
 	// anyway; queueing here, in order and bounded by the caller's context, keeps many
@@ -107,12 +109,15 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		_ = sdb.Close()
 		return nil, fmt.Errorf("open database: %w", err)
 	}
+	// The WAL exists while a connection is open; the migration's connection stays in the
+	// pool (idle connections are kept), so SQLite never removes it while we run.
+	db.sidecars = watchSidecars(path)
 	return db, nil
 }
 
 // Close closes the database.
 func (db *DB) Close() error {
-	return errors.Join(db.probe.Close(), db.db.Close())
+	return errors.Join(db.sidecars.close(), db.probe.Close(), db.db.Close())
 }
 
 // Ping checks that the database answers a read within ctx; it returns the database's
