@@ -76,7 +76,7 @@ bench: test-deps build
 
 # Each fuzz target for FUZZTIME (their seeds run in every `go test`).
 FUZZTIME ?= 60s
-FUZZ_TARGETS := policy:FuzzDecodeAndDecide .:FuzzParsePath rtmpfront:FuzzRoutableName plugin:FuzzHookPayload
+FUZZ_TARGETS := policy:FuzzDecodeAndDecide .:FuzzParsePath rtmpfront:FuzzRoutableName rtmpfront:FuzzChunkReader plugin:FuzzHookPayload
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t#*:}; \
