@@ -468,7 +468,7 @@ func TestSlowlorisDoesNotStarveAuth(t *testing.T) {
 // overload, or nothing allowed at all. The one real defect this test found under load,
 // every request of a burst running its own SQLite read of the same key after the cache
 // was dropped (72 valid publishes refused in the run that found it), is fixed in CachedCredentials
-// and tested deterministically in authserver (TestCachedCredentialsSharedLookup).
+// and tested deterministically in policy (TestCachedCredentialsSharedLookup).
 func TestRaidBurst(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test: 1,220 concurrent connections; skipped under -short")
