@@ -71,8 +71,9 @@ unit: hlsjs
 e2e: test-deps build
 	$(GO) test -race -count=1 -timeout 30m -v ./e2e/
 
+# BENCH_BASE=REF also measures P1 and P4 of REF beside this tree (scripts/bench-compare.sh).
 bench: test-deps build
-	scripts/bench.sh $(BENCH_COUNT)
+	BENCH_BASE=$(BENCH_BASE) scripts/bench.sh $(BENCH_COUNT)
 
 # Each fuzz target for FUZZTIME (their seeds run in every `go test`).
 FUZZTIME ?= 60s

@@ -34,6 +34,13 @@ every comparison is against a baseline measured in the same run on the same mach
 
 HEAD
 	go run ./scripts/benchreport "$out/micro.txt" "$out/storm.txt" "$out/e2e.txt"
+	if [ -n "${BENCH_BASE:-}" ]; then
+		# A change that must not slow the service: P1 and P4 of BENCH_BASE and of this
+		# tree in the same run, interleaved (scripts/bench-compare.sh).
+		echo "## Before and after: $BENCH_BASE against this tree"
+		echo
+		scripts/bench-compare.sh "$BENCH_BASE"
+	fi
 	cat scripts/benchmarks-notes.md
 } > BENCHMARKS.md
 echo "bench: wrote BENCHMARKS.md" >&2
