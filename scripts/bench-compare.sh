@@ -25,7 +25,15 @@ for i in $(seq "$rounds"); do
 		dir=.
 		[ "$side" = base ] && dir=$wt
 		echo "bench-compare: round $i, $side" >&2
-		(cd "$dir" && eval "$p1" && eval "$p4") 2>&1 | grep -v '\[stack\]\|\[mediamtx\]' >>"$out/$side.txt"
+		# A failed benchmark (a P4 player that fell behind on a busy machine) costs its
+		# samples, not the run: the tables count the runs behind each median.
+		for cmd in "$p1" "$p4"; do
+			if ! (cd "$dir" && eval "$cmd") >"$out/last.txt" 2>&1; then
+				echo "bench-compare: round $i, $side: a benchmark failed:" >&2
+				grep -E -- '--- FAIL|FAIL|Error|error' "$out/last.txt" | head -5 >&2 || true
+			fi
+			grep -v '\[stack\]\|\[mediamtx\]' "$out/last.txt" >>"$out/$side.txt" || true
+		done
 	done
 done
 echo "Commands, run $rounds times for each side, alternating: \`$p1\` and \`$p4\`"
