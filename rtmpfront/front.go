@@ -47,7 +47,7 @@ const (
 const (
 	defaultHandshakeTimeout = 10 * time.Second
 	defaultMaxPendingBytes  = 32 << 10
-	defaultMaxPendingPerIP  = 8
+	defaultMaxPendingPerIP  = 32
 	defaultMaxPending       = 256
 	defaultIdleTimeout      = 60 * time.Second
 	defaultWriteTimeout     = 30 * time.Second
@@ -76,7 +76,10 @@ type Proxy struct {
 	// 32 KiB.
 	MaxPendingBytes int
 	// MaxPendingPerIP bounds the pending connections from one address (IPv4) or /64
-	// (IPv6); more are closed at accept. Zero means 8.
+	// (IPv6); more are closed at accept. Zero means 32: a studio's encoders behind one
+	// NAT address reconnect together after a restart (with 8, the tenth of ten
+	// publishers starting at once from one address was refused), and 32 pending
+	// connections cost about 3 MiB.
 	MaxPendingPerIP int
 	// MaxPending bounds the pending connections from all addresses together. Zero means
 	// 256.
