@@ -506,3 +506,22 @@ func TestReadTimeouts(t *testing.T) {
 		})
 	}
 }
+
+// TestPendingDefaultsLetAStudioStart: with the default limits, ten encoders behind one
+// address (a studio behind NAT, restarted) that connect at once all reach MediaMTX
+// (the P4 benchmark's ten publishers from loopback found a cap of 8).
+func TestPendingDefaultsLetAStudioStart(t *testing.T) {
+	up, upConns := startUpstream(t, func(u upConn) {})
+	ln, _ := startFront(t, &rtmpfront.Proxy{Upstream: up})
+	const encoders = 10
+	for range encoders {
+		write(t, dial(t, ln.Addr().String(), "127.0.0.1"), handshake())
+	}
+	for i := range encoders {
+		select {
+		case <-upConns:
+		case <-time.After(waitLong):
+			t.Fatalf("%d of %d pending connections from one address reached MediaMTX", i, encoders)
+		}
+	}
+}
