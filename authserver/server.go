@@ -119,7 +119,9 @@ func (h *handler) evaluate(c *gin.Context) (Request, policy.Verdict, int) {
 	if err != nil || mt != "application/json" {
 		return refuse(http.StatusUnsupportedMediaType, "content type")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes))
+	buf := getBodyBuffer()
+	defer putBodyBuffer(buf)
+	body, err := readBody(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes), buf)
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return refuse(http.StatusRequestEntityTooLarge, "body too large")
@@ -132,6 +134,45 @@ func (h *handler) evaluate(c *gin.Context) (Request, policy.Verdict, int) {
 	}
 	v := h.policy.Decide(c.Request.Context(), req.Attempt())
 	return req, v, Status(v)
+}
+
+// bodyBuffers hold auth bodies while they are decoded (DecodeRequest copies what it
+// keeps): a flood of oversized bodies then costs no garbage, and so no heap growth. A
+// fixed free list, not a sync.Pool, so that a collection never empties it: at most
+// cap × 64 KiB stay allocated, and callers beyond cap at once allocate their own.
+var bodyBuffers = make(chan []byte, 8)
+
+func getBodyBuffer() []byte {
+	select {
+	case b := <-bodyBuffers:
+		return b
+	default:
+		return make([]byte, MaxBodyBytes+1)
+	}
+}
+
+func putBodyBuffer(b []byte) {
+	select {
+	case bodyBuffers <- b:
+	default:
+	}
+}
+
+// readBody reads r to its end into buf. r is a MaxBytesReader for fewer bytes than buf
+// holds, so it fails before buf is full.
+func readBody(r io.Reader, buf []byte) ([]byte, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if errors.Is(err, io.EOF) {
+			return buf[:n], nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return nil, errors.New("auth body fills its buffer")
 }
 
 // log writes allowlisted fields only: never password, token, query or a raw path.

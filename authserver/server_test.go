@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -240,6 +241,40 @@ func TestHandlerBodyLimit(t *testing.T) {
 				t.Errorf("publish after a too-large body: status = %d, want 2xx", rep.status)
 			}
 		})
+	}
+}
+
+// TestHandlerOversizedBodiesCostNoHeap is T02's memory half: refusing bodies over the
+// limit allocates far less than the limit per request, so a flood of them cannot grow
+// the heap (io.ReadAll allocated about 2.5 times the limit for each one).
+func TestHandlerOversizedBodiesCostNoHeap(t *testing.T) {
+	f := newFixture(t)
+	logger, _ := testutil.Logger()
+	h := authserver.NewHandler(logger, &policy.Policy{Credentials: f.DB}, authserver.Options{})
+	for _, body := range []string{
+		paddedPublish(t, f.ActiveKey, authserver.MaxBodyBytes+1),
+		strings.Repeat("[", 1<<20),
+	} {
+		call := func() {
+			req := httptest.NewRequest(http.MethodPost, "/mediamtx/auth", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusRequestEntityTooLarge {
+				t.Fatalf("status %d, want 413", rec.Code)
+			}
+		}
+		call() // the first allocates the body buffer
+		const n = 50
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range n {
+			call()
+		}
+		runtime.ReadMemStats(&after)
+		if per := (after.TotalAlloc - before.TotalAlloc) / n; per > authserver.MaxBodyBytes/4 {
+			t.Errorf("%d-byte body: %d bytes allocated per refusal, want under %d", len(body), per, authserver.MaxBodyBytes/4)
+		}
 	}
 }
 

@@ -38,6 +38,10 @@ var (
 func TestMain(m *testing.M) {
 	_, file, _, _ := runtime.Caller(0)
 	repoRoot = filepath.Dir(filepath.Dir(file))
+	if addr := os.Getenv(bareHandlerEnv); addr != "" {
+		serveBareHandler(addr) // this binary re-executed as P1's baseline server
+		return
+	}
 	code := m.Run()
 	if buildDir != "" {
 		_ = os.RemoveAll(buildDir)
@@ -210,6 +214,7 @@ type stack struct {
 	exited    chan struct{} // closed when `run` has exited
 	runArgs   []string
 	runEnv    []string
+	logFile   string
 }
 
 type stackOptions struct {
@@ -218,6 +223,9 @@ type stackOptions struct {
 	// args and env are added to `stagedoor run`'s.
 	args []string
 	env  []string
+	// logFile, when set, takes `run`'s output instead of the test log, so that a
+	// benchmark's client process does not also copy every log line the service writes.
+	logFile string
 }
 
 func startStack(t testing.TB, opts stackOptions) *stack {
@@ -260,6 +268,7 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 	)
 	s.runEnv = append(s.runEnv, mediamtxPorts(t, s.rtsp, s.srt, s.webrtc)...)
 	s.runEnv = append(s.runEnv, opts.env...)
+	s.logFile = opts.logFile
 	s.launch()
 	t.Cleanup(func() {
 		select {
@@ -291,6 +300,14 @@ func (s *stack) startProcess(args, env []string, prefix string) {
 	lw := &logWriter{t: s.t, prefix: prefix}
 	cmd.Stdout = io.MultiWriter(s.out, lw)
 	cmd.Stderr = io.MultiWriter(s.out, lw)
+	if s.logFile != "" {
+		f, err := os.OpenFile(s.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		defer f.Close() // the child has its own descriptor once started
+		cmd.Stdout, cmd.Stderr = f, f
+	}
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}

@@ -11,8 +11,9 @@ trap 'rm -rf "$out"' EXIT
 
 micro_cmd="go test -run '^\$' -bench '^Benchmark(AuthHTTP|Decide|UserByKeyDigest|ResetAllKeys10k)\$' -benchmem -benchtime 300ms -count $count ./authserver/ ./policy/ ./store/"
 storm_cmd="go test -run '^\$' -bench '^BenchmarkReconnectStorm\$' -benchtime 1x -count $count ./authserver/"
+process_cmd="go test -run '^\$' -bench '^Benchmark(AuthProcess|HugeBodies)\$' -benchtime 1x -count 1 -timeout 10m ./e2e/"
 e2e_cmd="STAGEDOOR_BENCH_STREAMS=$streams go test -run '^\$' -bench '^Benchmark(TimeToPlayback|ControlLatency|AliasCost)\$' -benchtime 1x -count 1 -timeout 60m ./e2e/"
-for c in micro storm e2e; do
+for c in micro storm process e2e; do
 	cmd_var="${c}_cmd"
 	echo "bench: ${!cmd_var}" >&2
 	eval "${!cmd_var}" 2>&1 | grep -v '\[stack\]\|\[mediamtx\]' | tee "$out/$c.txt" >&2
@@ -30,10 +31,11 @@ every comparison is against a baseline measured in the same run on the same mach
 - Commands:
   - \`$micro_cmd\`
   - \`$storm_cmd\`
+  - \`$process_cmd\`
   - \`$e2e_cmd\`
 
 HEAD
-	go run ./scripts/benchreport "$out/micro.txt" "$out/storm.txt" "$out/e2e.txt"
+	go run ./scripts/benchreport "$out/micro.txt" "$out/storm.txt" "$out/process.txt" "$out/e2e.txt"
 	if [ -n "${BENCH_BASE:-}" ]; then
 		# A change that must not slow the service: P1 and P4 of BENCH_BASE and of this
 		# tree in the same run, interleaved (scripts/bench-compare.sh).

@@ -76,18 +76,48 @@ func (r *redactor) Flush() {
 	}
 }
 
+// redact runs each pattern only on a line that could match it: under `run` every line
+// of ours passes through here too (one per auth decision), and most match none.
 func (r *redactor) redact(line string) string {
 	for _, s := range r.secrets {
 		line = strings.ReplaceAll(line, s, redactedMark)
 	}
-	line = keyInText.ReplaceAllStringFunc(line, func(k string) string { return "key:" + stagedoor.Fingerprint(k) })
-	line = keyLikeRun.ReplaceAllStringFunc(line, func(run string) string {
-		if uuidShape.MatchString(run) {
-			return run
+	if strings.Contains(line, "sk_") {
+		line = keyInText.ReplaceAllStringFunc(line, func(k string) string { return "key:" + stagedoor.Fingerprint(k) })
+	}
+	if hasKeyLikeRun(line) {
+		line = keyLikeRun.ReplaceAllStringFunc(line, func(run string) string {
+			if uuidShape.MatchString(run) {
+				return run
+			}
+			return redactedMark
+		})
+	}
+	if strings.Contains(line, "sk_") {
+		line = keyPrefix.ReplaceAllString(line, "sk_"+redactedMark)
+	}
+	if strings.Contains(line, "://") {
+		line = credInURL.ReplaceAllString(line, "${1}"+redactedMark+"@")
+	}
+	if strings.IndexByte(line, '=') >= 0 {
+		line = credInQuery.ReplaceAllString(line, "${1}="+redactedMark)
+	}
+	return line
+}
+
+// hasKeyLikeRun reports whether line has what keyLikeRun matches: 26 or more characters
+// of the key alphabet in a row.
+func hasKeyLikeRun(line string) bool {
+	n := 0
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' {
+			if n++; n >= 26 {
+				return true
+			}
+		} else {
+			n = 0
 		}
-		return redactedMark
-	})
-	line = keyPrefix.ReplaceAllString(line, "sk_"+redactedMark)
-	line = credInURL.ReplaceAllString(line, "${1}"+redactedMark+"@")
-	return credInQuery.ReplaceAllString(line, "${1}="+redactedMark)
+	}
+	return false
 }

@@ -78,8 +78,11 @@ func main() {
 	}
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
-	authHTTP(w, res, order)
+	authHTTP(w, res, order, "BenchmarkAuthProcess",
+		"P1 auth decisions against the running `stagedoor run` (a separate client process, new connection per call, one at a time, as MediaMTX calls)")
+	authHTTP(w, res, order, "BenchmarkAuthHTTP", "P1 auth decisions over HTTP in process (httptest server, new connection per call)")
 	storm(w, res, order)
+	hugeBodies(w, res, order)
 	playback(w, res)
 	aliasCost(w, res, order)
 	control(w, res)
@@ -137,28 +140,65 @@ func control(w io.Writer, res map[string]result) {
 	fmt.Fprintln(w)
 }
 
-// authHTTP: req/s, p50, p99 per case, with the req/s ratio against the bare-gin baseline.
-func authHTTP(w io.Writer, res map[string]result, order []string) {
-	fmt.Fprintln(w, "### P1 auth decisions over HTTP (new connection per call, as MediaMTX does)")
+// authHTTP: req/s, p50, p99 per case, with the req/s ratio against the bare-gin baseline,
+// for the benchmark named prefix (BenchmarkAuthHTTP in process, BenchmarkAuthProcess
+// against the running service). A case that measured its own rounds reports them.
+func authHTTP(w io.Writer, res map[string]result, order []string, prefix, title string) {
+	found := false
+	for _, name := range order {
+		if strings.HasPrefix(name, prefix+"/") {
+			found = true
+		}
+	}
+	if !found {
+		return
+	}
+	fmt.Fprintln(w, "### "+title)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| callers | case | req/s | ratio to baseline | p50 (µs) | p99 (µs) | runs |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for _, name := range order {
-		rest, ok := strings.CutPrefix(name, "BenchmarkAuthHTTP/")
+		rest, ok := strings.CutPrefix(name, prefix+"/")
 		if !ok {
 			continue
 		}
 		mode, c, _ := strings.Cut(rest, "/")
 		r := res[name]
-		base := median(res["BenchmarkAuthHTTP/"+mode+"/Baseline"]["req/s"])
+		base := median(res[prefix+"/"+mode+"/Baseline"]["req/s"])
 		ratio := "–"
 		if base > 0 {
 			ratio = fmt.Sprintf("%.0f %%", median(r["req/s"])/base*100)
 		}
+		runs := len(r["req/s"])
+		if rounds := r["rounds"]; len(rounds) > 0 {
+			runs = int(median(rounds))
+		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %d |\n", mode, c, fmtNum(median(r["req/s"])), ratio,
-			fmtNum(median(r["p50_us"])), fmtNum(median(r["p99_us"])), len(r["req/s"]))
+			fmtNum(median(r["p50_us"])), fmtNum(median(r["p99_us"])), runs)
 	}
 	fmt.Fprintln(w)
+}
+
+// hugeBodies: T02 against the running service, time to 413 and RSS growth.
+func hugeBodies(w io.Writer, res map[string]result, order []string) {
+	after := res["BenchmarkHugeBodies/After"]
+	if after == nil {
+		return
+	}
+	fmt.Fprintln(w, "### T02 oversized auth bodies against the running service (target: 413 within 50 ms, RSS growth < 2 MiB)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| body | p50 to 413 (µs) | p99 (µs) | max (ms) |")
+	fmt.Fprintln(w, "|---|---|---|---|")
+	for _, name := range order {
+		c, ok := strings.CutPrefix(name, "BenchmarkHugeBodies/")
+		if !ok || c == "After" {
+			continue
+		}
+		r := res[name]
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", c, fmtNum(median(r["p50_us"])), fmtNum(median(r["p99_us"])), fmtNum(median(r["max_ms"])))
+	}
+	fmt.Fprintf(w, "\nRSS of `stagedoor run` after 20 of each minus before: %s MiB; the next auth call was answered.\n\n",
+		fmtNum(median(after["rss_growth_MiB"])))
 }
 
 // aliasCost: MediaMTX CPU and RSS with N aliased streams against N streams without alias.
@@ -192,6 +232,7 @@ func micro(w io.Writer, res map[string]result, order []string) {
 	fmt.Fprintln(w, "|---|---|---|---|---|")
 	for _, name := range order {
 		if strings.HasPrefix(name, "BenchmarkAuthHTTP/") || strings.HasPrefix(name, "BenchmarkAliasCost/") ||
+			strings.HasPrefix(name, "BenchmarkAuthProcess/") || strings.HasPrefix(name, "BenchmarkHugeBodies/") ||
 			strings.HasPrefix(name, "BenchmarkReconnectStorm/") || strings.HasPrefix(name, "BenchmarkTimeToPlayback/") ||
 			name == "BenchmarkControlLatency" {
 			continue
