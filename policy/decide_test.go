@@ -293,35 +293,94 @@ func TestDecideNoLookupOutsideKeyPaths(t *testing.T) {
 	}
 }
 
-// Dimensions of the decision matrix (threats.md T05).
+// Dimensions of the decision matrix (threats.md T05). Paths and credentials belong to
+// alice ("own") or bob ("other"); mallory is banned.
 const (
-	pathActiveKey  = "ActiveKey"
-	pathBannedKey  = "BannedKey"
-	pathUnknownKey = "UnknownKey"
-	pathPublic     = "Public"
-	pathGarbage    = "Garbage"
-	pathEmpty      = "Empty"
+	pathActiveKey    = "ActiveKey"    // live/<alice's key>
+	pathBannedKey    = "BannedKey"    // live/<mallory's key>
+	pathUnknownKey   = "UnknownKey"   // live/sk_AAA…
+	pathOwnChannel   = "OwnChannel"   // live/alice: her keys publish here
+	pathOwnStream    = "OwnStream"    // live/concert: alice's password stream
+	pathOtherChannel = "OtherChannel" // live/bob
+	pathOtherStream  = "OtherStream"  // live/bobcam: bob's password stream
+	pathNoAuthStream = "NoAuthStream" // live/lobbycam: alice's stream without auth
+	pathNobodys      = "NobodysName"  // live/nobody: a public name no one owns
+	pathGarbage      = "Garbage"
+	pathEmpty        = "Empty"
 
 	credsNone          = "NoCreds"
 	credsRelayLoopback = "RelayLoopback"
 	credsRelayRemote   = "RelayRemote"
 	credsAdminLoopback = "AdminLoopback"
 	credsAdminRemote   = "AdminRemote"
-	credsWrongPassword = "WrongPassword"
+	credsWrongPassword = "WrongPassword" // the relay user with a wrong password
+	credsOwnKeyQuery   = "OwnKeyQuery"   // ?key=<alice's key>
+	credsOwnKeyPass    = "OwnKeyAsPassword"
+	credsOwnKeyToken   = "OwnKeyAsToken"
+	credsOwnHash       = "OwnHashAsPassword"
+	credsOwnPlaintext  = "OwnPlaintext"
+	credsOwnWrongPlain = "OwnUserWrongPlaintext"
+	credsOwnUserBobPw  = "OwnUserOthersHash" // user alice, bob's hash
+	credsWrongKeyQuery = "UnknownKeyQuery"
+	credsOtherKeyQuery = "OtherKeyQuery" // ?key=<bob's key>
+	credsOtherKeyPass  = "OtherKeyAsPassword"
+	credsOtherHash     = "OtherHashAsPassword"
+	credsOtherPlain    = "OtherPlaintext"
+	credsKeyOtherName  = "OwnKeyUnderOtherName" // user bob, alice's key as the password
 )
 
 var (
 	matrixActions   = []string{"publish", "read", "playback", "api", "metrics", "pprof", "", "PUBLISH", "x"}
 	matrixProtocols = []string{"rtsp", "rtmp", "hls", "webrtc", "srt", "moq", "", "x"}
-	matrixPaths     = []string{pathActiveKey, pathBannedKey, pathUnknownKey, pathPublic, pathGarbage, pathEmpty}
-	matrixCreds     = []string{credsNone, credsRelayLoopback, credsRelayRemote, credsAdminLoopback, credsAdminRemote, credsWrongPassword}
+	matrixPaths     = []string{pathActiveKey, pathBannedKey, pathUnknownKey, pathOwnChannel, pathOwnStream,
+		pathOtherChannel, pathOtherStream, pathNoAuthStream, pathNobodys, pathGarbage, pathEmpty}
+	matrixCreds = []string{credsNone, credsRelayLoopback, credsRelayRemote, credsAdminLoopback, credsAdminRemote,
+		credsWrongPassword, credsOwnKeyQuery, credsOwnKeyPass, credsOwnKeyToken, credsOwnHash, credsOwnPlaintext,
+		credsOwnWrongPlain, credsOwnUserBobPw, credsWrongKeyQuery, credsOtherKeyQuery, credsOtherKeyPass,
+		credsOtherHash, credsOtherPlain, credsKeyOtherName}
 )
 
-// wantAllow is the truth table of the default policy, written without looking at
-// Decide's structure:
+// pathOwner and credsOwner say whose a path or a credential is ("" for nobody's).
+func pathOwner(path string) string {
+	switch path {
+	case pathActiveKey, pathOwnChannel, pathOwnStream, pathNoAuthStream:
+		return "alice"
+	case pathOtherChannel, pathOtherStream:
+		return "bob"
+	}
+	return ""
+}
+
+func credsOwner(creds string) string {
+	switch creds {
+	case credsOwnKeyQuery, credsOwnKeyPass, credsOwnKeyToken, credsOwnHash, credsOwnPlaintext:
+		return "alice"
+	case credsOtherKeyQuery, credsOtherKeyPass, credsOtherHash, credsOtherPlain:
+		return "bob"
+	}
+	return ""
+}
+
+// presentsKey: the credential carries a stream key (in the query, as the password or token).
+func presentsKey(creds string) bool {
+	switch creds {
+	case credsOwnKeyQuery, credsOwnKeyPass, credsOwnKeyToken, credsWrongKeyQuery, credsOtherKeyQuery, credsOtherKeyPass,
+		credsKeyOtherName:
+		return true
+	}
+	return false
+}
+
+// wantAllow is the truth table of the policy, written without looking at Decide's
+// structure:
 //   - a protocol MediaMTX never sends is denied for every action;
-//   - publish: only to the key path of an active user's key, over rtmp, rtsp, srt or webrtc,
-//     whatever the credentials or address;
+//   - publish, over rtmp, rtsp, srt or webrtc only:
+//   - to the key path of an active user's key, whatever the credentials;
+//   - to a user's channel live/<user>: only with one of that user's keys, in the query,
+//     as the password (under that user's name) or as the token;
+//   - to a password stream: only with its owner's name and password or bcrypt hash;
+//   - to a no-auth stream: anyone, unless a key is presented (a key is only good on
+//     its own user's channel);
 //   - read of a key path: only the relay credential, over rtsp, from loopback;
 //   - read of a public path: only over hls;
 //   - playback: only the admin credential from loopback, any path;
@@ -334,18 +393,31 @@ func wantAllow(action, protocol, path, creds string) bool {
 		return false
 	}
 	isKeyPath := path == pathActiveKey || path == pathBannedKey || path == pathUnknownKey
+	isPublic := (pathOwner(path) != "" && !isKeyPath) || path == pathNobodys
 	switch action {
 	case "publish":
 		switch protocol {
 		case "rtmp", "rtsp", "srt", "webrtc":
-			return path == pathActiveKey
+		default:
+			return false
+		}
+		sameOwner := credsOwner(creds) == pathOwner(path)
+		switch path {
+		case pathActiveKey:
+			return true
+		case pathOwnChannel, pathOtherChannel:
+			return sameOwner && presentsKey(creds)
+		case pathOwnStream, pathOtherStream:
+			return sameOwner && !presentsKey(creds) && credsOwner(creds) != ""
+		case pathNoAuthStream:
+			return !presentsKey(creds)
 		}
 		return false
 	case "read":
 		if isKeyPath {
 			return creds == credsRelayLoopback && protocol == "rtsp"
 		}
-		if path == pathPublic {
+		if isPublic {
 			return protocol == "hls"
 		}
 		return false
@@ -357,20 +429,58 @@ func wantAllow(action, protocol, path, creds string) bool {
 	return false
 }
 
-func matrixRequest(f testdb.Users, action, protocol, path, creds string) (policy.Attempt, string) {
+// matrixFixture is publishFixture (alice with key, password stream concert and no-auth
+// stream lobbycam; bob with password stream bobcam) plus a key of bob's and a banned
+// user mallory with a key.
+type matrixFixture struct {
+	publishFixture
+	bobKey, bannedKey string
+}
+
+func newMatrixFixture(t *testing.T) matrixFixture {
+	t.Helper()
+	f := matrixFixture{publishFixture: newPublishFixture(t)}
+	ctx := t.Context()
+	k, err := f.db.AddKey(ctx, "bob", "matrix")
+	if err != nil {
+		t.Fatalf("AddKey(bob): %v", err)
+	}
+	f.bobKey = k.StreamKey
+	m, err := f.db.CreateUser(ctx, "mallory")
+	if err != nil {
+		t.Fatalf("CreateUser(mallory): %v", err)
+	}
+	if err := f.db.SetActive(ctx, "mallory", false); err != nil {
+		t.Fatalf("SetActive(mallory): %v", err)
+	}
+	f.bannedKey = m.StreamKey
+	return f
+}
+
+func matrixRequest(f matrixFixture, action, protocol, path, creds string) (policy.Attempt, string) {
 	r := policy.Attempt{Action: action, Protocol: protocol, IP: "127.0.0.1"}
-	wantKind := stagedoor.PathKey
+	wantKind := stagedoor.PathPublic
 	switch path {
 	case pathActiveKey:
-		r.Path = "live/" + f.ActiveKey
+		r.Path, wantKind = "live/"+f.aliceKey, stagedoor.PathKey
 	case pathBannedKey:
-		r.Path = "live/" + f.BannedKey
+		r.Path, wantKind = "live/"+f.bannedKey, stagedoor.PathKey
 	case pathUnknownKey:
-		r.Path = "live/" + stagedoor.KeyPrefix + strings.Repeat("A", 43)
-	case pathPublic:
-		r.Path, wantKind = "live/benw", stagedoor.PathPublic
+		r.Path, wantKind = "live/"+stagedoor.KeyPrefix+strings.Repeat("A", 43), stagedoor.PathKey
+	case pathOwnChannel:
+		r.Path = "live/alice"
+	case pathOwnStream:
+		r.Path = "live/concert"
+	case pathOtherChannel:
+		r.Path = "live/bob"
+	case pathOtherStream:
+		r.Path = "live/bobcam"
+	case pathNoAuthStream:
+		r.Path = "live/lobbycam"
+	case pathNobodys:
+		r.Path = "live/nobody"
 	case pathGarbage:
-		r.Path, wantKind = "live/../benw", stagedoor.PathOther
+		r.Path, wantKind = "live/../alice", stagedoor.PathOther
 	case pathEmpty:
 		r.Path, wantKind = "", ""
 	}
@@ -385,13 +495,46 @@ func matrixRequest(f testdb.Users, action, protocol, path, creds string) (policy
 		r.User, r.Password, r.IP = adminSecret.User, adminSecret.Password, "10.0.0.5"
 	case credsWrongPassword:
 		r.User, r.Password = relaySecret.User, "wrong-password"
+	case credsOwnKeyQuery:
+		r.Query = "key=" + f.aliceKey
+	case credsOwnKeyPass:
+		r.User, r.Password = "alice", f.aliceKey
+	case credsOwnKeyToken:
+		r.Token = f.aliceKey
+	case credsOwnHash:
+		r.User, r.Password = "alice", f.aliceHash
+	case credsOwnPlaintext:
+		r.User, r.Password = "alice", alicePassword
+	case credsOwnWrongPlain:
+		r.User, r.Password = "alice", alicePassword+"!"
+	case credsOwnUserBobPw:
+		r.User, r.Password = "alice", f.bobHash
+	case credsWrongKeyQuery:
+		r.Query = "key=" + stagedoor.KeyPrefix + strings.Repeat("B", 43)
+	case credsOtherKeyQuery:
+		r.Query = "key=" + f.bobKey
+	case credsOtherKeyPass:
+		r.User, r.Password = "bob", f.bobKey
+	case credsOtherHash:
+		r.User, r.Password = "bob", f.bobHash
+	case credsOtherPlain:
+		r.User, r.Password = "bob", bobPassword
+	case credsKeyOtherName:
+		r.User, r.Password = "bob", f.aliceKey
 	}
 	return r, wantKind
 }
 
 func TestDecideMatrix(t *testing.T) {
-	f := newFixture(t)
-	var cases, allowed int
+	f := newMatrixFixture(t)
+	// A real password limiter, with its limits out of the way: the matrix sends alice's
+	// wrong password from one address many times, and must see every answer the
+	// credentials deserve. Correct plaintexts are cached after their first bcrypt.
+	pw := policy.NewPasswords()
+	pw.IPMaxFailures, pw.UserFreeFailures, pw.RatePerSecond = 1<<30, 1<<30, 1<<30
+	pol := testPolicy
+	pol.Passwords = pw
+	var cases, allowed, publicPublishes, cross, crossAllowed int
 	for _, action := range matrixActions {
 		for _, protocol := range matrixProtocols {
 			for _, path := range matrixPaths {
@@ -400,13 +543,24 @@ func TestDecideMatrix(t *testing.T) {
 					name := fmt.Sprintf("action=%q/protocol=%q/%s/%s", action, protocol, path, creds)
 					r, wantKind := matrixRequest(f, action, protocol, path, creds)
 					want := wantAllow(action, protocol, path, creds)
-					d := decide(t.Context(), r, f.DB, testPolicy)
+					d := decide(t.Context(), r, f.db, pol)
+					isCross := action == "publish" && credsOwner(creds) != "" && pathOwner(path) != "" && credsOwner(creds) != pathOwner(path) &&
+						path != pathActiveKey && path != pathNoAuthStream
+					if isCross {
+						cross++
+						if d.Allow {
+							crossAllowed++
+						}
+					}
 					if d.Allow != want {
 						t.Errorf("%s: Allow = %v, want %v (reason %q)", name, d.Allow, want, d.Reason)
 						continue
 					}
 					if d.Allow {
 						allowed++
+						if action == "publish" && wantKind == stagedoor.PathPublic {
+							publicPublishes++
+						}
 					}
 					wantStatus := http.StatusUnauthorized
 					if want {
@@ -422,12 +576,25 @@ func TestDecideMatrix(t *testing.T) {
 			}
 		}
 	}
-	if want := 9 * 8 * 6 * 6; cases != want {
+	if want := 9 * 8 * 11 * 19; cases != want {
 		t.Errorf("matrix has %d cases, want %d", cases, want)
 	}
-	// publish: 4 protocols x 6 creds; relay read: 3 key paths; public read: 6 creds;
-	// playback: 7 protocols x 6 paths; api/metrics/pprof: 3 x 7 protocols.
-	if want := 24 + 3 + 6 + 42 + 21; allowed != want {
+	// publish, per ingest protocol: key path 19 creds, channels 3 + 2 keys, streams 2 + 2
+	// passwords or hashes, no-auth stream the 12 creds without a key; relay read: 3 key
+	// paths; public read: 6 paths × 19 creds; playback: 7 protocols × 11 paths;
+	// api/metrics/pprof: 3 × 7 protocols.
+	if want := 4*(19+3+2+2+2+12) + 3 + 6*19 + 7*11 + 3*7; allowed != want {
 		t.Errorf("matrix allowed %d cases, want %d", allowed, want)
+	}
+	if want := 4 * (3 + 2 + 2 + 2 + 12); publicPublishes != want {
+		t.Errorf("public-name publishes allowed: %d, want %d", publicPublishes, want)
+	}
+	if cross == 0 || crossAllowed != 0 {
+		t.Errorf("publishes with one user's credential on another's path: %d of %d cases allowed, want 0 of > 0", crossAllowed, cross)
+	}
+	// Only plaintext passwords on their owner's stream reach bcrypt: alice's and bob's
+	// right ones once each (then cached), alice's wrong one once per ingest protocol.
+	if got, want := pw.BcryptRuns(), int64(2+4); got != want {
+		t.Errorf("BcryptRuns = %d, want %d", got, want)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -78,7 +79,7 @@ func FuzzDecodeAndDecide(f *testing.F) {
 		if again := decide(t.Context(), r.Attempt(), fx.DB, testPolicy); again != d {
 			t.Fatalf("Decide not deterministic: %+v then %+v", d, again)
 		}
-		want := oracle(t, fx.DB, r)
+		want := oracle(t, fx.DB, fx.ActiveKey, r)
 		if d.Allow && !want {
 			t.Fatalf("fail-open: allowed %+v for %+v", d, r)
 		}
@@ -101,15 +102,17 @@ func FuzzDecodeAndDecide(f *testing.F) {
 
 // oracle is wantAllow for an arbitrary decoded request: it classifies the request's
 // path and credentials into the matrix dimensions, looking the key up in the store.
-func oracle(t *testing.T, db *store.DB, r authserver.Request) bool {
+func oracle(t *testing.T, db *store.DB, activeKey string, r authserver.Request) bool {
 	t.Helper()
 	kind, rest := stagedoor.ParsePath(r.Path)
 	path := pathGarbage
 	switch {
 	case r.Path == "":
 		path = pathEmpty
+	case kind == stagedoor.PathPublic && rest == "benw":
+		path = pathOwnChannel // benw plays alice's part: his channel, no streams
 	case kind == stagedoor.PathPublic:
-		path = pathPublic
+		path = pathNobodys
 	case kind == stagedoor.PathKey:
 		o, err := db.UserByKeyDigest(t.Context(), stagedoor.KeyDigest(rest))
 		switch {
@@ -131,6 +134,22 @@ func oracle(t *testing.T, db *store.DB, r authserver.Request) bool {
 		creds = credsRelayLoopback
 	case r.User == adminSecret.User && r.Password == adminSecret.Password && loopback:
 		creds = credsAdminLoopback
+	}
+	// A key presented on a public name: benw's own (alice's part) or anything else.
+	a := r.Attempt()
+	key, presented := "", false
+	if q, err := url.ParseQuery(a.Query); err == nil && q.Get("key") != "" {
+		key, presented = q.Get("key"), true
+	} else if stagedoor.IsKey(a.Password) {
+		key, presented = a.Password, true
+	} else if stagedoor.IsKey(a.Token) {
+		key, presented = a.Token, true
+	}
+	if presented && kind == stagedoor.PathPublic && r.Action == "publish" {
+		creds = credsWrongKeyQuery
+		if key == activeKey && (a.User == "" || a.User == rest) {
+			creds = credsOwnKeyQuery
+		}
 	}
 	return wantAllow(r.Action, r.Protocol, path, creds)
 }
