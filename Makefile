@@ -77,7 +77,7 @@ bench: test-deps build
 
 # Each fuzz target for FUZZTIME (their seeds run in every `go test`).
 FUZZTIME ?= 60s
-FUZZ_TARGETS := policy:FuzzDecodeAndDecide .:FuzzParsePath rtmpfront:FuzzRoutableName rtmpfront:FuzzChunkReader plugin:FuzzHookPayload cmd/stagedoor:FuzzRedactGuards
+FUZZ_TARGETS := policy:FuzzDecodeAndDecide .:FuzzParsePath rtmpfront:FuzzRoutableName rtmpfront:FuzzChunkReader plugin:FuzzHookPayload cmd/stagedoor:FuzzRedactGuards authserver:FuzzDecodeRequestMatchesEncodingJSON
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t#*:}; \
