@@ -41,7 +41,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if getenv(plugin.EnvHookSecret) == "" {
 		return usageError("serve: set " + plugin.EnvHookSecret + " (the same value in MediaMTX's environment, for its hooks)")
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	logger := cfg.log.newLogger(stderr, stderr, isTerminal)
 	sec, err := loadSecrets(getenv)
 	if err != nil {
 		return err

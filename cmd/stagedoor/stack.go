@@ -61,7 +61,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, _, s
 	}
 	out := newRedactor(stderr, sec.list())
 	defer out.Flush()
-	logger := slog.New(slog.NewJSONHandler(out, nil))
+	logger := cfg.log.newLogger(out, stderr, isTerminal)
 
 	svc, err := startService(ctx, cfg, sec, logger)
 	if err != nil {
