@@ -150,6 +150,9 @@ type secrets struct {
 	adminToken string
 	// webhook signs webhook deliveries.
 	webhook string
+	// selfCheck marks the anonymous API probe (selfCheckNote); fresh at every start
+	// and never given to MediaMTX or a client.
+	selfCheck string
 }
 
 // loadSecrets reads secrets from the environment or from files named there
@@ -160,6 +163,8 @@ func loadSecrets(getenv func(string) string) (secrets, error) {
 		hook:  envOr(getenv, plugin.EnvHookSecret, newSecret()),
 		admin: envOr(getenv, envAdminPassword, newSecret()),
 		relay: envOr(getenv, envRelayPassword, newSecret()),
+
+		selfCheck: newSecret(),
 	}
 	var err error
 	if s.adminToken, err = secretFromEnv(getenv, "STAGEDOOR_ADMIN_TOKEN"); err != nil {
@@ -187,7 +192,9 @@ func secretFromEnv(getenv func(string) string, name string) (string, error) {
 	return v, nil
 }
 
-func (s secrets) list() []string { return []string{s.hook, s.admin, s.relay, s.adminToken, s.webhook} }
+func (s secrets) list() []string {
+	return []string{s.hook, s.admin, s.relay, s.adminToken, s.webhook, s.selfCheck}
+}
 
 func newSecret() string {
 	var b [24]byte

@@ -142,7 +142,8 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 		Healthy:             s.health.Err,
 		Admissions:          policy.NewAdmissions(),
 	}
-	api := &mediamtx.Client{BaseURL: cfg.mediamtxAPI, User: adminUser, Password: sec.admin}
+	api := &mediamtx.Client{BaseURL: cfg.mediamtxAPI, User: adminUser, Password: sec.admin,
+		SelfCheckQuery: selfCheckParam + "=" + sec.selfCheck}
 	s.manager = plugin.NewManager(logger, db, api, plugin.Relay{User: relayUser, Password: sec.relay, RTSPAddress: cfg.mediamtxRTSP}, s.policy)
 	s.manager.OnPolicyChange = s.creds.Invalidate
 	s.recorder = audit.NewRecorder(db, logger, 8192)
