@@ -32,6 +32,10 @@ type Options struct {
 	// OnDecision, if set, is called after every decision with its duration (metrics,
 	// audit). It must not block.
 	OnDecision func(policy.Attempt, policy.Verdict, time.Duration)
+	// Note, if set, returns a note for a decision's log line (field "note"), "" for
+	// none. Stagedoor explains its own expected denials with it; it must recognize them
+	// by something a client cannot forge.
+	Note func(policy.Attempt) string
 }
 
 type handler struct {
@@ -184,7 +188,13 @@ func (h *handler) log(req Request, v policy.Verdict) {
 	case v.Busy || v.Fault:
 		level = slog.LevelError
 	}
-	h.logger.LogAttrs(context.Background(), level, "auth",
+	logger := h.logger
+	if h.opts.Note != nil {
+		if note := h.opts.Note(req.Attempt()); note != "" {
+			logger = logger.With(slog.String("note", note)) // rare: no cost on other lines
+		}
+	}
+	logger.LogAttrs(context.Background(), level, "auth",
 		slog.String("action", req.Action),
 		slog.String("protocol", req.Protocol),
 		slog.String("ip", req.IP),

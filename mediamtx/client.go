@@ -28,6 +28,10 @@ type Client struct {
 	User, Password string
 	// Client defaults to a client with a 5 s timeout.
 	Client *http.Client
+	// SelfCheckQuery, if set, is added to the query of OpenToAnonymous's request.
+	// MediaMTX hands an API request's query to its auth call, so a per-run secret here
+	// lets the auth server tell this probe's expected denial from a stranger's request.
+	SelfCheckQuery string
 }
 
 // PathSource is the publisher of a path: its type and id (the kick id).
@@ -159,7 +163,12 @@ func (m *Client) Ready(ctx context.Context) error {
 func (m *Client) OpenToAnonymous(ctx context.Context) (bool, error) {
 	anon := *m
 	anon.User, anon.Password = "", ""
-	err := anon.Ready(ctx)
+	p := "/v3/paths/list?itemsPerPage=1"
+	if m.SelfCheckQuery != "" {
+		p += "&" + m.SelfCheckQuery
+	}
+	var pg page[Path]
+	err := anon.do(ctx, http.MethodGet, p, nil, &pg)
 	switch {
 	case err == nil:
 		return true, nil

@@ -26,6 +26,8 @@ const (
 	envPublicRead    = "STAGEDOOR_PUBLIC_READ"
 	envAdminPassword = "STAGEDOOR_ADMIN_PASSWORD"
 	envRelayPassword = "STAGEDOOR_RELAY_PASSWORD"
+	envLogLevel      = "STAGEDOOR_LOG_LEVEL"
+	envLogFormat     = "STAGEDOOR_LOG_FORMAT"
 )
 
 // Internal user names. Their passwords are secrets; the names are not.
@@ -67,6 +69,7 @@ type serviceConfig struct {
 	auditRetention time.Duration
 	webhookURLs    []string
 	urls           stagedoor.URLs
+	log            logConfig
 }
 
 func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, frontDefault string) {
@@ -98,6 +101,7 @@ func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, f
 			return nil
 		})
 	registerURLs(fs, getenv, &c.urls)
+	c.log.register(fs, getenv)
 }
 
 func (c *serviceConfig) validate() error {
@@ -111,6 +115,9 @@ func (c *serviceConfig) validate() error {
 		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			return usageError("-webhook-url must be an http(s) URL")
 		}
+	}
+	if err := c.log.validate(); err != nil {
+		return err
 	}
 	for _, p := range c.publicReadProtocols() {
 		switch p {
@@ -143,6 +150,9 @@ type secrets struct {
 	adminToken string
 	// webhook signs webhook deliveries.
 	webhook string
+	// selfCheck marks the anonymous API probe (selfCheckNote); fresh at every start
+	// and never given to MediaMTX or a client.
+	selfCheck string
 }
 
 // loadSecrets reads secrets from the environment or from files named there
@@ -153,6 +163,8 @@ func loadSecrets(getenv func(string) string) (secrets, error) {
 		hook:  envOr(getenv, plugin.EnvHookSecret, newSecret()),
 		admin: envOr(getenv, envAdminPassword, newSecret()),
 		relay: envOr(getenv, envRelayPassword, newSecret()),
+
+		selfCheck: newSecret(),
 	}
 	var err error
 	if s.adminToken, err = secretFromEnv(getenv, "STAGEDOOR_ADMIN_TOKEN"); err != nil {
@@ -180,7 +192,9 @@ func secretFromEnv(getenv func(string) string, name string) (string, error) {
 	return v, nil
 }
 
-func (s secrets) list() []string { return []string{s.hook, s.admin, s.relay, s.adminToken, s.webhook} }
+func (s secrets) list() []string {
+	return []string{s.hook, s.admin, s.relay, s.adminToken, s.webhook, s.selfCheck}
+}
 
 func newSecret() string {
 	var b [24]byte

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"crypto/subtle"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -25,6 +28,7 @@ func (s *service) internalRoutes() http.Handler {
 				s.recorder.Record(policy.AuditEntry(a, v, time.Now()))
 			}
 		},
+		Note: selfCheckNote(s.sec.selfCheck),
 	}))
 	mux.Handle("POST /internal/hook", plugin.NewHookHandler(s.logger, s.sec.hook, s.manager))
 	mux.Handle("GET /healthz", health.Handler(s.health))
@@ -42,6 +46,33 @@ func (s *service) internalRoutes() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	return mux
+}
+
+// selfCheckParam carries the per-run marker of the anonymous API probe.
+const selfCheckParam = "stagedoor_selfcheck"
+
+// selfCheckNoteText labels the auth line of the probe.
+const selfCheckNoteText = "MediaMTX API anonymity self-check (expected denial)"
+
+// selfCheckNote labels the denial that Stagedoor's own probe of MediaMTX's API causes
+// (plugin: checkAPIClosed): at start and after each MediaMTX restart it calls the API
+// without credentials to check that MediaMTX asks us, and MediaMTX's auth call for it
+// is an anonymous api request that we refuse, which would read like an attack. Only a
+// request carrying this run's secret marker, which only the probe knows, is labelled;
+// anyone else's request, whatever its query, is logged as it is.
+func selfCheckNote(marker string) func(policy.Attempt) string {
+	return func(a policy.Attempt) string {
+		if a.Action != policy.ActionAPI || a.User != "" || a.Password != "" || a.Token != "" || marker == "" ||
+			!strings.Contains(a.Query, selfCheckParam) {
+			return ""
+		}
+		q, err := url.ParseQuery(a.Query)
+		if err != nil || len(q[selfCheckParam]) != 1 ||
+			subtle.ConstantTimeCompare([]byte(q.Get(selfCheckParam)), []byte(marker)) != 1 {
+			return ""
+		}
+		return selfCheckNoteText
+	}
 }
 
 // publicRoutes is the public listener: one router (web) with the pages, the status API

@@ -41,7 +41,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if getenv(plugin.EnvHookSecret) == "" {
 		return usageError("serve: set " + plugin.EnvHookSecret + " (the same value in MediaMTX's environment, for its hooks)")
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	logger := cfg.log.newLogger(stderr, stderr, isTerminal)
 	sec, err := loadSecrets(getenv)
 	if err != nil {
 		return err
@@ -142,7 +142,8 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 		Healthy:             s.health.Err,
 		Admissions:          policy.NewAdmissions(),
 	}
-	api := &mediamtx.Client{BaseURL: cfg.mediamtxAPI, User: adminUser, Password: sec.admin}
+	api := &mediamtx.Client{BaseURL: cfg.mediamtxAPI, User: adminUser, Password: sec.admin,
+		SelfCheckQuery: selfCheckParam + "=" + sec.selfCheck}
 	s.manager = plugin.NewManager(logger, db, api, plugin.Relay{User: relayUser, Password: sec.relay, RTSPAddress: cfg.mediamtxRTSP}, s.policy)
 	s.manager.OnPolicyChange = s.creds.Invalidate
 	s.recorder = audit.NewRecorder(db, logger, 8192)

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -45,15 +46,22 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, _, s
 	if err != nil {
 		return err
 	}
-	// MediaMTX's environment is checked before anything starts: a bad address is a usage
-	// error that creates no database.
-	env, err := mediamtxEnv(cfg, sec)
+	// MediaMTX's addresses and environment are checked before anything starts: a bad
+	// address is a usage error that creates no database.
+	if err := cfg.resolveMediaMTXAddrs(ctx); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own binary: %w", err)
+	}
+	env, err := mediamtxEnv(cfg, sec, os.Environ(), self)
 	if err != nil {
 		return err
 	}
 	out := newRedactor(stderr, sec.list())
 	defer out.Flush()
-	logger := slog.New(slog.NewJSONHandler(out, nil))
+	logger := cfg.log.newLogger(out, stderr, isTerminal)
 
 	svc, err := startService(ctx, cfg, sec, logger)
 	if err != nil {
@@ -78,44 +86,150 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, _, s
 	return errors.Join(<-failed, superviseErr, svc.close())
 }
 
-// mediamtxEnv is MediaMTX's environment: ours, plus the addresses Stagedoor listens on
-// (MTX_* overrides of mediamtx.yml) and what its hooks need. Secrets go only here,
-// never into argv; hooks inherit this environment.
-func mediamtxEnv(cfg serviceConfig, sec secrets) ([]string, error) {
+// mediamtxEnv is MediaMTX's environment, built from an allow-list of ours (environ)
+// and what Stagedoor sets: the addresses it listens on (MTX_* overrides of mediamtx.yml)
+// and what its hooks need. Hooks inherit it, and /proc/<pid>/environ shows it to anyone
+// with MediaMTX's uid, so it holds no secret but the hook secret: never the admin token,
+// the webhook or relay secret, the admin password or the database path.
+//
+// Allowed from ours: PATH (behind the directory of our own binary, for `stagedoor hook`),
+// HOME, TZ, TMPDIR, LANG, LC_*, SSL_CERT_FILE, SSL_CERT_DIR and the operator's MTX_*
+// overrides, except those Stagedoor sets itself (ours win, in the environment and not by
+// the order of duplicates). An MTX_* value that holds one of our secrets is refused: it
+// would smuggle that secret into MediaMTX, its hooks and its API's config listing. The
+// legacy RTSP_* prefix MediaMTX also reads is not passed.
+//
+// cfg.mediamtxAPI and cfg.mediamtxRTMP must have been through resolveLoopback.
+func mediamtxEnv(cfg serviceConfig, sec secrets, environ []string, self string) ([]string, error) {
 	api, err := url.Parse(cfg.mediamtxAPI)
 	if err != nil || api.Host == "" {
 		return nil, usageError("-mediamtx-api must be a URL like http://127.0.0.1:9997")
-	}
-	// `run` binds MediaMTX's API where this URL points; it lists every live key path, so
-	// it never listens beyond loopback.
-	if !isLoopbackHost(api.Hostname()) {
-		return nil, usageError("-mediamtx-api must be a loopback address: `run` binds MediaMTX's API there")
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find own binary: %w", err)
 	}
 	internal := cfg.internalAddr
 	if host, port, err := net.SplitHostPort(internal); err == nil && host == "" {
 		internal = net.JoinHostPort("127.0.0.1", port)
 	}
-	env := append(os.Environ(), // the child needs PATH, HOME and the operator's MTX_* overrides
-		"PATH="+filepath.Dir(self)+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"MTX_AUTHHTTPADDRESS=http://"+internal+"/mediamtx/auth",
-		"MTX_APIADDRESS="+api.Host,
-		plugin.EnvHookURL+"=http://"+internal+"/internal/hook",
-		plugin.EnvHookSecret+"="+sec.hook,
-	)
+	var path string
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	ours := []string{
+		"PATH=" + filepath.Dir(self) + string(os.PathListSeparator) + path,
+		"MTX_AUTHHTTPADDRESS=http://" + internal + "/mediamtx/auth",
+		"MTX_APIADDRESS=" + api.Host,
+		plugin.EnvHookURL + "=http://" + internal + "/internal/hook",
+		plugin.EnvHookSecret + "=" + sec.hook,
+	}
 	if cfg.rtmpAddr != "" {
 		// Behind the RTMP front: MediaMTX listens on loopback and takes the streamer's
-		// address from the front's PROXY protocol header.
+		// address from the front's PROXY protocol header, trusted from this IP only.
 		host, _, err := net.SplitHostPort(cfg.mediamtxRTMP)
-		if err != nil || !isLoopbackHost(host) {
-			return nil, usageError("-mediamtx-rtmp must be a loopback address")
+		if err != nil || net.ParseIP(host) == nil || !net.ParseIP(host).IsLoopback() {
+			return nil, usageError("-mediamtx-rtmp must be a loopback IP address and port")
 		}
-		env = append(env, "MTX_RTMPADDRESS="+cfg.mediamtxRTMP, "MTX_RTMPTRUSTEDPROXIES="+host)
+		ours = append(ours, "MTX_RTMPADDRESS="+cfg.mediamtxRTMP, "MTX_RTMPTRUSTEDPROXIES="+host)
 	}
-	return env, nil
+	set := make(map[string]bool, len(ours))
+	for _, kv := range ours {
+		name, _, _ := strings.Cut(kv, "=")
+		set[name] = true
+	}
+	var env []string
+	for _, kv := range environ {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || set[name] || !passedToMediaMTX(name) {
+			continue
+		}
+		if strings.HasPrefix(name, "MTX_") && holdsSecret(value, sec) {
+			return nil, usageError(name + " holds one of Stagedoor's secrets; MediaMTX's environment must not")
+		}
+		env = append(env, kv)
+	}
+	return append(env, ours...), nil
+}
+
+// passedToMediaMTX is the allow-list of inherited variables: what MediaMTX and a hook
+// process need to run, and the operator's MTX_* overrides of mediamtx.yml.
+func passedToMediaMTX(name string) bool {
+	switch name {
+	case "HOME", "TZ", "TMPDIR", "LANG", "SSL_CERT_FILE", "SSL_CERT_DIR":
+		return true
+	}
+	return strings.HasPrefix(name, "LC_") || strings.HasPrefix(name, "MTX_")
+}
+
+// holdsSecret reports whether v contains one of Stagedoor's secrets other than the hook
+// secret, which MediaMTX's environment carries on purpose. Secrets shorter than 8
+// characters are not looked for: they would match innocent values.
+func holdsSecret(v string, sec secrets) bool {
+	for _, s := range []string{sec.admin, sec.relay, sec.adminToken, sec.webhook} {
+		if len(s) >= 8 && strings.Contains(v, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveLoopback checks that addr (host:port) names a loopback host and returns it with
+// the host as an IP: MediaMTX takes only IPs where Stagedoor sets trusted proxies
+// (`localhost` there makes it refuse its configuration, and `run` would restart it for
+// ever), and a name could resolve to ::1 for one side and 127.0.0.1 for the other.
+// `localhost` resolves to its first IPv4 loopback address (else IPv6); what
+// it resolves to must all be loopback. flag names the flag in the error.
+func resolveLoopback(ctx context.Context, addr, flag string) (string, error) {
+	bad := usageError(flag + " must be a loopback IP address (or localhost) and a port")
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return "", bad
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		if !ip.IsLoopback() {
+			return "", bad
+		}
+		return net.JoinHostPort(ip.String(), port), nil
+	}
+	if host != "localhost" {
+		return "", bad
+	}
+	ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil || len(ips) == 0 {
+		return "", usageError(fmt.Sprintf("%s: cannot resolve %s to a loopback IP (%v); give an IP such as 127.0.0.1", flag, host, err))
+	}
+	var pick net.IP
+	for _, a := range ips {
+		if !a.IP.IsLoopback() {
+			return "", usageError(fmt.Sprintf("%s: %s resolves to %s, which is not loopback; give an IP such as 127.0.0.1", flag, host, a.IP))
+		}
+		if pick == nil || (pick.To4() == nil && a.IP.To4() != nil) {
+			pick = a.IP
+		}
+	}
+	return net.JoinHostPort(pick.String(), port), nil
+}
+
+// resolveMediaMTXAddrs turns the addresses `run` binds MediaMTX to into loopback IPs
+// (resolveLoopback), so that MediaMTX, the front and Stagedoor's API client agree on one
+// address, and refuses anything else: MediaMTX's API lists every live key path.
+func (c *serviceConfig) resolveMediaMTXAddrs(ctx context.Context) error {
+	api, err := url.Parse(c.mediamtxAPI)
+	if err != nil || api.Host == "" || (api.Scheme != "http" && api.Scheme != "https") {
+		return usageError("-mediamtx-api must be a URL like http://127.0.0.1:9997")
+	}
+	if api.Port() == "" {
+		return usageError("-mediamtx-api must name a port, like http://127.0.0.1:9997: `run` binds MediaMTX's API there")
+	}
+	if api.Host, err = resolveLoopback(ctx, api.Host, "-mediamtx-api"); err != nil {
+		return usageError(err.Error() + ": `run` binds MediaMTX's API there")
+	}
+	c.mediamtxAPI = api.String()
+	if c.rtmpAddr != "" {
+		if c.mediamtxRTMP, err = resolveLoopback(ctx, c.mediamtxRTMP, "-mediamtx-rtmp"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // supervise runs MediaMTX until ctx ends, restarting it with backoff when it exits.
