@@ -636,26 +636,32 @@ func (s *stack) mtxGet(path string, v any) (int, error) {
 // rtspSession, srtConn, webRTCSession) and id, the one MediaMTX kicks by.
 type mtxSession struct{ Type, ID string }
 
+// source returns the publisher of MediaMTX's path, or an error while it is not ready.
+func (s *stack) source(path string) (mtxSession, error) {
+	var v struct {
+		Ready  bool
+		Source *mtxSession
+	}
+	code, err := s.mtxGet("/v3/paths/get/"+path, &v)
+	switch {
+	case err != nil:
+		return mtxSession{}, err
+	case code != http.StatusOK:
+		return mtxSession{}, fmt.Errorf("paths/get: %d", code)
+	case !v.Ready || v.Source == nil || v.Source.ID == "":
+		return mtxSession{}, fmt.Errorf("not ready (source %+v)", v.Source)
+	}
+	return *v.Source, nil
+}
+
 // publisherOf waits until MediaMTX's path is ready and returns its publisher.
 func (s *stack) publisherOf(path string, timeout time.Duration) mtxSession {
 	s.t.Helper()
 	var src mtxSession
 	eventually(s.t, timeout, path+" ready in MediaMTX", func() error {
-		var v struct {
-			Ready  bool
-			Source *mtxSession
-		}
-		code, err := s.mtxGet("/v3/paths/get/"+path, &v)
-		switch {
-		case err != nil:
-			return err
-		case code != http.StatusOK:
-			return fmt.Errorf("paths/get: %d", code)
-		case !v.Ready || v.Source == nil || v.Source.ID == "":
-			return fmt.Errorf("not ready (source %+v)", v.Source)
-		}
-		src = *v.Source
-		return nil
+		var err error
+		src, err = s.source(path)
+		return err
 	})
 	return src
 }

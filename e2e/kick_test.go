@@ -63,7 +63,16 @@ func (s *stack) startAll(names []string, start func(name string) *publisher, kin
 	}
 	for _, n := range names {
 		l := live[n]
-		l.m = s.publisherOf("live/"+n, 60*time.Second)
+		eventually(s.t, 60*time.Second, "live/"+n+" ready in MediaMTX", func() error {
+			select {
+			case <-l.p.exited:
+				s.t.Fatalf("the publisher of %s stopped before MediaMTX showed it ready: %v\n%s", n, l.p.err, l.p.out)
+			default:
+			}
+			var err error
+			l.m, err = s.source("live/" + n)
+			return err
+		})
 		if want := kinds[n]; want != "" && l.m.Type != want {
 			s.t.Fatalf("%s: MediaMTX's publisher is a %s, want %s", n, l.m.Type, want)
 		}

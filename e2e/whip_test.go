@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -88,7 +89,20 @@ func isInterrupt(err error) bool {
 
 // runWHIP offers a send-only H264 track to endpoint, applies the answer and sends the
 // access units read from h264 until the encoder stops (nil) or the session ends (error).
+//
+// MediaMTX drops a WHIP session whose first packet has not arrived 2 s after it
+// connected (webrtcTrackGatherTimeout), and an encoder that starts slowly on a busy
+// machine can take longer than that: so the offer goes out only once the encoder has
+// produced its first access unit, and sending starts as soon as the session connects.
 func runWHIP(endpoint string, auth whipAuth, h264 io.Reader, log io.Writer) error {
+	aus, err := newAUReader(h264)
+	if err != nil {
+		return err
+	}
+	first, err := aus.next()
+	if err != nil {
+		return fmt.Errorf("encoder: %w", err)
+	}
 	pc, track, err := newWHIPPeer()
 	if err != nil {
 		return err
@@ -102,8 +116,13 @@ func runWHIP(endpoint string, auth whipAuth, h264 io.Reader, log io.Writer) erro
 		default:
 		}
 	}
+	connected := make(chan struct{})
+	var connectedOnce sync.Once
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateFailed {
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			connectedOnce.Do(func() { close(connected) })
+		case webrtc.PeerConnectionStateFailed:
 			end(errors.New("WebRTC session failed (ICE)"))
 		}
 	})
@@ -155,8 +174,15 @@ func runWHIP(endpoint string, auth whipAuth, h264 io.Reader, log io.Writer) erro
 		return fmt.Errorf("WHIP answer: %w", err)
 	}
 
+	select {
+	case <-connected:
+	case err := <-ended:
+		return err
+	case <-time.After(30 * time.Second):
+		return errors.New("WebRTC session not connected within 30 s")
+	}
 	sent := make(chan error, 1)
-	go func() { sent <- sendAccessUnits(h264, track) }()
+	go func() { sent <- sendAccessUnits(first, aus, track) }()
 	select {
 	case err := <-ended:
 		return err
@@ -223,37 +249,55 @@ func newWHIPPeer() (*webrtc.PeerConnection, *webrtc.TrackLocalStaticSample, erro
 	return pc, track, nil
 }
 
-// sendAccessUnits reads Annex B H264 with an AUD before every access unit and writes one
-// sample per access unit, 40 ms apart in media time (the encoder runs at 25 fps, -re).
-func sendAccessUnits(r io.Reader, track *webrtc.TrackLocalStaticSample) error {
+// auReader splits Annex B H264 with an AUD before every access unit (ffmpeg's
+// h264_metadata=aud=insert) into access units, each in Annex B.
+type auReader struct {
+	rd *h264reader.H264Reader
+}
+
+func newAUReader(r io.Reader) (*auReader, error) {
 	rd, err := h264reader.NewReader(r)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return &auReader{rd: rd}, nil
+}
+
+// next returns the next access unit, or io.EOF when the encoder has stopped.
+func (a *auReader) next() ([]byte, error) {
 	var au bytes.Buffer
-	flush := func() error {
-		if au.Len() == 0 {
-			return nil
-		}
-		err := track.WriteSample(media.Sample{Data: au.Bytes(), Duration: 40 * time.Millisecond})
-		au.Reset()
-		return err
-	}
 	for {
-		nal, err := rd.NextNAL()
-		if errors.Is(err, io.EOF) {
-			return flush()
+		nal, err := a.rd.NextNAL()
+		if errors.Is(err, io.EOF) && au.Len() > 0 {
+			return au.Bytes(), nil
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if nal.UnitType == h264reader.NalUnitTypeAUD {
-			if err := flush(); err != nil {
-				return err
+			if au.Len() > 0 {
+				return au.Bytes(), nil
 			}
 			continue
 		}
 		au.Write([]byte{0, 0, 0, 1})
 		au.Write(nal.Data)
+	}
+}
+
+// sendAccessUnits writes first and then every access unit of aus as one sample each,
+// 40 ms apart in media time (the encoder runs at 25 fps, -re), until the encoder stops.
+func sendAccessUnits(first []byte, aus *auReader, track *webrtc.TrackLocalStaticSample) error {
+	au := first
+	for {
+		if err := track.WriteSample(media.Sample{Data: au, Duration: 40 * time.Millisecond}); err != nil {
+			return err
+		}
+		var err error
+		if au, err = aus.next(); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
+		}
 	}
 }
