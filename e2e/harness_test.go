@@ -208,6 +208,7 @@ type stack struct {
 	internal  int
 	public    int
 	relayPass string
+	adminPass string // Stagedoor's credential for MediaMTX's API (user stagedoor-admin)
 	out       *testutil.Buffer
 	cmd       *exec.Cmd
 	done      chan error    // the exit status of `run`, once
@@ -245,6 +246,7 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 		srt: freeUDPPort(t), webrtc: freePort(t),
 		internal: freePort(t), public: freePort(t),
 		relayPass: "relay-" + strings.ReplaceAll(t.Name(), "/", "-") + "-secret",
+		adminPass: "admin-" + strings.ReplaceAll(t.Name(), "/", "-") + "-secret",
 		out:       &testutil.Buffer{},
 	}
 	s.runArgs = []string{"run",
@@ -265,6 +267,7 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 	s.runEnv = append(os.Environ(),
 		fmt.Sprintf("MTX_HLSADDRESS=127.0.0.1:%d", s.hls),
 		"STAGEDOOR_RELAY_PASSWORD="+s.relayPass,
+		"STAGEDOOR_ADMIN_PASSWORD="+s.adminPass, // so that tests can read MediaMTX's API too
 	)
 	s.runEnv = append(s.runEnv, mediamtxPorts(t, s.rtsp, s.srt, s.webrtc)...)
 	s.runEnv = append(s.runEnv, opts.env...)
@@ -627,4 +630,94 @@ func (s *stack) ffmpegRead(ctx context.Context, url string, extra ...string) err
 		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// mtxGet reads MediaMTX's control API as Stagedoor does (its admin credential) and
+// decodes a 200 answer into v; it returns the status.
+func (s *stack) mtxGet(path string, v any) (int, error) {
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", s.api, path), nil)
+	req.SetBasicAuth("stagedoor-admin", s.adminPass)
+	res, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK || v == nil {
+		_, _ = io.Copy(io.Discard, res.Body)
+		return res.StatusCode, nil
+	}
+	return res.StatusCode, json.NewDecoder(res.Body).Decode(v)
+}
+
+// mtxSession is the publisher of a ready MediaMTX path: its source type (rtmpConn,
+// rtspSession, srtConn, webRTCSession) and id, the one MediaMTX kicks by.
+type mtxSession struct{ Type, ID string }
+
+// source returns the publisher of MediaMTX's path, or an error while it is not ready.
+func (s *stack) source(path string) (mtxSession, error) {
+	var v struct {
+		Ready  bool
+		Source *mtxSession
+	}
+	code, err := s.mtxGet("/v3/paths/get/"+path, &v)
+	switch {
+	case err != nil:
+		return mtxSession{}, err
+	case code != http.StatusOK:
+		return mtxSession{}, fmt.Errorf("paths/get: %d", code)
+	case !v.Ready || v.Source == nil || v.Source.ID == "":
+		return mtxSession{}, fmt.Errorf("not ready (source %+v)", v.Source)
+	}
+	return *v.Source, nil
+}
+
+// publisherOf waits until MediaMTX's path is ready and returns its publisher.
+func (s *stack) publisherOf(path string, timeout time.Duration) mtxSession {
+	s.t.Helper()
+	var src mtxSession
+	eventually(s.t, timeout, path+" ready in MediaMTX", func() error {
+		var err error
+		src, err = s.source(path)
+		return err
+	})
+	return src
+}
+
+// present reports whether MediaMTX's API still lists the session (GET of its own entry).
+func (s *stack) present(m mtxSession) (bool, error) {
+	list := map[string]string{
+		"rtmpConn": "/v3/rtmp/conns/get/", "rtspSession": "/v3/rtsp/sessions/get/",
+		"srtConn": "/v3/srt/conns/get/", "webRTCSession": "/v3/webrtc/sessions/get/",
+	}[m.Type]
+	if list == "" {
+		return false, fmt.Errorf("no API list for source type %q", m.Type)
+	}
+	code, err := s.mtxGet(list+m.ID, nil)
+	switch {
+	case err != nil:
+		return false, err
+	case code == http.StatusNotFound:
+		return false, nil
+	case code == http.StatusOK:
+		return true, nil
+	}
+	return false, fmt.Errorf("GET %s%s: %d", list, m.ID, code)
+}
+
+// gone waits until MediaMTX's API no longer lists the session and returns how long that
+// took from since. It fails the test after timeout; on a busy machine a kick can take
+// longer than the product's 2 s target, so callers log the time instead of asserting it.
+func (s *stack) gone(m mtxSession, since time.Time, timeout time.Duration) time.Duration {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := s.present(m)
+		if err == nil && !ok {
+			return time.Since(since)
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s %s still in MediaMTX's API %v after the change (err %v)", m.Type, m.ID, time.Since(since), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

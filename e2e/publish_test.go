@@ -180,9 +180,9 @@ func TestPublishRefusals(t *testing.T) {
 	})
 
 	t.Run("WHIP", func(t *testing.T) {
-		// No WHIP client here (ffmpeg 5.1 has none), but MediaMTX asks auth before it
-		// parses the offer: a refused credential is 401, an accepted one reaches the
-		// SDP parser and fails there with 400.
+		// MediaMTX asks auth before it parses the offer: a refused credential is 401, an
+		// accepted one reaches the SDP parser and fails there with 400. (Real WHIP
+		// sessions, s.whipPublish, are in TestKeyKicks and TestSecretScrape.)
 		whip := fmt.Sprintf("http://127.0.0.1:%d/live/concert/whip", s.webrtc)
 		for _, c := range []struct {
 			name, user, pass string

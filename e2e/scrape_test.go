@@ -325,9 +325,13 @@ func nearMiss(s string, i int) string {
 }
 
 // TestSecretScrape is T11 and T12 of docs/threats.md on one stack: a scripted session
-// (key publish, plaintext and hash publish, key rotation with `key add` and `key reset`
-// plus an admin-API key, hooks and webhooks firing on every go-live and offline, then 50
-// wrong attempts), after which every surface is searched for every secret, whole and as
+// (key publish, plaintext and hash publish over RTMP; at the same time live sessions over
+// SRT, RTSP and WHIP with a stream key as the password or Bearer token and with a bcrypt
+// hash as the password (Basic on RTSP and WHIP), which `key reset` and `user passwd` then
+// kick; key rotation with `key add` and `key reset` plus an admin-API key, hooks and
+// webhooks firing on every go-live and offline, then 50 wrong attempts), after which
+// every surface (read while the streams are live, after the kicks and at the end) is
+// searched for every secret, whole and as
 // any 12-character fragment. While streams are live, the argv of every process on the
 // machine (/proc/*/cmdline, sampled all session long, and `ps -ww -eo pid,args`) is
 // searched as well. /proc/*/environ is not: it legitimately holds the relay and hook
@@ -388,7 +392,7 @@ func TestSecretScrape(t *testing.T) {
 			"STAGEDOOR_WEBHOOK_SECRET=" + whSecret,
 		},
 	})
-	s.relayPass = relayPass
+	s.relayPass, s.adminPass = relayPass, adminPass
 	procs := startProcSampler(100 * time.Millisecond)
 	defer procs.halt()
 
@@ -490,10 +494,14 @@ func TestSecretScrape(t *testing.T) {
 			}
 		}
 	}
+	// The sessions on SRT, RTSP and WHIP: three key users with the key as the password
+	// (the Bearer token on WHIP) on their public names, and bob's streams with his
+	// bcrypt hash as the password (Basic on RTSP and WHIP).
+	otherLive := []string{"key_srt", "key_rtsp", "key_whip", "hash_srt", "hash_rtsp", "hash_whip"}
 	// surfaces reads everything public and admin while the session is in some state.
 	surfaces := func(round string, keys ...string) {
 		t.Helper()
-		for _, name := range []string{"benw", "alice", "scrape_plain", "scrape_hash", "nosuch"} {
+		for _, name := range append([]string{"benw", "alice", "scrape_plain", "scrape_hash", "nosuch", "bob"}, otherLive...) {
 			get("public status API "+name+" ("+round+")", s.url(s.public, "/api/v1/channels/"+name))
 			get("channel page "+name+" ("+round+")", s.url(s.public, "/"+name))
 		}
@@ -516,6 +524,7 @@ func TestSecretScrape(t *testing.T) {
 		cli(false, "", "user", "list", "--json")
 		cli(false, "", "key", "list", "benw", "--json")
 		cli(false, "", "key", "list", "alice")
+		cli(false, "", "key", "list", "key_whip", "--json")
 		cli(false, "", "stream", "list", "--json")
 		cli(false, "", "stream", "list")
 	}
@@ -543,24 +552,54 @@ func TestSecretScrape(t *testing.T) {
 	}
 	sc.add(classHash, "alice's bcrypt hash", hash, strings.ReplaceAll(hash, "$", "%24"), url.QueryEscape(hash))
 	auth("relay reading a key path", true, "stagedoor-relay", relayPass, "127.0.0.1", "read", "live/"+key1, "rtsp", "")
+	otherKeys := map[string]string{}
+	for _, n := range []string{"key_srt", "key_rtsp", "key_whip"} {
+		otherKeys[n] = jsonField(t, cli(true, "", "user", "add", n, "--json"), "stream_key")
+		sc.add(classKey, n+"'s key", otherKeys[n])
+	}
+	cli(true, "", "user", "add", "bob", "--json")
+	bobPassword := "bob " + randomHex(t, 6) + " " + randomHex(t, 6)
+	sc.add(classPassword, "bob's password", bobPassword, url.QueryEscape(bobPassword), url.PathEscape(bobPassword))
+	bobHash := jsonField(t, cli(true, bobPassword+"\n", "user", "passwd", "bob", "--json"), "password_hash")
+	sc.add(classHash, "bob's bcrypt hash", bobHash, strings.ReplaceAll(bobHash, "$", "%24"), url.QueryEscape(bobHash),
+		url.PathEscape(bobHash), url.UserPassword("bob", bobHash).String())
+	for _, n := range []string{"hash_srt", "hash_rtsp", "hash_whip"} {
+		cli(true, "", "stream", "add", n, "--user", "bob")
+	}
 
-	// Live session: a key publish and both password forms at once.
+	// Live session: a key publish and both password forms over RTMP, and the key and
+	// hash sessions over SRT, RTSP and WHIP, all at once.
 	t.Logf("setup done after %v", time.Since(began).Round(time.Millisecond))
 	liveFrom := procs.roundsDone()
 	pubKey := track(s.publish(s.rtmpURL(key1)))
 	pubPlain := track(s.publish(s.rtmpURL("scrape_plain?user=alice&pass=" + url.QueryEscape(password))))
 	pubHash := track(s.publish(s.rtmpURL("scrape_hash?user=alice&pass=" + hash)))
-	for _, name := range []string{"benw", "scrape_plain", "scrape_hash"} {
+	others := map[string]*publisher{
+		"key_srt":   s.publishWith("mpegts", s.srtURL("publish:live/key_srt:key_srt:"+otherKeys["key_srt"])),
+		"key_rtsp":  s.publishWith("rtsp", s.rtspURL("key_rtsp", otherKeys["key_rtsp"], "key_rtsp")),
+		"key_whip":  s.whipPublish("key_whip", whipBearer(otherKeys["key_whip"])),
+		"hash_srt":  s.publishWith("mpegts", s.srtURL("publish:live/hash_srt:bob:"+bobHash)),
+		"hash_rtsp": s.publishWith("rtsp", s.rtspURL("bob", bobHash, "hash_rtsp")),
+		"hash_whip": s.whipPublish("hash_whip", whipBasic("bob", bobHash)),
+	}
+	for _, p := range others {
+		track(p)
+	}
+	for _, name := range append([]string{"benw", "scrape_plain", "scrape_hash"}, otherLive...) {
 		s.waitLive(name, true, 60*time.Second)
+	}
+	sessions := map[string]mtxSession{}
+	for _, name := range otherLive {
+		sessions[name] = s.publisherOf("live/"+name, 30*time.Second)
 	}
 	if err := playHLS(t, s.hlsURL("benw"), 30*time.Second); err != nil {
 		t.Fatalf("public HLS of benw: %v", err)
 	}
-	for _, name := range []string{"benw", "scrape_plain", "scrape_hash"} {
+	for _, name := range append([]string{"benw", "scrape_plain", "scrape_hash"}, otherLive...) {
 		fetchHLS(name)
 	}
 	// T12 while live: the sampler has been reading every argv since before the first
-	// publish; add a ps listing taken now, with all three streams live.
+	// publish; add a ps listing taken now, with all nine streams live.
 	time.Sleep(time.Second) // several sampler rounds with everything up
 	if ps, err := exec.Command("ps", "-ww", "-eo", "pid,args").Output(); err != nil {
 		t.Errorf("ps: %v", err)
@@ -576,9 +615,29 @@ func TestSecretScrape(t *testing.T) {
 			}
 			kept = append(kept, line)
 		}
-		col.add("ps -ww -eo pid,args while benw, scrape_plain and scrape_hash are live", strings.Join(kept, "\n"))
+		col.add("ps -ww -eo pid,args while all nine streams are live", strings.Join(kept, "\n"))
 	}
-	surfaces("three streams live", key1)
+	surfaces("nine streams live", key1)
+
+	// Kick the SRT, RTSP and WHIP sessions as an operator would: reset each key user's
+	// key, and set a new password for bob. Everything is read again once they are gone.
+	for _, n := range []string{"key_srt", "key_rtsp", "key_whip"} {
+		k := jsonField(t, cli(true, "", "key", "reset", n, "--json"), "stream_key")
+		sc.add(classKey, n+"'s key from `key reset`", k)
+	}
+	bobPassword2 := "bob2 " + randomHex(t, 6) + " " + randomHex(t, 6)
+	sc.add(classPassword, "bob's second password", bobPassword2, url.QueryEscape(bobPassword2), url.PathEscape(bobPassword2))
+	bobHash2 := jsonField(t, cli(true, bobPassword2+"\n", "user", "passwd", "bob", "--json"), "password_hash")
+	sc.add(classHash, "bob's second bcrypt hash", bobHash2, strings.ReplaceAll(bobHash2, "$", "%24"), url.QueryEscape(bobHash2))
+	kickedAt := time.Now()
+	for _, name := range otherLive {
+		took := s.gone(sessions[name], kickedAt, 30*time.Second)
+		t.Logf("%s (%s) gone from MediaMTX's API %v after the last key reset or password change",
+			name, sessions[name].Type, took.Round(time.Millisecond))
+		s.waitLive(name, false, 30*time.Second)
+		others[name].kicked(t, 30*time.Second)
+	}
+	surfaces("after the SRT, RTSP and WHIP sessions were kicked", key1)
 	auth("key publish", true, "", "", "192.0.2.10", "publish", "live/"+key1, "rtmp", "")
 	auth("key in the query of the public name", true, "", "", "192.0.2.10", "publish", "live/benw", "rtmp", "key="+key1)
 	auth("key as RTSP password", true, "benw", key1, "192.0.2.10", "publish", "live/benw", "rtsp", "")
@@ -719,7 +778,7 @@ func TestSecretScrape(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	for _, name := range []string{"benw", "alice", "scrape_plain", "scrape_hash"} {
+	for _, name := range append([]string{"benw", "alice", "scrape_plain", "scrape_hash"}, otherLive...) {
 		if code, v := s.channelStatus(name); code != http.StatusOK || v["live"] != false {
 			t.Errorf("%s status = %d %v after the wrong attempts, want offline", name, code, v)
 		}
@@ -853,7 +912,7 @@ func TestSecretScrape(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"benw's first key", "alice's password", "alice's bcrypt hash", "benw's key from `key reset`",
-		"benw's key from the admin API"} {
+		"benw's key from the admin API", "key_whip's key", "bob's bcrypt hash", "bob's second bcrypt hash"} {
 		if !contains(inExcluded, want) {
 			t.Errorf("the scanner did not find %s where it is by design (CLI or admin answer, publisher argv)", want)
 		}
@@ -863,6 +922,20 @@ func TestSecretScrape(t *testing.T) {
 	}
 	if !strings.Contains(out, `"event":"available"`) || !strings.Contains(out, `"event":"unavailable"`) {
 		t.Errorf("the output shows no hook events: did the hooks fire?")
+	}
+	// The SRT, RTSP and WHIP sessions were admitted and kicked in this output.
+	for _, name := range otherLive {
+		var admitted, kicked bool
+		for _, line := range strings.Split(out, "\n") {
+			if !strings.Contains(line, `"`+name+`"`) {
+				continue
+			}
+			admitted = admitted || strings.Contains(line, `"event":"available"`)
+			kicked = kicked || strings.Contains(line, `"msg":"kicked"`)
+		}
+		if !admitted || !kicked {
+			t.Errorf("the output shows %s available = %v, kicked = %v: is its session in the scan?", name, admitted, kicked)
+		}
 	}
 
 	// The scanner finds a bare fragment, and ignores an allowed class.
