@@ -23,6 +23,7 @@ type Recorder struct {
 	store  Store
 	logger *slog.Logger
 	ch     chan stagedoor.AuditEntry
+	full   chan struct{} // a batch is waiting in ch
 	// Retention is how long entries are kept. Default 30 days; zero or less means the
 	// default (never "prune everything").
 	Retention time.Duration
@@ -37,13 +38,24 @@ type Recorder struct {
 // NewRecorder returns a Recorder with a queue of queueSize entries.
 func NewRecorder(st Store, logger *slog.Logger, queueSize int) *Recorder {
 	return &Recorder{store: st, logger: logger.With("component", "audit"), ch: make(chan stagedoor.AuditEntry, queueSize),
+		full:      make(chan struct{}, 1),
 		Retention: 30 * 24 * time.Hour, FlushEvery: 250 * time.Millisecond}
 }
 
-// Record queues e.
+// batchSize entries are written in one transaction.
+const batchSize = 512
+
+// Record queues e. It wakes the writer only when a whole batch is waiting: on the auth
+// path, one wake-up per decision cost MediaMTX's admission rate more than the entry.
 func (r *Recorder) Record(e stagedoor.AuditEntry) {
 	select {
 	case r.ch <- e:
+		if len(r.ch) >= batchSize {
+			select {
+			case r.full <- struct{}{}:
+			default:
+			}
+		}
 	default:
 		r.dropped.Add(1)
 	}
@@ -68,7 +80,7 @@ func (r *Recorder) Run(ctx context.Context) {
 	defer flush.Stop()
 	prune := time.NewTicker(time.Hour)
 	defer prune.Stop()
-	batch := make([]stagedoor.AuditEntry, 0, 512)
+	batch := make([]stagedoor.AuditEntry, 0, batchSize)
 	// A batch is written to the end even when ctx ends meanwhile (shutdown): the
 	// entries are already taken from the queue, and cancelling would lose them.
 	write := func() {
@@ -85,25 +97,31 @@ func (r *Recorder) Run(ctx context.Context) {
 		}
 		batch = batch[:0]
 	}
+	// drain takes what is queued, writing each full batch; the rest stays in batch.
+	drain := func() {
+		for {
+			select {
+			case e := <-r.ch:
+				batch = append(batch, e)
+				if len(batch) >= batchSize {
+					write()
+				}
+			default:
+				return
+			}
+		}
+	}
 	r.pruneOld(ctx)
 	for {
 		select {
 		case <-ctx.Done():
-			for {
-				select {
-				case e := <-r.ch:
-					batch = append(batch, e)
-				default:
-					write()
-					return
-				}
-			}
-		case e := <-r.ch:
-			batch = append(batch, e)
-			if len(batch) >= cap(batch) {
-				write()
-			}
+			drain()
+			write()
+			return
+		case <-r.full:
+			drain()
 		case <-flush.C:
+			drain()
 			write()
 		case <-prune.C:
 			r.pruneOld(ctx)
