@@ -75,7 +75,8 @@ const (
 // per call, MediaMTX's JSON body, as MediaMTX v1.21 calls auth. Each case reports the
 // median of its rounds' rates, p50 and p99 over all its calls, and the rounds.
 func BenchmarkAuthProcess(b *testing.B) {
-	s := startStack(b, stackOptions{logFile: filepath.Join(b.TempDir(), "run.log")})
+	// The service's defaults: the harness's faster reconcile is for tests.
+	s := startStack(b, stackOptions{logFile: filepath.Join(b.TempDir(), "run.log"), args: []string{"--reconcile-interval", "10s"}})
 	key := s.addUser("benw")
 	bare := startBareHandler(b)
 	ours := s.url(s.internal, "/mediamtx/auth")

@@ -41,7 +41,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if getenv(plugin.EnvHookSecret) == "" {
 		return usageError("serve: set " + plugin.EnvHookSecret + " (the same value in MediaMTX's environment, for its hooks)")
 	}
-	logger := cfg.log.newLogger(stderr, stderr, isTerminal)
+	logOut := newDelayedWriter(stderr)
+	defer logOut.Close()
+	logger := cfg.log.newLogger(logOut, stderr, isTerminal)
 	sec, err := loadSecrets(getenv)
 	if err != nil {
 		return err

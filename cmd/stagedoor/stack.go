@@ -59,7 +59,9 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, _, s
 	if err != nil {
 		return err
 	}
-	out := newRedactor(stderr, sec.list())
+	logOut := newDelayedWriter(stderr)
+	defer logOut.Close() // after out.Flush: deferred calls run last first
+	out := newRedactor(logOut, sec.list())
 	defer out.Flush()
 	logger := cfg.log.newLogger(out, stderr, isTerminal)
 
