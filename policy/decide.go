@@ -45,6 +45,9 @@ type Policy struct {
 	Healthy func() error
 	// Timeout bounds every decision, database waits included. Default 2 s.
 	Timeout time.Duration
+	// Front, if set, holds the grants of the RTMP front's renamed publishes (DecideIngest,
+	// FrontGrants). Nil: a publish carrying a grant is refused.
+	Front *FrontGrants
 	// Admissions, if set, remembers what admitted each publish session on a public name
 	// (a key as ?key=, password or token; a password), so that revoking that key or
 	// changing that password ends the stream (StillAllowed). Nil: such streams end only
@@ -83,11 +86,7 @@ func (p *Policy) Decide(ctx context.Context, a Attempt) Verdict {
 	if p.Healthy != nil && p.Healthy() != nil {
 		v = busy(ReasonUnhealthy)
 	} else {
-		timeout := p.Timeout
-		if timeout <= 0 {
-			timeout = 2 * time.Second
-		}
-		ctx, cancel := context.WithTimeout(ctx, timeout)
+		ctx, cancel := context.WithTimeout(ctx, p.timeout())
 		defer cancel()
 		v = p.decide(ctx, a, kind, rest)
 	}
@@ -154,6 +153,19 @@ func (p *Policy) decide(ctx context.Context, a Attempt, kind, rest string) Verdi
 	return deny("unknown action")
 }
 
+// queryKeys returns the parameter names of a raw query, nil when it does not parse.
+func queryKeys(raw string) []string {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil
+	}
+	keys := make([]string, 0, len(q))
+	for k := range q {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
 // presentedKey finds a stream key offered for a publish on a public name: ?key= in the
 // query (RTMP, RTSP), or as the password or bearer token (SRT, RTSP Basic, WHIP).
 func presentedKey(a Attempt) (string, bool) {
@@ -175,6 +187,17 @@ func presentedKey(a Attempt) (string, bool) {
 // (plaintext or its bcrypt hash), or with nothing for a no-auth stream. The Admission
 // says which credential that was, for StillAllowed.
 func (p *Policy) decidePublic(ctx context.Context, a Attempt, name string) (Verdict, Admission) {
+	if tok, ok := frontGrant(a); ok {
+		// Minted by the RTMP front for this name and address after it decided the
+		// streamer's own credentials; nothing else may come with it.
+		if a.User != "" || a.Password != "" || a.Token != "" || len(queryKeys(a.Query)) != 1 {
+			return deny("front grant with other credentials"), Admission{}
+		}
+		if v, adm, ok := p.Front.redeem(tok, name, a.IP); ok {
+			return v, adm
+		}
+		return deny("front grant not valid"), Admission{}
+	}
 	if key, ok := presentedKey(a); ok {
 		if !stagedoor.IsKey(key) {
 			return deny("malformed key"), Admission{}
