@@ -21,8 +21,9 @@ const certCheckEvery = time.Second
 // renewal without a restart: on a TLS handshake, at most once a second, it compares the
 // files' modification time, size and inode with those it loaded and reloads them when
 // they changed. A renewed pair that does not load (a half-written file, a key that does
-// not match the certificate) leaves the previous pair in use and is logged once, at
-// error level; the next change of the files is tried again. Create it with
+// not match the certificate) leaves the previous pair in use; if it still fails at the
+// next check (a renewal in progress gets that long to finish) it is logged once, at
+// error level. The next change of the files is tried again. Create it with
 // LoadCertFile.
 type CertFile struct {
 	certPath, keyPath string
@@ -30,12 +31,13 @@ type CertFile struct {
 	// now is the clock of the once-a-second check; tests replace it.
 	now func() time.Time
 
-	mu        sync.Mutex
-	cert      *tls.Certificate
-	loaded    [2]fileStamp // the files' stamps when cert was read
-	failed    [2]fileStamp // the stamps of the last pair that failed to load
-	failedErr string       // and its error, logged once
-	nextCheck time.Time
+	mu           sync.Mutex
+	cert         *tls.Certificate
+	loaded       [2]fileStamp // the files' stamps when cert was read
+	failed       [2]fileStamp // the stamps of the last pair that failed to load
+	failedErr    string       // and its error,
+	failedLogged bool         // logged once, at the second check that finds it
+	nextCheck    time.Time
 }
 
 // fileStamp is what tells a renewed file from the one loaded: certbot swaps a symlink
@@ -86,9 +88,10 @@ func (c *CertFile) reload() {
 	stamps, err := c.stat()
 	switch {
 	case err == nil && stamps == c.loaded:
-		c.failed, c.failedErr = [2]fileStamp{}, ""
+		c.failed, c.failedErr, c.failedLogged = [2]fileStamp{}, "", false
 		return
 	case err == nil && stamps == c.failed:
+		c.logFailure()
 		return
 	}
 	var cert *tls.Certificate
@@ -96,17 +99,28 @@ func (c *CertFile) reload() {
 		cert, err = c.load()
 	}
 	if err != nil {
-		// Once per bad renewal: a missing file (zero stamps) or a pair that does not
-		// load is not logged again every second.
 		if msg := err.Error(); stamps != c.failed || msg != c.failedErr {
-			c.logger.Error("rtmps: renewed certificate not loaded; the previous one stays in use", "err", err)
-			c.failed, c.failedErr = stamps, msg
+			// First sight of this pair: a renewal that rewrites the files in place may
+			// be half done (the certificate written, the key not yet). Logged only if
+			// the same pair still fails at the next check.
+			c.failed, c.failedErr, c.failedLogged = stamps, msg, false
+			return
 		}
+		c.logFailure()
 		return
 	}
-	c.cert, c.loaded, c.failed, c.failedErr = cert, stamps, [2]fileStamp{}, ""
+	c.cert, c.loaded = cert, stamps
+	c.failed, c.failedErr, c.failedLogged = [2]fileStamp{}, "", false
 	c.logger.Info("rtmps: certificate reloaded", "serial", cert.Leaf.SerialNumber.String(),
 		"not_after", cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+}
+
+// logFailure logs the failed renewal once; c.mu is held.
+func (c *CertFile) logFailure() {
+	if !c.failedLogged {
+		c.failedLogged = true
+		c.logger.Error("rtmps: renewed certificate not loaded; the previous one stays in use", "err", c.failedErr)
+	}
 }
 
 func (c *CertFile) stat() ([2]fileStamp, error) {

@@ -125,7 +125,7 @@ func serialOf(t *testing.T, addr string) (string, *tls.Conn) {
 // TestCertFileRenewal: the RTMPS front relays over TLS with the client's address in the
 // PROXY header; a renewed pair is served to new connections without a restart while an
 // open connection keeps relaying; a broken renewal keeps the previous certificate and is
-// logged once; a later good renewal is picked up.
+// logged once; a renewal caught halfway is not logged, and is picked up once complete.
 func TestCertFileRenewal(t *testing.T) {
 	dir := t.TempDir()
 	certPath, keyPath := certPair(t, dir, 1)
@@ -186,13 +186,21 @@ func TestCertFileRenewal(t *testing.T) {
 		t.Errorf("broken renewal logged %d times, want once:\n%s", n, logs)
 	}
 
-	// The renewal completes: the matching key arrives.
+	// A renewal in place, certificate first: between the two writes the pair does
+	// not match, which is served around but not logged; then the key arrives.
 	c4, k4 := selfSigned(t, 4)
 	writeFile(t, certPath, c4)
+	clock.Add(time.Second)
+	if s, _ := serialOf(t, addr); s != "2" {
+		t.Errorf("halfway through a renewal: serial %s, want 2", s)
+	}
 	writeFile(t, keyPath, k4)
 	clock.Add(time.Second)
 	if s, _ := serialOf(t, addr); s != "4" {
 		t.Errorf("after a good renewal: serial %s, want 4", s)
+	}
+	if n := strings.Count(logs.String(), "renewed certificate not loaded"); n != 1 {
+		t.Errorf("%d renewal errors logged, want only the broken renewal's:\n%s", n, logs)
 	}
 	if !strings.Contains(logs.String(), "certificate reloaded") {
 		t.Errorf("no reload logged:\n%s", logs)
