@@ -19,6 +19,10 @@ type URLs struct {
 	SRT  string // SRT listener, e.g. srt://HOST:8890
 	RTSP string // RTSP listener, e.g. rtsp://HOST:8554
 	WHIP string // WebRTC listener, e.g. http://HOST:8889
+
+	// RTMPS is the encoder "Server" field over TLS, e.g. rtmps://HOST:1937/live; "" when
+	// the operator offers no RTMPS. The stream key is the same as for RTMP.
+	RTMPS string
 }
 
 // HLSFor is the public playlist URL of a public name.
@@ -37,6 +41,11 @@ type EncoderForms struct {
 	SRT      string `json:"srt"`
 	RTSP     string `json:"rtsp"`
 	WHIP     string `json:"whip"`
+
+	// RTMPSServer and RTMPSOneField are TwoPart.Server and OneField over TLS; "" when
+	// URLs.RTMPS is.
+	RTMPSServer   string `json:"rtmps_server,omitempty"`
+	RTMPSOneField string `json:"rtmps_one_field,omitempty"`
 }
 
 // Forms builds the encoder settings of stream for user with password secret (the
@@ -51,6 +60,10 @@ func (u URLs) Forms(stream, user, secret string, auth bool) EncoderForms {
 	f.TwoPart.Server = u.RTMP
 	f.TwoPart.StreamKey = stream + query
 	f.OneField = strings.TrimRight(u.RTMP, "/") + "/" + stream + query
+	if u.RTMPS != "" {
+		f.RTMPSServer = u.RTMPS
+		f.RTMPSOneField = strings.TrimRight(u.RTMPS, "/") + "/" + stream + query
+	}
 	whip := strings.TrimRight(u.WHIP, "/") + "/live/" + stream + "/whip"
 	rtsp, err := url.Parse(strings.TrimRight(u.RTSP, "/") + "/live/" + stream)
 	if auth {

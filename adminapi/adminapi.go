@@ -142,8 +142,12 @@ func (a *api) createUser(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusCreated, gin.H{"name": nu.Name, "stream_key": nu.StreamKey, "fingerprint": nu.Fingerprint,
-		"server_url": a.ops.URLs.RTMP, "hls_url": a.hls(nu.Name)})
+	out := gin.H{"name": nu.Name, "stream_key": nu.StreamKey, "fingerprint": nu.Fingerprint,
+		"server_url": a.ops.URLs.RTMP, "hls_url": a.hls(nu.Name)}
+	if a.ops.URLs.RTMPS != "" {
+		out["rtmps_server_url"] = a.ops.URLs.RTMPS
+	}
+	c.JSON(http.StatusCreated, out)
 }
 
 func (a *api) getUser(c *gin.Context) {

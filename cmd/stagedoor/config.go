@@ -41,6 +41,8 @@ const (
 func registerURLs(fs *flag.FlagSet, getenv func(string) string, u *stagedoor.URLs) {
 	fs.StringVar(&u.RTMP, "rtmp-url", envOr(getenv, envRTMPURL, "rtmp://localhost:1935/live"),
 		"encoder server URL printed for streamers (env "+envRTMPURL+")")
+	fs.StringVar(&u.RTMPS, "rtmps-url", getenv("STAGEDOOR_RTMPS_URL"),
+		"RTMPS encoder server URL printed for streamers beside -rtmp-url, e.g. rtmps://HOST:1937/live; empty: none (env STAGEDOOR_RTMPS_URL)")
 	fs.StringVar(&u.HLS, "hls-url", envOr(getenv, envHLSURL, "http://localhost:8888"),
 		"public HLS base URL (env "+envHLSURL+")")
 	fs.StringVar(&u.SRT, "srt-url", envOr(getenv, "STAGEDOOR_SRT_URL", "srt://localhost:8890"),
@@ -64,6 +66,7 @@ type serviceConfig struct {
 	mediamtxRTSP   string
 	rtmpAddr       string
 	mediamtxRTMP   string
+	rtmps          rtmpsConfig
 	publicRead     string
 	reconcileEvery time.Duration
 	auditRetention time.Duration
@@ -86,6 +89,7 @@ func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, f
 		"public RTMP listener of Stagedoor's RTMP front, which makes ScaleEngine URL forms routable; empty: no front (env STAGEDOOR_RTMP_ADDR)")
 	fs.StringVar(&c.mediamtxRTMP, "mediamtx-rtmp", envOr(getenv, "STAGEDOOR_MEDIAMTX_RTMP", "127.0.0.1:1936"),
 		"MediaMTX's RTMP listener behind the front, loopback (env STAGEDOOR_MEDIAMTX_RTMP)")
+	c.rtmps.register(fs, getenv)
 	fs.StringVar(&c.publicRead, "public-read", envOr(getenv, envPublicRead, "hls"),
 		"comma-separated protocols allowed to read public channels: hls,rtsp,rtmp,srt,webrtc,moq (env "+envPublicRead+")")
 	fs.DurationVar(&c.reconcileEvery, "reconcile-interval", 10*time.Second, "how often live state is checked against MediaMTX (max 30s)")
@@ -117,6 +121,9 @@ func (c *serviceConfig) validate() error {
 		}
 	}
 	if err := c.log.validate(); err != nil {
+		return err
+	}
+	if err := c.rtmps.validate(c.rtmpAddr); err != nil {
 		return err
 	}
 	for _, p := range c.publicReadProtocols() {

@@ -90,6 +90,9 @@ type service struct {
 	stopLoop context.CancelFunc
 	loopDone chan struct{}
 	errc     chan error
+
+	// rtmpsCerts serves the RTMPS front's certificate; nil when RTMPS is off.
+	rtmpsCerts *rtmpfront.CertFile
 }
 
 // newServer applies the timeouts and header limits of docs/threats.md §6.
@@ -125,11 +128,19 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 	if host, _, err := net.SplitHostPort(cfg.internalAddr); err != nil || !isLoopbackHost(host) {
 		return nil, usageError("-internal-addr must be a loopback address: it serves auth and hooks")
 	}
+	// Before the database: a missing or broken certificate changes nothing.
+	rtmpsCerts, err := loadRTMPSCert(cfg.rtmps, logger)
+	if err != nil {
+		return nil, err
+	}
 	db, err := openBackend(ctx, cfg.db)
 	if err != nil {
 		return nil, err
 	}
-	s := &service{cfg: cfg, sec: sec, logger: logger, db: db, errc: make(chan error, 3)}
+	// errc: one slot per listener (internal, public, RTMP and RTMPS fronts), so that
+	// none blocks reporting its failure.
+	s := &service{cfg: cfg, sec: sec, logger: logger, db: db, errc: make(chan error, 4)}
+	s.rtmpsCerts = rtmpsCerts
 	s.passwords = policy.NewPasswords()
 	s.creds = policy.NewCachedCredentials(db)
 	owner := probeOwner()
@@ -184,8 +195,8 @@ func (s *service) policyChanged() {
 	s.manager.ReconcileSoon()
 }
 
-// start binds the internal, public and RTMP listeners and starts the background loops
-// (RTMP front, health probe, audit, webhooks, reconciler).
+// start binds the internal, public, RTMP and RTMPS listeners and starts the background
+// loops (RTMP and RTMPS fronts, health probe, audit, webhooks, reconciler).
 func (s *service) start(ctx context.Context) error {
 	public, err := s.publicRoutes()
 	if err != nil {
@@ -216,18 +227,28 @@ func (s *service) start(ctx context.Context) error {
 		}
 		s.logger.Info("listening", "listener", "rtmp front", "addr", frontLn.Addr().String(), "upstream", s.cfg.mediamtxRTMP)
 	}
+	rtmpsLn, err := s.listenRTMPS()
+	if err != nil {
+		if frontLn != nil {
+			frontLn.Close()
+		}
+		return err
+	}
 	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopLoop, s.loopDone = stop, make(chan struct{})
 	go func() {
 		defer close(s.loopDone)
 		var wg sync.WaitGroup
 		if frontLn != nil {
-			front := &rtmpfront.Proxy{Upstream: s.cfg.mediamtxRTMP, Logger: s.logger.With("component", "rtmpfront")}
+			front := s.frontProxy("rtmp")
 			wg.Go(func() {
 				if err := front.Serve(loopCtx, frontLn); err != nil {
 					s.errc <- err
 				}
 			})
+		}
+		if rtmpsLn != nil {
+			wg.Go(func() { s.serveRTMPS(loopCtx, rtmpsLn) })
 		}
 		wg.Go(func() { s.health.Run(loopCtx, healthEvery) })
 		wg.Go(func() { s.recorder.Run(loopCtx) })

@@ -124,7 +124,7 @@ func mediamtxEnv(cfg serviceConfig, sec secrets, environ []string, self string) 
 		plugin.EnvHookURL + "=http://" + internal + "/internal/hook",
 		plugin.EnvHookSecret + "=" + sec.hook,
 	}
-	if cfg.rtmpAddr != "" {
+	if cfg.frontOn() {
 		// Behind the RTMP front: MediaMTX listens on loopback and takes the streamer's
 		// address from the front's PROXY protocol header, trusted from this IP only.
 		host, _, err := net.SplitHostPort(cfg.mediamtxRTMP)
@@ -226,7 +226,7 @@ func (c *serviceConfig) resolveMediaMTXAddrs(ctx context.Context) error {
 		return usageError(err.Error() + ": `run` binds MediaMTX's API there")
 	}
 	c.mediamtxAPI = api.String()
-	if c.rtmpAddr != "" {
+	if c.frontOn() {
 		if c.mediamtxRTMP, err = resolveLoopback(ctx, c.mediamtxRTMP, "-mediamtx-rtmp"); err != nil {
 			return err
 		}

@@ -21,6 +21,9 @@ Stream %s
   RTSP: %s
   WHIP: %s
 `, f.Stream, f.TwoPart.Server, f.TwoPart.StreamKey, f.OneField, f.SRT, f.RTSP, f.WHIP)
+	if f.RTMPSServer != "" {
+		fmt.Fprintf(w, "  RTMPS: Server %s (same Stream Key); one field %s\n", f.RTMPSServer, f.RTMPSOneField)
+	}
 	if auth {
 		fmt.Fprintln(w, "  The pass value is your password's bcrypt hash; your plaintext password works too (use it if your encoder rejects $).")
 	}

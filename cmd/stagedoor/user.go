@@ -171,10 +171,18 @@ func cmdUser(ctx context.Context, args []string, getenv func(string) string, std
 // printNewKey shows a new stream key, once, with the encoder settings for it.
 func printNewKey(w io.Writer, c *cliFlags, what, name, key, fp string) error {
 	if c.json {
-		return writeJSON(w, map[string]string{
+		v := map[string]string{
 			"name": name, "stream_key": key, "fingerprint": fp,
 			"server_url": c.urls.RTMP, "hls_url": c.urls.HLSFor(name),
-		})
+		}
+		if c.urls.RTMPS != "" {
+			v["rtmps_server_url"] = c.urls.RTMPS
+		}
+		return writeJSON(w, v)
+	}
+	rtmps := ""
+	if c.urls.RTMPS != "" {
+		rtmps = "  Or over TLS, Server: " + c.urls.RTMPS + " (same Stream Key)\n"
 	}
 	fmt.Fprintf(w, `%s %s.
 
@@ -184,10 +192,10 @@ Stream key (shown only now; keep it secret; fingerprint %s):
 OBS: Settings > Stream > Service "Custom..."
   Server:     %s
   Stream Key: %s
-
+%s
 Public playback (HLS):
   %s
-`, what, name, fp, key, c.urls.RTMP, key, c.urls.HLSFor(name))
+`, what, name, fp, key, c.urls.RTMP, key, rtmps, c.urls.HLSFor(name))
 	return nil
 }
 
