@@ -42,9 +42,21 @@ const aliasSourceType = "rtspSource"
 
 // heldByDirectIngest reports whether live/<name> carries a publisher of its own: adding
 // the alias entry would recreate that path and drop the publisher.
+//
+// It lists the paths rather than asking for the one: MediaMTX logs "ERR [API] path not
+// found" for a paths/get of a path it does not have, and at a key path's first publish
+// the public path does not exist yet.
 func (m *Manager) heldByDirectIngest(ctx context.Context, name string) bool {
-	p, err := m.api.PathByName(ctx, stagedoor.LivePrefix+name)
-	return err == nil && p.Available && p.Source != nil && p.Source.Type != aliasSourceType
+	paths, err := m.api.Paths(ctx)
+	if err != nil {
+		return false
+	}
+	for _, p := range paths {
+		if p.Name == stagedoor.LivePrefix+name {
+			return p.Available && p.Source != nil && p.Source.Type != aliasSourceType
+		}
+	}
+	return false
 }
 
 // goLiveAliased marks the owner's channel live and points the alias at keyPath.

@@ -97,6 +97,12 @@ func TestHandleEvent(t *testing.T) {
 		f.api.SetSource(f.keyPath(), "rtmpConn", "A")
 		f.event(t, plugin.EventAvailable, "A")
 		f.wantState(t, "A")
+		// MediaMTX logs "ERR [API] path not found" for every paths/get of a path it does
+		// not have: a normal publish must not ask for one (the alias's path is not there
+		// yet when its key path becomes available).
+		if n := f.api.PathNotFound.Load(); n != 0 {
+			t.Errorf("%d paths/get calls for a missing path during a normal publish", n)
+		}
 	})
 	t.Run("AvailableNotConfirmedIgnored", func(t *testing.T) {
 		f := newFixture(t)
@@ -612,7 +618,8 @@ func TestHookDoesNotWaitForReconcile(t *testing.T) {
 			f, carolKey := blockableFixture(t)
 			// A stale alias of benw from an earlier run: the reconcile removes it.
 			f.api.SetConfig("live/benw", "rtsp://stagedoor-relay:old@127.0.0.1:8554/"+f.keyPath())
-			in, release := f.api.Block(tt.route)
+			// Only the reconcile's call hangs: the hook lists paths too.
+			in, release := f.api.BlockFirst(tt.route)
 			rec := async(func() error { return f.m.Reconcile(context.Background()) })
 			entered(t, in, tt.route)
 

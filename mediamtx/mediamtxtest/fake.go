@@ -22,8 +22,10 @@ type Server struct {
 	// URL is the API root, e.g. http://127.0.0.1:PORT.
 	URL string
 	// Replaced, Deleted and Kicked count path-config replaces, deletes and kicks;
-	// Unexpected counts requests to routes Stagedoor should not call.
-	Replaced, Deleted, Kicked, Unexpected atomic.Int64
+	// Unexpected counts requests to routes Stagedoor should not call. PathNotFound
+	// counts paths/get calls for a path MediaMTX does not have: each is an ERR line in
+	// MediaMTX's log, which an operator reads as a fault.
+	Replaced, Deleted, Kicked, Unexpected, PathNotFound atomic.Int64
 
 	user, password string
 	t              testing.TB
@@ -101,6 +103,8 @@ type block struct {
 	entered chan struct{}
 	release chan struct{}
 	once    sync.Once
+	first   bool        // only the first request is held (BlockFirst)
+	taken   atomic.Bool // the first request has come
 }
 
 // Block makes every request to route ("METHOD /path", e.g. "GET /v3/paths/list") hang
@@ -109,7 +113,17 @@ type block struct {
 // receives once per request that reached the hold. Release is idempotent and also runs
 // when the test ends; requests to other routes are served meanwhile.
 func (f *Server) Block(route string) (entered <-chan struct{}, release func()) {
-	b := &block{entered: make(chan struct{}, 64), release: make(chan struct{})}
+	return f.block(route, false)
+}
+
+// BlockFirst is Block for the first request to route only; later ones are served: one
+// call that hangs while MediaMTX keeps answering others, as its API does.
+func (f *Server) BlockFirst(route string) (entered <-chan struct{}, release func()) {
+	return f.block(route, true)
+}
+
+func (f *Server) block(route string, first bool) (entered <-chan struct{}, release func()) {
+	b := &block{entered: make(chan struct{}, 64), release: make(chan struct{}), first: first}
 	release = func() {
 		b.once.Do(func() {
 			f.blockMu.Lock()
@@ -132,7 +146,7 @@ func (f *Server) hold(r *http.Request) bool {
 	f.blockMu.Lock()
 	b := f.blocks[r.Method+" "+r.URL.Path]
 	f.blockMu.Unlock()
-	if b == nil {
+	if b == nil || b.first && !b.taken.CompareAndSwap(false, true) {
 		return true
 	}
 	select {
@@ -189,6 +203,7 @@ func (f *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && strings.HasPrefix(p, "/v3/paths/get/"):
 		x, ok := f.paths[strings.TrimPrefix(p, "/v3/paths/get/")]
 		if !ok {
+			f.PathNotFound.Add(1)
 			http.Error(w, `{"error":"path not found"}`, http.StatusNotFound)
 			return
 		}
