@@ -64,6 +64,12 @@ func (s *stack) publishCopy(src, url string) *publisher {
 	return startFFmpeg(s.t, s.ffmpeg, "-re", "-i", src, "-c", "copy", "-f", "flv", url)
 }
 
+// BenchmarkTimeToPlayback is P3: publisher start to the first segment in the public
+// playlist, for each way in. "direct" (RTMP through the front, the key in the query) is
+// the baseline; "alias" is RTMP on the key path; the others say which ingest starts
+// fastest (README): RTMP straight to MediaMTX's loopback listener, SRT on the key path
+// and on the public name, and WHIP (video only, from ffmpeg's H264 through the pion
+// client).
 func BenchmarkTimeToPlayback(b *testing.B) {
 	if testing.Short() {
 		b.Skip("needs MediaMTX and ffmpeg")
@@ -71,19 +77,29 @@ func BenchmarkTimeToPlayback(b *testing.B) {
 	s := startStack(b, stackOptions{})
 	src := benchSource(b, s.ffmpeg)
 	key := s.addUser("benw")
+	mtxRTMP := fmt.Sprintf("rtmp://127.0.0.1:%d/live/benw?key=%s", s.mediamtxRTMP(b), key)
+	copyTo := func(format, url string) func() *publisher {
+		return func() *publisher {
+			return startFFmpeg(s.t, s.ffmpeg, "-re", "-i", src, "-c", "copy", "-f", format, url)
+		}
+	}
 	for _, mode := range []struct {
-		name string
-		url  string
+		name  string
+		start func() *publisher
 	}{
-		{"alias", s.rtmpURL(key)},                // live/<key>, aliased to live/benw
-		{"direct", s.rtmpURL("benw?key=" + key)}, // the key in the query, no alias
+		{"direct", copyTo("flv", s.rtmpURL("benw?key="+key))},
+		{"alias", copyTo("flv", s.rtmpURL(key))},
+		{"rtmp-mediamtx", copyTo("flv", mtxRTMP)},
+		{"srt-key", copyTo("mpegts", s.srtURL("publish:live/"+key))},
+		{"srt-name", copyTo("mpegts", s.srtURL("publish:live/benw:benw:"+key))},
+		{"whip", func() *publisher { return s.with(b).whipPublish("benw", whipBearer(key)) }},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			for b.Loop() {
 				var took []time.Duration
 				for range benchRounds {
 					start := time.Now()
-					p := s.publishCopy(src, mode.url)
+					p := mode.start()
 					took = append(took, firstSegment(b, s.hlsURL("benw"), 30*time.Second).Sub(start))
 					p.stop()
 					s.with(b).waitLive("benw", false, 10*time.Second)

@@ -114,7 +114,7 @@ func TestMediaMTXSurface(t *testing.T) {
 }
 
 // mediamtxRTMP is the loopback port `run` gives MediaMTX's RTMP listener behind the front.
-func (s *stack) mediamtxRTMP(t *testing.T) int {
+func (s *stack) mediamtxRTMP(t testing.TB) int {
 	t.Helper()
 	for i, a := range s.runArgs {
 		if a == "--mediamtx-rtmp" && i+1 < len(s.runArgs) {
