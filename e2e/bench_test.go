@@ -131,19 +131,31 @@ func startDirect(b *testing.B, n int) mediaSetup {
 	}
 }
 
-// startAlias runs the Stagedoor stack: N users publish on their keys, played by name.
-func startAlias(b *testing.B, n int) mediaSetup {
+// startStackKeys runs the Stagedoor stack: N users publish on their stream keys as the
+// stream name (renamed at ingest by the RTMP front), played by name.
+func startStackKeys(b *testing.B, n int) mediaSetup { return startStackSetup(b, n, true) }
+
+// startStackNames runs the Stagedoor stack: N users publish straight to their public
+// names with the key in the query: the baseline of the rename's cost.
+func startStackNames(b *testing.B, n int) mediaSetup { return startStackSetup(b, n, false) }
+
+func startStackSetup(b *testing.B, n int, byKey bool) mediaSetup {
 	b.Helper()
-	s := startStack(b, stackOptions{})
+	s := startStack(b, stackOptions{args: []string{"--reconcile-interval", "10s"}})
 	keys := make([]string, n)
 	for i := range keys {
 		keys[i] = s.addUser(fmt.Sprintf("ch%03d", i))
 	}
 	return mediaSetup{
-		publishURL: func(i int) string { return s.rtmpURL(keys[i]) },
-		playURL:    func(i int) string { return s.hlsURL(fmt.Sprintf("ch%03d", i)) },
-		mtxPID:     func() int { return childPID(b, s.cmd.Process.Pid, "mediamtx") },
-		extraPID:   s.cmd.Process.Pid,
+		publishURL: func(i int) string {
+			if byKey {
+				return s.rtmpURL(keys[i])
+			}
+			return s.rtmpURL(fmt.Sprintf("ch%03d?key=%s", i, keys[i]))
+		},
+		playURL:  func(i int) string { return s.hlsURL(fmt.Sprintf("ch%03d", i)) },
+		mtxPID:   func() int { return childPID(b, s.cmd.Process.Pid, "mediamtx") },
+		extraPID: s.cmd.Process.Pid,
 	}
 }
 
@@ -255,6 +267,10 @@ func startPlayer(b *testing.B, url string) *player {
 	return p
 }
 
+// BenchmarkAliasCost is P4: the CPU of MediaMTX (and of Stagedoor beside it) with N RTMP
+// publishers, each played by one HLS viewer or by none: MediaMTX alone with an allow-all
+// auth ("direct"), the Stagedoor stack with publishers on their public names ("name"),
+// and the Stagedoor stack with publishers on their keys ("key": renamed at ingest).
 func BenchmarkAliasCost(b *testing.B) {
 	if testing.Short() {
 		b.Skip("needs MediaMTX and ffmpeg")
@@ -262,20 +278,22 @@ func BenchmarkAliasCost(b *testing.B) {
 	ff := needTool(b, "ffmpeg", "STAGEDOOR_TEST_FFMPEG", "")
 	src := benchSource(b, ff)
 	for _, n := range benchStreams() {
-		for _, mode := range []struct {
-			name  string
-			start func(*testing.B, int) mediaSetup
-		}{{"direct", startDirect}, {"alias", startAlias}} {
-			b.Run(fmt.Sprintf("mode=%s/streams=%d", mode.name, n), func(b *testing.B) {
-				for b.Loop() {
-					measureStreams(b, ff, src, n, mode.start)
-				}
-			})
+		for _, viewers := range []int{1, 0} {
+			for _, mode := range []struct {
+				name  string
+				start func(*testing.B, int) mediaSetup
+			}{{"direct", startDirect}, {"name", startStackNames}, {"key", startStackKeys}} {
+				b.Run(fmt.Sprintf("mode=%s/viewers=%d/streams=%d", mode.name, viewers, n), func(b *testing.B) {
+					for b.Loop() {
+						measureStreams(b, ff, src, n, viewers > 0, mode.start)
+					}
+				})
+			}
 		}
 	}
 }
 
-func measureStreams(b *testing.B, ff, src string, n int, start func(*testing.B, int) mediaSetup) {
+func measureStreams(b *testing.B, ff, src string, n int, viewers bool, start func(*testing.B, int) mediaSetup) {
 	setup := start(b, n)
 	for i := range n {
 		startFFmpeg(b, ff, "-re", "-i", src, "-c", "copy", "-f", "flv", setup.publishURL(i))
@@ -290,9 +308,11 @@ func measureStreams(b *testing.B, ff, src string, n int, start func(*testing.B, 
 			return nil
 		})
 	}
-	players := make([]*player, n)
+	var players []*player
 	for i := range n {
-		players[i] = startPlayer(b, setup.playURL(i))
+		if viewers {
+			players = append(players, startPlayer(b, setup.playURL(i)))
+		}
 	}
 	time.Sleep(3 * time.Second) // warm-up: muxers and players settle
 	before := make([]int64, n)
@@ -316,7 +336,15 @@ func measureStreams(b *testing.B, ff, src string, n int, start func(*testing.B, 
 	b.ReportMetric(cpu, "mtx_cpu_%core")
 	b.ReportMetric(cpu/float64(n), "mtx_cpu_%core/stream")
 	b.ReportMetric(rss, "mtx_rss_MB")
+	if !viewers { // the streams must still be live at the end of the window
+		for i := range n {
+			if code := hlsStatus(b, setup.playURL(i), "", ""); code != http.StatusOK {
+				b.Fatalf("stream %d: playlist %d after the window", i, code)
+			}
+		}
+	}
 	b.ReportMetric(extra, "stagedoor_cpu_%core")
+	b.ReportMetric(cpu+extra, "total_cpu_%core")
 }
 
 func deadline(ctx context.Context) time.Time {

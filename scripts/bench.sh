@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-5}
-streams=${STAGEDOOR_BENCH_STREAMS:-1,5,10,25}
+streams=${STAGEDOOR_BENCH_STREAMS:-10,25}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
