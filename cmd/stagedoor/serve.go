@@ -143,6 +143,7 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 		Passwords:           s.passwords,
 		Healthy:             s.health.Err,
 		Admissions:          policy.NewAdmissions(),
+		Front:               policy.NewFrontGrants(),
 	}
 	api := &mediamtx.Client{BaseURL: cfg.mediamtxAPI, User: adminUser, Password: sec.admin,
 		SelfCheckQuery: selfCheckParam + "=" + sec.selfCheck}
@@ -222,7 +223,20 @@ func (s *service) start(ctx context.Context) error {
 		defer close(s.loopDone)
 		var wg sync.WaitGroup
 		if frontLn != nil {
-			front := &rtmpfront.Proxy{Upstream: s.cfg.mediamtxRTMP, Logger: s.logger.With("component", "rtmpfront")}
+			front := &rtmpfront.Proxy{
+				Upstream: s.cfg.mediamtxRTMP,
+				Logger:   s.logger.With("component", "rtmpfront"),
+				Decider:  frontDecider{s.policy, s.policy.Front},
+				// The front's refusals never reach MediaMTX's auth call: count and audit
+				// them here. What it allows is counted and audited when MediaMTX presents
+				// the grant.
+				OnDecision: func(a policy.Attempt, v policy.Verdict, took time.Duration) {
+					if !v.Allow {
+						s.metrics.decision(a, v, took)
+						s.recorder.Record(policy.AuditEntry(a, v, time.Now()))
+					}
+				},
+			}
 			wg.Go(func() {
 				if err := front.Serve(loopCtx, frontLn); err != nil {
 					s.errc <- err
@@ -287,4 +301,11 @@ func (s *service) close() error {
 	}
 	errs = append(errs, s.db.Close())
 	return errors.Join(errs...)
+}
+
+// frontDecider is the policy as the RTMP front asks it: the decision from Policy, the
+// grant from its FrontGrants.
+type frontDecider struct {
+	*policy.Policy
+	*policy.FrontGrants
 }
