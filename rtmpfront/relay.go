@@ -73,11 +73,21 @@ func (p *Proxy) handle(ctx context.Context, conn net.Conn, release func()) {
 		up.Close()
 		<-done
 		p.reject(conn, rf.txID)
+	case errors.Is(err, io.EOF):
+		// The client is done sending: pass the half-close on and let MediaMTX read to the
+		// end and close (closing now, with MediaMTX's answers unread, would reset the
+		// connection and could lose the client's last bytes).
+		if cw, ok := up.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			select {
+			case <-done:
+			case <-time.After(p.HandshakeTimeout):
+			}
+		}
 	case errors.As(err, &le):
 		p.warn("rtmp front: client broke a limit; disconnected", "ip", hostOf(conn.RemoteAddr()), "limit", le.msg)
 	case errors.As(err, &ne) && ne.Timeout():
 		p.warn("rtmp front: client silent; disconnected", "ip", hostOf(conn.RemoteAddr()), "after", s.client.timeoutName(p))
-	case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
+	case !errors.Is(err, net.ErrClosed):
 		p.Logger.Debug("rtmp front: connection ended", "err", err)
 	}
 }
@@ -484,7 +494,7 @@ func (p *Proxy) reject(conn net.Conn, txID float64) {
 	}}.Marshal()
 	var buf bytes.Buffer
 	w := newChunkWriter(&buf)
-	w.chunkSize = uint32(len(body)) // one chunk: shorter than any chunk size a reader may hold
+	w.chunkSize = 1 << 16 // one chunk: the body (about 110 bytes) is shorter than any chunk size a reader may hold
 	_ = w.write(5, headerState{started: true, typ: commandAMF0Message, streamID: 0x1000000}, body)
 	_ = conn.SetWriteDeadline(time.Now().Add(p.WriteTimeout))
 	if _, err := conn.Write(buf.Bytes()); err != nil {

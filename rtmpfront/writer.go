@@ -1,6 +1,10 @@
 package rtmpfront
 
-import "io"
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+)
 
 // chunkWriter writes whole messages to MediaMTX, in chunks of the client's chunk size, with
 // headers chosen so that MediaMTX's reader ends each message in the state the client's own
@@ -30,8 +34,11 @@ func newChunkWriter(w io.Writer) *chunkWriter {
 // type 1 header when adding want's delta to what MediaMTX holds gives want's timestamp and
 // flag, else a type 0 header; the rest are type 3 chunks. It is one Write.
 func (w *chunkWriter) write(id byte, want headerState, body []byte) error {
+	if len(body) > 0xFFFFFF {
+		return errors.New("message longer than a chunk header can say") // never: limits are 10 MiB
+	}
 	s := &w.streams[id]
-	n := uint32(len(body))
+	n := uint32(len(body)) //nolint:gosec // checked above
 	b := w.buf[:0]
 	var field uint32 // the timestamp field: absolute (type 0) or delta (type 1)
 	if s.started && s.streamID == want.streamID && s.timestamp+want.delta == want.timestamp &&
@@ -39,15 +46,14 @@ func (w *chunkWriter) write(id byte, want headerState, body []byte) error {
 		field = want.delta
 		b = append(b, 1<<6|id)
 		b = appendTimestamp24(b, field)
-		b = append(b, byte(n>>16), byte(n>>8), byte(n), want.typ)
+		b = append(appendBE24(b, n), want.typ)
 		s.timestamp += field
 		s.delta = field
 	} else {
 		field = want.timestamp
 		b = append(b, id)
 		b = appendTimestamp24(b, field)
-		b = append(b, byte(n>>16), byte(n>>8), byte(n), want.typ,
-			byte(want.streamID>>24), byte(want.streamID>>16), byte(want.streamID>>8), byte(want.streamID))
+		b = appendBE32(append(appendBE24(b, n), want.typ), want.streamID)
 		s.started, s.timestamp, s.delta, s.streamID = true, field, 0, want.streamID
 	}
 	s.typ, s.bodyLen, s.extended = want.typ, n, field >= 0xFFFFFF
@@ -86,11 +92,14 @@ func (w *chunkWriter) inSync(r *chunkReader) bool {
 	return true
 }
 
-func appendTimestamp24(b []byte, v uint32) []byte {
-	v = min(v, 0xFFFFFF)
-	return append(b, byte(v>>16), byte(v>>8), byte(v))
+// appendTimestamp24 appends a header's timestamp field: 0xFFFFFF when the extended field
+// follows.
+func appendTimestamp24(b []byte, v uint32) []byte { return appendBE24(b, min(v, 0xFFFFFF)) }
+
+func appendBE24(b []byte, v uint32) []byte {
+	var t [4]byte
+	binary.BigEndian.PutUint32(t[:], v)
+	return append(b, t[1:]...)
 }
 
-func appendBE32(b []byte, v uint32) []byte {
-	return append(b, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-}
+func appendBE32(b []byte, v uint32) []byte { return binary.BigEndian.AppendUint32(b, v) }
