@@ -118,7 +118,15 @@ type Proxy struct {
 	// disconnected within WriteTimeout of the front's buffers filling. Zero means 30 s.
 	WriteTimeout time.Duration
 
-	logGate throttle
+	// MaxDecisions bounds the publish decisions the front makes at once; more wait their
+	// turn (up to 5 s, then they are refused as busy). Zero means 1: MediaMTX asks its auth
+	// one request at a time, and the policy's bcrypt budget (policy.Passwords), sized for
+	// that, refuses a verification beyond GOMAXPROCS at once rather than queue it: ten
+	// ScaleEngine-form encoders starting together must queue here, not be refused there.
+	MaxDecisions int
+
+	logGate   throttle
+	decisions chan struct{}
 }
 
 // Serve accepts connections on ln until ctx ends (then it returns nil) or ln fails.
@@ -195,6 +203,10 @@ func (p *Proxy) setDefaults() {
 	if p.Logger == nil {
 		p.Logger = slog.New(slog.DiscardHandler)
 	}
+	if p.MaxDecisions == 0 {
+		p.MaxDecisions = 1
+	}
+	p.decisions = make(chan struct{}, p.MaxDecisions)
 }
 
 // temporary reports whether an accept error may go away by itself: a timeout, a full file

@@ -22,6 +22,9 @@ import (
 // of the client's (a longer stream name is padded instead).
 const maxGrantLen = 64
 
+// decisionWait is how long a publish waits for its turn at the policy (MaxDecisions).
+const decisionWait = 5 * time.Second
+
 // handle relays one connection; release ends its pending state.
 func (p *Proxy) handle(ctx context.Context, conn net.Conn, release func()) {
 	defer conn.Close()
@@ -311,10 +314,7 @@ func (s *session) publish(ctx context.Context, data amf0.Data, txID float64, siz
 	}
 	a := attempt(u, s.ip)
 	start := time.Now()
-	v, name, adm := policy.Verdict{Reason: "no decider"}, "", policy.Admission{}
-	if s.p.Decider != nil {
-		v, name, adm = s.p.Decider.DecideIngest(ctx, a)
-	}
+	v, name, adm := s.p.decide(ctx, a)
 	var fwd string
 	if v.Allow {
 		fwd, v = s.forwardName(name, len(stream), v, adm)
@@ -344,6 +344,24 @@ func (s *session) publish(ctx context.Context, data amf0.Data, txID float64, siz
 	s.client.idle = s.p.IdleTimeout
 	_ = s.client.SetReadDeadline(time.Now().Add(s.p.IdleTimeout))
 	return body, nil
+}
+
+// decide asks the Decider, one decision at a time (MaxDecisions).
+func (p *Proxy) decide(ctx context.Context, a policy.Attempt) (policy.Verdict, string, policy.Admission) {
+	if p.Decider == nil {
+		return policy.Verdict{Reason: "no decider"}, "", policy.Admission{}
+	}
+	wait := time.NewTimer(decisionWait)
+	defer wait.Stop()
+	select {
+	case p.decisions <- struct{}{}:
+	case <-ctx.Done():
+		return policy.Verdict{Busy: true, Reason: "front stopping"}, "", policy.Admission{}
+	case <-wait.C:
+		return policy.Verdict{Busy: true, Reason: "front decisions queued too long"}, "", policy.Admission{}
+	}
+	defer func() { <-p.decisions }()
+	return p.Decider.DecideIngest(ctx, a)
 }
 
 // forwardName mints the grant for the publish of live/name and returns the stream name
