@@ -19,7 +19,7 @@ const FrontParam = "sd"
 // MinGrantLen is the shortest grant Mint returns: 16 characters of base64url, 96 bits.
 const MinGrantLen = 16
 
-// Front grants let the RTMP front rename at ingest. The front decides a publish itself
+// FrontGrants let the RTMP front rename at ingest. The front decides a publish itself
 // (DecideIngest) and forwards it to MediaMTX under the public name with a grant instead
 // of the streamer's key or password; MediaMTX's auth call presents the grant, and
 // Decide answers with the front's verdict. A grant is random, held only in this process,
