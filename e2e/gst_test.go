@@ -32,10 +32,11 @@ func startGst(t testing.TB, gst string, pipeline ...string) *publisher {
 // TestGStreamerThroughFront: two more RTMP client implementations publish a stream key
 // through the front. GStreamer's rtmpsink is librtmp, the library OBS's RTMP output is
 // built on, whose header compression differs from ffmpeg's; rtmp2sink is GStreamer's own.
-// Each plays at the public name, and MediaMTX's API never names the key.
+// Each plays at the public name, MediaMTX's API never names the key, and the front
+// spliced the connection (it stopped parsing; ffmpeg is checked the same way).
 func TestGStreamerThroughFront(t *testing.T) {
 	gst := needTool(t, "gst-launch-1.0", "STAGEDOOR_TEST_GST", "")
-	s := startStack(t, stackOptions{})
+	s := startStack(t, stackOptions{args: []string{"--log-level", "debug"}})
 	key := s.addUser("benw")
 	source := strings.Fields("videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=25/1 ! " +
 		"x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 ! flvmux name=mux streamable=true !")
@@ -43,21 +44,30 @@ func TestGStreamerThroughFront(t *testing.T) {
 		"voaacenc ! mux.")
 	for _, tt := range []struct {
 		name string
-		sink []string
+		sink []string // nil: ffmpeg
 	}{
 		// librtmp reads options after the URL, separated by a space.
 		{"LibrtmpRtmpsink", []string{"rtmpsink", "location=" + s.rtmpURL(key) + " live=1"}},
 		{"Rtmp2sink", []string{"rtmp2sink", "location=" + s.rtmpURL(key)}},
+		{"FFmpeg", nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			pipeline := append(append(append([]string{}, source...), tt.sink...), audio...)
-			p := startGst(t, gst, pipeline...)
+			spliced := strings.Count(s.out.String(), `rtmp front: spliced`)
+			var p *publisher
+			if tt.sink == nil {
+				p = s.publish(s.rtmpURL(key))
+			} else {
+				p = startGst(t, gst, append(append(append([]string{}, source...), tt.sink...), audio...)...)
+			}
 			s.with(t).waitLive("benw", true, 20*time.Second)
 			if err := playHLS(t, s.hlsURL("benw"), 10*time.Second); err != nil {
 				t.Fatalf("public HLS: %v\npublisher: %s", err, p.out)
 			}
 			if err := s.mtxHolds(key); err != nil {
 				t.Error(err)
+			}
+			if strings.Count(s.out.String(), `rtmp front: spliced`) != spliced+1 {
+				t.Errorf("the front did not splice the connection")
 			}
 			p.stop()
 			s.with(t).waitLive("benw", false, 10*time.Second)

@@ -71,12 +71,17 @@ func TestSpine(t *testing.T) {
 	})
 
 	t.Run("PublishRefusals", func(t *testing.T) {
-		wrong := s.publish(s.rtmpURL(stagedoor.NewKey()))
+		wrongKey := stagedoor.NewKey()
+		wrong := s.publish(s.rtmpURL(wrongKey))
 		direct := s.publish(s.rtmpURL("benw"))
 		other := s.publish(s.rtmpURL("alice")) // someone else's public name
 		wrong.refused(t, 15*time.Second)
 		direct.refused(t, 15*time.Second)
 		other.refused(t, 15*time.Second)
+		// Refused by the front before MediaMTX saw a publish: no path, no connection names it.
+		if err := s.mtxHolds(wrongKey); err != nil {
+			t.Error(err)
+		}
 		if code, v := s.channelStatus("alice"); code != http.StatusOK || v["live"] != false {
 			t.Errorf("alice status = %d %v, want offline", code, v)
 		}

@@ -179,6 +179,7 @@ func (s *session) splice() error {
 		}
 	}
 	_ = s.conn.SetReadDeadline(time.Time{})
+	s.p.Logger.Debug("rtmp front: spliced", "ip", s.ip)
 	if _, err := io.Copy(s.up, s.conn); err != nil {
 		return err
 	}
