@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/bluenviron/gohlslib/v2"
 	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
+	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/internal/testutil"
 )
 
@@ -647,6 +649,24 @@ func (s *stack) mtxGet(path string, v any) (int, error) {
 		return res.StatusCode, nil
 	}
 	return res.StatusCode, json.NewDecoder(res.Body).Decode(v)
+}
+
+// mtxHolds returns an error if MediaMTX's API lists of paths and of RTMP connections hold
+// any of the secrets (a key, a password or hash), or fail to answer.
+func (s *stack) mtxHolds(secrets ...string) error {
+	for _, path := range []string{"/v3/paths/list?itemsPerPage=1000", "/v3/rtmpconns/list?itemsPerPage=1000"} {
+		var raw json.RawMessage
+		code, err := s.mtxGet(path, &raw)
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("MediaMTX API %s: %d %v", path, code, err)
+		}
+		for _, secret := range secrets {
+			if strings.Contains(string(raw), secret) || strings.Contains(string(raw), url.QueryEscape(secret)) {
+				return fmt.Errorf("MediaMTX API %s holds a secret (fingerprint %s)", path, stagedoor.Fingerprint(secret))
+			}
+		}
+	}
+	return nil
 }
 
 // mtxSession is the publisher of a ready MediaMTX path: its source type (rtmpConn,

@@ -251,7 +251,9 @@ func TestOperatorControls(t *testing.T) {
 		body, _ := io.ReadAll(res.Body)
 		res.Body.Close()
 		for _, want := range []string{
-			`stagedoor_auth_decisions_total{action="publish",path_kind="key",protocol="rtmp",result="allow"}`,
+			// The front renames a key publish at ingest: MediaMTX's auth call that admits it
+			// is for the public name, and the front counts the refusals it answers itself.
+			`stagedoor_auth_decisions_total{action="publish",path_kind="public",protocol="rtmp",result="allow"}`,
 			`stagedoor_auth_decisions_total{action="publish",path_kind="key",protocol="rtmp",result="deny"}`,
 			`stagedoor_kicks_total{reason="user banned"}`,
 			`stagedoor_webhook_deliveries_total{event="stream.started",result="ok"}`,

@@ -42,10 +42,11 @@ func TestSpine(t *testing.T) {
 		rtsp := func(userinfo, path string) string {
 			return "rtsp://" + userinfo + "127.0.0.1:" + itoa(s.rtsp) + "/live/" + path
 		}
-		// Positive control: the same ffmpeg RTSP read works with the relay credential,
-		// so the refusals below come from the policy, not from a broken reader.
-		if err := s.ffmpegRead(ctx, rtsp("stagedoor-relay:"+s.relayPass+"@", key), "-rtsp_transport", "tcp"); err != nil {
-			t.Fatalf("relay RTSP read of key path failed: %v", err)
+		// The front renamed the RTMP publish at ingest: MediaMTX has no key path at all,
+		// and its API names no key (the relay's positive control lives in TestPublishForms,
+		// over SRT, where the alias still runs).
+		if err := s.mtxHolds(key); err != nil {
+			t.Error(err)
 		}
 		var wg sync.WaitGroup
 		for name, url := range map[string]string{
@@ -70,12 +71,17 @@ func TestSpine(t *testing.T) {
 	})
 
 	t.Run("PublishRefusals", func(t *testing.T) {
-		wrong := s.publish(s.rtmpURL(stagedoor.NewKey()))
+		wrongKey := stagedoor.NewKey()
+		wrong := s.publish(s.rtmpURL(wrongKey))
 		direct := s.publish(s.rtmpURL("benw"))
 		other := s.publish(s.rtmpURL("alice")) // someone else's public name
 		wrong.refused(t, 15*time.Second)
 		direct.refused(t, 15*time.Second)
 		other.refused(t, 15*time.Second)
+		// Refused by the front before MediaMTX saw a publish: no path, no connection names it.
+		if err := s.mtxHolds(wrongKey); err != nil {
+			t.Error(err)
+		}
 		if code, v := s.channelStatus("alice"); code != http.StatusOK || v["live"] != false {
 			t.Errorf("alice status = %d %v, want offline", code, v)
 		}

@@ -230,6 +230,11 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 		} else if d, ok := ev.keyDigest(); ok {
 			live.KeyDigest = &d
 		}
+		if live.KeyDigest != nil {
+			// A key publish the RTMP front renamed at ingest is logged with its key, as on
+			// the key path.
+			fp = live.KeyDigest.Fingerprint()
+		}
 	default:
 		return nil
 	}

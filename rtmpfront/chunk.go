@@ -66,16 +66,25 @@ type chunkReader struct {
 	hdr        [11]byte
 }
 
-// chunkStream is what one chunk stream's headers have said so far.
+// headerState is what one chunk stream's headers have said so far: the state, field for
+// field, that gortmplib's reader keeps per chunk stream. The front reads it for each
+// client chunk stream and keeps it for what it has written to MediaMTX (chunkWriter); where
+// the two are equal, MediaMTX would read the client's next chunk on that stream as the
+// client meant it.
+type headerState struct {
+	started   bool // a type 0 chunk has set every field
+	timestamp uint32
+	delta     uint32 // the timestamp delta a type 3 chunk starting a message adds
+	typ       uint8
+	streamID  uint32
+	bodyLen   uint32
+	extended  bool // its type 3 chunks carry an extended timestamp
+}
+
+// chunkStream is one chunk stream of the client's.
 type chunkStream struct {
-	started        bool // a type 0 chunk has set every field
-	timestamp      uint32
-	timestampDelta uint32
-	typ            uint8
-	streamID       uint32
-	bodyLen        uint32
-	extended       bool   // its chunks carry an extended timestamp
-	body           []byte // of the message being received; empty between messages
+	headerState
+	body []byte // of the message being received; empty between messages
 }
 
 func newChunkReader(r io.Reader) *chunkReader {
@@ -165,7 +174,7 @@ func (r *chunkReader) readHeader(cs *chunkStream, format byte) error {
 		if ts, err = r.timestampField(ts); err != nil {
 			return err
 		}
-		cs.started, cs.timestamp, cs.timestampDelta, cs.extended = true, ts, 0, ts >= 0xFFFFFF
+		cs.started, cs.timestamp, cs.delta, cs.extended = true, ts, 0, ts >= 0xFFFFFF
 	case 1, 2:
 		n := 7
 		if format == 2 {
@@ -183,7 +192,7 @@ func (r *chunkReader) readHeader(cs *chunkStream, format byte) error {
 			return err
 		}
 		cs.timestamp += delta
-		cs.timestampDelta, cs.extended = delta, delta >= 0xFFFFFF
+		cs.delta, cs.extended = delta, delta >= 0xFFFFFF
 	default:
 		if cs.extended {
 			if _, err := r.header(4); err != nil {
@@ -191,7 +200,7 @@ func (r *chunkReader) readHeader(cs *chunkStream, format byte) error {
 			}
 		}
 		if !inProgress {
-			cs.timestamp += cs.timestampDelta
+			cs.timestamp += cs.delta
 		}
 	}
 	if !inProgress && int(cs.bodyLen) > r.maxMessage {
@@ -261,18 +270,19 @@ func (r *chunkReader) setChunkSize(body []byte) (uint32, error) {
 }
 
 // abort applies an Abort Message (spec §5.4.2): the chunk stream's unfinished message is
-// dropped, as MediaMTX drops it.
+// dropped, and its length forgotten, as gortmplib's reader does (a type 3 chunk starting
+// the next message then starts an empty one).
 func (r *chunkReader) abort(body []byte) {
 	if len(body) != 4 {
 		return
 	}
 	id := be32(body)
-	if id < 2 || id > 63 || r.streams[id] == nil {
+	if id < 2 || id > 63 || r.streams[id] == nil || len(r.streams[id].body) == 0 {
 		return
 	}
 	cs := r.streams[id]
 	r.unfinished -= len(cs.body)
-	cs.body = nil
+	cs.body, cs.bodyLen = nil, 0
 }
 
 func be24(b []byte) uint32 { return uint32(b[0])<<16 | uint32(b[1])<<8 | uint32(b[2]) }

@@ -115,6 +115,12 @@ func chunkSeeds(t testing.TB) map[string][]byte {
 			[]byte{0x04, 0, 0, 0, 0, 1, 0, 9, 0, 0, 0, 1}, bytes.Repeat([]byte{1}, 128)...),
 			encode(t, &rawmessage.Message{ChunkStreamID: 2, Type: abortMessage, Body: []byte{0, 0, 0, 4}})...),
 			encode(t, media(4, 9, 0, 20))...),
+		// The same, then a type 3 chunk: gortmplib forgot the length, and reads an empty
+		// message.
+		"AbortThenTypeThree": append(append(append(
+			[]byte{0x04, 0, 0, 0, 0, 1, 0, 9, 0, 0, 0, 1}, bytes.Repeat([]byte{1}, 128)...),
+			encode(t, &rawmessage.Message{ChunkStreamID: 2, Type: abortMessage, Body: []byte{0, 0, 0, 4}})...),
+			0xC4, 0x04, 0, 0, 0, 0, 0, 5, 9, 0, 0, 0, 1, 1, 2, 3, 4, 5),
 	}
 }
 

@@ -1,22 +1,31 @@
-// Package rtmpfront is Stagedoor's RTMP front door: a thin proxy on the public RTMP port
-// that makes ScaleEngine's verbatim encoder URLs work with MediaMTX.
+// Package rtmpfront is Stagedoor's RTMP front door: a proxy on the public RTMP port that
+// renames a publish at ingest, so that a stream key, password or password hash never
+// reaches MediaMTX.
 //
-// In those forms the credentials sit in the server URL, before the stream name:
-// Server "rtmp://HOST/live?user=alice&pass=P" + stream name "concert", or the single
-// field "rtmp://HOST/live?user=alice&pass=P/concert". MediaMTX joins tcUrl and stream
-// name and parses the result, so the name lands inside pass and every such publisher
-// lands on the one path "live". The front rewrites the connect and publish commands of
-// exactly those connections into the routable form (tcUrl ".../live", stream name
-// "concert?user=alice&pass=P"), so each stream gets its own path. Every other connection
-// is relayed unchanged. MediaMTX learns the client's real address from a PROXY protocol
-// header (rtmpTrustedProxies), so auth still sees the streamer's IP.
+// A client's publish names its credentials in one of several forms: the key as the stream
+// name (live/<key>), name?key=<key>, or ScaleEngine's user and pass in the server URL
+// ("rtmp://HOST/live?user=alice&pass=P" + "concert", or the single field
+// "rtmp://HOST/live?user=alice&pass=P/concert"). The front reads the connection's commands,
+// decides the publish itself with the policy (Decider), in process, with the client's real
+// address, and:
+//   - refused: MediaMTX never sees the publish; the client gets the error MediaMTX itself
+//     would send (onStatus NetStream.Publish.Unauthorized) and is disconnected;
+//   - allowed: MediaMTX gets the publish of live/<public name>?sd=<grant>, where the grant
+//     is single use, short lived and bound to that name and address (policy.FrontGrants),
+//     and MediaMTX's auth call presents it.
+//
+// The connect command reaches MediaMTX with its tcUrl cut to scheme://host/app, and
+// releaseStream and FCPublish name the public name or nothing. Once the publish is
+// forwarded and MediaMTX's chunk reader is in the state the client's own headers assume
+// (chunkWriter), the front stops parsing and splices the two connections: the rest of the
+// stream is copied by the kernel. MediaMTX learns the client's real address from a PROXY
+// protocol header (rtmpTrustedProxies).
 package rtmpfront
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -26,10 +35,7 @@ import (
 	"time"
 
 	"github.com/stagedoor/stagedoor"
-
-	"github.com/bluenviron/gortmplib/pkg/amf0"
-	"github.com/bluenviron/gortmplib/pkg/bytecounter"
-	"github.com/bluenviron/gortmplib/pkg/rawmessage"
+	"github.com/stagedoor/stagedoor/policy"
 )
 
 // Handshake sizes (RTMP spec §5.2): C0/S0 one byte, C1/S1/C2/S2 1536 bytes each.
@@ -54,6 +60,17 @@ const (
 	copyBufferSize          = 16 << 10
 )
 
+// Decider is the policy as the front needs it: policy.Policy's DecideIngest and
+// policy.FrontGrants' Mint.
+type Decider interface {
+	// DecideIngest decides an RTMP publish as MediaMTX's auth call would, and names the
+	// public name it goes out under.
+	DecideIngest(ctx context.Context, a policy.Attempt) (policy.Verdict, string, policy.Admission)
+	// Mint returns a grant of n characters for the publish of live/name from ip, "" when
+	// it cannot.
+	Mint(name, ip string, n int, v policy.Verdict, adm policy.Admission) string
+}
+
 // Proxy relays RTMP connections to MediaMTX. Set the fields, then call Serve.
 //
 // A connection is pending from accept until its client sends publish or play. Pending
@@ -64,7 +81,12 @@ const (
 type Proxy struct {
 	// Upstream is MediaMTX's RTMP listener, e.g. 127.0.0.1:1936. Required.
 	Upstream string
-	// Logger receives one line per rewritten, refused or failed connection; never
+	// Decider decides each publish. Nil: every publish is refused.
+	Decider Decider
+	// OnDecision, if set, is called after each publish decision of the front's, with the
+	// attempt (which holds the credentials: log none of it) and how long it took.
+	OnDecision func(policy.Attempt, policy.Verdict, time.Duration)
+	// Logger receives one line per renamed, refused or failed connection; never
 	// credentials. Warnings about clients are throttled to about 10 lines a second.
 	Logger *slog.Logger
 	// HandshakeTimeout bounds a pending connection's life: the handshake and the commands
@@ -85,17 +107,26 @@ type Proxy struct {
 	// 256.
 	MaxPending int
 	// IdleTimeout is how long a publishing client may send nothing at all before it is
-	// disconnected. Encoders send media without pause, and MediaMTX drops a publisher
-	// silent for its readTimeout (10 s by default) first: this is the backstop. Players
-	// are exempt: they send nothing but an acknowledgement every few megabytes. Zero
-	// means 60 s.
+	// disconnected, until the front splices the connection (usually at once after
+	// publish). After the splice the front reads nothing: MediaMTX drops a publisher
+	// silent for its readTimeout (10 s by default), and the front then closes the client.
+	// Players are exempt: they send nothing but an acknowledgement every few megabytes.
+	// Zero means 60 s.
 	IdleTimeout time.Duration
 	// WriteTimeout is how long one write towards the client may block; every write gets a
 	// new deadline, so a player that keeps reading is never cut, and one that stops is
 	// disconnected within WriteTimeout of the front's buffers filling. Zero means 30 s.
 	WriteTimeout time.Duration
 
-	logGate throttle
+	// MaxDecisions bounds the publish decisions the front makes at once; more wait their
+	// turn (up to 5 s, then they are refused as busy). Zero means 1: MediaMTX asks its auth
+	// one request at a time, and the policy's bcrypt budget (policy.Passwords), sized for
+	// that, refuses a verification beyond GOMAXPROCS at once rather than queue it: ten
+	// ScaleEngine-form encoders starting together must queue here, not be refused there.
+	MaxDecisions int
+
+	logGate   throttle
+	decisions chan struct{}
 }
 
 // Serve accepts connections on ln until ctx ends (then it returns nil) or ln fails.
@@ -172,6 +203,10 @@ func (p *Proxy) setDefaults() {
 	if p.Logger == nil {
 		p.Logger = slog.New(slog.DiscardHandler)
 	}
+	if p.MaxDecisions == 0 {
+		p.MaxDecisions = 1
+	}
+	p.decisions = make(chan struct{}, p.MaxDecisions)
 }
 
 // temporary reports whether an accept error may go away by itself: a timeout, a full file
@@ -194,48 +229,6 @@ func temporary(err error) bool {
 		}
 	}
 	return false
-}
-
-// handle relays one connection; release ends its pending state.
-func (p *Proxy) handle(ctx context.Context, conn net.Conn, release func()) {
-	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(p.HandshakeTimeout))
-	client := &idleConn{Conn: conn}
-	up, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", p.Upstream)
-	if err != nil {
-		p.Logger.Warn("rtmp front: upstream unreachable", "err", err)
-		return
-	}
-	defer up.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close(); up.Close() })
-	defer stop()
-
-	if _, err := io.WriteString(up, proxyHeader(conn.RemoteAddr(), conn.LocalAddr())); err != nil {
-		return
-	}
-	// MediaMTX → client needs no rewriting: copy it raw.
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		p.copyToClient(conn, up)
-		conn.Close()
-	}()
-	defer func() { up.Close(); <-done }()
-
-	_, err = io.CopyN(up, conn, handshakeClientBytes)
-	if err == nil {
-		err = p.relay(client, up, release)
-	}
-	var le *limitError
-	var ne net.Error
-	switch {
-	case errors.As(err, &le):
-		p.warn("rtmp front: client broke a limit; disconnected", "ip", hostOf(conn.RemoteAddr()), "limit", le.msg)
-	case errors.As(err, &ne) && ne.Timeout():
-		p.warn("rtmp front: client silent; disconnected", "ip", hostOf(conn.RemoteAddr()), "after", client.timeoutName(p))
-	case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
-		p.Logger.Debug("rtmp front: connection ended", "err", err)
-	}
 }
 
 // copyToClient copies MediaMTX's bytes to the client until either side fails. Each write
@@ -282,123 +275,6 @@ func (c *idleConn) timeoutName(p *Proxy) string {
 		return "IdleTimeout " + c.idle.String()
 	}
 	return "HandshakeTimeout " + p.HandshakeTimeout.String()
-}
-
-// relay copies client messages to MediaMTX one by one, rewriting the commands of
-// ScaleEngine-form connections, under the limits of the connection's phase: pending until
-// publish or play (HandshakeTimeout, MaxPendingBytes), then publishing (IdleTimeout,
-// MediaMTX's message size) or playing (no read timeout, small messages). It returns only
-// when the connection ends, with the error that ended it.
-func (p *Proxy) relay(client *idleConn, up net.Conn, release func()) error {
-	r := newChunkReader(client)
-	r.limit(p.MaxPendingBytes, p.MaxPendingBytes, int64(p.MaxPendingBytes))
-	w := rawmessage.NewWriter(up, bytecounter.NewWriter(up), false)
-	var st state
-	pending := true
-	for {
-		msg, err := r.Read()
-		if err != nil {
-			return err
-		}
-		switch msg.Type {
-		case chunkSizeMessage:
-			v, err := r.setChunkSize(msg.Body)
-			if err != nil {
-				return err
-			}
-			if err := w.Write(msg); err != nil {
-				return err
-			}
-			w.SetChunkSize(v)
-			continue
-		case abortMessage:
-			r.abort(msg.Body)
-		case commandAMF0Message:
-			name, err := st.rewrite(msg)
-			if err != nil {
-				return err
-			}
-			if pending && (name == "publish" || name == "play") {
-				pending = false
-				release()
-				if name == "publish" {
-					r.limit(maxMessageSize, maxUnfinished, 0)
-					client.idle = p.IdleTimeout
-					_ = client.SetReadDeadline(time.Now().Add(p.IdleTimeout))
-				} else {
-					// A player sends little but an acknowledgement every few megabytes,
-					// so it gets no read timeout: WriteTimeout notices a dead one.
-					r.limit(p.MaxPendingBytes, p.MaxPendingBytes, 0)
-					_ = client.SetReadDeadline(time.Time{})
-				}
-				if st.rewritten {
-					p.Logger.Info("rtmp front: ScaleEngine URL form routed", "ip", hostOf(client.RemoteAddr()))
-				}
-			}
-		}
-		if err := w.Write(msg); err != nil {
-			return err
-		}
-	}
-}
-
-// state is what a connection's connect command told us.
-type state struct {
-	tcURL     string // the original tcUrl when it carried a query, else ""
-	rewritten bool
-}
-
-// rewrite edits msg's AMF0 command in place when needed and returns the command name.
-func (st *state) rewrite(msg *rawmessage.Message) (string, error) {
-	data, err := amf0.Unmarshal(msg.Body)
-	if err != nil || len(data) == 0 {
-		return "", nil //nolint:nilerr // not ours to judge: MediaMTX will refuse it
-	}
-	name, _ := data[0].(string)
-	changed := false
-	switch name {
-	case "connect":
-		if len(data) < 3 {
-			break
-		}
-		obj, ok := data[2].(amf0.Object)
-		if !ok {
-			break
-		}
-		tc, _ := obj.GetString("tcUrl")
-		base, ok := appBase(tc)
-		if !ok {
-			break
-		}
-		// The query (and anything after it) goes back into the stream name at publish.
-		st.tcURL = tc
-		for i := range obj {
-			switch obj[i].Key {
-			case "tcUrl":
-				obj[i].Value = base
-			case "app":
-				obj[i].Value = base[strings.LastIndexByte(base, '/')+1:]
-			}
-		}
-		changed = true
-	case "releaseStream", "FCPublish", "publish":
-		if st.tcURL == "" || len(data) < 4 {
-			break
-		}
-		stream, _ := data[3].(string)
-		if n, ok := RoutableName(st.tcURL, stream); ok {
-			data[3] = n
-			changed, st.rewritten = true, true
-		}
-	}
-	if changed {
-		b, err := data.Marshal()
-		if err != nil {
-			return name, fmt.Errorf("re-encode %s: %w", name, err)
-		}
-		msg.Body = b
-	}
-	return name, nil
 }
 
 // appBase returns tcURL cut to scheme://host/app when it carries a query, ok=false when

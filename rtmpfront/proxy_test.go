@@ -19,6 +19,7 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/bytecounter"
 	"github.com/bluenviron/gortmplib/pkg/rawmessage"
 
+	"github.com/stagedoor/stagedoor/policy"
 	"github.com/stagedoor/stagedoor/rtmpfront"
 )
 
@@ -166,6 +167,17 @@ func dial(t *testing.T, addr, from string) net.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// allowAll is a Decider that allows every publish under the name concert.
+type allowAll struct{}
+
+func (allowAll) DecideIngest(context.Context, policy.Attempt) (policy.Verdict, string, policy.Admission) {
+	return policy.Verdict{Allow: true, Reason: "test"}, "concert", policy.Admission{}
+}
+
+func (allowAll) Mint(_, _ string, n int, _ policy.Verdict, _ policy.Admission) string {
+	return strings.Repeat("g", max(n, policy.MinGrantLen))
 }
 
 // handshake is C0, C1 and C2: the front copies them to MediaMTX without looking.
@@ -353,7 +365,7 @@ func TestChunkFloodHeapBounded(t *testing.T) {
 // and a connection that publishes frees its place.
 func TestPendingConnectionsLimited(t *testing.T) {
 	up, upConns := startUpstream(t, func(u upConn) {})
-	ln, logs := startFront(t, &rtmpfront.Proxy{Upstream: up, MaxPendingPerIP: 2, MaxPending: 3})
+	ln, logs := startFront(t, &rtmpfront.Proxy{Upstream: up, Decider: allowAll{}, MaxPendingPerIP: 2, MaxPending: 3})
 	addr := ln.Addr().String()
 	// reached waits for the front to open the connection from ip to MediaMTX.
 	reached := func(ip string) (upConn, bool) {
@@ -472,9 +484,11 @@ func TestWriteTimeout(t *testing.T) {
 	})
 }
 
-// TestReadTimeouts (L1): a publisher that sends nothing for IdleTimeout is dropped, as is
-// a client that neither publishes nor plays within HandshakeTimeout; a player, which has
-// nothing to send, is not.
+// TestReadTimeouts (L1): a publisher that sends nothing for IdleTimeout before the front
+// has spliced its connection is dropped, as is a client that neither publishes nor plays
+// within HandshakeTimeout; a player, which has nothing to send, is not. (publish(t) is
+// forwarded longer than it came, so the front waits for the client's next message on its
+// chunk stream before it splices: TestKickClosesSplicedClient covers a spliced one.)
 func TestReadTimeouts(t *testing.T) {
 	const timeout = 200 * time.Millisecond
 	for _, tt := range []struct {
@@ -489,7 +503,7 @@ func TestReadTimeouts(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			up, _ := startUpstream(t, nil)
-			p := &rtmpfront.Proxy{Upstream: up, IdleTimeout: tt.idle, HandshakeTimeout: tt.handshake}
+			p := &rtmpfront.Proxy{Upstream: up, Decider: allowAll{}, IdleTimeout: tt.idle, HandshakeTimeout: tt.handshake}
 			ln, logs := startFront(t, p)
 			c := dial(t, ln.Addr().String(), "127.0.0.1")
 			write(t, c, handshake(), tt.send(t))

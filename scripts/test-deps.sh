@@ -9,6 +9,11 @@
 #   chattr      e2fsprogs  the database-fault test (cmd/stagedoor TestDatabaseFaults)
 #   mount       mount      the same test (a small tmpfs)
 #   ps          procps     the secret scrape's process listing (e2e/scrape_test.go)
+#   gst-launch-1.0  gstreamer1.0-tools  a second RTMP client in the e2e suite (e2e/gst_test.go):
+#     rtmpsink, rtmp2sink, voaacenc  gstreamer1.0-plugins-bad (rtmpsink is librtmp's, as OBS)
+#     x264enc                        gstreamer1.0-plugins-ugly
+#     flvmux                         gstreamer1.0-plugins-good
+#     videotestsrc, audiotestsrc     gstreamer1.0-plugins-base
 #
 # STAGEDOOR_TEST_FFMPEG and STAGEDOOR_TEST_CHROMIUM, which the tests honour, count as
 # present when they name an executable.
@@ -21,6 +26,11 @@ need() { # need PROGRAM PACKAGE [OVERRIDE]
 	fi
 	command -v "$1" >/dev/null 2>&1 || missing+=("$2")
 }
+need_gst() { # need_gst ELEMENT PACKAGE
+	if ! command -v gst-inspect-1.0 >/dev/null 2>&1 || ! gst-inspect-1.0 --exists "$1" 2>/dev/null; then
+		[[ " ${missing[*]} " == *" $2 "* ]] || missing+=("$2")
+	fi
+}
 check() {
 	missing=()
 	need ffmpeg ffmpeg "${STAGEDOOR_TEST_FFMPEG:-}"
@@ -28,6 +38,13 @@ check() {
 	need chattr e2fsprogs
 	need mount mount
 	need ps procps
+	need gst-launch-1.0 gstreamer1.0-tools
+	need_gst rtmpsink gstreamer1.0-plugins-bad
+	need_gst rtmp2sink gstreamer1.0-plugins-bad
+	need_gst voaacenc gstreamer1.0-plugins-bad
+	need_gst x264enc gstreamer1.0-plugins-ugly
+	need_gst flvmux gstreamer1.0-plugins-good
+	need_gst videotestsrc gstreamer1.0-plugins-base
 }
 check
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
+	"github.com/stagedoor/stagedoor/policy"
 	"github.com/stagedoor/stagedoor/rtmpfront"
 )
 
@@ -85,7 +87,19 @@ func (s *service) frontProxy(listener string) *rtmpfront.Proxy {
 	if listener != "rtmp" {
 		logger = logger.With("listener", listener)
 	}
-	return &rtmpfront.Proxy{Upstream: s.cfg.mediamtxRTMP, Logger: logger}
+	return &rtmpfront.Proxy{
+		Upstream: s.cfg.mediamtxRTMP,
+		Logger:   logger,
+		Decider:  frontDecider{s.policy, s.policy.Front},
+		// The front's refusals never reach MediaMTX's auth call: count and audit them
+		// here. What it allows is counted and audited when MediaMTX presents the grant.
+		OnDecision: func(a policy.Attempt, v policy.Verdict, took time.Duration) {
+			if !v.Allow {
+				s.metrics.decision(a, v, took)
+				s.recorder.Record(policy.AuditEntry(a, v, time.Now()))
+			}
+		},
+	}
 }
 
 // serveRTMPS runs the RTMPS front on ln until ctx ends; a failure for good reaches

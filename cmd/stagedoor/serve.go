@@ -154,6 +154,7 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 		Passwords:           s.passwords,
 		Healthy:             s.health.Err,
 		Admissions:          policy.NewAdmissions(),
+		Front:               policy.NewFrontGrants(),
 	}
 	api := &mediamtx.Client{BaseURL: cfg.mediamtxAPI, User: adminUser, Password: sec.admin,
 		SelfCheckQuery: selfCheckParam + "=" + sec.selfCheck}
@@ -308,4 +309,11 @@ func (s *service) close() error {
 	}
 	errs = append(errs, s.db.Close())
 	return errors.Join(errs...)
+}
+
+// frontDecider is the policy as the RTMP front asks it: the decision from Policy, the
+// grant from its FrontGrants.
+type frontDecider struct {
+	*policy.Policy
+	*policy.FrontGrants
 }
