@@ -55,6 +55,9 @@ type Actor struct {
 	Via string
 	// IP is the client address of an HTTP caller; "" for the CLI.
 	IP string
+	// Name is the panel account acting, recorded in the audit entry's reason; "" for
+	// the CLI and the admin API.
+	Name string
 }
 
 // Service performs operator actions. Store is required; the rest may be nil.
@@ -177,6 +180,9 @@ func (s *Service) ResetAllKeys(ctx context.Context, by Actor, r stagedoor.Revoca
 func (s *Service) audited(ctx context.Context, by Actor, what, user string) {
 	if s.Record == nil {
 		return
+	}
+	if by.Name != "" {
+		what += " (by " + by.Name + ")"
 	}
 	e := stagedoor.AuditEntry{At: s.now(), Kind: "admin", User: user, IP: by.IP, Protocol: by.Via, Decision: "ok", Reason: what}
 	if err := s.Record(ctx, e); err != nil && s.Logger != nil {
