@@ -94,7 +94,6 @@ func (h *handler) static(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", ctype)
-	w.Header().Set("Cache-Control", "no-cache")
 	_, _ = w.Write(b)
 }
 
