@@ -6,6 +6,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -77,24 +78,32 @@ func (h *handler) internalError(w http.ResponseWriter, what string, err error) {
 }
 
 func (h *handler) static(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("file")
-	var ctype string
-	switch {
-	case strings.HasSuffix(name, ".css"):
-		ctype = "text/css; charset=utf-8"
-	case strings.HasSuffix(name, ".js"):
-		ctype = "text/javascript; charset=utf-8"
-	default:
+	a, ok := assets[r.PathValue("file")]
+	if !ok {
 		h.notFound(w)
 		return
 	}
-	b, err := files.ReadFile("static/" + name)
+	w.Header().Set("Content-Type", a.ctype)
+	_, _ = w.Write(a.body) // #nosec G705 -- an embedded file chosen from a fixed list, not input
+}
+
+type asset struct {
+	ctype string
+	body  []byte
+}
+
+// assets are the panel's only static files.
+var assets = map[string]asset{
+	"panel.css": {"text/css; charset=utf-8", mustRead("static/panel.css")},
+	"panel.js":  {"text/javascript; charset=utf-8", mustRead("static/panel.js")},
+}
+
+func mustRead(name string) []byte {
+	b, err := files.ReadFile(name)
 	if err != nil {
-		h.notFound(w)
-		return
+		panic(err)
 	}
-	w.Header().Set("Content-Type", ctype)
-	_, _ = w.Write(b)
+	return b
 }
 
 // signedInView is the part of every signed-in page.
@@ -230,7 +239,7 @@ func (h *handler) acceptInvite(w http.ResponseWriter, r *http.Request) {
 // home is GET /panel/: a streamer's own channel, or an operator's channel list.
 func (h *handler) home(w http.ResponseWriter, r *http.Request, s *session) {
 	if s.Account.Role != stagedoor.RoleOperator {
-		http.Redirect(w, r, Prefix+"channels/"+s.Account.Channel, http.StatusSeeOther)
+		afterChange(w, r, s.Account.Channel)
 		return
 	}
 	users, err := h.ops.Users(r.Context())
@@ -285,9 +294,10 @@ func (h *handler) channelPage(w http.ResponseWriter, r *http.Request, s *session
 	}
 }
 
-// afterChange sends the browser back to the channel page (POST, redirect, GET).
+// afterChange sends the browser to the channel page (after a POST: redirect, GET).
 func afterChange(w http.ResponseWriter, r *http.Request, name string) {
-	http.Redirect(w, r, Prefix+"channels/"+name, http.StatusSeeOther)
+	// #nosec G710 -- a path under /panel/ on this origin; the name is one path segment, escaped
+	http.Redirect(w, r, Prefix+"channels/"+url.PathEscape(name), http.StatusSeeOther)
 }
 
 // showKey answers the POST that made k with the channel page and k on it, once.

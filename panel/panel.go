@@ -282,7 +282,9 @@ func clientIP(r *http.Request) string {
 }
 
 func (h *handler) setCookie(w http.ResponseWriter, r *http.Request, value string, maxAge int) {
-	http.SetCookie(w, &http.Cookie{
+	// Secure only over TLS: on plain HTTP the browser would drop the cookie. No proxy
+	// header is trusted (Stagedoor has no trusted-proxy setting yet).
+	http.SetCookie(w, &http.Cookie{ // #nosec G124 -- HttpOnly and SameSite always; Secure over TLS
 		Name: CookieName, Value: value, Path: Prefix, MaxAge: maxAge,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 	})
