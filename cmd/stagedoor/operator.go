@@ -53,7 +53,7 @@ func cmdOperator(ctx context.Context, args []string, getenv func(string) string,
 	if c.json {
 		return writeJSON(stdout, map[string]any{"name": a.Name, "role": a.Role})
 	}
-	fmt.Fprintf(stdout, "Created panel operator %s. Sign in at the panel's /login page.\n", a.Name)
+	fmt.Fprintf(stdout, "Created panel operator %s. Sign in at /panel/login on the public listener.\n", a.Name)
 	return nil
 }
 
