@@ -28,7 +28,7 @@ var (
 var reservedNames = map[string]bool{
 	"api": true, "publish": true, "whip": true, "whep": true, "live": true,
 	"index": true, "favicon": true, "static": true, "healthz": true, "metrics": true,
-	"admin": true, "mediamtx": true, "stagedoor": true, "relay": true,
+	"admin": true, "mediamtx": true, "stagedoor": true, "relay": true, "panel": true,
 }
 
 // ValidUsername returns an *InvalidError unless name is a usable public channel name:

@@ -32,6 +32,14 @@ type Store interface {
 	DeleteStream(ctx context.Context, name string) error
 	Audit(ctx context.Context, f stagedoor.AuditFilter) ([]stagedoor.AuditEntry, error)
 	LiveStates(ctx context.Context) ([]stagedoor.LiveState, error)
+
+	// Panel accounts (panel.go).
+	CreateOperator(ctx context.Context, name, hash string) (stagedoor.PanelAccount, error)
+	PanelAccounts(ctx context.Context) ([]stagedoor.PanelAccount, error)
+	SetPanelPassword(ctx context.Context, name, hash string) error
+	EndPanelSessions(ctx context.Context, name string) (int64, error)
+	CreatePanelInvite(ctx context.Context, channel string, d stagedoor.Digest, expires time.Time) error
+	UsePanelInvite(ctx context.Context, d stagedoor.Digest, hash string) (stagedoor.PanelAccount, error)
 }
 
 // Operator channels, recorded in the Protocol field of admin audit entries.
@@ -47,6 +55,9 @@ type Actor struct {
 	Via string
 	// IP is the client address of an HTTP caller; "" for the CLI.
 	IP string
+	// Name is the panel account acting, recorded in the audit entry's reason; "" for
+	// the CLI and the admin API.
+	Name string
 }
 
 // Service performs operator actions. Store is required; the rest may be nil.
@@ -68,16 +79,7 @@ type Service struct {
 
 // changed audits a completed change and signals it.
 func (s *Service) changed(ctx context.Context, by Actor, what, user string) {
-	if s.Record != nil {
-		now := time.Now
-		if s.Now != nil {
-			now = s.Now
-		}
-		e := stagedoor.AuditEntry{At: now(), Kind: "admin", User: user, IP: by.IP, Protocol: by.Via, Decision: "ok", Reason: what}
-		if err := s.Record(ctx, e); err != nil && s.Logger != nil {
-			s.Logger.Error("audit entry of an operator action not written", "action", what, "user", user, "err", err)
-		}
-	}
+	s.audited(ctx, by, what, user)
 	if s.Changed != nil {
 		s.Changed(ctx)
 	}
@@ -172,6 +174,27 @@ func (s *Service) ResetAllKeys(ctx context.Context, by Actor, r stagedoor.Revoca
 	}
 	s.changed(ctx, by, fmt.Sprintf("all keys reset (%d users)%s", len(ks), keepLiveNote(r)), "")
 	return ks, nil
+}
+
+// audited writes the admin audit entry of a completed change.
+func (s *Service) audited(ctx context.Context, by Actor, what, user string) {
+	if s.Record == nil {
+		return
+	}
+	if by.Name != "" {
+		what += " (by " + by.Name + ")"
+	}
+	e := stagedoor.AuditEntry{At: s.now(), Kind: "admin", User: user, IP: by.IP, Protocol: by.Via, Decision: "ok", Reason: what}
+	if err := s.Record(ctx, e); err != nil && s.Logger != nil {
+		s.Logger.Error("audit entry of an operator action not written", "action", what, "user", user, "err", err)
+	}
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 func keepLiveNote(r stagedoor.Revocation) string {

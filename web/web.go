@@ -43,10 +43,14 @@ type Options struct {
 	// Admin, if set, serves everything under /api/v1/admin/ (the admin API); unset,
 	// those paths get a JSON 404.
 	Admin http.Handler
+	// Panel, if set, serves everything under /panel/ (the control panel, with its own
+	// headers); /panel redirects there. Unset, those paths get the 404 page.
+	Panel http.Handler
 }
 
 // NewRouter returns the public router: GET / and GET /{name} (pages), GET /static/{file},
-// GET /api/v1/channels/{name} (status JSON) and /api/v1/admin/ (opts.Admin). Any other
+// GET /api/v1/channels/{name} (status JSON), /api/v1/admin/ (opts.Admin) and /panel/
+// (opts.Panel). Any other
 // path gets the 404 page, or a JSON 404 under /api/. It returns an error when
 // opts.HLSBase is not an absolute http(s) URL.
 func NewRouter(logger *slog.Logger, ch Channels, opts Options) (http.Handler, error) {
@@ -84,6 +88,10 @@ func NewRouter(logger *slog.Logger, ch Channels, opts Options) (http.Handler, er
 	mux.HandleFunc("/api/", apiNotFound)
 	if opts.Admin != nil {
 		mux.Handle("/api/v1/admin/", opts.Admin)
+	}
+	if opts.Panel != nil {
+		mux.Handle("/panel/", opts.Panel)
+		mux.Handle("GET /panel", http.RedirectHandler("/panel/", http.StatusMovedPermanently))
 	}
 	return mux, nil
 }

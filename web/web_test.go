@@ -379,3 +379,37 @@ func TestNewRouterRejectsBadHLSURL(t *testing.T) {
 		}
 	}
 }
+
+// TestPanelMount: opts.Panel serves everything under /panel/ (with its own headers, not
+// the pages'), /panel redirects there, and without it /panel/ is the 404 page.
+func TestPanelMount(t *testing.T) {
+	panelHit := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Panel", r.URL.Path)
+		w.WriteHeader(http.StatusTeapot)
+	})
+	h, err := web.NewRouter(slog.New(slog.DiscardHandler), fakeChannels{}, web.Options{HLSBase: hlsBase, Panel: panelHit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/panel/", "/panel/login", "/panel/channels/benw"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
+		if rec.Code != http.StatusTeapot || rec.Header().Get("X-Panel") != p || rec.Header().Get("Content-Security-Policy") != "" {
+			t.Errorf("GET %s: %d %v, want the panel's answer alone", p, rec.Code, rec.Header())
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/panel", nil))
+	if rec.Code != http.StatusMovedPermanently || rec.Header().Get("Location") != "/panel/" {
+		t.Errorf("GET /panel: %d %s, want a redirect to /panel/", rec.Code, rec.Header().Get("Location"))
+	}
+	without, err := web.NewRouter(slog.New(slog.DiscardHandler), fakeChannels{}, web.Options{HLSBase: hlsBase})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec = httptest.NewRecorder()
+	without.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/panel/login", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("GET /panel/login without a panel: %d, want 404", rec.Code)
+	}
+}

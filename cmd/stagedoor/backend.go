@@ -8,6 +8,7 @@ import (
 	"github.com/stagedoor/stagedoor/audit"
 	"github.com/stagedoor/stagedoor/health"
 	"github.com/stagedoor/stagedoor/manage"
+	"github.com/stagedoor/stagedoor/panel"
 	"github.com/stagedoor/stagedoor/plugin"
 	"github.com/stagedoor/stagedoor/policy"
 	"github.com/stagedoor/stagedoor/store"
@@ -25,6 +26,7 @@ type backend interface {
 	audit.Store
 	webhook.Store
 	web.Channels
+	panel.Store
 	health.Pinger
 	// ProbeWrite writes this node's heartbeat; stagedoor.ErrProbeInconclusive when this
 	// process's own writers kept it waiting.

@@ -12,6 +12,7 @@ import (
 	"github.com/stagedoor/stagedoor/adminapi"
 	"github.com/stagedoor/stagedoor/authserver"
 	"github.com/stagedoor/stagedoor/health"
+	"github.com/stagedoor/stagedoor/panel"
 	"github.com/stagedoor/stagedoor/plugin"
 	"github.com/stagedoor/stagedoor/policy"
 	"github.com/stagedoor/stagedoor/web"
@@ -78,8 +79,13 @@ func selfCheckNote(marker string) func(policy.Attempt) string {
 // publicRoutes is the public listener: one router (web) with the pages, the status API
 // and the admin API. It fails when --hls-url is not a usable URL.
 func (s *service) publicRoutes() (http.Handler, error) {
+	pn, err := panel.NewHandler(s.logger, s.ops, s.db, panel.Options{URLs: s.cfg.urls})
+	if err != nil {
+		return nil, err
+	}
 	return web.NewRouter(s.logger, s.db, web.Options{
 		HLSBase: s.cfg.urls.HLS,
 		Admin:   adminapi.NewHandler(s.logger, s.ops, adminapi.Options{Token: s.sec.adminToken}),
+		Panel:   pn,
 	})
 }

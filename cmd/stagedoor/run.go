@@ -18,6 +18,8 @@ commands:
   hook available|unavailable  what MediaMTX executes on runOnAvailable/runOnUnavailable
   user add|list|ban|unban   manage users (channels)
   user passwd NAME          set a user's publishing password
+  user invite NAME          a single-use link (24 h) where the streamer sets a panel password
+  operator add NAME         a control-panel operator (panel password on stdin)
   stream add|list|rm        manage user/password stream names
   key add|list|revoke|reset manage a user's labelled stream keys (reset --all: every user)
   audit                     the audit trail (--user, --since, --json)
@@ -59,6 +61,8 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 		return cmdHook(ctx, rest, getenv, stderr)
 	case "user":
 		return cmdUser(ctx, rest, getenv, stdin, stdout, stderr)
+	case "operator":
+		return cmdOperator(ctx, rest, getenv, stdin, stdout, stderr)
 	case "stream":
 		return cmdStream(ctx, rest, getenv, stdout, stderr)
 	case "key":

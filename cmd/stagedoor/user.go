@@ -30,7 +30,9 @@ type cliFlags struct {
 	// stream add / list
 	user   string
 	noAuth bool
-	stderr io.Writer
+	// user invite
+	panelURL string
+	stderr   io.Writer
 }
 
 func newCLIFlags(name string, getenv func(string) string, stderr io.Writer) (*flag.FlagSet, *cliFlags) {
@@ -95,13 +97,17 @@ func writeJSON(w io.Writer, v any) error {
 
 func cmdUser(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError("usage: stagedoor user add|list|ban|unban|passwd [flags] [NAME]")
+		return usageError("usage: stagedoor user add|list|ban|unban|passwd|invite [flags] [NAME]")
 	}
 	sub := args[0]
 	fs, c := newCLIFlags("user "+sub, getenv, stderr)
 	if sub == "passwd" {
 		fs.StringVar(&c.password, "password", "", "the new password (visible in ps while the command runs: prefer stdin, the default)")
 		fs.IntVar(&c.cost, "cost", stagedoor.DefaultCost, "bcrypt cost, 10 to 12")
+	}
+	if sub == "invite" {
+		fs.StringVar(&c.panelURL, "panel-url", envOr(getenv, envPanelURL, "http://localhost:8080/panel/"),
+			"the control panel's public address, printed in the link (env "+envPanelURL+")")
 	}
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
@@ -164,8 +170,10 @@ func cmdUser(ctx context.Context, args []string, getenv func(string) string, std
 		return nil
 	case "passwd":
 		return cmdPasswd(ctx, c, pos, stdin, stdout)
+	case "invite":
+		return cmdInvite(ctx, c, pos, stdout)
 	}
-	return usageError(fmt.Sprintf("unknown user command %q (add, list, ban, unban, passwd)", sub))
+	return usageError(fmt.Sprintf("unknown user command %q (add, list, ban, unban, passwd, invite)", sub))
 }
 
 // printNewKey shows a new stream key, once, with the encoder settings for it.

@@ -52,6 +52,7 @@ var rules = map[string]rule{
 	"plugin":                {Allow: []string{".", "policy", "mediamtx"}, Deny: append(noStore, "authserver", "github.com/gin-gonic/gin")},
 	"web":                   {Allow: []string{".", "manage"}, Deny: append(noStore, "authserver", "plugin")},
 	"adminapi":              {Allow: []string{".", "manage"}, Deny: append(noStore, "authserver", "plugin")},
+	"panel":                 {Allow: []string{".", "manage", "policy"}, Deny: append(noStore, "authserver", "plugin", "web", "adminapi", "github.com/gin-gonic/gin")},
 	"store/storetest":       {Allow: []string{".", "internal/testutil"}, Deny: noStore},
 	"internal/testutil":     {Allow: []string{"."}, Deny: noStore},
 	"internal/testdb":       {Allow: []string{"store"}},

@@ -106,6 +106,43 @@ type Store interface {
 	// PruneAudit deletes entries older than before and says how many.
 	PruneAudit(ctx context.Context, before time.Time) (int64, error)
 
+	// CreateOperator creates an operator's panel account with a bcrypt hash;
+	// *InvalidError for a bad name or a hash that is not bcrypt-shaped, ErrConflict when
+	// a panel account holds the name.
+	CreateOperator(ctx context.Context, name, hash string) (stagedoor.PanelAccount, error)
+	// PanelAccount returns an account and its password hash; ErrNotFound.
+	PanelAccount(ctx context.Context, name string) (stagedoor.PanelAccount, string, error)
+	// PanelAccounts lists every panel account by name, never nil.
+	PanelAccounts(ctx context.Context) ([]stagedoor.PanelAccount, error)
+	// SetPanelPassword replaces an account's hash and ends all its sessions;
+	// *InvalidError for a malformed hash, ErrNotFound.
+	SetPanelPassword(ctx context.Context, name, hash string) error
+	// CreatePanelSession records a session (by digest) created and seen now;
+	// ErrNotFound for an unknown account, ErrInactive for a banned streamer's.
+	CreatePanelSession(ctx context.Context, name string, d stagedoor.Digest) error
+	// PanelSession returns a session and its account; ErrNotFound when unknown, ended,
+	// or its streamer's channel is banned.
+	PanelSession(ctx context.Context, d stagedoor.Digest) (stagedoor.PanelSession, error)
+	// TouchPanelSession moves a session's SeenAt to now; an ended session is no error.
+	TouchPanelSession(ctx context.Context, d stagedoor.Digest) error
+	// EndPanelSession ends one session; an ended session is no error.
+	EndPanelSession(ctx context.Context, d stagedoor.Digest) error
+	// EndPanelSessions ends every session of an account and counts them; ErrNotFound.
+	EndPanelSessions(ctx context.Context, name string) (int64, error)
+	// PrunePanelSessions deletes sessions created before createdBefore or not seen since
+	// seenBefore.
+	PrunePanelSessions(ctx context.Context, createdBefore, seenBefore time.Time) (int64, error)
+	// CreatePanelInvite records an invite (by digest) for a channel's streamer;
+	// ErrNotFound for an unknown channel.
+	CreatePanelInvite(ctx context.Context, channel string, d stagedoor.Digest, expires time.Time) error
+	// PanelInvite returns a usable invite; ErrNotFound when unknown, used or expired.
+	PanelInvite(ctx context.Context, d stagedoor.Digest) (stagedoor.PanelInvite, error)
+	// UsePanelInvite spends an invite: sets (creating if needed) the channel's streamer
+	// account's hash and ends its sessions. ErrNotFound when unknown, used or expired,
+	// ErrConflict when an operator holds the channel's name; a refusal changes nothing.
+	UsePanelInvite(ctx context.Context, d stagedoor.Digest, hash string) (stagedoor.PanelAccount, error)
+	// A ban (SetActive false) ends every session of the channel's streamer.
+
 	// Ping checks that the store answers a read.
 	Ping(ctx context.Context) error
 	// ProbeWrite proves that the store takes a write now, on behalf of owner.
@@ -153,6 +190,9 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) Store) {
 		{"PruneAudit", testPruneAudit},
 		{"PolicyGeneration", testPolicyGeneration},
 		{"Health", testHealth},
+		{"PanelAccounts", testPanelAccounts},
+		{"PanelSessions", testPanelSessions},
+		{"PanelInvites", testPanelInvites},
 		{"Concurrency", testConcurrency},
 	} {
 		t.Run(group.name, func(t *testing.T) { group.run(t, s) })

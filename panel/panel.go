@@ -1,0 +1,318 @@
+// Package panel is the control panel in the browser, served under /panel/ on the public
+// listener: operators and streamers sign in with panel accounts (never with a stream key
+// or a publish password) and act through the operator-action service (manage), so every
+// change has the same audit entry and the same policy-changed signal as the CLI's.
+//
+// Security, each rule tested in panel_test.go:
+//   - sessions: an opaque 256-bit id in a cookie (HttpOnly, SameSite=Strict, Path=/panel/,
+//     Secure over TLS); the store keeps only its digest; idle and absolute timeouts; a
+//     password change, a ban and "sign out everywhere" end them;
+//   - CSRF: every state-changing form carries a token derived from the session id (a
+//     one-way hash, so the page never reveals the id); a POST without it is refused with
+//     403 and changes nothing; cross-origin POSTs are also refused by the browser's
+//     Sec-Fetch-Site/Origin headers (http.CrossOriginProtection);
+//   - login: bcrypt through a policy.Passwords limiter of its own, so an address that
+//     failed is slowed and then blocked, a clean address is never locked out by others'
+//     failures, and bcrypt runs at a bounded rate;
+//   - a streamer's requests for any channel but their own get 404, whatever the URL or
+//     the form fields say: the channel comes only from the URL and is checked against the
+//     session's account;
+//   - a new stream key is in the response of the POST that made it and nowhere else;
+//   - html/template everywhere; a strict CSP with no inline script or style;
+//     Referrer-Policy no-referrer, nosniff, Cache-Control no-store on every response.
+package panel
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/stagedoor/stagedoor"
+	"github.com/stagedoor/stagedoor/manage"
+	"github.com/stagedoor/stagedoor/policy"
+)
+
+// Store is what the panel reads and writes itself: accounts to sign in, sessions and
+// invites to look up. Every other change goes through manage.
+type Store interface {
+	// PanelAccount returns an account and its password hash; stagedoor.ErrNotFound.
+	PanelAccount(ctx context.Context, name string) (stagedoor.PanelAccount, string, error)
+	// CreatePanelSession records a session by digest; stagedoor.ErrInactive for a
+	// banned streamer.
+	CreatePanelSession(ctx context.Context, name string, d stagedoor.Digest) error
+	// PanelSession returns a live session; stagedoor.ErrNotFound.
+	PanelSession(ctx context.Context, d stagedoor.Digest) (stagedoor.PanelSession, error)
+	TouchPanelSession(ctx context.Context, d stagedoor.Digest) error
+	EndPanelSession(ctx context.Context, d stagedoor.Digest) error
+	// PanelInvite returns a usable invite; stagedoor.ErrNotFound when unknown, used or
+	// expired.
+	PanelInvite(ctx context.Context, d stagedoor.Digest) (stagedoor.PanelInvite, error)
+}
+
+// Options configure NewHandler. Zero values take the defaults given.
+type Options struct {
+	// URLs are the public addresses shown with new keys (the OBS "Server" field).
+	URLs stagedoor.URLs
+	// IdleTimeout ends a session not used for this long. Default 30 min.
+	IdleTimeout time.Duration
+	// AbsoluteTimeout ends a session this long after sign-in, used or not. Default 12 h.
+	AbsoluteTimeout time.Duration
+	// Limiter verifies panel passwords. Default: policy.NewPasswords(), its own, so that
+	// guesses at panel passwords never spend the publishers' bcrypt budget.
+	Limiter *policy.Passwords
+	// Now is the clock of session timeouts; tests move it (and the store's) by hand.
+	// Default time.Now.
+	Now func() time.Time
+}
+
+// CookieName is the session cookie.
+const CookieName = "stagedoor_panel"
+
+// Prefix is where the panel is mounted.
+const Prefix = "/panel/"
+
+// touchEvery bounds session writes: seen_at moves at most once a minute per session.
+const touchEvery = time.Minute
+
+type handler struct {
+	logger *slog.Logger
+	ops    *manage.Service
+	st     Store
+	opts   Options
+	// dummyHash is verified for unknown account names, so that they cost what a wrong
+	// password costs and the limiter counts them the same.
+	dummyHash string
+
+	mu   sync.Mutex
+	once map[string]time.Time // spent form nonces (see spend), by session and nonce
+}
+
+// NewHandler returns the panel; mount it at Prefix. ops and st are required.
+func NewHandler(logger *slog.Logger, ops *manage.Service, st Store, opts Options) (http.Handler, error) {
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = 30 * time.Minute
+	}
+	if opts.AbsoluteTimeout == 0 {
+		opts.AbsoluteTimeout = 12 * time.Hour
+	}
+	if opts.Limiter == nil {
+		opts.Limiter = policy.NewPasswords()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	dummy, err := stagedoor.HashPassword(stagedoor.NewPanelToken()[:40], stagedoor.DefaultCost)
+	if err != nil {
+		return nil, err
+	}
+	h := &handler{logger: logger.With("component", "panel"), ops: ops, st: st, opts: opts,
+		dummyHash: dummy, once: map[string]time.Time{}}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /panel/static/{file}", h.static)
+	mux.HandleFunc("GET /panel/login", h.loginForm)
+	mux.HandleFunc("POST /panel/login", h.login)
+	mux.HandleFunc("GET /panel/invite/{token}", h.inviteForm)
+	mux.HandleFunc("POST /panel/invite/{token}", h.acceptInvite)
+
+	mux.HandleFunc("GET /panel/{$}", h.signedIn(h.home))
+	mux.HandleFunc("GET /panel/channels/{name}", h.signedIn(h.channelPage))
+	mux.HandleFunc("POST /panel/logout", h.posted(h.logout))
+	mux.HandleFunc("POST /panel/password", h.posted(h.changePassword))
+	mux.HandleFunc("POST /panel/signout-everywhere", h.posted(h.signOutEverywhere))
+	mux.HandleFunc("POST /panel/channels/{name}/keys", h.posted(h.addKey))
+	mux.HandleFunc("POST /panel/channels/{name}/keys/revoke", h.posted(h.revokeKey))
+	mux.HandleFunc("POST /panel/channels/{name}/keys/reset", h.posted(h.resetKeys))
+	// Operators only (a streamer gets 404).
+	mux.HandleFunc("POST /panel/channels", h.posted(h.operator(h.createChannel)))
+	mux.HandleFunc("POST /panel/channels/{name}/ban", h.posted(h.operator(h.ban)))
+	mux.HandleFunc("POST /panel/channels/{name}/unban", h.posted(h.operator(h.unban)))
+	mux.HandleFunc("POST /panel/channels/{name}/invite", h.posted(h.operator(h.invite)))
+	mux.HandleFunc("POST /panel/breach", h.posted(h.operator(h.breach)))
+	mux.HandleFunc("/panel/", func(w http.ResponseWriter, r *http.Request) { h.notFound(w) })
+
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.render(w, http.StatusForbidden, "message", view{Title: "Refused", Message: "Cross-origin request refused."})
+	}))
+	return secure(cop.Handler(mux)), nil
+}
+
+// csp: everything from this origin only, no inline script or style, forms post only
+// here, never framed.
+const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'; " +
+	"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// secure sets the headers of every panel response.
+func secure(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", csp)
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Cache-Control", "no-store")
+		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// session is a signed-in request.
+type session struct {
+	stagedoor.PanelSession
+	digest stagedoor.Digest
+	csrf   string
+}
+
+// csrfToken is the session's CSRF token: a one-way function of the session id, so the
+// page that carries it reveals nothing that signs in, and no table is needed.
+func csrfToken(id string) string {
+	d := sha256.Sum256([]byte("stagedoor panel csrf\x00" + id))
+	return base64.RawURLEncoding.EncodeToString(d[:])
+}
+
+// session returns the request's live session, or nil. An expired session is ended.
+func (h *handler) session(r *http.Request) *session {
+	c, err := r.Cookie(CookieName)
+	if err != nil || len(c.Value) != 43 {
+		return nil
+	}
+	d := stagedoor.TokenDigest(c.Value)
+	ps, err := h.st.PanelSession(r.Context(), d)
+	if err != nil {
+		if !errors.Is(err, stagedoor.ErrNotFound) {
+			h.logger.Error("panel session lookup", "err", err)
+		}
+		return nil
+	}
+	now := h.opts.Now()
+	if now.Sub(ps.CreatedAt) >= h.opts.AbsoluteTimeout || now.Sub(ps.SeenAt) >= h.opts.IdleTimeout {
+		if err := h.st.EndPanelSession(r.Context(), d); err != nil {
+			h.logger.Error("end expired panel session", "err", err)
+		}
+		return nil
+	}
+	if now.Sub(ps.SeenAt) >= touchEvery {
+		if err := h.st.TouchPanelSession(r.Context(), d); err != nil {
+			h.logger.Error("touch panel session", "err", err)
+		}
+	}
+	return &session{PanelSession: ps, digest: d, csrf: csrfToken(c.Value)}
+}
+
+type sessionHandler func(w http.ResponseWriter, r *http.Request, s *session)
+
+// signedIn serves GETs for signed-in accounts and sends others to the login page.
+func (h *handler) signedIn(next sessionHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s := h.session(r)
+		if s == nil {
+			http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
+			return
+		}
+		next(w, r, s)
+	}
+}
+
+// posted serves state-changing POSTs: a session and its CSRF token are required, and a
+// request without both is refused with 403 before anything is read or changed.
+func (h *handler) posted(next sessionHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s := h.session(r)
+		if s == nil {
+			h.render(w, http.StatusForbidden, "message", view{Title: "Signed out", Message: "Your session has ended. Sign in again.", LoginLink: true})
+			return
+		}
+		if err := r.ParseForm(); err != nil {
+			h.render(w, http.StatusBadRequest, "message", view{Title: "Bad request", Message: "The form could not be read."})
+			return
+		}
+		got := r.PostForm.Get("csrf")
+		if len(got) != len(s.csrf) || subtle.ConstantTimeCompare([]byte(got), []byte(s.csrf)) != 1 {
+			h.render(w, http.StatusForbidden, "message", view{Title: "Refused", Message: "The form's security token is missing or wrong; nothing was changed. Reload the page and try again."})
+			return
+		}
+		next(w, r, s)
+	}
+}
+
+// operator lets operators through and answers 404 to everyone else.
+func (h *handler) operator(next sessionHandler) sessionHandler {
+	return func(w http.ResponseWriter, r *http.Request, s *session) {
+		if s.Account.Role != stagedoor.RoleOperator {
+			h.notFound(w)
+			return
+		}
+		next(w, r, s)
+	}
+}
+
+// mayManage reports whether the session may see and change channel: an operator any
+// channel, a streamer only their own.
+func mayManage(s *session, channel string) bool {
+	return s.Account.Role == stagedoor.RoleOperator ||
+		(s.Account.Role == stagedoor.RoleStreamer && s.Account.Channel != "" && s.Account.Channel == channel)
+}
+
+// actor is the audit trail's view of the request: via the panel, from its address,
+// naming the panel account when there is one.
+func actor(r *http.Request, s *session) manage.Actor {
+	a := manage.Actor{Via: manage.ViaPanel, IP: clientIP(r)}
+	if s != nil {
+		a.Name = s.Account.Name
+	}
+	return a
+}
+
+// clientIP is the peer address. No proxy header is trusted: behind a reverse proxy
+// every client shares the proxy's address for the login limiter.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (h *handler) setCookie(w http.ResponseWriter, r *http.Request, value string, maxAge int) {
+	// Secure only over TLS: on plain HTTP the browser would drop the cookie. No proxy
+	// header is trusted (Stagedoor has no trusted-proxy setting yet).
+	http.SetCookie(w, &http.Cookie{ // #nosec G124 -- HttpOnly and SameSite always; Secure over TLS
+		Name: CookieName, Value: value, Path: Prefix, MaxAge: maxAge,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+	})
+}
+
+// spend records a form nonce of a session as used and reports whether it was fresh: a
+// reload of the page that showed a new key re-posts the same nonce and gets no key.
+func (h *handler) spend(s *session, nonce string) bool {
+	if nonce == "" {
+		return true
+	}
+	now := h.opts.Now()
+	k := string(s.digest[:]) + "\x00" + nonce
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.once) > 10_000 {
+		for k, t := range h.once {
+			if now.Sub(t) > h.opts.AbsoluteTimeout {
+				delete(h.once, k)
+			}
+		}
+		if len(h.once) > 10_000 {
+			clear(h.once) // bounded memory beats reload protection of old forms
+		}
+	}
+	if _, used := h.once[k]; used {
+		return false
+	}
+	h.once[k] = now
+	return true
+}
