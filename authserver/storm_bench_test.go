@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/authserver"
@@ -21,6 +23,7 @@ import (
 // the same valid password (at most one bcrypt per cache TTL), and 10,000 wrong keys from
 // one address (no bcrypt at all). Run with -benchtime 1x: each iteration is the whole storm.
 func BenchmarkReconnectStorm(b *testing.B) {
+	gin.SetMode(gin.ReleaseMode) // gin's debug warning would split the result lines
 	ctx := context.Background()
 	db, key := benchStore(b)
 	hash, err := stagedoor.HashPassword("correct horse battery", stagedoor.DefaultCost)

@@ -38,18 +38,30 @@ func TestGStreamerThroughFront(t *testing.T) {
 	gst := needTool(t, "gst-launch-1.0", "STAGEDOOR_TEST_GST", "")
 	s := startStack(t, stackOptions{args: []string{"--log-level", "debug"}})
 	key := s.addUser("benw")
+	s.addUser("carol")
+	const carolPassword = "carol's long rehearsal password"
+	hash := s.setPassword("carol", carolPassword)
+	s.addStream("concert", "carol")
 	source := strings.Fields("videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=25/1 ! " +
 		"x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 ! flvmux name=mux streamable=true !")
 	audio := strings.Fields("audiotestsrc is-live=true ! audioconvert ! audioresample ! audio/x-raw,rate=44100,channels=2 ! " +
 		"voaacenc ! mux.")
+	base := strings.TrimSuffix(s.rtmpURL(""), "/live/")
 	for _, tt := range []struct {
-		name string
-		sink []string // nil: ffmpeg
+		name    string
+		sink    []string // nil: ffmpeg
+		channel string   // "" for benw
+		secret  string   // what MediaMTX must never hold; "" for the key
 	}{
 		// librtmp reads options after the URL, separated by a space.
-		{"LibrtmpRtmpsink", []string{"rtmpsink", "location=" + s.rtmpURL(key) + " live=1"}},
-		{"Rtmp2sink", []string{"rtmp2sink", "location=" + s.rtmpURL(key)}},
-		{"FFmpeg", nil},
+		{"LibrtmpRtmpsink", []string{"rtmpsink", "location=" + s.rtmpURL(key) + " live=1"}, "", ""},
+		{"LibrtmpKeyInQuery", []string{"rtmpsink", "location=" + s.rtmpURL("benw?key="+key) + " live=1"}, "", ""},
+		// ScaleEngine's two-part form as OBS sends it through librtmp: the credentials in
+		// the app (the server URL), the stream name alone.
+		{"LibrtmpScaleEngineHash", []string{"rtmpsink", "location=" + base + "/live/concert app=live?user=carol&pass=" + hash +
+			" playpath=concert live=1"}, "concert", hash},
+		{"Rtmp2sink", []string{"rtmp2sink", "location=" + s.rtmpURL(key)}, "", ""},
+		{"FFmpeg", nil, "", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			spliced := strings.Count(s.out.String(), `rtmp front: spliced`)
@@ -59,18 +71,25 @@ func TestGStreamerThroughFront(t *testing.T) {
 			} else {
 				p = startGst(t, gst, append(append(append([]string{}, source...), tt.sink...), audio...)...)
 			}
-			s.with(t).waitLive("benw", true, 20*time.Second)
-			if err := playHLS(t, s.hlsURL("benw"), 10*time.Second); err != nil {
+			channel, secret := tt.channel, tt.secret
+			if channel == "" {
+				channel = "benw"
+			}
+			if secret == "" {
+				secret = key
+			}
+			s.with(t).waitLive(channel, true, 20*time.Second)
+			if err := playHLS(t, s.hlsURL(channel), 10*time.Second); err != nil {
 				t.Fatalf("public HLS: %v\npublisher: %s", err, p.out)
 			}
-			if err := s.mtxHolds(key); err != nil {
+			if err := s.mtxHolds(secret); err != nil {
 				t.Error(err)
 			}
 			if strings.Count(s.out.String(), `rtmp front: spliced`) != spliced+1 {
 				t.Errorf("the front did not splice the connection")
 			}
 			p.stop()
-			s.with(t).waitLive("benw", false, 10*time.Second)
+			s.with(t).waitLive(channel, false, 10*time.Second)
 		})
 	}
 }
