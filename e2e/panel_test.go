@@ -62,11 +62,11 @@ func TestPanelStreamer(t *testing.T) {
 		chromedp.SendKeys("#label", "obs studio"),
 		chromedp.Click(`form[action="/panel/channels/benw/keys"] button[type="submit"]`))
 	b.waitJS(t, "the new key is shown", `!!document.getElementById("obs-key")`)
-	server, err := tabRun(b, 10*time.Second, chromedp.Value("#obs-server"))
+	server, err := b.value("obs-server")
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := tabRun(b, 10*time.Second, chromedp.Value("#obs-key"))
+	key, err := b.value("obs-key")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestPanelStreamer(t *testing.T) {
 	took := pub.kicked(t, 10*time.Second)
 	t.Logf("publisher kicked %v after the reset click (%v after kicked() started waiting)", time.Since(clicked).Round(time.Millisecond), took.Round(time.Millisecond))
 	b.waitJS(t, "the replacement key is shown", fmt.Sprintf(`(() => { const k = document.getElementById("obs-key"); return !!k && k.value !== %q; })()`, key))
-	newKey, err := tabRun(b, 10*time.Second, chromedp.Value("#obs-key"))
+	newKey, err := b.value("obs-key")
 	if err != nil || !strings.HasPrefix(newKey, "sk_") {
 		t.Fatalf("replacement key %q, %v", newKey, err)
 	}
@@ -142,6 +142,78 @@ func TestPanelStreamer(t *testing.T) {
 	}
 }
 
+// TestPanelScaleEngine: the streamer creates a ScaleEngine stream in the panel, sets a
+// publish password, copies the one-field URL the page shows (built on the hash) and
+// publishes with it; the stream row turns live. The password is never on a page.
+func TestPanelScaleEngine(t *testing.T) {
+	chromium := needTool(t, "chromium", "STAGEDOOR_TEST_CHROMIUM", "")
+	s := startStack(t, stackOptions{})
+	panelBase := s.url(s.public, "/panel/")
+	const (
+		benwPass    = "benw panel password 7"
+		publishPass = "Publish-Secret-4711"
+	)
+	s.addUser("benw")
+	out, errOut, err := s.cli("user", "invite", "benw", "--json", "--panel-url", panelBase)
+	if err != nil {
+		t.Fatalf("user invite: %v: %s", err, errOut)
+	}
+	b := startBrowser(t, chromium)
+	b.acceptInvite(t, jsonField(t, out, "url"), benwPass)
+	b.signIn(t, panelBase, "benw", benwPass, "/panel/channels/benw")
+
+	b.do(t, "create a stream",
+		chromedp.SendKeys("#stream-name", "benw_show"),
+		chromedp.Click(`form[action="/panel/channels/benw/streams"] button[type="submit"]`))
+	b.waitJS(t, "stream created", `document.body.innerText.includes("Stream benw_show created.")`)
+	b.do(t, "set the publish password",
+		chromedp.SendKeys("#pub-pw", publishPass),
+		chromedp.SendKeys("#pub-confirm", publishPass),
+		chromedp.Click(`form[action="/panel/channels/benw/publish-password"] button[type="submit"]`))
+	b.waitJS(t, "hash shown", `!!document.getElementById("pw-hash")`)
+	hash, err := b.value("pw-hash")
+	if err != nil || !strings.HasPrefix(hash, "$2") {
+		t.Fatalf("hash on the page %q, %v", hash, err)
+	}
+	oneField, err := b.value("f0-one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("rtmp://127.0.0.1:%d/live/benw_show?user=benw&pass=%s", s.rtmp, hash)
+	if oneField != want {
+		t.Fatalf("one-field URL %q, want %q", oneField, want)
+	}
+	if strings.Contains(b.source(t), publishPass) {
+		t.Error("the page carries the publish password")
+	}
+
+	pub := s.publish(oneField)
+	dashboard := panelBase + "channels/benw"
+	eventually(t, 45*time.Second, "benw_show's row shows live (reloading)", func() error {
+		if _, err := tabRun(b, 20*time.Second, chromedp.Navigate(dashboard)); err != nil {
+			return err
+		}
+		row, err := tabRun(b, 5*time.Second, chromedp.Evaluate[string](
+			`[...document.querySelectorAll("tr")].map(r => r.innerText).find(t => t.startsWith("benw_show")) || ""`))
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(row, "live") || strings.Contains(row, "offline") {
+			select {
+			case <-pub.exited:
+				t.Fatalf("publisher exited before going live (%v):\n%s", pub.err, pub.out)
+			default:
+			}
+			return fmt.Errorf("row %q", row)
+		}
+		return nil
+	})
+	if src := b.source(t); strings.Contains(src, hash) || strings.Contains(src, publishPass) {
+		t.Error("the dashboard after a reload carries the hash or the password")
+	}
+	b.screenshot(t, artifactDir(t), "panel-scaleengine-live.png")
+}
+
 // addOperator runs `stagedoor operator add NAME` with the password on stdin.
 func (s *stack) addOperator(name, password string) {
 	s.t.Helper()
@@ -162,11 +234,12 @@ func (b *browser) do(t *testing.T, what string, steps ...chromedp.Action[chromed
 	}
 }
 
-// waitJS polls until expr is true on the page (it may be navigating meanwhile).
+// waitJS polls until the page has loaded and expr is true on it (it may be navigating
+// meanwhile).
 func (b *browser) waitJS(t *testing.T, what, expr string) {
 	t.Helper()
 	eventually(t, 20*time.Second, what, func() error {
-		ok, err := tabRun(b, 5*time.Second, chromedp.Evaluate[bool](expr))
+		ok, err := tabRun(b, 5*time.Second, chromedp.Evaluate[bool](`document.readyState === "complete" && (`+expr+`)`))
 		if err != nil {
 			return err
 		}
@@ -175,6 +248,13 @@ func (b *browser) waitJS(t *testing.T, what, expr string) {
 		}
 		return nil
 	})
+}
+
+// value reads a field by id through script, so that it never holds a DOM node of the
+// page before a navigation.
+func (b *browser) value(id string) (string, error) {
+	return tabRun(b, 10*time.Second, chromedp.Evaluate[string](
+		fmt.Sprintf(`(() => { const e = document.getElementById(%q); return e ? e.value : ""; })()`, id)))
 }
 
 // source is the page's current HTML.
