@@ -271,3 +271,36 @@ func TestScaleEngineCSRF(t *testing.T) {
 		t.Errorf("the real form after refusals: %d, want 200", got)
 	}
 }
+
+// TestScaleEngineOperator: an operator manages any channel's streams; the stream and the
+// password land on that channel, and the audit entry names the operator.
+func TestScaleEngineOperator(t *testing.T) {
+	f := newFixture(t)
+	b := f.browser()
+	b.mustLogin("boss", opPass)
+	auditBefore := f.auditLen()
+	csrf, nonce := b.form("/panel/channels/alice")
+	if got := b.post("/panel/channels/alice/streams", url.Values{"csrf": {csrf}, "nonce": {nonce}, "stream": {"alice_show"}}); got != http.StatusOK {
+		t.Fatalf("operator creates alice_show: %d %s", got, b.body)
+	}
+	csrf, nonce = b.form("/panel/channels/alice")
+	if got := b.post("/panel/channels/alice/publish-password",
+		url.Values{"csrf": {csrf}, "nonce": {nonce}, "password": {publishPass}, "confirm": {publishPass}}); got != http.StatusOK {
+		t.Fatalf("operator sets alice's publish password: %d %s", got, b.body)
+	}
+	st, err := f.db.StreamByName(t.Context(), "alice_show")
+	if err != nil || st.UserName != "alice" || st.PasswordHash == "" {
+		t.Fatalf("alice_show = %+v, %v; want alice's, with a password", st, err)
+	}
+	if u, _ := f.db.UserByName(t.Context(), "benw"); u.HasPassword {
+		t.Error("benw got a publish password")
+	}
+	for _, e := range f.auditSince(auditBefore) {
+		if e.User != "alice" || e.Protocol != manage.ViaPanel || !strings.HasSuffix(e.Reason, "(by boss)") {
+			t.Errorf("audit entry %+v: want alice's, via panel, by boss", e)
+		}
+	}
+	if n := len(f.auditSince(auditBefore)); n != 2 {
+		t.Errorf("%d audit entries, want 2", n)
+	}
+}
