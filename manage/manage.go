@@ -29,6 +29,10 @@ type Store interface {
 	ResetAllKeys(ctx context.Context, r stagedoor.Revocation) ([]stagedoor.IssuedKey, error)
 	CreateStream(ctx context.Context, name, owner string, authRequired bool) (stagedoor.Stream, error)
 	Streams(ctx context.Context, owner string) ([]stagedoor.Stream, error)
+	// StreamByName returns stagedoor.ErrNotFound for an unknown stream.
+	StreamByName(ctx context.Context, name string) (stagedoor.Stream, error)
+	// SetStreamAuth returns stagedoor.ErrNotFound for an unknown stream.
+	SetStreamAuth(ctx context.Context, name string, required bool) error
 	DeleteStream(ctx context.Context, name string) error
 	Audit(ctx context.Context, f stagedoor.AuditFilter) ([]stagedoor.AuditEntry, error)
 	LiveStates(ctx context.Context) ([]stagedoor.LiveState, error)
@@ -212,6 +216,29 @@ func (s *Service) CreateStream(ctx context.Context, by Actor, name, owner string
 	}
 	s.changed(ctx, by, "stream created "+st.Name, st.UserName)
 	return st, nil
+}
+
+// SetStreamAuth turns authentication of a stream on or off. Off, any publish to the
+// name is accepted while its owner is not banned; on, a new publish needs the owner's
+// name and password at once (the change moves the policy generation and calls Changed).
+// A publish admitted without credentials before the switch keeps running:
+// policy.StillAllowed does not yet re-check it. stagedoor.ErrNotFound for an unknown
+// stream.
+func (s *Service) SetStreamAuth(ctx context.Context, by Actor, name string, required bool) error {
+	if err := s.Store.SetStreamAuth(ctx, name, required); err != nil {
+		return err
+	}
+	what := "stream auth disabled " + name
+	if required {
+		what = "stream auth enabled " + name
+	}
+	st, err := s.Store.StreamByName(ctx, name)
+	owner := ""
+	if err == nil {
+		owner = st.UserName
+	}
+	s.changed(ctx, by, what, owner)
+	return nil
 }
 
 // DeleteStream removes a stream name. stagedoor.ErrNotFound for an unknown name.

@@ -96,6 +96,8 @@ func TestEveryChangeIsAuditedAndSignalled(t *testing.T) {
 			_, err := s.CreateStream(ctx, api, "show", "alice", true)
 			return err
 		}},
+		{"StreamAuthOff", "stream auth disabled show", "alice", func() error { return s.SetStreamAuth(ctx, api, "show", false) }},
+		{"StreamAuthOn", "stream auth enabled show", "alice", func() error { return s.SetStreamAuth(ctx, api, "show", true) }},
 		{"DeleteStream", "stream removed show", "", func() error { return s.DeleteStream(ctx, api, "show") }},
 	}
 	for i, st := range steps {
@@ -155,6 +157,7 @@ func TestRefusalsChangeNothing(t *testing.T) {
 			return s.RevokeKey(ctx, api, "alice", "00000000", stagedoor.Revocation{})
 		}, false, stagedoor.ErrNotFound},
 		{"StreamUnknownOwnerNotFound", func() error { _, err := s.CreateStream(ctx, api, "show", "nobody", true); return err }, false, stagedoor.ErrNotFound},
+		{"StreamAuthUnknownNotFound", func() error { return s.SetStreamAuth(ctx, api, "nothere", false) }, false, stagedoor.ErrNotFound},
 		{"DeleteUnknownStreamNotFound", func() error { return s.DeleteStream(ctx, api, "nothere") }, false, stagedoor.ErrNotFound},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

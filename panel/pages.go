@@ -47,6 +47,12 @@ type view struct {
 	InviteURL  string
 	InviteName string
 
+	// ScaleEngine streams: the list (never a hash), and after a password is set, the
+	// hash and the encoder URL forms built on it (once, like a new key).
+	Streams []streamRow
+	NewHash string
+	Forms   []stagedoor.EncoderForms
+
 	// Operator home.
 	Query    string
 	Channels []stagedoor.User
@@ -279,8 +285,13 @@ func (h *handler) channelView(w http.ResponseWriter, r *http.Request, s *session
 		h.internalError(w, "keys", err)
 		return view{}, false
 	}
+	streams, _, err := h.channelStreams(r, name)
+	if err != nil {
+		h.internalError(w, "streams", err)
+		return view{}, false
+	}
 	v := signedInView(s, u.Name)
-	v.Channel, v.Keys = u, keys
+	v.Channel, v.Keys, v.Streams = u, keys, streams
 	v.HLSURL = h.opts.URLs.HLSFor(u.Name)
 	v.Operator = s.Account.Role == stagedoor.RoleOperator
 	v.Server, v.RTMPS = h.opts.URLs.RTMP, h.opts.URLs.RTMPS

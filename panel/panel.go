@@ -17,7 +17,8 @@
 //   - a streamer's requests for any channel but their own get 404, whatever the URL or
 //     the form fields say: the channel comes only from the URL and is checked against the
 //     session's account;
-//   - a new stream key is in the response of the POST that made it and nowhere else;
+//   - a new stream key is in the response of the POST that made it and nowhere else; so
+//     is a new publish password's bcrypt hash, and the password itself is never rendered;
 //   - html/template everywhere; a strict CSP with no inline script or style;
 //     Referrer-Policy no-referrer, nosniff, Cache-Control no-store on every response.
 package panel
@@ -130,6 +131,9 @@ func NewHandler(logger *slog.Logger, ops *manage.Service, st Store, opts Options
 	mux.HandleFunc("POST /panel/channels/{name}/keys", h.posted(h.addKey))
 	mux.HandleFunc("POST /panel/channels/{name}/keys/revoke", h.posted(h.revokeKey))
 	mux.HandleFunc("POST /panel/channels/{name}/keys/reset", h.posted(h.resetKeys))
+	mux.HandleFunc("POST /panel/channels/{name}/streams", h.posted(h.addStream))
+	mux.HandleFunc("POST /panel/channels/{name}/streams/auth", h.posted(h.setStreamAuth))
+	mux.HandleFunc("POST /panel/channels/{name}/publish-password", h.posted(h.setPublishPassword))
 	// Operators only (a streamer gets 404).
 	mux.HandleFunc("POST /panel/channels", h.posted(h.operator(h.createChannel)))
 	mux.HandleFunc("POST /panel/channels/{name}/ban", h.posted(h.operator(h.ban)))

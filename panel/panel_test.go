@@ -98,6 +98,8 @@ type browser struct {
 	res *http.Response
 	// body of the last response.
 	body string
+	// all is every response body this browser received, in order.
+	all []string
 }
 
 func (f *fixture) browser() *browser {
@@ -116,6 +118,7 @@ func (b *browser) do(req *http.Request) int {
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
 	b.res, b.body = res, string(raw)
+	b.all = append(b.all, b.body)
 	return res.StatusCode
 }
 

@@ -133,6 +133,29 @@ func (db *DB) DeleteStream(ctx context.Context, name string) error {
 	return nil
 }
 
+// SetStreamAuth turns a stream's authentication on (publishes need the owner's name and
+// password) or off (any publish to the name is accepted while the owner is not banned).
+// It returns ErrNotFound for an unknown stream. A change moves the policy generation.
+func (db *DB) SetStreamAuth(ctx context.Context, name string, required bool) error {
+	v := 0
+	if required {
+		v = 1
+	}
+	// Only a real change is written, so that setting the same value keeps the auth
+	// path's cache.
+	res, err := db.exec(ctx, `UPDATE streams SET auth_required = ? WHERE name = ? AND auth_required != ?`, v, name, v)
+	if err != nil {
+		return fmt.Errorf("set stream auth %s: %w", name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return nil
+	}
+	if _, err := db.StreamByName(ctx, name); err != nil {
+		return err
+	}
+	return nil
+}
+
 // ChannelByName resolves a public name to its owner; ErrNotFound if nobody owns it.
 func (db *DB) ChannelByName(ctx context.Context, name string) (stagedoor.Channel, error) {
 	if s, err := db.StreamByName(ctx, name); err == nil {

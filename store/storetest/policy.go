@@ -71,6 +71,9 @@ var credentialChanges = []struct {
 		_, err := f.st.CreateStream(ctx, "lobbycam", "alice", false)
 		return err
 	}},
+	{"StreamAuthOff", nil, func(ctx context.Context, f policyFixture) error { return f.st.SetStreamAuth(ctx, "alices_show", false) }},
+	{"StreamAuthOn", func(ctx context.Context, f policyFixture) error { return f.st.SetStreamAuth(ctx, "alices_show", false) },
+		func(ctx context.Context, f policyFixture) error { return f.st.SetStreamAuth(ctx, "alices_show", true) }},
 	{"StreamDelete", nil, func(ctx context.Context, f policyFixture) error { return f.st.DeleteStream(ctx, "alices_show") }},
 }
 
@@ -86,6 +89,7 @@ var otherCalls = []struct {
 }{
 	{"BanOfBannedUser", func(ctx context.Context, f policyFixture) error { return f.st.SetActive(ctx, "alice", false) },
 		func(ctx context.Context, f policyFixture) error { return f.st.SetActive(ctx, "alice", false) }},
+	{"StreamAuthUnchanged", nil, func(ctx context.Context, f policyFixture) error { return f.st.SetStreamAuth(ctx, "alices_show", true) }},
 	{"UnbanOfActiveUser", nil, func(ctx context.Context, f policyFixture) error { return f.st.SetActive(ctx, "alice", true) }},
 	{"SetLive", nil, func(ctx context.Context, f policyFixture) error {
 		return f.st.SetLive(ctx, stagedoor.LiveState{Name: "alices_show", UserID: f.alice.ID, UserName: "alice",

@@ -65,6 +65,8 @@ type Store interface {
 	StreamByName(ctx context.Context, name string) (stagedoor.Stream, error)
 	// Streams lists the owner's streams (all when owner is "") by name; ErrNotFound.
 	Streams(ctx context.Context, owner string) ([]stagedoor.Stream, error)
+	// SetStreamAuth turns a stream's authentication on or off; ErrNotFound.
+	SetStreamAuth(ctx context.Context, name string, required bool) error
 	// DeleteStream removes a stream; ErrNotFound.
 	DeleteStream(ctx context.Context, name string) error
 	// ChannelByName resolves a public name (stream or user) to its owner; ErrNotFound.
@@ -179,6 +181,7 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) Store) {
 		{"CreateStream", testCreateStream},
 		{"StreamByName", testStreamByName},
 		{"Streams", testStreams},
+		{"SetStreamAuth", testSetStreamAuth},
 		{"DeleteStream", testDeleteStream},
 		{"ChannelByName", testChannelByName},
 		{"SetLive", testSetLive},

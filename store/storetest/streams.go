@@ -172,6 +172,55 @@ func testStreams(t *testing.T, s suite) {
 	})
 }
 
+func testSetStreamAuth(t *testing.T, s suite) {
+	st, _ := s.store(t)
+	mustCreate(t, st, "alice")
+	mustStream(t, st, "concert", "alice", true)
+	mustStream(t, st, "lobbycam", "alice", false)
+	ctx := t.Context()
+	auth := func(name string) bool {
+		t.Helper()
+		got, err := st.StreamByName(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.AuthRequired
+	}
+	t.Run("Off", func(t *testing.T) {
+		if err := st.SetStreamAuth(ctx, "concert", false); err != nil {
+			t.Fatal(err)
+		}
+		if auth("concert") || auth("lobbycam") {
+			t.Errorf("auth concert=%v lobbycam=%v, want both off", auth("concert"), auth("lobbycam"))
+		}
+	})
+	t.Run("On", func(t *testing.T) {
+		if err := st.SetStreamAuth(ctx, "lobbycam", true); err != nil {
+			t.Fatal(err)
+		}
+		if !auth("lobbycam") || auth("concert") {
+			t.Errorf("auth lobbycam=%v concert=%v, want on, off", auth("lobbycam"), auth("concert"))
+		}
+	})
+	t.Run("SameValueOK", func(t *testing.T) {
+		if err := st.SetStreamAuth(ctx, "lobbycam", true); err != nil {
+			t.Errorf("SetStreamAuth(lobbycam, true) again = %v, want nil", err)
+		}
+	})
+	t.Run("UnknownErrNotFound", func(t *testing.T) {
+		for _, v := range []bool{true, false} {
+			if err := st.SetStreamAuth(ctx, "nothing", v); !errors.Is(err, stagedoor.ErrNotFound) {
+				t.Errorf("SetStreamAuth(nothing, %v) = %v, want ErrNotFound", v, err)
+			}
+		}
+	})
+	t.Run("UserNameIsNoStream", func(t *testing.T) {
+		if err := st.SetStreamAuth(ctx, "alice", false); !errors.Is(err, stagedoor.ErrNotFound) {
+			t.Errorf("SetStreamAuth(alice) = %v, want ErrNotFound (a user's own channel has no such switch)", err)
+		}
+	})
+}
+
 func testDeleteStream(t *testing.T, s suite) {
 	st, _ := s.store(t)
 	mustCreate(t, st, "alice")
