@@ -1,32 +1,16 @@
 package e2e
 
 import (
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/stagedoor/stagedoor/internal/testutil"
 )
 
 // startGst runs gst-launch-1.0 with a pipeline in its own process group; stop sends it
 // SIGINT, which -e turns into an end of stream, as a streamer stopping would.
 func startGst(t testing.TB, gst string, pipeline ...string) *publisher {
 	t.Helper()
-	p := &publisher{out: &testutil.Buffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(gst, append([]string{"-q", "-e"}, pipeline...)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(p.stop)
-	return p
+	return startPublisher(t, gst, append([]string{"-q", "-e"}, pipeline...)...)
 }
 
 // TestGStreamerThroughFront: two more RTMP client implementations publish a stream key

@@ -448,8 +448,15 @@ func (s *stack) publishWith(format string, args ...string) *publisher {
 // startFFmpeg runs ffmpeg with args in its own process group; it is stopped at cleanup.
 func startFFmpeg(t testing.TB, ffmpeg string, args ...string) *publisher {
 	t.Helper()
+	return startPublisher(t, ffmpeg, append([]string{"-hide_banner", "-nostats", "-loglevel", "error"}, args...)...)
+}
+
+// startPublisher runs an encoder (ffmpeg, gst-launch-1.0) with args in its own process
+// group, its output kept; it is stopped at cleanup.
+func startPublisher(t testing.TB, bin string, args ...string) *publisher {
+	t.Helper()
 	p := &publisher{out: &testutil.Buffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(ffmpeg, append([]string{"-hide_banner", "-nostats", "-loglevel", "error"}, args...)...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
