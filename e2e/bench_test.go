@@ -296,7 +296,8 @@ func BenchmarkAliasCost(b *testing.B) {
 func measureStreams(b *testing.B, ff, src string, n int, viewers bool, start func(*testing.B, int) mediaSetup) {
 	setup := start(b, n)
 	for i := range n {
-		startFFmpeg(b, ff, "-re", "-i", src, "-c", "copy", "-f", "flv", setup.publishURL(i))
+		// Looped: with 25 streams the set-up and the window outlast the 90 s source.
+		startFFmpeg(b, ff, "-re", "-stream_loop", "-1", "-i", src, "-c", "copy", "-f", "flv", setup.publishURL(i))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
