@@ -2,6 +2,7 @@ package manage_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/stagedoor/stagedoor"
@@ -82,7 +83,7 @@ func TestPanelAccountActions(t *testing.T) {
 			t.Errorf("entry %d = %+v, want %+v", i, e, w)
 		}
 		for _, secret := range []string{token, "a long panel password", "correct horse battery"} {
-			if e.Reason == secret || e.User == secret {
+			if strings.Contains(e.Reason, secret) || strings.Contains(e.User, secret) {
 				t.Errorf("entry %d holds a secret", i)
 			}
 		}

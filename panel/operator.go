@@ -51,11 +51,15 @@ func (h *handler) invite(w http.ResponseWriter, r *http.Request, s *session) {
 	if !ok {
 		return
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
+	base := h.opts.BaseURL
+	if base == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + r.Host + Prefix
 	}
-	v.InviteURL = scheme + "://" + r.Host + Prefix + "invite/" + token
+	v.InviteURL = InviteURL(base, token)
 	h.render(w, http.StatusOK, "channel", v)
 }
 
@@ -77,4 +81,10 @@ func (h *handler) breach(w http.ResponseWriter, r *http.Request, s *session) {
 	v.Operator = true
 	v.Keysets = len(ks)
 	h.render(w, http.StatusOK, "breach", v)
+}
+
+// InviteURL is the link of invite token under the panel's base URL: the one form the CLI
+// prints and the panel shows.
+func InviteURL(base, token string) string {
+	return strings.TrimRight(base, "/") + "/invite/" + token
 }

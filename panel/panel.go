@@ -61,6 +61,9 @@ type Store interface {
 type Options struct {
 	// URLs are the public addresses shown with new keys (the OBS "Server" field).
 	URLs stagedoor.URLs
+	// BaseURL is the panel's public URL (https://HOST/panel/), for invite links. Empty:
+	// built from each request, which behind a TLS-terminating proxy says http.
+	BaseURL string
 	// IdleTimeout ends a session not used for this long. Default 30 min.
 	IdleTimeout time.Duration
 	// AbsoluteTimeout ends a session this long after sign-in, used or not. Default 12 h.

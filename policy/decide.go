@@ -189,8 +189,8 @@ func presentedKey(a Attempt) (string, bool) {
 func (p *Policy) decidePublic(ctx context.Context, a Attempt, name string) (Verdict, Admission) {
 	if tok, ok := frontGrant(a); ok {
 		// Minted by the RTMP front for this name and address after it decided the
-		// streamer's own credentials; nothing else may come with it.
-		if a.User != "" || a.Password != "" || a.Token != "" || len(queryKeys(a.Query)) != 1 {
+		// streamer's own credentials; only over RTMP, and nothing else may come with it.
+		if a.Protocol != "rtmp" || a.User != "" || a.Password != "" || a.Token != "" || len(queryKeys(a.Query)) != 1 {
 			return deny("front grant with other credentials"), Admission{}
 		}
 		if v, adm, ok := p.Front.redeem(tok, name, a.IP); ok {

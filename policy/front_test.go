@@ -104,6 +104,11 @@ func TestFrontGrant(t *testing.T) {
 	if auth(tok, "live/benw", "203.0.113.7", "s5").Allow {
 		t.Error("an expired grant was accepted")
 	}
+	srt := req("publish", "srt", "live/benw")
+	srt.IP, srt.Query = "203.0.113.7", url.Values{policy.FrontParam: {mint()}}.Encode()
+	if pol.Decide(ctx, srt).Allow {
+		t.Error("a grant was accepted over SRT: only the RTMP front's publish may carry one")
+	}
 	if auth("not-a-grant-at-all", "live/benw", "203.0.113.7", "s6").Allow {
 		t.Error("a made-up grant was accepted")
 	}

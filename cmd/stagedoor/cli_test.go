@@ -167,6 +167,20 @@ func TestBanUnbanAndKeyReset(t *testing.T) {
 	}
 }
 
+// TestServePanelURLRefused: a --panel-url that is not an absolute http(s) URL (invite
+// links would be wrong or carry credentials) stops serve and run before anything starts.
+func TestServePanelURLRefused(t *testing.T) {
+	for _, cmd := range []string{"serve", "run"} {
+		for _, bad := range []string{"ftp://tv.example/panel/", "/panel/", "https://u:p@tv.example/panel/"} {
+			env := newEnv(t)
+			r := runCLI(t, env, cmd, "--panel-url", bad)
+			if r.err == nil || exitCode(r.err) != 2 || !strings.Contains(r.err.Error(), "panel-url") || strings.Contains(r.err.Error(), "u:p") {
+				t.Errorf("%s --panel-url %q: err %v, stderr %q; want exit 2 naming the flag, not echoing the value", cmd, bad, r.err, r.stderr)
+			}
+		}
+	}
+}
+
 func TestServeNeedsHookSecret(t *testing.T) {
 	r := runCLI(t, newEnv(t), "serve")
 	if r.err == nil || exitCode(r.err) != 2 {

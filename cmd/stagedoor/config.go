@@ -72,6 +72,7 @@ type serviceConfig struct {
 	auditRetention time.Duration
 	webhookURLs    []string
 	urls           stagedoor.URLs
+	panelURL       string // the panel's public base URL for invite links; "" from the request
 	log            logConfig
 }
 
@@ -105,6 +106,8 @@ func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, f
 			return nil
 		})
 	registerURLs(fs, getenv, &c.urls)
+	fs.StringVar(&c.panelURL, "panel-url", getenv(envPanelURL),
+		"the panel's public URL for invite links, e.g. https://HOST/panel/; empty: from each request (env "+envPanelURL+")")
 	c.log.register(fs, getenv)
 }
 
@@ -119,6 +122,13 @@ func (c *serviceConfig) validate() error {
 		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			return usageError("-webhook-url must be an http(s) URL")
 		}
+	}
+	if c.panelURL != "" {
+		base, err := panelBase(c.panelURL)
+		if err != nil {
+			return err
+		}
+		c.panelURL = base
 	}
 	if err := c.log.validate(); err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stagedoor/stagedoor"
+	"github.com/stagedoor/stagedoor/panel"
 )
 
 // envPanelURL is the public address of the control panel, printed in invite links.
@@ -77,7 +78,7 @@ func cmdInvite(ctx context.Context, c *cliFlags, pos []string, stdout io.Writer)
 	if err != nil {
 		return err
 	}
-	link := base + "invite/" + token
+	link := panel.InviteURL(base, token)
 	if c.json {
 		return writeJSON(stdout, map[string]any{"url": link, "channel": name, "expires_at": expires.UTC()})
 	}

@@ -79,7 +79,7 @@ func selfCheckNote(marker string) func(policy.Attempt) string {
 // publicRoutes is the public listener: one router (web) with the pages, the status API
 // and the admin API. It fails when --hls-url is not a usable URL.
 func (s *service) publicRoutes() (http.Handler, error) {
-	pn, err := panel.NewHandler(s.logger, s.ops, s.db, panel.Options{URLs: s.cfg.urls})
+	pn, err := panel.NewHandler(s.logger, s.ops, s.db, panel.Options{URLs: s.cfg.urls, BaseURL: s.cfg.panelURL})
 	if err != nil {
 		return nil, err
 	}
