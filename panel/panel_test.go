@@ -31,14 +31,21 @@ const (
 var keyRE = regexp.MustCompile(`sk_[A-Za-z0-9_-]{43}`)
 
 type fixture struct {
-	t       *testing.T
-	db      *store.DB
-	ops     *manage.Service
-	srv     *httptest.Server
-	clock   *testutil.Clock
-	mu      sync.Mutex
-	changes int
-	audit   []stagedoor.AuditEntry
+	t        *testing.T
+	db       *store.DB
+	ops      *manage.Service
+	srv      *httptest.Server
+	clock    *testutil.Clock
+	mu       sync.Mutex
+	nChanges int // policy-changed signals; read with changes()
+	audit    []stagedoor.AuditEntry
+}
+
+// changes is how many policy-changed signals the service has sent.
+func (f *fixture) changes() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.nChanges
 }
 
 // newFixture: a real SQLite store with channels benw and alice, each with a streamer
@@ -61,7 +68,7 @@ func newFixture(t *testing.T) *fixture {
 		Changed: func(context.Context) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
-			f.changes++
+			f.nChanges++
 		},
 	}
 	ctx := t.Context()
@@ -337,7 +344,7 @@ func TestCSRFRefusedChangesNothing(t *testing.T) {
 	b := f.browser()
 	b.mustLogin("benw", benwPass)
 	csrf, nonce := b.form("/panel/channels/benw")
-	changes := f.changes
+	changes := f.changes()
 	before := keyFPs(t, f.db, "benw")
 	_, hashBefore, _ := f.db.PanelAccount(t.Context(), "benw")
 	for _, tt := range []struct {
@@ -384,8 +391,8 @@ func TestCSRFRefusedChangesNothing(t *testing.T) {
 	if got := b.do(req); got != http.StatusForbidden {
 		t.Errorf("cross-site POST: %d, want 403", got)
 	}
-	if f.changes != changes {
-		t.Errorf("policy-changed signals: %d, want none", f.changes-changes)
+	if f.changes() != changes {
+		t.Errorf("policy-changed signals: %d, want none", f.changes()-changes)
 	}
 }
 
@@ -538,8 +545,8 @@ func TestKeyShownOnce(t *testing.T) {
 	if len(panelEntries) != 3 || !strings.HasSuffix(panelEntries[2], ", keep-live (by benw)") {
 		t.Errorf("panel audit reasons = %q", panelEntries)
 	}
-	if f.changes < 3 {
-		t.Errorf("policy-changed signals = %d, want one per key action", f.changes)
+	if f.nChanges < 3 { // f.mu is held
+		t.Errorf("policy-changed signals = %d, want one per key action", f.nChanges)
 	}
 }
 

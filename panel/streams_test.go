@@ -184,7 +184,7 @@ func TestScaleEngineOtherChannel404(t *testing.T) {
 	b := f.browser()
 	b.mustLogin("benw", benwPass)
 	csrf, _ := b.form("/panel/channels/benw")
-	auditBefore, changes := f.auditLen(), f.changes
+	auditBefore, changes := f.auditLen(), f.changes()
 	for _, tt := range []struct {
 		path string
 		form url.Values
@@ -215,8 +215,8 @@ func TestScaleEngineOtherChannel404(t *testing.T) {
 	if _, err := f.db.StreamByName(ctx, "forged_show"); err == nil {
 		t.Error("forged_show was created")
 	}
-	if n := f.auditLen(); n != auditBefore || f.changes != changes {
-		t.Errorf("%d audit entries and %d signals after refusals, want none", n-auditBefore, f.changes-changes)
+	if n := f.auditLen(); n != auditBefore || f.changes() != changes {
+		t.Errorf("%d audit entries and %d signals after refusals, want none", n-auditBefore, f.changes()-changes)
 	}
 }
 
@@ -231,7 +231,7 @@ func TestScaleEngineCSRF(t *testing.T) {
 	b := f.browser()
 	b.mustLogin("benw", benwPass)
 	csrf, nonce := b.form("/panel/channels/benw")
-	auditBefore, changes := f.auditLen(), f.changes
+	auditBefore, changes := f.auditLen(), f.changes()
 	for _, tt := range []struct {
 		path string
 		form url.Values
@@ -262,8 +262,8 @@ func TestScaleEngineCSRF(t *testing.T) {
 	if _, err := f.db.StreamByName(ctx, "new_show"); err == nil {
 		t.Error("new_show was created")
 	}
-	if n := f.auditLen(); n != auditBefore || f.changes != changes {
-		t.Errorf("%d audit entries and %d signals after refusals, want none", n-auditBefore, f.changes-changes)
+	if n := f.auditLen(); n != auditBefore || f.changes() != changes {
+		t.Errorf("%d audit entries and %d signals after refusals, want none", n-auditBefore, f.changes()-changes)
 	}
 	// The nonce of the refused forms is still good: the real form goes through.
 	if got := b.post("/panel/channels/benw/publish-password",
