@@ -16,7 +16,11 @@ type AuditEntry struct {
 
 // AuditFilter selects audit entries; zero fields match everything.
 type AuditFilter struct {
-	User  string
+	User string
+	// Kind is one of AuditEntry's kinds (publish, kick, webhook, admin); "" matches all.
+	Kind  string
 	Since time.Time
+	// Until, if set, keeps only entries before it.
+	Until time.Time
 	Limit int // default 1000
 }

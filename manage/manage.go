@@ -6,6 +6,7 @@ package manage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -75,6 +76,10 @@ type Service struct {
 	Changed func(context.Context)
 	// URLs are the public addresses printed with new keys and passwords.
 	URLs stagedoor.URLs
+	// Kicker disconnects the publisher live on a public name now and reports whether
+	// there was one; the running service sets it (its reconciler's kick, audited and
+	// counted like every other kick). Nil: Kick answers ErrNoService.
+	Kicker func(ctx context.Context, name string) (bool, error)
 	// Logger reports audit writes that failed after the change was made. Default: discard.
 	Logger *slog.Logger
 	// Now is the clock of audit entries. Default time.Now.
@@ -220,10 +225,10 @@ func (s *Service) CreateStream(ctx context.Context, by Actor, name, owner string
 
 // SetStreamAuth turns authentication of a stream on or off. Off, any publish to the
 // name is accepted while its owner is not banned; on, a new publish needs the owner's
-// name and password at once (the change moves the policy generation and calls Changed).
-// A publish admitted without credentials before the switch keeps running:
-// policy.StillAllowed does not yet re-check it. stagedoor.ErrNotFound for an unknown
-// stream.
+// name and password at once, and a publish admitted without credentials while it was off
+// is kicked (the change moves the policy generation and calls Changed; the reconciler
+// ejects through policy.StillAllowed, as after a password change).
+// stagedoor.ErrNotFound for an unknown stream.
 func (s *Service) SetStreamAuth(ctx context.Context, by Actor, name string, required bool) error {
 	if err := s.Store.SetStreamAuth(ctx, name, required); err != nil {
 		return err
@@ -239,6 +244,35 @@ func (s *Service) SetStreamAuth(ctx context.Context, by Actor, name string, requ
 	}
 	s.changed(ctx, by, what, owner)
 	return nil
+}
+
+// ErrNoService is Kick's answer where no running service can reach MediaMTX.
+var ErrNoService = errors.New("kicking needs the running service")
+
+// Kick disconnects the publisher live on the public name now, without changing any
+// credential (an encoder that reconnects with a valid one is admitted again). It reports
+// whether one was live; stagedoor.ErrNotFound for a name nobody owns, ErrNoService
+// without a running service.
+func (s *Service) Kick(ctx context.Context, by Actor, name string) (bool, error) {
+	if s.Kicker == nil {
+		return false, ErrNoService
+	}
+	owner := name
+	if _, err := s.Store.UserByName(ctx, name); err != nil {
+		st, serr := s.Store.StreamByName(ctx, name)
+		if serr != nil {
+			return false, err
+		}
+		owner = st.UserName
+	}
+	was, err := s.Kicker(ctx, name)
+	if err != nil {
+		return false, fmt.Errorf("kick %s: %w", name, err)
+	}
+	if was {
+		s.audited(ctx, by, "kicked "+name, owner)
+	}
+	return was, nil
 }
 
 // DeleteStream removes a stream name. stagedoor.ErrNotFound for an unknown name.

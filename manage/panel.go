@@ -15,7 +15,7 @@ import (
 // (stagedoor.ValidPanelPassword), checked before bcrypt runs; stagedoor.ErrConflict
 // when a panel account holds the name.
 func (s *Service) CreateOperator(ctx context.Context, by Actor, name, password string) (stagedoor.PanelAccount, error) {
-	if err := stagedoor.ValidUsername(name); err != nil {
+	if err := ValidOperator(name, password); err != nil {
 		return stagedoor.PanelAccount{}, err
 	}
 	hash, err := panelHash(name, password)
@@ -28,6 +28,16 @@ func (s *Service) CreateOperator(ctx context.Context, by Actor, name, password s
 	}
 	s.audited(ctx, by, "panel operator created "+name, "")
 	return a, nil
+}
+
+// ValidOperator returns an *stagedoor.InvalidError unless name and password can make an
+// operator account: the rule CreateOperator applies, for callers (the CLI) that check
+// before they open the database.
+func ValidOperator(name, password string) error {
+	if err := stagedoor.ValidUsername(name); err != nil {
+		return err
+	}
+	return stagedoor.ValidPanelPassword(name, password)
 }
 
 // PanelAccounts lists every panel account.

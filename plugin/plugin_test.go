@@ -373,9 +373,34 @@ func TestDirectIngest(t *testing.T) {
 			t.Errorf("live source = %q after unavailable, want offline", got)
 		}
 	})
+	t.Run("AuthEnabledKicksPublishWithoutCredentials", func(t *testing.T) {
+		f := newFixture(t)
+		if _, err := f.db.CreateStream(t.Context(), "lobby", "benw", false); err != nil {
+			t.Fatal(err)
+		}
+		f.api.SetSource("live/lobby", "rtmpConn", "L")
+		if err := f.m.Reconcile(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if l, err := f.db.LiveByName(t.Context(), "lobby"); err != nil || l.SourceID != "L" {
+			t.Fatalf("lobby (authentication off) live = %+v, %v; want source L", l, err)
+		}
+		if len(f.api.Kicks()) != 0 {
+			t.Fatalf("kicks %v while authentication is off", f.api.Kicks())
+		}
+		if err := f.db.SetStreamAuth(t.Context(), "lobby", true); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.m.Reconcile(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.api.Kicks(); len(got) != 1 || got[0] != "rtmpConn/L" {
+			t.Errorf("kicks after authentication was enabled = %v, want [rtmpConn/L]", got)
+		}
+	})
 	t.Run("StreamNameLiveByReconcile", func(t *testing.T) {
 		f := newFixture(t)
-		if _, err := f.db.CreateStream(t.Context(), "concert", "benw", true); err != nil {
+		if _, err := f.db.CreateStream(t.Context(), "concert", "benw", false); err != nil {
 			t.Fatal(err)
 		}
 		f.api.SetSource("live/concert", "rtmpConn", "S")
@@ -704,4 +729,25 @@ func TestReconcileDoesNotUndoConcurrentHook(t *testing.T) {
 		}
 		f.wantState(t, "")
 	})
+}
+
+func TestOperatorKick(t *testing.T) {
+	f := newFixture(t)
+	var ejected []plugin.Ejection
+	f.m.OnEject = func(e plugin.Ejection) { ejected = append(ejected, e) }
+	if was, err := f.m.Kick(t.Context(), "benw"); err != nil || was {
+		t.Fatalf("Kick of an offline name = %v, %v; want false, nil", was, err)
+	}
+	f.api.SetSource(f.keyPath(), "srtConn", "K")
+	f.event(t, plugin.EventAvailable, "K")
+	was, err := f.m.Kick(t.Context(), "benw")
+	if err != nil || !was {
+		t.Fatalf("Kick of a live name = %v, %v; want true, nil", was, err)
+	}
+	if got := f.api.Kicks(); len(got) != 1 || got[0] != "srtConn/K" {
+		t.Errorf("kicks = %v, want the key path's publisher [srtConn/K]", got)
+	}
+	if len(ejected) != 1 || ejected[0].Reason != plugin.ReasonOperatorKick || ejected[0].User != "benw" {
+		t.Errorf("OnEject got %+v", ejected)
+	}
 }

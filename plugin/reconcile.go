@@ -226,3 +226,30 @@ func isCurrent(live []stagedoor.LiveState, name, sourceID string) bool {
 	}
 	return false
 }
+
+// ReasonOperatorKick is the reason of a kick an operator asked for (Manager.Kick).
+const ReasonOperatorKick = "kicked by an operator"
+
+// Kick disconnects the publisher live on the public name now (for a key path, the key
+// path's publisher) and reports whether one was live. Like every other kick it goes
+// through MediaMTX's kick endpoint and OnEject; a reconcile follows at once.
+func (m *Manager) Kick(ctx context.Context, name string) (bool, error) {
+	states, err := m.store.LiveStates(ctx)
+	if err != nil {
+		return false, err
+	}
+	l, ok := liveOf(states, name)
+	if !ok || l.SourceID == "" {
+		return false, nil
+	}
+	src := &mediamtx.PathSource{Type: l.SourceType, ID: l.SourceID}
+	if err := m.api.Kick(ctx, src.Type, src.ID); err != nil {
+		return false, err
+	}
+	m.logger.Info("kicked", "name", name, "user", l.UserName, "source_type", src.Type, "reason", ReasonOperatorKick)
+	if m.OnEject != nil {
+		m.OnEject(Ejection{Name: name, User: l.UserName, SourceType: src.Type, Reason: ReasonOperatorKick})
+	}
+	m.ReconcileSoon()
+	return true, nil
+}

@@ -30,6 +30,9 @@ const (
 	// ReasonPasswordChanged: the password (and so its hash) that admitted the stream was
 	// replaced; a new password retires every old URL, running ones included.
 	ReasonPasswordChanged = "password changed"
+	// ReasonAuthEnabled: the stream was published without credentials while its
+	// authentication was off, and it is on again.
+	ReasonAuthEnabled = "stream authentication enabled"
 )
 
 // StillAllowed says whether a running publish may continue: the mirror of Decide for
@@ -80,8 +83,9 @@ func (p *Policy) keyPathStillAllowed(ctx context.Context, dg stagedoor.Digest) (
 }
 
 // publicStillAllowed: the name must still exist and its owner be active; a stream a key
-// admitted also needs that key (or its keep-live revocation), and one a password admitted
-// needs that password's hash to be still the stored one.
+// admitted also needs that key (or its keep-live revocation), one a password admitted
+// needs that password's hash to be still the stored one, and one admitted with neither
+// needs its stream's authentication to be still off.
 func (p *Policy) publicStillAllowed(ctx context.Context, name string, r Running) (Verdict, error) {
 	ch, err := p.Credentials.ChannelByName(ctx, name)
 	switch {
@@ -93,6 +97,18 @@ func (p *Policy) publicStillAllowed(ctx context.Context, name string, r Running)
 		return Verdict{Reason: ReasonBanned, User: ch.UserName, UserID: ch.UserID}, nil
 	}
 	v := Verdict{Allow: true, Reason: "channel active", User: ch.UserName, UserID: ch.UserID}
+	if r.PasswordDigest == nil && r.KeyDigest == nil {
+		// Admitted with no credential: only a stream whose authentication is off allows
+		// that, and only while it stays off.
+		s, err := p.Credentials.StreamByName(ctx, name)
+		switch {
+		case err == nil && s.AuthRequired:
+			return Verdict{Reason: ReasonAuthEnabled, User: ch.UserName, UserID: ch.UserID}, nil
+		case err != nil && !errors.Is(err, stagedoor.ErrNotFound):
+			return Verdict{}, fmt.Errorf("still allowed: %w", err)
+		}
+		return v, nil
+	}
 	if r.PasswordDigest != nil {
 		s, err := p.Credentials.StreamByName(ctx, name)
 		switch {

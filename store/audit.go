@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/stagedoor/stagedoor"
@@ -41,9 +42,13 @@ func (db *DB) Audit(ctx context.Context, f stagedoor.AuditFilter) ([]stagedoor.A
 	if f.Limit <= 0 {
 		f.Limit = 1000
 	}
+	until := int64(math.MaxInt64)
+	if !f.Until.IsZero() {
+		until = f.Until.UTC().Unix()
+	}
 	rows, err := db.db.QueryContext(ctx, `SELECT at, kind, username, key_fp, ip, protocol, decision, reason FROM audit
-		WHERE (? = '' OR username = ?) AND at >= ? ORDER BY at DESC, id DESC LIMIT ?`,
-		f.User, f.User, f.Since.UTC().Unix(), f.Limit)
+		WHERE (? = '' OR username = ?) AND (? = '' OR kind = ?) AND at >= ? AND at < ? ORDER BY at DESC, id DESC LIMIT ?`,
+		f.User, f.User, f.Kind, f.Kind, f.Since.UTC().Unix(), until, f.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("read audit: %w", err)
 	}

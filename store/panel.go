@@ -96,24 +96,40 @@ func (db *DB) SetPanelPassword(ctx context.Context, name, hash string) error {
 		return &stagedoor.InvalidError{Field: "password hash", Reason: "not a bcrypt hash"}
 	}
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		var id int64
-		err := tx.QueryRowContext(ctx, `SELECT id FROM panel_accounts WHERE name = ?`, name).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("panel account %s: %w", name, stagedoor.ErrNotFound)
-		}
+		id, err := panelAccountID(ctx, tx, name)
 		if err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE panel_accounts SET password_hash = ? WHERE id = ?`, hash, id); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM panel_sessions WHERE account_id = ?`, id)
+		_, err = endSessions(ctx, tx, id)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("set panel password of %s: %w", name, err)
 	}
 	return nil
+}
+
+// panelAccountID returns the id of the panel account called name; ErrNotFound if none.
+func panelAccountID(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
+	var id int64
+	err := tx.QueryRowContext(ctx, `SELECT id FROM panel_accounts WHERE name = ?`, name).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("panel account %s: %w", name, stagedoor.ErrNotFound)
+	}
+	return id, err
+}
+
+// endSessions deletes every session of the account id (a password change, an invite
+// used, sign out everywhere) and says how many there were.
+func endSessions(ctx context.Context, tx *sql.Tx, id int64) (int64, error) {
+	res, err := tx.ExecContext(ctx, `DELETE FROM panel_sessions WHERE account_id = ?`, id)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // CreatePanelSession records a session of the account called name under the digest of
@@ -185,19 +201,11 @@ func (db *DB) EndPanelSession(ctx context.Context, d stagedoor.Digest) error {
 func (db *DB) EndPanelSessions(ctx context.Context, name string) (int64, error) {
 	var n int64
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		var id int64
-		err := tx.QueryRowContext(ctx, `SELECT id FROM panel_accounts WHERE name = ?`, name).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("panel account %s: %w", name, stagedoor.ErrNotFound)
-		}
+		id, err := panelAccountID(ctx, tx, name)
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM panel_sessions WHERE account_id = ?`, id)
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
+		n, err = endSessions(ctx, tx, id)
 		return err
 	})
 	if err != nil {
@@ -296,11 +304,14 @@ func (db *DB) UsePanelInvite(ctx context.Context, d stagedoor.Digest, hash strin
 		case role != stagedoor.RoleStreamer:
 			return fmt.Errorf("panel account %s is an operator: %w", name, stagedoor.ErrConflict)
 		default:
-			if _, err := tx.ExecContext(ctx, `UPDATE panel_accounts SET password_hash = ? WHERE user_id = ?`, hash, userID); err != nil {
+			var id int64
+			if err := tx.QueryRowContext(ctx, `SELECT id FROM panel_accounts WHERE user_id = ?`, userID).Scan(&id); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM panel_sessions WHERE account_id IN
-				(SELECT id FROM panel_accounts WHERE user_id = ?)`, userID); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE panel_accounts SET password_hash = ? WHERE id = ?`, hash, id); err != nil {
+				return err
+			}
+			if _, err := endSessions(ctx, tx, id); err != nil {
 				return err
 			}
 		}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stagedoor/stagedoor"
+	"github.com/stagedoor/stagedoor/manage"
 	"github.com/stagedoor/stagedoor/panel"
 )
 
@@ -31,15 +31,12 @@ func cmdOperator(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return err
 	}
-	if err := stagedoor.ValidUsername(name); err != nil {
-		return err
-	}
 	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
 	if err != nil && line == "" {
 		return usageError("operator add: give the panel password on stdin (at least 10 characters)")
 	}
 	pw := strings.TrimRight(line, "\r\n")
-	if err := stagedoor.ValidPanelPassword(name, pw); err != nil {
+	if err := manage.ValidOperator(name, pw); err != nil {
 		return err // before the database is created
 	}
 	op, done, err := c.operator(ctx)

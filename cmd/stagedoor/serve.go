@@ -185,6 +185,7 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 			return nil
 		},
 		Changed: func(context.Context) { s.policyChanged() },
+		Kicker:  s.manager.Kick,
 	}
 	return s, nil
 }

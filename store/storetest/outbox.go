@@ -166,6 +166,10 @@ func testAudit(t *testing.T, s suite) {
 		{"SinceFutureEmpty", stagedoor.AuditFilter{Since: base.Add(time.Hour)}, []string{}},
 		{"Limit", stagedoor.AuditFilter{Limit: 2}, []string{"b3", "a2bis"}},
 		{"UserSinceLimit", stagedoor.AuditFilter{User: "alice", Since: base.Add(time.Second), Limit: 1}, []string{"a2bis"}},
+		{"ByKind", stagedoor.AuditFilter{Kind: "publish"}, []string{"b1", "a0"}},
+		{"UserAndKind", stagedoor.AuditFilter{User: "alice", Kind: "kick"}, []string{"a2"}},
+		{"UntilExclusive", stagedoor.AuditFilter{Until: base.Add(2 * time.Minute)}, []string{"b1", "a0"}},
+		{"SinceUntil", stagedoor.AuditFilter{Since: base.Add(time.Minute), Until: base.Add(3 * time.Minute)}, []string{"a2bis", "a2", "b1"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			es, err := st.Audit(ctx, tt.f)
