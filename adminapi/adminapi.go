@@ -39,6 +39,7 @@ func Register(r gin.IRouter, logger *slog.Logger, ops *manage.Service, opts Opti
 	g.GET("/users/:name", a.getUser)
 	g.POST("/users/:name/ban", a.setActive(false))
 	g.POST("/users/:name/unban", a.setActive(true))
+	g.POST("/users/:name/kick", a.kick)
 	g.PUT("/users/:name/password", a.setPassword)
 	g.GET("/users/:name/keys", a.listKeys)
 	g.POST("/users/:name/keys", a.addKey)
@@ -168,6 +169,21 @@ func (a *api) setActive(active bool) gin.HandlerFunc {
 		}
 		c.JSON(http.StatusOK, gin.H{"name": name, "active": active})
 	}
+}
+
+// kick disconnects the publisher live on the name now: {"name", "kicked": was one live}.
+func (a *api) kick(c *gin.Context) {
+	name := c.Param("name")
+	was, err := a.ops.Kick(c.Request.Context(), actor(c), name)
+	if errors.Is(err, manage.ErrNoService) {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"error": "kicking needs the running service"})
+		return
+	}
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"name": name, "kicked": was})
 }
 
 func (a *api) setPassword(c *gin.Context) {

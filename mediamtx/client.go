@@ -46,6 +46,26 @@ type Path struct {
 	ConfName  string      `json:"confName"`
 	Available bool        `json:"available"`
 	Source    *PathSource `json:"source"`
+	// AvailableTime is when the stream became available; nil while it is not.
+	AvailableTime *time.Time `json:"availableTime"`
+	// Readers are the path's readers (one per HLS viewer session, RTSP session, …);
+	// MediaMTX leaves its own HLS muxer out.
+	Readers []PathReader `json:"readers"`
+	// InboundBytes is how much the publisher has sent since the path was created.
+	InboundBytes uint64 `json:"inboundBytes"`
+}
+
+// PathReader is one reader of a path: its type (hlsSession, rtspSession, …) and id.
+type PathReader struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
+// HLSSession is one HLS viewer session.
+type HLSSession struct {
+	ID    string `json:"id"`
+	Path  string `json:"path"`
+	Query string `json:"query"`
 }
 
 // PathConfig is the part of a path configuration Stagedoor reads back.
@@ -130,6 +150,42 @@ func (m *Client) PathByName(ctx context.Context, name string) (Path, error) {
 	var p Path
 	err := m.do(ctx, http.MethodGet, "/v3/paths/get/"+name, nil, &p)
 	return p, err
+}
+
+// HLSSessions lists the HLS viewer sessions.
+func (m *Client) HLSSessions(ctx context.Context) ([]HLSSession, error) {
+	return list[HLSSession](ctx, m, "/v3/hls/sessions/list")
+}
+
+// Viewers counts the readers of p, less the HLS sessions whose query carries the
+// parameter hide (a control panel's own preview player, which is not an audience).
+// It lists the HLS sessions only when p has an HLS reader.
+func (m *Client) Viewers(ctx context.Context, p Path, hide string) (int, error) {
+	n, hls := 0, false
+	for _, r := range p.Readers {
+		if r.Type != "hidden" {
+			n++
+		}
+		hls = hls || r.Type == "hlsSession"
+	}
+	if !hls || hide == "" {
+		return n, nil
+	}
+	ss, err := m.HLSSessions(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, s := range ss {
+		if s.Path == p.Name && hasParam(s.Query, hide) {
+			n--
+		}
+	}
+	return max(n, 0), nil
+}
+
+func hasParam(rawQuery, name string) bool {
+	q, err := url.ParseQuery(rawQuery)
+	return err == nil && q.Has(name)
 }
 
 // PathConfigs lists every configured path entry.

@@ -2,8 +2,11 @@ package panel
 
 import (
 	"bytes"
+	"context"
 	"embed"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -35,10 +38,14 @@ type view struct {
 	Nonce   string
 
 	// Channel page.
-	Channel  stagedoor.User
-	Keys     []stagedoor.KeyInfo
-	HLSURL   string
-	Operator bool
+	Channel    stagedoor.User
+	Keys       []stagedoor.KeyInfo
+	HLSURL     string
+	PreviewURL string
+	Live       liveStatus
+	Attempts   []stagedoor.AuditEntry
+	HLSJS      bool
+	Operator   bool
 
 	// A secret shown once, in the response of the POST that made it.
 	NewKey     *stagedoor.IssuedKey
@@ -60,6 +67,14 @@ type view struct {
 
 	// Invite page.
 	Invite stagedoor.PanelInvite
+
+	// Operator pages: live now, the audit trail and its filters, the operators.
+	LiveNow   []liveStatus
+	Audit     []stagedoor.AuditEntry
+	Filter    auditFilter
+	Accounts  []stagedoor.PanelAccount
+	Kicked    string
+	NotKicked string
 }
 
 func (h *handler) render(w http.ResponseWriter, status int, name string, v view) {
@@ -85,6 +100,9 @@ func (h *handler) internalError(w http.ResponseWriter, what string, err error) {
 
 func (h *handler) static(w http.ResponseWriter, r *http.Request) {
 	a, ok := assets[r.PathValue("file")]
+	if !ok {
+		a, ok = h.assets[r.PathValue("file")]
+	}
 	if !ok {
 		h.notFound(w)
 		return
@@ -123,7 +141,7 @@ func (h *handler) loginForm(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, Prefix, http.StatusSeeOther)
 		return
 	}
-	h.render(w, http.StatusOK, "login", view{Title: "Sign in"})
+	h.render(w, http.StatusOK, "login", view{Title: "Sign in", CSRF: h.preToken(w, r)})
 }
 
 // loginRefused is the one answer to every failed sign-in, so that it says nothing of
@@ -131,14 +149,11 @@ func (h *handler) loginForm(w http.ResponseWriter, r *http.Request) {
 const loginRefused = "Wrong username or password, or too many attempts: wait a little and try again."
 
 // login is POST /panel/login.
+// The form and its pre-session token were checked by preSession.
 func (h *handler) login(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		h.render(w, http.StatusBadRequest, "login", view{Title: "Sign in", Error: "The form could not be read."})
-		return
-	}
 	name, pw := r.PostForm.Get("username"), r.PostForm.Get("password")
 	refuse := func(status int, msg string) {
-		h.render(w, status, "login", view{Title: "Sign in", Error: msg, Username: name})
+		h.render(w, status, "login", view{Title: "Sign in", Error: msg, Username: name, CSRF: h.preToken(w, r)})
 	}
 	if stagedoor.ValidUsername(name) != nil || stagedoor.ValidPassword(pw) != nil {
 		// A hash-shaped password never verifies here: the limiter would compare it with
@@ -154,13 +169,13 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 		h.internalError(w, "panel login lookup", err)
 		return
 	}
-	v := h.opts.Limiter.Verify("panel\x00"+name, clientIP(r), hash, pw)
+	v := h.opts.Limiter.Verify("panel\x00"+name, h.clientIP(r), hash, pw)
 	switch {
 	case v.Busy || v.Fault:
 		refuse(http.StatusServiceUnavailable, "Busy: try again in a moment.")
 		return
 	case !v.Allow || hash == h.dummyHash || !acct.Active:
-		h.logger.Info("panel sign-in refused", "account", name, "ip", clientIP(r), "reason", v.Reason)
+		h.logger.Info("panel sign-in refused", "account", name, "ip", h.clientIP(r), "reason", v.Reason)
 		refuse(http.StatusUnauthorized, loginRefused)
 		return
 	}
@@ -173,7 +188,7 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 		h.internalError(w, "create panel session", err)
 		return
 	}
-	h.logger.Info("panel sign-in", "account", name, "ip", clientIP(r))
+	h.logger.Info("panel sign-in", "account", name, "ip", h.clientIP(r))
 	h.setCookie(w, r, id, 0)
 	http.Redirect(w, r, Prefix, http.StatusSeeOther)
 }
@@ -200,7 +215,7 @@ func (h *handler) inviteForm(w http.ResponseWriter, r *http.Request) {
 		h.internalError(w, "panel invite lookup", err)
 		return
 	}
-	h.render(w, http.StatusOK, "invite", view{Title: "Set your panel password", Invite: inv})
+	h.render(w, http.StatusOK, "invite", view{Title: "Set your panel password", Invite: inv, CSRF: h.preToken(w, r)})
 }
 
 // acceptInvite is POST /panel/invite/{token}: the token in the URL is the credential,
@@ -218,17 +233,24 @@ func (h *handler) acceptInvite(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := r.ParseForm(); err != nil {
-		h.render(w, http.StatusBadRequest, "invite", view{Title: "Set your panel password", Invite: inv, Error: "The form could not be read."})
+		h.render(w, http.StatusBadRequest, "message", view{Title: "Bad request", Message: "The form could not be read."})
 		return
+	}
+	if !preOK(r) {
+		h.csrfRefused(w)
+		return
+	}
+	again := func(msg string) {
+		h.render(w, http.StatusBadRequest, "invite", view{Title: "Set your panel password", Invite: inv, Error: msg, CSRF: h.preToken(w, r)})
 	}
 	pw := r.PostForm.Get("password")
 	if pw != r.PostForm.Get("confirm") {
-		h.render(w, http.StatusBadRequest, "invite", view{Title: "Set your panel password", Invite: inv, Error: "The two passwords differ."})
+		again("The two passwords differ.")
 		return
 	}
-	a, err := h.ops.AcceptInvite(r.Context(), actor(r, nil), token, inv.Channel, pw)
+	a, err := h.ops.AcceptInvite(r.Context(), h.actor(r, nil), token, inv.Channel, pw)
 	if ie, ok := errors.AsType[*stagedoor.InvalidError](err); ok {
-		h.render(w, http.StatusBadRequest, "invite", view{Title: "Set your panel password", Invite: inv, Error: ie.Error()})
+		again(ie.Error())
 		return
 	}
 	if errors.Is(err, stagedoor.ErrNotFound) || errors.Is(err, stagedoor.ErrConflict) {
@@ -239,7 +261,7 @@ func (h *handler) acceptInvite(w http.ResponseWriter, r *http.Request) {
 		h.internalError(w, "accept panel invite", err)
 		return
 	}
-	h.render(w, http.StatusOK, "login", view{Title: "Sign in", Message: "Password set. Sign in as " + a.Name + ".", Username: a.Name})
+	h.render(w, http.StatusOK, "login", view{Title: "Sign in", Message: "Password set. Sign in as " + a.Name + ".", Username: a.Name, CSRF: h.preToken(w, r)})
 }
 
 // home is GET /panel/: a streamer's own channel, or an operator's channel list.
@@ -264,13 +286,9 @@ func (h *handler) home(w http.ResponseWriter, r *http.Request, s *session) {
 	h.render(w, http.StatusOK, "home", v)
 }
 
-// channelView loads the channel page's data, or answers 404 (not the caller's to see,
-// or no such channel) and returns false.
+// channelView loads the channel page's data (the caller checked that s may see it), or
+// answers 404 (no such channel) and returns false.
 func (h *handler) channelView(w http.ResponseWriter, r *http.Request, s *session, name string) (view, bool) {
-	if !mayManage(s, name) {
-		h.notFound(w)
-		return view{}, false
-	}
 	u, err := h.ops.User(r.Context(), name)
 	if errors.Is(err, stagedoor.ErrNotFound) {
 		h.notFound(w)
@@ -290,19 +308,125 @@ func (h *handler) channelView(w http.ResponseWriter, r *http.Request, s *session
 		h.internalError(w, "streams", err)
 		return view{}, false
 	}
+	attempts, err := h.ops.Audit(r.Context(), stagedoor.AuditFilter{User: name, Kind: "publish", Limit: attemptsShown})
+	if err != nil {
+		h.internalError(w, "publish attempts", err)
+		return view{}, false
+	}
 	v := signedInView(s, u.Name)
-	v.Channel, v.Keys, v.Streams = u, keys, streams
+	v.Channel, v.Keys, v.Streams, v.Attempts = u, keys, streams, attempts
 	v.HLSURL = h.opts.URLs.HLSFor(u.Name)
+	v.PreviewURL = previewURL(v.HLSURL)
 	v.Operator = s.Account.Role == stagedoor.RoleOperator
 	v.Server, v.RTMPS = h.opts.URLs.RTMP, h.opts.URLs.RTMPS
+	v.Live = h.liveStatus(r.Context(), u.Name, u.Name, u.Live)
+	v.HLSJS = h.assets["hls.min.js"].body != nil
 	return v, true
 }
 
+// attemptsShown is how many recent publish attempts the channel page lists.
+const attemptsShown = 20
+
+// previewURL is the HLS URL the panel's preview plays: marked, so that the viewers
+// shown leave it out.
+func previewURL(hls string) string {
+	return hls + "?" + PreviewParam + "=1"
+}
+
+// liveStatus is the channel's live state with MediaMTX's numbers, when it is live and
+// a Meter can read them. A Meter that fails leaves the numbers out (logged), never the
+// page.
+func (h *handler) liveStatus(ctx context.Context, name, owner string, live *stagedoor.LiveState) liveStatus {
+	st := liveStatus{Channel: name, Owner: owner}
+	if live == nil {
+		return st
+	}
+	st.Live, st.Since, st.Protocol = true, live.Since, protocolName(live.SourceType)
+	st.Uptime = formatUptime(h.opts.Now().Sub(st.Since))
+	if h.opts.Meter == nil {
+		return st
+	}
+	l, ok, err := h.opts.Meter.Live(ctx, name)
+	if err != nil {
+		h.logger.Warn("read live numbers from mediamtx", "name", name, "err", err)
+		return st
+	}
+	if ok {
+		st.Measured, st.Viewers, st.Bitrate = true, l.Viewers, l.Bitrate
+		if !l.Since.IsZero() {
+			st.Since = l.Since
+		}
+	}
+	st.Uptime = formatUptime(h.opts.Now().Sub(st.Since))
+	return st
+}
+
+// liveStatus is the live part of a channel page, and the JSON its script refreshes.
+type liveStatus struct {
+	Channel string `json:"channel"`
+	// Owner is the channel whose page shows the name (a stream name's owner).
+	Owner    string    `json:"-"`
+	Live     bool      `json:"live"`
+	Since    time.Time `json:"since"`
+	Uptime   string    `json:"uptime"`
+	Protocol string    `json:"protocol"`
+	// Measured: Viewers and Bitrate come from MediaMTX.
+	Measured bool  `json:"measured"`
+	Viewers  int   `json:"viewers"`
+	Bitrate  int64 `json:"bitrate"`
+}
+
+// Kbps is the bitrate in kbit/s for the page.
+func (l liveStatus) Kbps() int64 { return l.Bitrate / 1000 }
+
+// protocolName is the ingest protocol of a MediaMTX source type.
+func protocolName(sourceType string) string {
+	switch sourceType {
+	case "rtmpConn":
+		return "RTMP"
+	case "rtmpsConn":
+		return "RTMPS"
+	case "srtConn":
+		return "SRT"
+	case "rtspSession":
+		return "RTSP"
+	case "rtspsSession":
+		return "RTSPS"
+	case "webRTCSession":
+		return "WebRTC (WHIP)"
+	case "":
+		return "unknown"
+	}
+	return sourceType
+}
+
+func formatUptime(d time.Duration) string {
+	d = max(d, 0).Truncate(time.Second)
+	h, m, sec := int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60
+	return fmt.Sprintf("%d:%02d:%02d", h, m, sec)
+}
+
 // channelPage is GET /panel/channels/{name}.
-func (h *handler) channelPage(w http.ResponseWriter, r *http.Request, s *session) {
-	if v, ok := h.channelView(w, r, s, r.PathValue("name")); ok {
+func (h *handler) channelPage(w http.ResponseWriter, r *http.Request, s *session, name string) {
+	if v, ok := h.channelView(w, r, s, name); ok {
 		h.render(w, http.StatusOK, "channel", v)
 	}
+}
+
+// liveJSON is GET /panel/channels/{name}/live: the live part of the channel page, for
+// its script to refresh the badge and numbers without a reload.
+func (h *handler) liveJSON(w http.ResponseWriter, r *http.Request, s *session, name string) {
+	u, err := h.ops.User(r.Context(), name)
+	if errors.Is(err, stagedoor.ErrNotFound) {
+		h.notFound(w)
+		return
+	}
+	if err != nil {
+		h.internalError(w, "channel", err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	_ = json.NewEncoder(w).Encode(h.liveStatus(r.Context(), u.Name, u.Name, u.Live))
 }
 
 // afterChange sends the browser to the channel page (after a POST: redirect, GET).
@@ -322,17 +446,12 @@ func (h *handler) showKey(w http.ResponseWriter, r *http.Request, s *session, k 
 }
 
 // addKey is POST /panel/channels/{name}/keys (label, nonce).
-func (h *handler) addKey(w http.ResponseWriter, r *http.Request, s *session) {
-	name := r.PathValue("name")
-	if !mayManage(s, name) {
-		h.notFound(w)
-		return
-	}
+func (h *handler) addKey(w http.ResponseWriter, r *http.Request, s *session, name string) {
 	if !h.spend(s, r.PostForm.Get("nonce")) {
 		afterChange(w, r, name) // a reload of the page that showed the key: no new key, no key
 		return
 	}
-	k, err := h.ops.AddKey(r.Context(), actor(r, s), name, strings.TrimSpace(r.PostForm.Get("label")))
+	k, err := h.ops.AddKey(r.Context(), h.actor(r, s), name, strings.TrimSpace(r.PostForm.Get("label")))
 	if h.actionError(w, err, "add key") {
 		return
 	}
@@ -340,13 +459,8 @@ func (h *handler) addKey(w http.ResponseWriter, r *http.Request, s *session) {
 }
 
 // revokeKey is POST /panel/channels/{name}/keys/revoke (fingerprint, keep_live).
-func (h *handler) revokeKey(w http.ResponseWriter, r *http.Request, s *session) {
-	name := r.PathValue("name")
-	if !mayManage(s, name) {
-		h.notFound(w)
-		return
-	}
-	err := h.ops.RevokeKey(r.Context(), actor(r, s), name, r.PostForm.Get("fingerprint"),
+func (h *handler) revokeKey(w http.ResponseWriter, r *http.Request, s *session, name string) {
+	err := h.ops.RevokeKey(r.Context(), h.actor(r, s), name, r.PostForm.Get("fingerprint"),
 		stagedoor.Revocation{KeepLive: r.PostForm.Get("keep_live") == "1"})
 	if h.actionError(w, err, "revoke key") {
 		return
@@ -356,17 +470,12 @@ func (h *handler) revokeKey(w http.ResponseWriter, r *http.Request, s *session) 
 
 // resetKeys is POST /panel/channels/{name}/keys/reset (keep_live, nonce): every key
 // replaced by one new key, shown once.
-func (h *handler) resetKeys(w http.ResponseWriter, r *http.Request, s *session) {
-	name := r.PathValue("name")
-	if !mayManage(s, name) {
-		h.notFound(w)
-		return
-	}
+func (h *handler) resetKeys(w http.ResponseWriter, r *http.Request, s *session, name string) {
 	if !h.spend(s, r.PostForm.Get("nonce")) {
 		afterChange(w, r, name)
 		return
 	}
-	k, err := h.ops.ResetKeys(r.Context(), actor(r, s), name, stagedoor.Revocation{KeepLive: r.PostForm.Get("keep_live") == "1"})
+	k, err := h.ops.ResetKeys(r.Context(), h.actor(r, s), name, stagedoor.Revocation{KeepLive: r.PostForm.Get("keep_live") == "1"})
 	if h.actionError(w, err, "reset keys") {
 		return
 	}
@@ -414,7 +523,7 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request, s *sess
 		refuse(http.StatusForbidden, "The current password is wrong.")
 		return
 	}
-	v := h.opts.Limiter.Verify("panel\x00"+s.Account.Name, clientIP(r), hash, cur)
+	v := h.opts.Limiter.Verify("panel\x00"+s.Account.Name, h.clientIP(r), hash, cur)
 	switch {
 	case v.Busy || v.Fault:
 		refuse(http.StatusServiceUnavailable, "Busy: try again in a moment.")
@@ -423,7 +532,7 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request, s *sess
 		refuse(http.StatusForbidden, "The current password is wrong (or there were too many attempts).")
 		return
 	}
-	err = h.ops.SetPanelPassword(r.Context(), actor(r, s), s.Account, pw)
+	err = h.ops.SetPanelPassword(r.Context(), h.actor(r, s), s.Account, pw)
 	if ie, ok := errors.AsType[*stagedoor.InvalidError](err); ok {
 		refuse(http.StatusBadRequest, ie.Error()+".")
 		return
@@ -433,15 +542,15 @@ func (h *handler) changePassword(w http.ResponseWriter, r *http.Request, s *sess
 		return
 	}
 	h.setCookie(w, r, "", -1)
-	h.render(w, http.StatusOK, "login", view{Title: "Sign in", Message: "Password changed; every session was signed out. Sign in again.", Username: s.Account.Name})
+	h.render(w, http.StatusOK, "login", view{Title: "Sign in", Message: "Password changed; every session was signed out. Sign in again.", Username: s.Account.Name, CSRF: h.preToken(w, r)})
 }
 
 // signOutEverywhere is POST /panel/signout-everywhere.
 func (h *handler) signOutEverywhere(w http.ResponseWriter, r *http.Request, s *session) {
-	if err := h.ops.SignOutEverywhere(r.Context(), actor(r, s), s.Account); err != nil {
+	if err := h.ops.SignOutEverywhere(r.Context(), h.actor(r, s), s.Account); err != nil {
 		h.internalError(w, "sign out everywhere", err)
 		return
 	}
 	h.setCookie(w, r, "", -1)
-	h.render(w, http.StatusOK, "login", view{Title: "Sign in", Message: "Signed out everywhere.", Username: s.Account.Name})
+	h.render(w, http.StatusOK, "login", view{Title: "Sign in", Message: "Signed out everywhere.", Username: s.Account.Name, CSRF: h.preToken(w, r)})
 }

@@ -32,6 +32,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,7 +58,30 @@ type Store interface {
 	// PanelInvite returns a usable invite; stagedoor.ErrNotFound when unknown, used or
 	// expired.
 	PanelInvite(ctx context.Context, d stagedoor.Digest) (stagedoor.PanelInvite, error)
+	// PrunePanelSessions deletes sessions created before createdBefore or not seen
+	// since seenBefore.
+	PrunePanelSessions(ctx context.Context, createdBefore, seenBefore time.Time) (int64, error)
 }
+
+// Live is what MediaMTX reports of a stream live now.
+type Live struct {
+	// Viewers is how many read it now, the panel's own preview players left out.
+	Viewers int
+	// Bitrate is the publisher's inbound rate, bits per second.
+	Bitrate int64
+	// Since is when MediaMTX saw the stream become available.
+	Since time.Time
+}
+
+// Meter reads MediaMTX's view of a public name.
+type Meter interface {
+	// Live returns the stream live on the public name; false when MediaMTX carries none.
+	Live(ctx context.Context, name string) (Live, bool, error)
+}
+
+// PreviewParam marks the panel's preview player in its HLS query, so that a Meter can
+// leave it out of the viewers.
+const PreviewParam = "stagedoor_preview"
 
 // Options configure NewHandler. Zero values take the defaults given.
 type Options struct {
@@ -74,6 +100,16 @@ type Options struct {
 	// Now is the clock of session timeouts; tests move it (and the store's) by hand.
 	// Default time.Now.
 	Now func() time.Time
+	// Meter reads viewers and bitrate from MediaMTX. Nil: the channel page shows the
+	// live state only.
+	Meter Meter
+	// HLSJS is hls.min.js for the preview player (the web package's copy), served at
+	// /panel/static/hls.min.js. Nil: the preview uses the browser's native HLS.
+	HLSJS []byte
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For and
+	// X-Forwarded-Proto are believed (the client's address for the login limiter and the
+	// audit; https makes the cookie Secure). Empty: no header is trusted.
+	TrustedProxies []netip.Prefix
 }
 
 // CookieName is the session cookie.
@@ -94,12 +130,44 @@ type handler struct {
 	// password costs and the limiter counts them the same.
 	dummyHash string
 
+	// assets are the static files beyond the fixed ones (hls.min.js, when given).
+	assets map[string]asset
+
 	mu   sync.Mutex
 	once map[string]time.Time // spent form nonces (see spend), by session and nonce
 }
 
+// Handler is the panel: an http.Handler to mount at Prefix, and the session pruner
+// (Run).
+type Handler struct {
+	http.Handler
+	h *handler
+}
+
+// Run deletes expired sessions every interval until ctx ends; errors are logged.
+func (p *Handler) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if _, err := p.Prune(ctx); err != nil && ctx.Err() == nil {
+			p.h.logger.Error("prune panel sessions", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Prune deletes the sessions past their idle or absolute timeout and says how many.
+func (p *Handler) Prune(ctx context.Context) (int64, error) {
+	now := p.h.opts.Now()
+	return p.h.st.PrunePanelSessions(ctx, now.Add(-p.h.opts.AbsoluteTimeout), now.Add(-p.h.opts.IdleTimeout))
+}
+
 // NewHandler returns the panel; mount it at Prefix. ops and st are required.
-func NewHandler(logger *slog.Logger, ops *manage.Service, st Store, opts Options) (http.Handler, error) {
+func NewHandler(logger *slog.Logger, ops *manage.Service, st Store, opts Options) (*Handler, error) {
 	if opts.IdleTimeout == 0 {
 		opts.IdleTimeout = 30 * time.Minute
 	}
@@ -119,46 +187,64 @@ func NewHandler(logger *slog.Logger, ops *manage.Service, st Store, opts Options
 	h := &handler{logger: logger.With("component", "panel"), ops: ops, st: st, opts: opts,
 		dummyHash: dummy, once: map[string]time.Time{}}
 
+	if opts.HLSJS != nil {
+		h.assets = map[string]asset{"hls.min.js": {"text/javascript; charset=utf-8", opts.HLSJS}}
+	}
+
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /panel/static/{file}", h.static)
 	mux.HandleFunc("GET /panel/login", h.loginForm)
-	mux.HandleFunc("POST /panel/login", h.login)
+	mux.HandleFunc("POST /panel/login", h.preSession(h.login))
 	mux.HandleFunc("GET /panel/invite/{token}", h.inviteForm)
 	mux.HandleFunc("POST /panel/invite/{token}", h.acceptInvite)
 
 	mux.HandleFunc("GET /panel/{$}", h.signedIn(h.home))
-	mux.HandleFunc("GET /panel/channels/{name}", h.signedIn(h.channelPage))
+	mux.HandleFunc("GET /panel/channels/{name}", h.signedIn(h.own(h.channelPage)))
+	mux.HandleFunc("GET /panel/channels/{name}/live", h.signedIn(h.own(h.liveJSON)))
 	mux.HandleFunc("POST /panel/logout", h.posted(h.logout))
 	mux.HandleFunc("POST /panel/password", h.posted(h.changePassword))
 	mux.HandleFunc("POST /panel/signout-everywhere", h.posted(h.signOutEverywhere))
-	mux.HandleFunc("POST /panel/channels/{name}/keys", h.posted(h.addKey))
-	mux.HandleFunc("POST /panel/channels/{name}/keys/revoke", h.posted(h.revokeKey))
-	mux.HandleFunc("POST /panel/channels/{name}/keys/reset", h.posted(h.resetKeys))
-	mux.HandleFunc("POST /panel/channels/{name}/streams", h.posted(h.addStream))
-	mux.HandleFunc("POST /panel/channels/{name}/streams/auth", h.posted(h.setStreamAuth))
-	mux.HandleFunc("POST /panel/channels/{name}/publish-password", h.posted(h.setPublishPassword))
+	mux.HandleFunc("POST /panel/channels/{name}/keys", h.posted(h.own(h.addKey)))
+	mux.HandleFunc("POST /panel/channels/{name}/keys/revoke", h.posted(h.own(h.revokeKey)))
+	mux.HandleFunc("POST /panel/channels/{name}/keys/reset", h.posted(h.own(h.resetKeys)))
+	mux.HandleFunc("POST /panel/channels/{name}/streams", h.posted(h.own(h.addStream)))
+	mux.HandleFunc("POST /panel/channels/{name}/streams/auth", h.posted(h.own(h.setStreamAuth)))
+	mux.HandleFunc("POST /panel/channels/{name}/publish-password", h.posted(h.own(h.setPublishPassword)))
 	// Operators only (a streamer gets 404).
 	mux.HandleFunc("POST /panel/channels", h.posted(h.operator(h.createChannel)))
-	mux.HandleFunc("POST /panel/channels/{name}/ban", h.posted(h.operator(h.ban)))
-	mux.HandleFunc("POST /panel/channels/{name}/unban", h.posted(h.operator(h.unban)))
-	mux.HandleFunc("POST /panel/channels/{name}/invite", h.posted(h.operator(h.invite)))
+	mux.HandleFunc("POST /panel/channels/{name}/ban", h.posted(h.operator(h.own(h.ban))))
+	mux.HandleFunc("POST /panel/channels/{name}/unban", h.posted(h.operator(h.own(h.unban))))
+	mux.HandleFunc("POST /panel/channels/{name}/invite", h.posted(h.operator(h.own(h.invite))))
+	mux.HandleFunc("POST /panel/channels/{name}/kick", h.posted(h.operator(h.own(h.kick))))
 	mux.HandleFunc("POST /panel/breach", h.posted(h.operator(h.breach)))
+	mux.HandleFunc("GET /panel/live", h.signedIn(h.operator(h.liveNow)))
+	mux.HandleFunc("GET /panel/audit", h.signedIn(h.operator(h.auditPage)))
+	mux.HandleFunc("GET /panel/operators", h.signedIn(h.operator(h.operators)))
+	mux.HandleFunc("POST /panel/operators", h.posted(h.operator(h.addOperator)))
 	mux.HandleFunc("/panel/", func(w http.ResponseWriter, r *http.Request) { h.notFound(w) })
 
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.render(w, http.StatusForbidden, "message", view{Title: "Refused", Message: "Cross-origin request refused."})
 	}))
-	return secure(cop.Handler(mux)), nil
+	return &Handler{Handler: secure(contentSecurityPolicy(opts.URLs.HLS), cop.Handler(mux)), h: h}, nil
 }
 
-// csp: everything from this origin only, no inline script or style, forms post only
-// here, never framed.
-const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'; " +
-	"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+// contentSecurityPolicy: everything from this origin only, no inline script or style,
+// forms post only here, never framed; the preview player reads the HLS origin (media
+// through blob: URLs of Media Source Extensions, hls.js without its worker).
+func contentSecurityPolicy(hlsBase string) string {
+	media := ""
+	if u, err := url.Parse(hlsBase); err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" {
+		media = " " + u.Scheme + "://" + u.Host
+	}
+	return "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'; " +
+		"connect-src 'self'" + media + "; media-src" + media + " blob:; " +
+		"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+}
 
 // secure sets the headers of every panel response.
-func secure(next http.Handler) http.Handler {
+func secure(csp string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
 		hd.Set("Content-Security-Policy", csp)
@@ -241,9 +327,8 @@ func (h *handler) posted(next sessionHandler) http.HandlerFunc {
 			h.render(w, http.StatusBadRequest, "message", view{Title: "Bad request", Message: "The form could not be read."})
 			return
 		}
-		got := r.PostForm.Get("csrf")
-		if len(got) != len(s.csrf) || subtle.ConstantTimeCompare([]byte(got), []byte(s.csrf)) != 1 {
-			h.render(w, http.StatusForbidden, "message", view{Title: "Refused", Message: "The form's security token is missing or wrong; nothing was changed. Reload the page and try again."})
+		if !tokenEqual(r.PostForm.Get("csrf"), s.csrf) {
+			h.csrfRefused(w)
 			return
 		}
 		next(w, r, s)
@@ -261,6 +346,78 @@ func (h *handler) operator(next sessionHandler) sessionHandler {
 	}
 }
 
+// channelHandler serves a request about the channel named in the URL.
+type channelHandler func(w http.ResponseWriter, r *http.Request, s *session, name string)
+
+// own lets the request through only when the session may manage the channel named in
+// the URL ({name}); everyone else gets 404, whatever the form fields say. It is the one
+// check of every channel route.
+func (h *handler) own(next channelHandler) sessionHandler {
+	return func(w http.ResponseWriter, r *http.Request, s *session) {
+		name := r.PathValue("name")
+		if !mayManage(s, name) {
+			h.notFound(w)
+			return
+		}
+		next(w, r, s, name)
+	}
+}
+
+// PreCookieName is the pre-session cookie: a random value whose one-way hash the login
+// and invite forms carry (a double-submit token), so that a POST to them from another
+// site, which can neither read the cookie nor the form, is refused.
+const PreCookieName = "stagedoor_panel_pre"
+
+// preToken returns the request's pre-session token, setting a fresh cookie when it has
+// none; the form carries csrfToken of it.
+func (h *handler) preToken(w http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(PreCookieName); err == nil && len(c.Value) == 43 {
+		return csrfToken(c.Value)
+	}
+	v := stagedoor.NewPanelToken()
+	http.SetCookie(w, &http.Cookie{ // #nosec G124 -- HttpOnly and SameSite always; Secure over TLS or a trusted proxy's https
+		Name: PreCookieName, Value: v, Path: Prefix, MaxAge: int(preTTL / time.Second),
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: h.isTLS(r),
+	})
+	return csrfToken(v)
+}
+
+// preTTL is how long a sign-in or invite form stays usable.
+const preTTL = 12 * time.Hour
+
+// preOK reports whether a POST carries the pre-session token of its cookie.
+func preOK(r *http.Request) bool {
+	c, err := r.Cookie(PreCookieName)
+	if err != nil || len(c.Value) != 43 {
+		return false
+	}
+	return tokenEqual(r.PostForm.Get("csrf"), csrfToken(c.Value))
+}
+
+// preSession refuses a POST without the pre-session token before anything is read or
+// changed.
+func (h *handler) preSession(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil {
+			h.render(w, http.StatusBadRequest, "message", view{Title: "Bad request", Message: "The form could not be read."})
+			return
+		}
+		if !preOK(r) {
+			h.csrfRefused(w)
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (h *handler) csrfRefused(w http.ResponseWriter) {
+	h.render(w, http.StatusForbidden, "message", view{Title: "Refused", Message: "The form's security token is missing or wrong; nothing was changed. Reload the page and try again."})
+}
+
+func tokenEqual(got, want string) bool {
+	return len(got) == len(want) && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
 // mayManage reports whether the session may see and change channel: an operator any
 // channel, a streamer only their own.
 func mayManage(s *session, channel string) bool {
@@ -270,30 +427,75 @@ func mayManage(s *session, channel string) bool {
 
 // actor is the audit trail's view of the request: via the panel, from its address,
 // naming the panel account when there is one.
-func actor(r *http.Request, s *session) manage.Actor {
-	a := manage.Actor{Via: manage.ViaPanel, IP: clientIP(r)}
+func (h *handler) actor(r *http.Request, s *session) manage.Actor {
+	a := manage.Actor{Via: manage.ViaPanel, IP: h.clientIP(r)}
 	if s != nil {
 		a.Name = s.Account.Name
 	}
 	return a
 }
 
-// clientIP is the peer address. No proxy header is trusted: behind a reverse proxy
-// every client shares the proxy's address for the login limiter.
-func clientIP(r *http.Request) string {
+// peer is the address the request came from, and whether it is a trusted proxy.
+func (h *handler) peer(r *http.Request) (string, bool) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	return host, h.trusted(host)
+}
+
+func (h *handler) trusted(host string) bool {
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range h.opts.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientIP is the client's address: the peer's, or, when the peer is a trusted proxy,
+// the last address in X-Forwarded-For that is not a trusted proxy (the ones before it
+// were written by the client and prove nothing).
+func (h *handler) clientIP(r *http.Request) string {
+	host, trusted := h.peer(r)
+	if !trusted {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		ip, err := netip.ParseAddr(hop)
+		if err != nil {
+			break // garbage: stop at the last address we can vouch for
+		}
+		if !h.trusted(ip.String()) {
+			return ip.Unmap().String()
+		}
+		host = ip.Unmap().String()
 	}
 	return host
 }
 
+// isTLS reports whether the browser reached the panel over TLS: Stagedoor serves TLS
+// itself, or a trusted proxy says so in X-Forwarded-Proto.
+func (h *handler) isTLS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	_, trusted := h.peer(r)
+	return trusted && strings.EqualFold(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto")), "https")
+}
+
 func (h *handler) setCookie(w http.ResponseWriter, r *http.Request, value string, maxAge int) {
-	// Secure only over TLS: on plain HTTP the browser would drop the cookie. No proxy
-	// header is trusted (Stagedoor has no trusted-proxy setting yet).
-	http.SetCookie(w, &http.Cookie{ // #nosec G124 -- HttpOnly and SameSite always; Secure over TLS
+	// Secure when the browser uses TLS: on plain HTTP it would drop the cookie.
+	http.SetCookie(w, &http.Cookie{ // #nosec G124 -- HttpOnly and SameSite always; Secure over TLS or a trusted proxy's https
 		Name: CookieName, Value: value, Path: Prefix, MaxAge: maxAge,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: h.isTLS(r),
 	})
 }
 
@@ -322,4 +524,12 @@ func (h *handler) spend(s *session, nonce string) bool {
 	}
 	h.once[k] = now
 	return true
+}
+
+// release makes a spent nonce fresh again: the action it was spent for was refused and
+// changed nothing, so the corrected form may be sent again.
+func (h *handler) release(s *session, nonce string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.once, string(s.digest[:])+"\x00"+nonce)
 }

@@ -35,6 +35,7 @@ type fixture struct {
 	db       *store.DB
 	ops      *manage.Service
 	srv      *httptest.Server
+	panel    *panel.Handler
 	clock    *testutil.Clock
 	mu       sync.Mutex
 	nChanges int // policy-changed signals; read with changes()
@@ -51,7 +52,7 @@ func (f *fixture) changes() int {
 // newFixture: a real SQLite store with channels benw and alice, each with a streamer
 // account, and an operator "boss"; the panel on an httptest server; one hand-moved
 // clock for the store and the panel.
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, tweak ...func(*panel.Options)) *fixture {
 	t.Helper()
 	f := &fixture{t: t, db: testdb.MustOpen(t), clock: testutil.NewClock(time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC))}
 	f.db.Now = f.clock.Now
@@ -59,11 +60,11 @@ func newFixture(t *testing.T) *fixture {
 		Store: f.db,
 		URLs:  stagedoor.URLs{RTMP: "rtmp://stream.example:1935/live", HLS: "http://stream.example:8888"},
 		Now:   f.clock.Now,
-		Record: func(_ context.Context, e stagedoor.AuditEntry) error {
+		Record: func(ctx context.Context, e stagedoor.AuditEntry) error {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.audit = append(f.audit, e)
-			return nil
+			return f.db.AppendAudit(ctx, []stagedoor.AuditEntry{e}) // what the audit page reads
 		},
 		Changed: func(context.Context) {
 			f.mu.Lock()
@@ -89,10 +90,15 @@ func newFixture(t *testing.T) *fixture {
 	}
 	lim := policy.NewPasswords()
 	lim.Now = f.clock.Now
-	h, err := panel.NewHandler(testutil.Discard(), f.ops, f.db, panel.Options{URLs: f.ops.URLs, Now: f.clock.Now, Limiter: lim})
+	opts := panel.Options{URLs: f.ops.URLs, Now: f.clock.Now, Limiter: lim}
+	for _, tw := range tweak {
+		tw(&opts)
+	}
+	h, err := panel.NewHandler(testutil.Discard(), f.ops, f.db, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.panel = h
 	f.srv = httptest.NewServer(h)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -142,9 +148,30 @@ func (b *browser) post(path string, form url.Values) int {
 	return b.do(req)
 }
 
+// login fills the sign-in form as a browser does: GET /panel/login (which sets the
+// pre-session cookie and puts its token in the form), then POST it.
 func (b *browser) login(name, pw string) int {
 	b.f.t.Helper()
-	return b.post("/panel/login", url.Values{"username": {name}, "password": {pw}})
+	return b.post("/panel/login", url.Values{"username": {name}, "password": {pw}, "csrf": {b.preToken("/panel/login")}})
+}
+
+// preToken GETs a sign-in or invite page and returns the token of its form ("" when the
+// page has no form).
+func (b *browser) preToken(path string) string {
+	b.f.t.Helper()
+	b.get(path)
+	if m := csrfRE.FindStringSubmatch(b.body); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+// acceptInvite posts the invite form of token as a browser does (GET, then POST with
+// the form's token).
+func (b *browser) acceptInvite(token, pw, confirm string) int {
+	b.f.t.Helper()
+	path := "/panel/invite/" + token
+	return b.post(path, url.Values{"password": {pw}, "confirm": {confirm}, "csrf": {b.preToken(path)}})
 }
 
 func (b *browser) mustLogin(name, pw string) {
@@ -254,7 +281,12 @@ func TestCookieFlags(t *testing.T) {
 	defer tls.Close()
 	cl := tls.Client()
 	cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	res, err := cl.PostForm(tls.URL+"/panel/login", url.Values{"username": {"benw"}, "password": {benwPass}})
+	pre, tok := preForm(t, h)
+	req, _ := http.NewRequest(http.MethodPost, tls.URL+"/panel/login",
+		strings.NewReader(url.Values{"username": {"benw"}, "password": {benwPass}, "csrf": {tok}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(pre)
+	res, err := cl.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,6 +294,24 @@ func TestCookieFlags(t *testing.T) {
 	if cs := res.Cookies(); len(cs) != 1 || !cs[0].Secure {
 		t.Errorf("TLS cookies = %+v, want one Secure cookie", cs)
 	}
+}
+
+// preForm GETs the sign-in page from h and returns its pre-session cookie and the
+// form's token.
+func preForm(t *testing.T, h http.Handler) (*http.Cookie, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/panel/login", nil))
+	cs := rec.Result().Cookies()
+	m := csrfRE.FindStringSubmatch(rec.Body.String())
+	if len(cs) != 1 || cs[0].Name != panel.PreCookieName || m == nil {
+		t.Fatalf("GET /panel/login: cookies %v, token found %v", cs, m != nil)
+	}
+	c := cs[0]
+	if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/panel/" {
+		t.Errorf("pre-session cookie %+v, want HttpOnly, SameSite=Strict, Path=/panel/", c)
+	}
+	return c, m[1]
 }
 
 func TestLoginRefusals(t *testing.T) {
@@ -311,11 +361,13 @@ func TestLoginLimiterNeverLocksOutOwner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pre, tok := preForm(t, h)
 	from := func(a string, name, pw string) (int, []*http.Cookie) {
 		mu.Lock()
 		defer mu.Unlock()
-		req := httptest.NewRequest(http.MethodPost, "/panel/login", strings.NewReader(url.Values{"username": {name}, "password": {pw}}.Encode()))
+		req := httptest.NewRequest(http.MethodPost, "/panel/login", strings.NewReader(url.Values{"username": {name}, "password": {pw}, "csrf": {tok}}.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(pre)
 		req.RemoteAddr = a
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
@@ -673,19 +725,19 @@ func TestInvite(t *testing.T) {
 	if got := b.get("/panel/invite/" + tok); got != http.StatusOK || !strings.Contains(b.body, "carol") {
 		t.Fatalf("invite page: %d", got)
 	}
-	if got := b.post("/panel/invite/"+tok, url.Values{"password": {"weak"}, "confirm": {"weak"}}); got != http.StatusBadRequest {
+	if got := b.acceptInvite(tok, "weak", "weak"); got != http.StatusBadRequest {
 		t.Errorf("weak password: %d, want 400", got)
 	}
-	if got := b.post("/panel/invite/"+tok, url.Values{"password": {"carol password"}, "confirm": {"carol passwort"}}); got != http.StatusBadRequest {
+	if got := b.acceptInvite(tok, "carol password", "carol passwort"); got != http.StatusBadRequest {
 		t.Errorf("mismatch: %d, want 400", got)
 	}
-	if got := b.post("/panel/invite/"+tok, url.Values{"password": {"carol password"}, "confirm": {"carol password"}}); got != http.StatusOK {
+	if got := b.acceptInvite(tok, "carol password", "carol password"); got != http.StatusOK {
 		t.Fatalf("set password: %d %s", got, b.body)
 	}
 	if got := b.get("/panel/invite/" + tok); got != http.StatusNotFound {
 		t.Errorf("used invite page: %d, want 404", got)
 	}
-	if got := b.post("/panel/invite/"+tok, url.Values{"password": {"mallory password"}, "confirm": {"mallory password"}}); got != http.StatusNotFound {
+	if got := b.acceptInvite(tok, "mallory password", "mallory password"); got != http.StatusNotFound {
 		t.Errorf("second use: %d, want 404", got)
 	}
 	if got := b.login("carol", "mallory password"); got != http.StatusUnauthorized {
@@ -702,7 +754,7 @@ func TestInvite(t *testing.T) {
 	if got := b.get("/panel/invite/" + tok2); got != http.StatusNotFound {
 		t.Errorf("expired invite page: %d, want 404", got)
 	}
-	if got := b.post("/panel/invite/"+tok2, url.Values{"password": {"late password!"}, "confirm": {"late password!"}}); got != http.StatusNotFound {
+	if got := b.acceptInvite(tok2, "late password!", "late password!"); got != http.StatusNotFound {
 		t.Errorf("expired invite: %d, want 404", got)
 	}
 	if got := b.get("/panel/invite/not-a-token"); got != http.StatusNotFound {

@@ -1,6 +1,7 @@
 package panel
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 
@@ -35,17 +36,12 @@ func (h *handler) channelStreams(r *http.Request, name string) ([]streamRow, []s
 // name of the channel, authenticated unless auth is "off". The answer shows its encoder
 // URLs with a placeholder for the password (never the hash: that is shown only when a
 // password is set).
-func (h *handler) addStream(w http.ResponseWriter, r *http.Request, s *session) {
-	name := r.PathValue("name")
-	if !mayManage(s, name) {
-		h.notFound(w)
-		return
-	}
+func (h *handler) addStream(w http.ResponseWriter, r *http.Request, s *session, name string) {
 	if !h.spend(s, r.PostForm.Get("nonce")) {
 		afterChange(w, r, name)
 		return
 	}
-	st, err := h.ops.CreateStream(r.Context(), actor(r, s), strings.TrimSpace(r.PostForm.Get("stream")), name,
+	st, err := h.ops.CreateStream(r.Context(), h.actor(r, s), strings.TrimSpace(r.PostForm.Get("stream")), name,
 		r.PostForm.Get("auth") != "off")
 	if h.actionError(w, err, "create stream") {
 		return
@@ -64,28 +60,23 @@ func (h *handler) addStream(w http.ResponseWriter, r *http.Request, s *session) 
 // same manage call as `stagedoor user passwd`. The answer shows the bcrypt hash and every
 // encoder URL form built on it, once; the password itself is never rendered, in this
 // answer or an error.
-func (h *handler) setPublishPassword(w http.ResponseWriter, r *http.Request, s *session) {
-	name := r.PathValue("name")
-	if !mayManage(s, name) {
-		h.notFound(w)
-		return
-	}
+func (h *handler) setPublishPassword(w http.ResponseWriter, r *http.Request, s *session, name string) {
 	pw := r.PostForm.Get("password")
 	if pw != r.PostForm.Get("confirm") {
 		h.render(w, http.StatusBadRequest, "message", view{Title: "Not accepted", Message: "The two passwords differ; nothing was changed."})
 		return
 	}
-	// Checked before the nonce is spent, so that a corrected form can be sent again. The
-	// error names the field and the rule, never the value.
-	if err := stagedoor.ValidPassword(pw); err != nil {
-		h.actionError(w, err, "publish password")
-		return
-	}
-	if !h.spend(s, r.PostForm.Get("nonce")) {
+	nonce := r.PostForm.Get("nonce")
+	if !h.spend(s, nonce) {
 		afterChange(w, r, name) // a reload re-posts the form: no second change, no hash
 		return
 	}
-	hash, err := h.ops.SetPassword(r.Context(), actor(r, s), name, pw, 0)
+	hash, err := h.ops.SetPassword(r.Context(), h.actor(r, s), name, pw, 0)
+	if _, ok := errors.AsType[*stagedoor.InvalidError](err); ok {
+		// Refused by the password rule (the error names the field and the rule, never the
+		// value): nothing changed, so the corrected form may be sent again.
+		h.release(s, nonce)
+	}
 	if h.actionError(w, err, "set publish password") {
 		return
 	}
@@ -104,12 +95,7 @@ func (h *handler) setPublishPassword(w http.ResponseWriter, r *http.Request, s *
 
 // setStreamAuth is POST /panel/channels/{name}/streams/auth (stream, auth "on" or "off").
 // The stream must be the channel's: another channel's stream is 404, like its page.
-func (h *handler) setStreamAuth(w http.ResponseWriter, r *http.Request, s *session) {
-	name := r.PathValue("name")
-	if !mayManage(s, name) {
-		h.notFound(w)
-		return
-	}
+func (h *handler) setStreamAuth(w http.ResponseWriter, r *http.Request, s *session, name string) {
 	stream := r.PostForm.Get("stream")
 	on := r.PostForm.Get("auth")
 	if on != "on" && on != "off" {
@@ -128,7 +114,7 @@ func (h *handler) setStreamAuth(w http.ResponseWriter, r *http.Request, s *sessi
 		h.notFound(w)
 		return
 	}
-	if h.actionError(w, h.ops.SetStreamAuth(r.Context(), actor(r, s), stream, on == "on"), "set stream auth") {
+	if h.actionError(w, h.ops.SetStreamAuth(r.Context(), h.actor(r, s), stream, on == "on"), "set stream auth") {
 		return
 	}
 	afterChange(w, r, name)

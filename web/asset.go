@@ -109,3 +109,13 @@ func acceptsGzip(header string) bool {
 	}
 	return false
 }
+
+// HLSJSBody returns the embedded hls.min.js, or nil when the binary was built without it
+// (the control panel's preview player serves this same copy).
+func HLSJSBody() []byte {
+	assets, err := loadAssets()
+	if err != nil || assets[HLSJS] == nil {
+		return nil
+	}
+	return assets[HLSJS].body
+}

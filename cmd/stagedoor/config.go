@@ -5,8 +5,10 @@ import (
 	"encoding/base64"
 	"flag"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -73,6 +75,8 @@ type serviceConfig struct {
 	webhookURLs    []string
 	urls           stagedoor.URLs
 	panelURL       string // the panel's public base URL for invite links; "" from the request
+	panelAddr      string // the panel's own listener; "" on the public listener under /panel/
+	trustedProxies string // comma-separated CIDRs whose X-Forwarded-For/-Proto the panel believes
 	log            logConfig
 }
 
@@ -108,6 +112,10 @@ func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, f
 	registerURLs(fs, getenv, &c.urls)
 	fs.StringVar(&c.panelURL, "panel-url", getenv(envPanelURL),
 		"the panel's public URL for invite links, e.g. https://HOST/panel/; empty: from each request (env "+envPanelURL+")")
+	fs.StringVar(&c.panelAddr, "panel-addr", getenv("STAGEDOOR_PANEL_ADDR"),
+		"a listener of its own for the control panel (at /panel/), e.g. 127.0.0.1:8081; empty: on the public listener under /panel/ (env STAGEDOOR_PANEL_ADDR)")
+	fs.StringVar(&c.trustedProxies, "trusted-proxies", getenv("STAGEDOOR_TRUSTED_PROXIES"),
+		"comma-separated CIDRs of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto the panel believes, e.g. 127.0.0.1/32; empty: none (env STAGEDOOR_TRUSTED_PROXIES)")
 	c.log.register(fs, getenv)
 }
 
@@ -129,6 +137,12 @@ func (c *serviceConfig) validate() error {
 			return err
 		}
 		c.panelURL = base
+	}
+	if _, err := c.proxies(); err != nil {
+		return err
+	}
+	if c.panelAddr != "" && c.panelAddr == c.publicAddr {
+		return usageError("-panel-addr must differ from -public-addr (leave it empty to serve the panel there)")
 	}
 	if err := c.log.validate(); err != nil {
 		return err
@@ -217,4 +231,24 @@ func newSecret() string {
 	var b [24]byte
 	_, _ = rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// proxies parses --trusted-proxies: CIDRs, or single addresses (a /32 or /128).
+func (c *serviceConfig) proxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(c.trustedProxies, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil {
+				return nil, usageError("-trusted-proxies: " + strconv.Quote(f) + " is neither a CIDR nor an IP address")
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }

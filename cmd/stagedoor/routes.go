@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"crypto/subtle"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -9,9 +11,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/adminapi"
 	"github.com/stagedoor/stagedoor/authserver"
 	"github.com/stagedoor/stagedoor/health"
+	"github.com/stagedoor/stagedoor/mediamtx"
 	"github.com/stagedoor/stagedoor/panel"
 	"github.com/stagedoor/stagedoor/plugin"
 	"github.com/stagedoor/stagedoor/policy"
@@ -76,16 +80,61 @@ func selfCheckNote(marker string) func(policy.Attempt) string {
 	}
 }
 
-// publicRoutes is the public listener: one router (web) with the pages, the status API
-// and the admin API. It fails when --hls-url is not a usable URL.
-func (s *service) publicRoutes() (http.Handler, error) {
-	pn, err := panel.NewHandler(s.logger, s.ops, s.db, panel.Options{URLs: s.cfg.urls, BaseURL: s.cfg.panelURL})
+// publicRoutes is the public listener: one router (web) with the pages, the status API,
+// the admin API and, unless --panel-addr gives it a listener of its own, the control
+// panel. It also returns the panel's own router (nil when the panel is on the public
+// listener). It fails when --hls-url is not a usable URL.
+func (s *service) publicRoutes() (public, own http.Handler, err error) {
+	proxies, err := s.cfg.proxies()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return web.NewRouter(s.logger, s.db, web.Options{
+	s.panel, err = panel.NewHandler(s.logger, s.ops, s.db, panel.Options{
+		URLs: s.cfg.urls, BaseURL: s.cfg.panelURL, TrustedProxies: proxies,
+		Meter: &liveMeter{api: s.api}, HLSJS: web.HLSJSBody(),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := web.Options{
 		HLSBase: s.cfg.urls.HLS,
 		Admin:   adminapi.NewHandler(s.logger, s.ops, adminapi.Options{Token: s.sec.adminToken}),
-		Panel:   pn,
-	})
+		Panel:   s.panel,
+	}
+	if s.cfg.panelAddr != "" {
+		opts.Panel = nil
+		mux := http.NewServeMux()
+		mux.Handle(panel.Prefix, s.panel)
+		mux.Handle("GET /{$}", http.RedirectHandler(panel.Prefix, http.StatusSeeOther))
+		mux.Handle("GET /panel", http.RedirectHandler(panel.Prefix, http.StatusMovedPermanently))
+		own = mux
+	}
+	public, err = web.NewRouter(s.logger, s.db, opts)
+	return public, own, err
+}
+
+// liveMeter reads the panel's live numbers from MediaMTX's API: the public path's
+// readers (the panel's preview players left out) and inbound bit rate.
+type liveMeter struct {
+	api   *mediamtx.Client
+	meter mediamtx.Meter
+}
+
+func (l *liveMeter) Live(ctx context.Context, name string) (panel.Live, bool, error) {
+	p, err := l.api.PathByName(ctx, stagedoor.LivePrefix+name)
+	if errors.Is(err, mediamtx.ErrNotFound) || (err == nil && !p.Available) {
+		return panel.Live{}, false, nil
+	}
+	if err != nil {
+		return panel.Live{}, false, err
+	}
+	viewers, err := l.api.Viewers(ctx, p, panel.PreviewParam)
+	if err != nil {
+		return panel.Live{}, false, err
+	}
+	out := panel.Live{Viewers: viewers, Bitrate: l.meter.Rate(p, time.Now())}
+	if p.AvailableTime != nil {
+		out.Since = *p.AvailableTime
+	}
+	return out, true, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/stagedoor/stagedoor/health"
 	"github.com/stagedoor/stagedoor/manage"
 	"github.com/stagedoor/stagedoor/mediamtx"
+	"github.com/stagedoor/stagedoor/panel"
 	"github.com/stagedoor/stagedoor/plugin"
 	"github.com/stagedoor/stagedoor/policy"
 	"github.com/stagedoor/stagedoor/rtmpfront"
@@ -85,6 +86,8 @@ type service struct {
 	webhooks  *webhook.Dispatcher
 	metrics   *metrics
 	ops       *manage.Service
+	api       *mediamtx.Client
+	panel     *panel.Handler
 
 	servers  []*http.Server
 	stopLoop context.CancelFunc
@@ -137,9 +140,9 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 	if err != nil {
 		return nil, err
 	}
-	// errc: one slot per listener (internal, public, RTMP and RTMPS fronts), so that
-	// none blocks reporting its failure.
-	s := &service{cfg: cfg, sec: sec, logger: logger, db: db, errc: make(chan error, 4)}
+	// errc: one slot per listener (internal, public, panel, RTMP and RTMPS fronts), so
+	// that none blocks reporting its failure.
+	s := &service{cfg: cfg, sec: sec, logger: logger, db: db, errc: make(chan error, 5)}
 	s.rtmpsCerts = rtmpsCerts
 	s.passwords = policy.NewPasswords()
 	s.creds = policy.NewCachedCredentials(db)
@@ -158,6 +161,7 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 	}
 	api := &mediamtx.Client{BaseURL: cfg.mediamtxAPI, User: adminUser, Password: sec.admin,
 		SelfCheckQuery: selfCheckParam + "=" + sec.selfCheck}
+	s.api = api
 	s.manager = plugin.NewManager(logger, db, api, plugin.Relay{User: relayUser, Password: sec.relay, RTSPAddress: cfg.mediamtxRTSP}, s.policy)
 	s.manager.OnPolicyChange = s.creds.Invalidate
 	s.recorder = audit.NewRecorder(db, logger, 8192)
@@ -200,15 +204,20 @@ func (s *service) policyChanged() {
 // start binds the internal, public, RTMP and RTMPS listeners and starts the background
 // loops (RTMP and RTMPS fronts, health probe, audit, webhooks, reconciler).
 func (s *service) start(ctx context.Context) error {
-	public, err := s.publicRoutes()
+	public, panelOwn, err := s.publicRoutes()
 	if err != nil {
 		return usageError(err.Error())
 	}
-	for _, l := range []struct {
+	type listener struct {
 		addr string
 		h    http.Handler
 		name string
-	}{{s.cfg.internalAddr, s.internalRoutes(), "internal"}, {s.cfg.publicAddr, public, "public"}} {
+	}
+	listeners := []listener{{s.cfg.internalAddr, s.internalRoutes(), "internal"}, {s.cfg.publicAddr, public, "public"}}
+	if panelOwn != nil {
+		listeners = append(listeners, listener{s.cfg.panelAddr, panelOwn, "panel"})
+	}
+	for _, l := range listeners {
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", l.name, err)
@@ -255,11 +264,16 @@ func (s *service) start(ctx context.Context) error {
 		wg.Go(func() { s.health.Run(loopCtx, healthEvery) })
 		wg.Go(func() { s.recorder.Run(loopCtx) })
 		wg.Go(func() { s.webhooks.Run(loopCtx) })
+		wg.Go(func() { s.panel.Run(loopCtx, panelPruneEvery) })
 		s.manager.Run(loopCtx, s.cfg.reconcileEvery)
 		wg.Wait()
 	}()
 	return nil
 }
+
+// panelPruneEvery is how often expired panel sessions are deleted (a session is refused
+// as soon as it expires; this only keeps the table small).
+const panelPruneEvery = 10 * time.Minute
 
 // healthEvery is how often the database is probed for writes. With the probe's waits (up
 // to 1 s for this process's write turn, 1 s for SQLite's lock) a fault is seen, and
