@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
@@ -148,6 +149,7 @@ type browser struct {
 	console    []string
 	exceptions []string
 	violations []string
+	dialogs    []string // alert, confirm, prompt: a script that should never have run
 }
 
 func startBrowser(t *testing.T, chromium string) *browser {
@@ -211,6 +213,8 @@ func (b *browser) record(ev any) {
 			msg += " " + d.Exception.Description
 		}
 		b.exceptions = append(b.exceptions, fmt.Sprintf("%s:%d %s", d.URL, d.LineNumber, msg))
+	case *page.EventJavascriptDialogOpening:
+		b.dialogs = append(b.dialogs, fmt.Sprintf("%s %q", ev.Type, ev.Message))
 	case *log.EventEntryAdded:
 		line := fmt.Sprintf("log %s %s: %s %s", ev.Entry.Source, ev.Entry.Level, ev.Entry.Text, ev.Entry.URL)
 		b.console = append(b.console, line)

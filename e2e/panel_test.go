@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,54 +15,70 @@ import (
 )
 
 // TestPanelStreamer drives the control panel in headless Chromium on the real stack
-// (issue 13): an operator made with the CLI signs in; the streamer opens an invite
-// printed by the CLI, sets a panel password, signs in at /panel/login, adds a key, reads
-// the OBS Server and Stream Key from the page and publishes with ffmpeg using exactly
-// those; the dashboard turns live; resetting the key from the panel kicks the publisher;
-// after a reload no key is in the page source; a second streamer's session gets 404 for
-// the first channel's dashboard.
+// (issue 13, "Done when"): an operator made with the CLI signs in and, in the panel,
+// creates the channels and their invites; the streamer opens the invite, sets a panel
+// password, signs in, adds a key labelled <script>alert(1)</script> (shown as text, no
+// alert), reads the OBS Server and Stream Key from the page and publishes with ffmpeg
+// using exactly those; the dashboard turns live with the preview advancing, and shows
+// one viewer (its own preview left out) while a gohlslib player reads the public path;
+// resetting the key from the panel kicks the publisher within 2 s (measured from the
+// click); after a reload no key is in the page source; POSTs without the CSRF token are
+// refused and change nothing; a second streamer gets 404 for the first channel's pages
+// and forged forms, and nothing changes. Then the operator's live-now page lists the
+// channel with its viewers, its kick button disconnects the publisher, and the audit
+// page shows the kick.
 func TestPanelStreamer(t *testing.T) {
 	chromium := needTool(t, "chromium", "STAGEDOOR_TEST_CHROMIUM", "")
 	s := startStack(t, stackOptions{})
+	needVendoredHLSJS(t, s)
 	panelBase := s.url(s.public, "/panel/")
 	const (
 		bossPass  = "boss panel password 7"
 		benwPass  = "benw panel password 7"
 		alicePass = "alice panel password 7"
+		xssLabel  = "<script>alert(1)</script>"
 	)
-	cliKey := s.addUser("benw")
-	s.addUser("alice")
 	s.addOperator("boss", bossPass)
-	invite := func(name string) string {
-		t.Helper()
-		out, errOut, err := s.cli("user", "invite", name, "--json", "--panel-url", panelBase)
-		if err != nil {
-			t.Fatalf("user invite %s: %v: %s", name, err, errOut)
-		}
-		u := jsonField(t, out, "url")
-		if !strings.HasPrefix(u, panelBase+"invite/") {
-			t.Fatalf("user invite %s --json: url %q, want one under %s", name, u, panelBase)
-		}
-		return u
-	}
 	b := startBrowser(t, chromium)
 	shots := artifactDir(t)
 
-	// The operator signs in and sees both channels.
+	// The operator signs in, creates both channels and an invite for each, in the panel.
 	b.signIn(t, panelBase, "boss", bossPass, "/panel/")
+	invites := map[string]string{}
+	firstKeys := map[string]string{}
+	for _, name := range []string{"benw", "alice"} {
+		b.do(t, "create channel "+name,
+			chromedp.SendKeys("#name", name),
+			chromedp.Click(`form[action="/panel/channels"] button[type="submit"]`))
+		b.waitJS(t, name+"'s first key shown", fmt.Sprintf(`location.pathname === "/panel/channels" && !!document.getElementById("obs-key") && document.querySelector("h1").textContent === %q`, name))
+		k, err := b.value("obs-key")
+		if err != nil || !strings.HasPrefix(k, "sk_") {
+			t.Fatalf("first key of %s: %q, %v", name, k, err)
+		}
+		firstKeys[name] = k
+		b.navigate(t, panelBase+"channels/"+name)
+		b.do(t, "invite "+name, chromedp.Click(`form[action="/panel/channels/`+name+`/invite"] button[type="submit"]`))
+		b.waitJS(t, name+"'s invite shown", `!!document.getElementById("invite-url")`)
+		link, err := b.value("invite-url")
+		if err != nil || !strings.HasPrefix(link, panelBase+"invite/") {
+			t.Fatalf("invite link of %s: %q, %v (want one under %s)", name, link, err, panelBase)
+		}
+		invites[name] = link
+		b.navigate(t, panelBase)
+	}
 	if text := b.text(t); !strings.Contains(text, "benw") || !strings.Contains(text, "alice") {
 		t.Errorf("operator's channel list lacks benw or alice:\n%s", text)
 	}
 	b.signOut(t)
 
-	// The streamer opens the invite and sets a panel password.
-	b.acceptInvite(t, invite("benw"), benwPass)
+	// The streamer opens the invite and sets a panel password, then signs in.
+	b.acceptInvite(t, invites["benw"], benwPass)
 	dashboard := panelBase + "channels/benw"
 	b.signIn(t, panelBase, "benw", benwPass, "/panel/channels/benw")
 
-	// Add a key; read the two OBS fields from the page.
+	// Add a key with a label that is markup: it is shown as text; read the OBS fields.
 	b.do(t, "add a key",
-		chromedp.SendKeys("#label", "obs studio"),
+		chromedp.SendKeys("#label", xssLabel),
 		chromedp.Click(`form[action="/panel/channels/benw/keys"] button[type="submit"]`))
 	b.waitJS(t, "the new key is shown", `!!document.getElementById("obs-key")`)
 	server, err := b.value("obs-server")
@@ -74,34 +93,73 @@ func TestPanelStreamer(t *testing.T) {
 		t.Fatalf("page shows Server %q, Stream Key %q", server, key)
 	}
 	b.screenshot(t, shots, "panel-1-new-key.png")
+	labels, err := tabRun(b, 10*time.Second, chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll("table")[0].querySelectorAll("tbody tr td:first-child")].map(td => td.textContent)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(labels, xssLabel) {
+		t.Errorf("key labels (textContent) %q, want one to be the literal %q", labels, xssLabel)
+	}
+	if n, err := tabRun(b, 5*time.Second, chromedp.Evaluate[int](`document.querySelectorAll("main script").length`)); err != nil || n != 0 {
+		t.Errorf("%d script elements in the page's main (err %v), want 0", n, err)
+	}
 
-	// Publish with exactly those two values, as OBS joins them.
+	// Publish with exactly those two values, as OBS joins them. The dashboard turns live
+	// without a reload, and the preview plays.
 	pub := s.publish(server + "/" + key)
-	eventually(t, 45*time.Second, "dashboard shows live (reloading)", func() error {
-		if _, err := tabRun(b, 20*time.Second, chromedp.Navigate(dashboard)); err != nil {
-			return err
-		}
-		live, err := tabRun(b, 5*time.Second, chromedp.Evaluate[bool](`!!document.querySelector(".badge.live")`))
-		if err != nil {
-			return err
-		}
-		if !live {
-			select {
-			case <-pub.exited:
-				t.Fatalf("publisher exited before going live (%v):\n%s", pub.err, pub.out)
-			default:
-			}
-			return fmt.Errorf("dashboard not live yet")
+	b.waitLiveBadge(t, pub)
+	b.waitPreviewAdvancing(t)
+	b.screenshot(t, shots, "panel-2-live.png")
+
+	// Viewers: the preview is not one; a gohlslib player on the public path is.
+	eventually(t, 15*time.Second, "dashboard shows 0 viewers with only its preview playing", func() error {
+		if v := b.textOf(t, "live-viewers"); v != "0" {
+			return fmt.Errorf("viewers %q", v)
 		}
 		return nil
 	})
-	b.screenshot(t, shots, "panel-2-live.png")
+	w := watchHLS(t, s.hlsURL("benw"))
+	eventually(t, 30*time.Second, "dashboard shows one viewer", func() error {
+		if v := b.textOf(t, "live-viewers"); v != "1" {
+			return fmt.Errorf("viewers %q", v)
+		}
+		return nil
+	})
+	for _, id := range []string{"live-bitrate", "live-uptime", "live-protocol"} {
+		if v := b.textOf(t, id); v == "" || v == "–" {
+			t.Errorf("#%s is %q while live", id, v)
+		}
+	}
+	if v := b.textOf(t, "live-protocol"); v != "RTMP" {
+		t.Errorf("ingest protocol %q, want RTMP", v)
+	}
+	b.screenshot(t, shots, "panel-streamer-dashboard.png")
+	w.cancel()
 
-	// Reset the key from the panel: the publisher is kicked.
+	// A POST without the CSRF token, from this signed-in browser: refused, no key added.
+	keysBefore := s.keyFingerprints("benw")
+	if code := b.fetchStatus(t, "/panel/channels/benw/keys", "label=no+token"); code != http.StatusForbidden {
+		t.Errorf("POST keys without the CSRF token: %d, want 403", code)
+	}
+	if code := b.fetchStatus(t, "/panel/login", "username=benw&password="+url.QueryEscape(benwPass)); code != http.StatusForbidden {
+		t.Errorf("POST login without the CSRF token: %d, want 403", code)
+	}
+	if got := s.keyFingerprints("benw"); !slices.Equal(got, keysBefore) {
+		t.Errorf("keys %v after the refused POST, want %v", got, keysBefore)
+	}
+	pub.stillRunning(t)
+
+	// Reset the key from the panel: the publisher is kicked within 2 s of the click.
+	src := s.publisherOf("live/benw", 20*time.Second)
 	clicked := time.Now()
 	b.do(t, "reset all keys", chromedp.Click(`form[action="/panel/channels/benw/keys/reset"] button[type="submit"]`))
-	took := pub.kicked(t, 10*time.Second)
-	t.Logf("publisher kicked %v after the reset click (%v after kicked() started waiting)", time.Since(clicked).Round(time.Millisecond), took.Round(time.Millisecond))
+	gone := s.gone(src, clicked, kickTimeout)
+	t.Logf("KICK panel reset: session gone from MediaMTX's API %v after the click", gone.Round(time.Millisecond))
+	if gone > 2*time.Second+panelKickSlack {
+		t.Errorf("publisher kicked %v after the reset click, want within 2 s (+%v slack for a busy machine)", gone, panelKickSlack)
+	}
+	pub.kicked(t, 30*time.Second)
 	b.waitJS(t, "the replacement key is shown", fmt.Sprintf(`(() => { const k = document.getElementById("obs-key"); return !!k && k.value !== %q; })()`, key))
 	newKey, err := b.value("obs-key")
 	if err != nil || !strings.HasPrefix(newKey, "sk_") {
@@ -109,46 +167,209 @@ func TestPanelStreamer(t *testing.T) {
 	}
 
 	// A reload of the dashboard: no key in the page source.
-	if _, err := tabRun(b, 20*time.Second, chromedp.Navigate(dashboard)); err != nil {
-		t.Fatal(err)
-	}
-	b.waitJS(t, "dashboard loaded", `document.readyState === "complete" && location.pathname === "/panel/channels/benw"`)
-	src := b.source(t)
-	for what, k := range map[string]string{"added key": key, "replacement key": newKey, "CLI key": cliKey, "any key": "sk_"} {
-		if strings.Contains(src, k) {
+	b.navigate(t, dashboard)
+	src2 := b.source(t)
+	for what, k := range map[string]string{"added key": key, "replacement key": newKey, "first key": firstKeys["benw"], "any key": "sk_"} {
+		if strings.Contains(src2, k) {
 			t.Errorf("dashboard after reload contains the %s", what)
 		}
 	}
 	b.screenshot(t, shots, "panel-3-after-reset.png")
 	b.signOut(t)
 
-	// A second streamer: their own dashboard works, the first channel's is 404.
-	b.acceptInvite(t, invite("alice"), alicePass)
+	// A second streamer: their own dashboard works; benw's pages and forged forms get 404
+	// and change nothing.
+	b.acceptInvite(t, invites["alice"], alicePass)
 	b.signIn(t, panelBase, "alice", alicePass, "/panel/channels/alice")
-	res, err := tabRun(b, 20*time.Second, chromedp.NavigateResponse(dashboard))
+	for _, path := range []string{"channels/benw", "channels/benw/live"} {
+		res, err := tabRun(b, 20*time.Second, chromedp.NavigateResponse(panelBase+path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != http.StatusNotFound {
+			t.Errorf("alice GET /panel/%s: %d, want 404", path, res.Status)
+		}
+		if src := b.source(t); strings.Contains(src, "Stream keys") || strings.Contains(src, "viewers") {
+			t.Errorf("alice's 404 for /panel/%s shows benw's data", path)
+		}
+	}
+	b.navigate(t, panelBase+"channels/alice")
+	benwKeys := s.keyFingerprints("benw")
+	benwFP := benwKeys[0]
+	for _, forged := range []struct{ path, body string }{
+		{"/panel/channels/benw/keys", "label=forged"},
+		{"/panel/channels/benw/keys/reset", ""},
+		{"/panel/channels/benw/keys/revoke", "fingerprint=" + benwFP},
+		{"/panel/channels/benw/publish-password", "password=forged+password&confirm=forged+password"},
+		{"/panel/channels/benw/kick", ""},
+	} {
+		if code := b.fetchStatus(t, forged.path, "csrf="+url.QueryEscape(b.csrf(t))+"&nonce=x"+forged.path[len(forged.path)-3:]+"&"+forged.body); code != http.StatusNotFound {
+			t.Errorf("alice POST %s (her own CSRF token): %d, want 404", forged.path, code)
+		}
+	}
+	if got := s.keyFingerprints("benw"); !slices.Equal(got, benwKeys) {
+		t.Errorf("benw's keys %v after alice's forged forms, want %v", got, benwKeys)
+	}
+	if out := s.must("audit", "--user", "benw", "--json"); strings.Contains(out, "(by alice)") {
+		t.Errorf("an action by alice on benw is in the audit trail")
+	}
+	b.signOut(t)
+
+	// The operator's live-now page: benw live again (with the new key) and watched; kick.
+	pub2 := s.publish(server + "/" + newKey)
+	s.waitLive("benw", true, 45*time.Second)
+	w2 := watchHLS(t, s.hlsURL("benw"))
+	defer w2.cancel()
+	b.signIn(t, panelBase, "boss", bossPass, "/panel/")
+	eventually(t, 30*time.Second, "live-now lists benw with one viewer", func() error {
+		b.navigate(t, panelBase+"live")
+		row, err := tabRun(b, 5*time.Second, chromedp.Evaluate[string](
+			`[...document.querySelectorAll("tbody tr")].map(r => r.innerText).find(t => t.startsWith("benw")) || ""`))
+		if err != nil {
+			return err
+		}
+		if cells := strings.Split(row, "\t"); len(cells) < 5 || cells[1] != "1" || cells[4] != "RTMP" {
+			return fmt.Errorf("row %q", row)
+		}
+		return nil
+	})
+	b.screenshot(t, shots, "panel-operator-live-now.png")
+	src3 := s.publisherOf("live/benw", 20*time.Second)
+	clicked = time.Now()
+	b.do(t, "kick benw", chromedp.Click(`form[action="/panel/channels/benw/kick"] button[type="submit"]`))
+	gone = s.gone(src3, clicked, kickTimeout)
+	t.Logf("KICK panel kick button: session gone from MediaMTX's API %v after the click", gone.Round(time.Millisecond))
+	pub2.kicked(t, 30*time.Second)
+	b.waitJS(t, "kick confirmed", `document.body.innerText.includes("Kicked the publisher of benw")`)
+	b.navigate(t, panelBase+"audit?user=benw&kind=kick")
+	if text := b.text(t); !strings.Contains(text, "kicked by an operator") {
+		t.Errorf("audit page (kicks of benw) lacks the operator's kick:\n%s", text)
+	}
+	b.navigate(t, panelBase+"audit?user=benw&kind=admin")
+	if text := b.text(t); !strings.Contains(text, "kicked benw (by boss)") || !strings.Contains(text, "keys reset (by benw)") {
+		t.Errorf("audit page (operator actions on benw) lacks the kick or the reset:\n%s", text)
+	}
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.exceptions) != 0 || len(b.violations) != 0 || len(b.dialogs) != 0 {
+		t.Errorf("page errors %v, CSP violations %v, dialogs %v", b.exceptions, b.violations, b.dialogs)
+	}
+}
+
+// panelKickSlack is what the 2 s kick target may overrun by on a busy test machine.
+const panelKickSlack = time.Second
+
+// navigate loads url in the tab and waits until it has loaded.
+func (b *browser) navigate(t *testing.T, url string) {
+	t.Helper()
+	if _, err := tabRun(b, 20*time.Second, chromedp.Navigate(url)); err != nil {
+		t.Fatal(err)
+	}
+	b.waitJS(t, "page loaded", "true")
+}
+
+// textOf is the textContent of the element with id ("" when there is none).
+func (b *browser) textOf(t *testing.T, id string) string {
+	t.Helper()
+	v, err := tabRun(b, 5*time.Second, chromedp.Evaluate[string](
+		fmt.Sprintf(`(() => { const e = document.getElementById(%q); return e ? e.textContent.trim() : ""; })()`, id)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Status != http.StatusNotFound {
-		t.Errorf("alice GET %s: %d, want 404", dashboard, res.Status)
+	return v
+}
+
+// csrf is the CSRF token of the page's forms.
+func (b *browser) csrf(t *testing.T) string {
+	t.Helper()
+	v, err := tabRun(b, 5*time.Second, chromedp.Evaluate[string](`document.querySelector('input[name="csrf"]').value`))
+	if err != nil || v == "" {
+		t.Fatalf("no CSRF token on the page (%v)", err)
 	}
-	if src := b.source(t); strings.Contains(src, "Stream keys") || strings.Contains(src, "obs studio") {
-		t.Error("alice's 404 page shows benw's dashboard")
+	return v
+}
+
+// fetchStatus POSTs a form body from the page (same origin, with its cookies) and
+// returns the status, without following a redirect.
+func (b *browser) fetchStatus(t *testing.T, path, body string) int {
+	t.Helper()
+	code, err := tabRun(b, 20*time.Second, chromedp.Evaluate[int](fmt.Sprintf(
+		`fetch(%q, {method: "POST", redirect: "manual", headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: %q}).then(r => r.type === "opaqueredirect" ? 303 : r.status)`,
+		path, body), chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.exceptions) != 0 || len(b.violations) != 0 {
-		t.Errorf("page errors %v, CSP violations %v", b.exceptions, b.violations)
+	return code
+}
+
+// waitLiveBadge waits, without a reload, until the dashboard's live badge says live.
+func (b *browser) waitLiveBadge(t *testing.T, pub *publisher) {
+	t.Helper()
+	eventually(t, 60*time.Second, "dashboard badge turns live without a reload", func() error {
+		select {
+		case <-pub.exited:
+			t.Fatalf("publisher exited before going live (%v):\n%s", pub.err, pub.out)
+		default:
+		}
+		if v := b.textOf(t, "live-badge"); v != "live" {
+			return fmt.Errorf("badge %q", v)
+		}
+		return nil
+	})
+}
+
+// waitPreviewAdvancing waits until the preview player's currentTime grows.
+func (b *browser) waitPreviewAdvancing(t *testing.T) {
+	t.Helper()
+	var last float64
+	eventually(t, 60*time.Second, "preview advancing", func() error {
+		ct, err := tabRun(b, 5*time.Second, chromedp.Evaluate[float64](`document.getElementById("preview").currentTime`))
+		if err != nil {
+			return err
+		}
+		prev := last
+		last = ct
+		if prev > 0 && ct > prev+0.5 {
+			return nil
+		}
+		time.Sleep(time.Second)
+		return fmt.Errorf("currentTime %.2f after %.2f", ct, prev)
+	})
+}
+
+// keyFingerprints lists the user's key fingerprints through the CLI, sorted.
+func (s *stack) keyFingerprints(name string) []string {
+	s.t.Helper()
+	var keys []struct {
+		Fingerprint string `json:"fingerprint"`
 	}
+	if err := json.Unmarshal([]byte(s.must("key", "list", name, "--json")), &keys); err != nil {
+		s.t.Fatal(err)
+	}
+	var out []string
+	for _, k := range keys {
+		out = append(out, k.Fingerprint)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // TestPanelScaleEngine: the streamer creates a ScaleEngine stream in the panel, sets a
 // publish password, copies the one-field URL the page shows (built on the hash) and
 // publishes with it; the stream row turns live. The password is never on a page.
+//
+// The panel runs on a listener of its own here (--panel-addr): the public listener has
+// no /panel/ then. Re-enabling authentication of a stream kicks a publisher that got on
+// without credentials while it was off.
 func TestPanelScaleEngine(t *testing.T) {
 	chromium := needTool(t, "chromium", "STAGEDOOR_TEST_CHROMIUM", "")
-	s := startStack(t, stackOptions{})
-	panelBase := s.url(s.public, "/panel/")
+	panelPort := freePort(t)
+	s := startStack(t, stackOptions{args: []string{"--panel-addr", fmt.Sprintf("127.0.0.1:%d", panelPort)}})
+	panelBase := s.url(panelPort, "/panel/")
+	if code, _ := fetchPage(t, s.url(s.public, "/panel/login")); code != http.StatusNotFound {
+		t.Errorf("public listener GET /panel/login with --panel-addr: %d, want 404", code)
+	}
 	const (
 		benwPass    = "benw panel password 7"
 		publishPass = "Publish-Secret-4711"
@@ -212,6 +433,31 @@ func TestPanelScaleEngine(t *testing.T) {
 		t.Error("the dashboard after a reload carries the hash or the password")
 	}
 	b.screenshot(t, artifactDir(t), "panel-scaleengine-live.png")
+
+	// A stream without authentication, published with no credentials; enabling its
+	// authentication in the panel kicks that publisher.
+	b.do(t, "create a stream without authentication",
+		chromedp.SendKeys("#stream-name", "benw_open"),
+		chromedp.Click(`form[action="/panel/channels/benw/streams"] input[name="auth"]`),
+		chromedp.Click(`form[action="/panel/channels/benw/streams"] button[type="submit"]`))
+	b.waitJS(t, "open stream created", `document.body.innerText.includes("Stream benw_open created.")`)
+	open := s.publish(s.rtmpURL("benw_open"))
+	src := s.publisherOf("live/benw_open", 45*time.Second)
+	s.waitLive("benw_open", true, 30*time.Second)
+	b.navigate(t, dashboard)
+	clicked := time.Now()
+	b.do(t, "enable authentication", chromedp.Click(`button[aria-label="Enable authentication of benw_open"]`))
+	gone := s.gone(src, clicked, kickTimeout)
+	t.Logf("KICK stream authentication enabled: session gone from MediaMTX's API %v after the click", gone.Round(time.Millisecond))
+	if gone > 2*time.Second+panelKickSlack {
+		t.Errorf("publisher without credentials kicked %v after authentication was enabled, want within 2 s (+%v slack)", gone, panelKickSlack)
+	}
+	open.kicked(t, 30*time.Second)
+	if out := s.must("audit", "--user", "benw", "--json"); !strings.Contains(out, "stream authentication enabled") {
+		t.Error("the audit trail lacks the kick for stream authentication enabled")
+	}
+	// The publish with the password goes on.
+	pub.stillRunning(t)
 }
 
 // addOperator runs `stagedoor operator add NAME` with the password on stdin.

@@ -232,12 +232,7 @@ func (h *handler) acceptInvite(w http.ResponseWriter, r *http.Request) {
 		h.internalError(w, "panel invite lookup", err)
 		return
 	}
-	if err := r.ParseForm(); err != nil {
-		h.render(w, http.StatusBadRequest, "message", view{Title: "Bad request", Message: "The form could not be read."})
-		return
-	}
-	if !preOK(r) {
-		h.csrfRefused(w)
+	if !h.prePosted(w, r) {
 		return
 	}
 	again := func(msg string) {

@@ -314,13 +314,7 @@ func TestAuditPage(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	s := f.browser()
-	s.mustLogin("benw", benwPass)
-	if got := s.get("/panel/audit"); got != http.StatusNotFound {
-		t.Errorf("streamer GET /panel/audit: %d, want 404", got)
-	}
-	op := f.browser()
-	op.mustLogin("boss", opPass)
+	op := f.operatorOnly("/panel/audit")
 	for _, tt := range []struct {
 		query     string
 		want, not []string
@@ -357,13 +351,7 @@ func TestAuditPage(t *testing.T) {
 
 func TestOperatorsPage(t *testing.T) {
 	f := newFixture(t)
-	s := f.browser()
-	s.mustLogin("benw", benwPass)
-	if got := s.get("/panel/operators"); got != http.StatusNotFound {
-		t.Errorf("streamer GET /panel/operators: %d, want 404", got)
-	}
-	op := f.browser()
-	op.mustLogin("boss", opPass)
+	op := f.operatorOnly("/panel/operators")
 	csrf, _ := op.form("/panel/operators")
 	if !strings.Contains(op.body, "<td>boss</td>") || strings.Contains(op.body, "<td>benw</td>") {
 		t.Error("operators page does not list exactly the operators")
@@ -432,4 +420,18 @@ func (f *fixture) userID(name string) int64 {
 		f.t.Fatal(err)
 	}
 	return u.ID
+}
+
+// operatorOnly checks that a streamer gets 404 for the page at path and returns a
+// browser signed in as the operator.
+func (f *fixture) operatorOnly(path string) *browser {
+	f.t.Helper()
+	s := f.browser()
+	s.mustLogin("benw", benwPass)
+	if got := s.get(path); got != http.StatusNotFound {
+		f.t.Errorf("streamer GET %s: %d, want 404", path, got)
+	}
+	op := f.browser()
+	op.mustLogin("boss", opPass)
+	return op
 }

@@ -398,16 +398,24 @@ func preOK(r *http.Request) bool {
 // changed.
 func (h *handler) preSession(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := r.ParseForm(); err != nil {
-			h.render(w, http.StatusBadRequest, "message", view{Title: "Bad request", Message: "The form could not be read."})
-			return
+		if h.prePosted(w, r) {
+			next(w, r)
 		}
-		if !preOK(r) {
-			h.csrfRefused(w)
-			return
-		}
-		next(w, r)
 	}
+}
+
+// prePosted reads a sign-in or invite form and reports whether it carries the
+// pre-session token; if not, it has answered (400 or 403).
+func (h *handler) prePosted(w http.ResponseWriter, r *http.Request) bool {
+	if err := r.ParseForm(); err != nil {
+		h.render(w, http.StatusBadRequest, "message", view{Title: "Bad request", Message: "The form could not be read."})
+		return false
+	}
+	if !preOK(r) {
+		h.csrfRefused(w)
+		return false
+	}
+	return true
 }
 
 func (h *handler) csrfRefused(w http.ResponseWriter) {
