@@ -119,6 +119,14 @@ func TestScaleEngineStreams(t *testing.T) {
 	if again, _ := f.db.StreamByName(t.Context(), "benw_show"); again.PasswordHash != st.PasswordHash {
 		t.Error("a refused password changed the hash")
 	}
+	// The corrected form, with the same nonce (the refusals spent nothing), is accepted.
+	if got := b.post("/panel/channels/benw/publish-password",
+		url.Values{"csrf": {csrf}, "nonce": {nonce}, "password": {"Corrected-Secret-2"}, "confirm": {"Corrected-Secret-2"}}); got != http.StatusOK {
+		t.Errorf("corrected password form after refusals: %d, want 200", got)
+	}
+	if again, _ := f.db.StreamByName(t.Context(), "benw_show"); again.PasswordHash == st.PasswordHash {
+		t.Error("the corrected password did not change the hash")
+	}
 
 	// Authentication off, then on.
 	csrf, _ = b.form("/panel/channels/benw")
@@ -166,7 +174,7 @@ func TestScaleEngineStreams(t *testing.T) {
 		}
 		reasons = append(reasons, e.Reason)
 	}
-	wantReasons := "stream created benw_show (by benw)|password set (by benw)|stream auth disabled benw_show (by benw)|" +
+	wantReasons := "stream created benw_show (by benw)|password set (by benw)|password set (by benw)|stream auth disabled benw_show (by benw)|" +
 		"stream auth enabled benw_show (by benw)|stream created benw_lobby (by benw)"
 	if got := strings.Join(reasons, "|"); got != wantReasons {
 		t.Errorf("audit reasons:\n got %s\nwant %s", got, wantReasons)

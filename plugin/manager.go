@@ -270,6 +270,9 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 		if err != nil {
 			return err
 		}
+		if kind == stagedoor.PathPublic && live.KeyDigest != nil {
+			m.touchKey(ctx, *live.KeyDigest, log)
+		}
 		log.Info("live")
 	case EventUnavailable:
 		changed, err := m.store.SetOffline(ctx, live.Name, ev.SourceID)
@@ -288,6 +291,19 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 		log.Info("offline")
 	}
 	return nil
+}
+
+// touchKey records that the key with digest d went live on a public name (the RTMP
+// front's renamed publishes, ?key=, the key as password or token), as a key path's alias
+// does. A failure only leaves "last used" behind: it is logged, the stream stays live.
+func (m *Manager) touchKey(ctx context.Context, d stagedoor.Digest, log *slog.Logger) {
+	o, err := m.store.UserByKeyDigest(ctx, d)
+	if err == nil {
+		err = m.store.TouchKey(ctx, o.KeyID)
+	}
+	if err != nil && !errors.Is(err, stagedoor.ErrNotFound) {
+		log.Warn("key's last use not recorded", "err", err)
+	}
 }
 
 // ReconcileSoon asks the reconcile loop to run soon; it never blocks.

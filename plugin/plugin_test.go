@@ -373,6 +373,19 @@ func TestDirectIngest(t *testing.T) {
 			t.Errorf("live source = %q after unavailable, want offline", got)
 		}
 	})
+	t.Run("KeyOnPublicNameRecordsLastUse", func(t *testing.T) {
+		f := newFixture(t)
+		d := stagedoor.KeyDigest(f.key)
+		f.api.SetSource("live/benw", "rtmpConn", "Q")
+		if err := f.m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventAvailable, Path: "live/benw", SourceID: "Q",
+			KeyDigest: hex.EncodeToString(d[:])}); err != nil {
+			t.Fatal(err)
+		}
+		keys, err := f.db.Keys(t.Context(), "benw")
+		if err != nil || len(keys) != 1 || keys[0].LastUsedAt == nil {
+			t.Errorf("keys after a key publish on the public name = %+v, %v; want last used set", keys, err)
+		}
+	})
 	t.Run("AuthEnabledKicksPublishWithoutCredentials", func(t *testing.T) {
 		f := newFixture(t)
 		if _, err := f.db.CreateStream(t.Context(), "lobby", "benw", false); err != nil {
