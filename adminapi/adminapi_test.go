@@ -50,6 +50,7 @@ type fixture struct {
 
 	mu     sync.Mutex
 	audits []stagedoor.AuditEntry
+	kicks  []string // names the service was asked to kick
 }
 
 func newFixture(t *testing.T, tok string) *fixture {
@@ -75,6 +76,12 @@ func newFixture(t *testing.T, tok string) *fixture {
 	opts := adminapi.Options{Token: tok}
 	op := ops(f.db)
 	op.Changed = func(context.Context) { f.changes.Add(1) }
+	op.Kicker = func(_ context.Context, name string) (bool, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.kicks = append(f.kicks, name)
+		return name == "alice", nil // alice is live, nobody else
+	}
 	op.Record = func(_ context.Context, e stagedoor.AuditEntry) error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -223,6 +230,7 @@ func routes(f *fixture) []route {
 		{http.MethodGet, "/users/alice", ""},
 		{http.MethodPost, "/users/alice/ban", ""},
 		{http.MethodPost, "/users/bobby/unban", ""},
+		{http.MethodPost, "/users/alice/kick", ""},
 		{http.MethodPut, "/users/alice/password", `{"password":"correct horse"}`},
 		{http.MethodGet, "/users/alice/keys", ""},
 		{http.MethodPost, "/users/alice/keys", `{"label":"laptop"}`},
@@ -942,5 +950,28 @@ func TestOneHandlerSequentialRequests(t *testing.T) {
 		if res.StatusCode != http.StatusOK {
 			t.Fatalf("request %d = %d, want 200", i, res.StatusCode)
 		}
+	}
+}
+
+func TestKick(t *testing.T) {
+	f := newFixture(t, token)
+	got := decode[map[string]any](t, f.do(t, http.MethodPost, "/users/alice/kick", "", http.StatusOK))
+	if got["name"] != "alice" || got["kicked"] != true {
+		t.Errorf("kick alice = %v, want kicked", got)
+	}
+	got = decode[map[string]any](t, f.do(t, http.MethodPost, "/users/bobby/kick", "", http.StatusOK))
+	if got["kicked"] != false {
+		t.Errorf("kick of bobby (not live) = %v, want kicked false", got)
+	}
+	f.do(t, http.MethodPost, "/users/nobody/kick", "", http.StatusNotFound)
+	f.mu.Lock()
+	kicks := slices.Clone(f.kicks)
+	f.mu.Unlock()
+	if !slices.Equal(kicks, []string{"alice", "bobby"}) {
+		t.Errorf("kicks asked of the service = %v, want [alice bobby] (none for an unknown name)", kicks)
+	}
+	es := f.auditLog()
+	if len(es) != 1 || es[0].Reason != "kicked alice" || es[0].Protocol != "api" || es[0].User != "alice" {
+		t.Errorf("audit = %+v, want one api entry for the kick that happened", es)
 	}
 }

@@ -180,3 +180,46 @@ func TestRefusalsChangeNothing(t *testing.T) {
 		t.Errorf("alice = %+v, %v; want unchanged (active, no password)", u, err)
 	}
 }
+
+// TestKick: a kick goes to the service's kicker by public name (a channel or a stream
+// name), is audited against the owner only when a publisher was live, signals no policy
+// change, and needs a running service.
+func TestKick(t *testing.T) {
+	s, _, rec := newService(t)
+	ctx := t.Context()
+	if _, err := s.Kick(ctx, api, "alice"); !errors.Is(err, manage.ErrNoService) {
+		t.Fatalf("Kick without a kicker = %v, want ErrNoService", err)
+	}
+	if _, err := s.CreateUser(ctx, api, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateStream(ctx, api, "alices_show", "alice", false); err != nil {
+		t.Fatal(err)
+	}
+	var asked []string
+	s.Kicker = func(_ context.Context, name string) (bool, error) {
+		asked = append(asked, name)
+		return name == "alices_show", nil
+	}
+	entriesBefore, before := rec.snapshot()
+	if was, err := s.Kick(ctx, api, "alices_show"); err != nil || !was {
+		t.Errorf("Kick(alices_show) = %v, %v; want true", was, err)
+	}
+	if was, err := s.Kick(ctx, api, "alice"); err != nil || was {
+		t.Errorf("Kick(alice, not live) = %v, %v; want false", was, err)
+	}
+	if _, err := s.Kick(ctx, api, "nobody"); !errors.Is(err, stagedoor.ErrNotFound) {
+		t.Errorf("Kick(nobody) = %v, want ErrNotFound", err)
+	}
+	entries, changes := rec.snapshot()
+	entries = entries[len(entriesBefore):]
+	if len(entries) != 1 || entries[0].User != "alice" || entries[0].Reason != "kicked alices_show" || entries[0].IP != api.IP {
+		t.Errorf("audit = %+v, want one entry for alice's stream", entries)
+	}
+	if changes != before {
+		t.Errorf("a kick signalled %d policy changes, want none (no credential changed)", changes-before)
+	}
+	if strings.Join(asked, ",") != "alices_show,alice" {
+		t.Errorf("kicker asked for %v", asked)
+	}
+}
