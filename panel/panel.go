@@ -1,22 +1,27 @@
-// Package panel is the control panel in the browser, served under /panel/ on the public
-// listener: operators and streamers sign in with panel accounts (never with a stream key
-// or a publish password) and act through the operator-action service (manage), so every
-// change has the same audit entry and the same policy-changed signal as the CLI's.
+// Package panel is the control panel in the browser, served under /panel/ (on the public
+// listener, or on one of its own): operators and streamers sign in with panel accounts
+// (never with a stream key or a publish password) and act through the operator-action
+// service (manage), so every change has the same audit entry, policy-changed signal and
+// kicks as the CLI's. Live numbers (viewers, bitrate) come from MediaMTX through a Meter.
 //
-// Security, each rule tested in panel_test.go:
+// Security, each rule tested in panel_test.go and pages_test.go:
 //   - sessions: an opaque 256-bit id in a cookie (HttpOnly, SameSite=Strict, Path=/panel/,
-//     Secure over TLS); the store keeps only its digest; idle and absolute timeouts; a
-//     password change, a ban and "sign out everywhere" end them;
+//     Secure over TLS or behind a trusted proxy that says https); the store keeps only its
+//     digest; idle and absolute timeouts, expired sessions pruned; a password change, a
+//     ban and "sign out everywhere" end them;
 //   - CSRF: every state-changing form carries a token derived from the session id (a
-//     one-way hash, so the page never reveals the id); a POST without it is refused with
-//     403 and changes nothing; cross-origin POSTs are also refused by the browser's
+//     one-way hash, so the page never reveals the id), and the sign-in and invite forms
+//     one derived from a pre-session cookie; a POST without it is refused with 403 and
+//     changes nothing; cross-origin POSTs are also refused by the browser's
 //     Sec-Fetch-Site/Origin headers (http.CrossOriginProtection);
+//   - proxies: X-Forwarded-For and X-Forwarded-Proto are read only from the peers in
+//     Options.TrustedProxies;
 //   - login: bcrypt through a policy.Passwords limiter of its own, so an address that
 //     failed is slowed and then blocked, a clean address is never locked out by others'
 //     failures, and bcrypt runs at a bounded rate;
 //   - a streamer's requests for any channel but their own get 404, whatever the URL or
-//     the form fields say: the channel comes only from the URL and is checked against the
-//     session's account;
+//     the form fields say: the channel comes only from the URL and is checked, by own,
+//     against the session's account; operator pages and actions are 404 to streamers;
 //   - a new stream key is in the response of the POST that made it and nowhere else; so
 //     is a new publish password's bcrypt hash, and the password itself is never rendered;
 //   - html/template everywhere; a strict CSP with no inline script or style;
