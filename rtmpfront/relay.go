@@ -168,8 +168,8 @@ func (s *session) relay(ctx context.Context) error {
 }
 
 // splice hands the rest of the client's stream to the kernel: the bytes already
-// buffered, then a copy between the connections (splice(2) between two TCP connections;
-// a plain copy from a TLS one). From here the front enforces no read timeout: MediaMTX
+// buffered, then the pump (splice(2) between two TCP connections on a clock), or a copy
+// from a TLS connection. From here the front enforces no read timeout: MediaMTX
 // drops a silent publisher (readTimeout), and copyToClient then closes the client.
 func (s *session) splice() error {
 	if n := s.r.br.Buffered(); n > 0 {
@@ -180,6 +180,11 @@ func (s *session) splice() error {
 	}
 	_ = s.conn.SetReadDeadline(time.Time{})
 	s.p.Logger.Debug("rtmp front: spliced", "ip", s.ip)
+	if s.p.PumpInterval > 0 {
+		if ok, err := s.p.pump.splice(s.conn, s.up); ok {
+			return err
+		}
+	}
 	if _, err := io.Copy(s.up, s.conn); err != nil {
 		return err
 	}
