@@ -189,9 +189,18 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 // logged; the next reconcile tries again.
 func (m *Manager) eject(ctx context.Context, src *mediamtx.PathSource, k Ejection) {
 	k.SourceType = src.Type
+	closed := 0
+	if src.Type == "rtmpConn" && m.Disconnect != nil {
+		closed = m.Disconnect(k.Name, k.KeyFP)
+	}
 	if err := m.api.Kick(ctx, src.Type, src.ID); err != nil {
-		m.logger.Warn("kick failed", "name", k.Name, "user", k.User, "key_fp", k.KeyFP, "reason", k.Reason, "err", err)
-		return
+		if closed == 0 {
+			m.logger.Warn("kick failed", "name", k.Name, "user", k.User, "key_fp", k.KeyFP, "reason", k.Reason, "err", err)
+			return
+		}
+		// The front cut the publisher; MediaMTX ends its side when the front's closes.
+		m.logger.Warn("kick through MediaMTX's API failed; the RTMP front closed the publisher", "name", k.Name,
+			"user", k.User, "key_fp", k.KeyFP, "err", err)
 	}
 	m.logger.Info("kicked", "name", k.Name, "user", k.User, "key_fp", k.KeyFP, "source_type", k.SourceType, "reason", k.Reason)
 	if m.OnEject != nil {

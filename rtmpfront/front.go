@@ -133,6 +133,10 @@ type Proxy struct {
 	// as it is done on a TLS connection, and off Linux).
 	PumpInterval time.Duration
 
+	// Publishers, if set, holds every publish this front let through until its connection
+	// ends, so that a kick can close it here (Publishers.Disconnect).
+	Publishers *Publishers
+
 	pump      pump
 	logGate   throttle
 	decisions chan struct{}

@@ -65,6 +65,9 @@ func (p *Proxy) handle(ctx context.Context, conn net.Conn, release func()) {
 	if err == nil {
 		err = s.relay(ctx)
 	}
+	if s.unhold != nil {
+		s.unhold()
+	}
 	var le *limitError
 	var ne net.Error
 	var rf *refusal
@@ -112,6 +115,7 @@ type session struct {
 	base      string // the tcUrl forwarded instead
 	acted     bool   // publish or play has been forwarded
 	published bool   // publish has: splice as soon as the two readers agree
+	unhold    func() // takes the publish out of Proxy.Publishers
 }
 
 // errClose ends a connection MediaMTX itself would end (a malformed command) without a
@@ -345,6 +349,7 @@ func (s *session) publish(ctx context.Context, data amf0.Data, txID float64, siz
 	s.p.Logger.Info("rtmp front: publish renamed", "ip", s.ip, "user", v.User, "name", name,
 		"path_kind", v.PathKind, "reason", v.Reason, "key_fp", v.KeyFP)
 	s.acted, s.published = true, true
+	s.unhold = s.p.Publishers.add(name, v.KeyFP, func() { s.conn.Close(); s.up.Close() })
 	s.release()
 	s.r.limit(maxMessageSize, maxUnfinished, 0)
 	s.client.idle = s.p.IdleTimeout

@@ -95,6 +95,7 @@ func (s *service) frontProxy(listener string) *rtmpfront.Proxy {
 		Upstream:     s.cfg.mediamtxRTMP,
 		Logger:       logger,
 		PumpInterval: batch,
+		Publishers:   s.publishers,
 		Decider:      frontDecider{s.policy, s.policy.Front},
 		// The front's refusals never reach MediaMTX's auth call: count and audit them
 		// here. What it allows is counted and audited when MediaMTX presents the grant.

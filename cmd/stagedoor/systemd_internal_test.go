@@ -71,7 +71,7 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	// The check itself must be able to fail: a unit with an unknown key is refused.
 	bad := filepath.Join(unitDir, "stagedoor.service")
 	raw, _ := os.ReadFile(bad)
-	must(os.WriteFile(bad, bytes.Replace(raw, []byte("[Service]\n"), []byte("[Service]\nRestrt=always\n"), 1), 0o644)) // #nosec G306
+	must(os.WriteFile(bad, bytes.Replace(raw, []byte("[Service]\n"), []byte("[Service]\nRestrt=always\n"), 1), 0o644))           // #nosec G306
 	if out, _ := exec.Command(analyze, "verify", "--root="+root, bad).CombinedOutput(); !bytes.Contains(out, []byte("Restrt")) { // #nosec G204
 		t.Fatalf("systemd-analyze verify did not notice an unknown key: %s", out)
 	}
