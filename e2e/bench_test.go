@@ -135,13 +135,19 @@ func startDirect(b *testing.B, n int) mediaSetup {
 // stream name (renamed at ingest by the RTMP front), played by name.
 func startStackKeys(b *testing.B, n int) mediaSetup { return startStackSetup(b, n, true) }
 
+// startStackKeysUnbatched is startStackKeys with the front's batching off (--rtmp-batch 0):
+// each publisher's bytes are copied to MediaMTX as they arrive.
+func startStackKeysUnbatched(b *testing.B, n int) mediaSetup {
+	return startStackSetup(b, n, true, "--rtmp-batch", "0")
+}
+
 // startStackNames runs the Stagedoor stack: N users publish straight to their public
 // names with the key in the query: the baseline of the rename's cost.
 func startStackNames(b *testing.B, n int) mediaSetup { return startStackSetup(b, n, false) }
 
-func startStackSetup(b *testing.B, n int, byKey bool) mediaSetup {
+func startStackSetup(b *testing.B, n int, byKey bool, args ...string) mediaSetup {
 	b.Helper()
-	s := startStack(b, stackOptions{args: []string{"--reconcile-interval", "10s"}})
+	s := startStack(b, stackOptions{args: append([]string{"--reconcile-interval", "10s"}, args...)})
 	keys := make([]string, n)
 	for i := range keys {
 		keys[i] = s.addUser(fmt.Sprintf("ch%03d", i))
@@ -270,7 +276,8 @@ func startPlayer(b *testing.B, url string) *player {
 // BenchmarkAliasCost is P4: the CPU of MediaMTX (and of Stagedoor beside it) with N RTMP
 // publishers, each played by one HLS viewer or by none: MediaMTX alone with an allow-all
 // auth ("direct"), the Stagedoor stack with publishers on their public names ("name"),
-// and the Stagedoor stack with publishers on their keys ("key": renamed at ingest).
+// and the Stagedoor stack with publishers on their keys ("key": renamed at ingest), also
+// with the front's batching off ("key-unbatched").
 func BenchmarkAliasCost(b *testing.B) {
 	if testing.Short() {
 		b.Skip("needs MediaMTX and ffmpeg")
@@ -282,7 +289,7 @@ func BenchmarkAliasCost(b *testing.B) {
 			for _, mode := range []struct {
 				name  string
 				start func(*testing.B, int) mediaSetup
-			}{{"direct", startDirect}, {"name", startStackNames}, {"key", startStackKeys}} {
+			}{{"direct", startDirect}, {"name", startStackNames}, {"key", startStackKeys}, {"key-unbatched", startStackKeysUnbatched}} {
 				b.Run(fmt.Sprintf("mode=%s/viewers=%d/streams=%d", mode.name, viewers, n), func(b *testing.B) {
 					for b.Loop() {
 						measureStreams(b, ff, src, n, viewers > 0, mode.start)
@@ -295,6 +302,13 @@ func BenchmarkAliasCost(b *testing.B) {
 
 func measureStreams(b *testing.B, ff, src string, n int, viewers bool, start func(*testing.B, int) mediaSetup) {
 	setup := start(b, n)
+	var idle float64
+	if setup.extraPID != 0 {
+		// Stagedoor's floor with no stream (its health probe, policy poll, reconcile): the
+		// part of its CPU below that is not the ingest's.
+		time.Sleep(2 * time.Second)
+		idle = cpuMedian(b, setup.extraPID, 3, 4*time.Second)
+	}
 	for i := range n {
 		// Looped: with 25 streams the set-up and the window outlast the 90 s source.
 		startFFmpeg(b, ff, "-re", "-stream_loop", "-1", "-i", src, "-c", "copy", "-f", "flv", setup.publishURL(i))
@@ -345,6 +359,7 @@ func measureStreams(b *testing.B, ff, src string, n int, viewers bool, start fun
 		}
 	}
 	b.ReportMetric(extra, "stagedoor_cpu_%core")
+	b.ReportMetric(idle, "stagedoor_idle_cpu_%core")
 	b.ReportMetric(cpu+extra, "total_cpu_%core")
 }
 

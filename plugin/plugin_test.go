@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -762,5 +763,52 @@ func TestOperatorKick(t *testing.T) {
 	}
 	if len(ejected) != 1 || ejected[0].Reason != plugin.ReasonOperatorKick || ejected[0].User != "benw" {
 		t.Errorf("OnEject got %+v", ejected)
+	}
+}
+
+// TestFrontDisconnectsWhenKickFails: the kick of an RTMP publisher on a public name (the
+// RTMP front's renamed publish) closes it at the front first, with the name and the key's
+// fingerprint, and counts as done although MediaMTX's kick API hangs.
+func TestFrontDisconnectsWhenKickFails(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		closed int // what the front closed
+		ejects int // OnEject calls expected
+	}{{"FrontHeldIt", 1, 1}, {"FrontDidNot", 0, 0}} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			d := stagedoor.KeyDigest(f.key)
+			f.api.SetSource("live/benw", "rtmpConn", "Q")
+			ev := plugin.Event{Kind: plugin.EventAvailable, Path: "live/benw", SourceID: "Q", KeyDigest: hexDigest(d)}
+			if err := f.m.HandleEvent(t.Context(), ev); err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			var calls []string
+			f.m.Disconnect = func(name, keyFP string) int {
+				mu.Lock()
+				defer mu.Unlock()
+				calls = append(calls, name+"/"+keyFP)
+				return tt.closed
+			}
+			var ejects atomic.Int32
+			f.m.OnEject = func(plugin.Ejection) { ejects.Add(1) }
+			_, release := f.api.Block("POST /v3/rtmp/conns/kick/Q")
+			defer release()
+			if err := f.db.RevokeKey(t.Context(), "benw", d.Fingerprint(), stagedoor.Revocation{}); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			defer cancel()
+			_ = f.m.Reconcile(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			if want := []string{"benw/" + d.Fingerprint()}; !slices.Equal(calls, want) {
+				t.Errorf("front disconnects = %q, want %q", calls, want)
+			}
+			if got := int(ejects.Load()); got != tt.ejects {
+				t.Errorf("OnEject called %d times, want %d", got, tt.ejects)
+			}
+		})
 	}
 }

@@ -83,7 +83,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			return fmt.Errorf("reconcile: %w", err)
 		}
 		if !v.Allow {
-			m.eject(ctx, p.Source, Ejection{Name: name, User: v.User, KeyFP: v.KeyFP, Reason: v.Reason})
+			_ = m.eject(ctx, p.Source, Ejection{Name: name, User: v.User, KeyFP: v.KeyFP, Reason: v.Reason})
 			continue
 		}
 		want[name] = liveTarget{live: stagedoor.LiveState{Name: name, UserID: v.UserID, UserName: v.User,
@@ -102,7 +102,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			if v.Reason == policy.ReasonBanned {
 				name = v.User
 			}
-			m.eject(ctx, p.Source, Ejection{Name: name, User: v.User, KeyFP: v.KeyFP, Reason: v.Reason})
+			_ = m.eject(ctx, p.Source, Ejection{Name: name, User: v.User, KeyFP: v.KeyFP, Reason: v.Reason})
 			continue
 		}
 		// A key path plays under its owner's name.
@@ -185,18 +185,28 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// eject disconnects a publisher whose credential no longer allows it. Failures are
-// logged; the next reconcile tries again.
-func (m *Manager) eject(ctx context.Context, src *mediamtx.PathSource, k Ejection) {
+// eject disconnects a publisher whose credential no longer allows it (or that an
+// operator kicks). Failures are logged and returned; the next reconcile tries again.
+func (m *Manager) eject(ctx context.Context, src *mediamtx.PathSource, k Ejection) error {
 	k.SourceType = src.Type
+	closed := 0
+	if src.Type == "rtmpConn" && m.Disconnect != nil {
+		closed = m.Disconnect(k.Name, k.KeyFP)
+	}
 	if err := m.api.Kick(ctx, src.Type, src.ID); err != nil {
-		m.logger.Warn("kick failed", "name", k.Name, "user", k.User, "key_fp", k.KeyFP, "reason", k.Reason, "err", err)
-		return
+		if closed == 0 {
+			m.logger.Warn("kick failed", "name", k.Name, "user", k.User, "key_fp", k.KeyFP, "reason", k.Reason, "err", err)
+			return err
+		}
+		// The front cut the publisher; MediaMTX ends its side when the front's closes.
+		m.logger.Warn("kick through MediaMTX's API failed; the RTMP front closed the publisher", "name", k.Name,
+			"user", k.User, "key_fp", k.KeyFP, "err", err)
 	}
 	m.logger.Info("kicked", "name", k.Name, "user", k.User, "key_fp", k.KeyFP, "source_type", k.SourceType, "reason", k.Reason)
 	if m.OnEject != nil {
 		m.OnEject(k)
 	}
+	return nil
 }
 
 func liveOf(live []stagedoor.LiveState, name string) (stagedoor.LiveState, bool) {
@@ -231,8 +241,9 @@ func isCurrent(live []stagedoor.LiveState, name, sourceID string) bool {
 const ReasonOperatorKick = "kicked by an operator"
 
 // Kick disconnects the publisher live on the public name now (for a key path, the key
-// path's publisher) and reports whether one was live. Like every other kick it goes
-// through MediaMTX's kick endpoint and OnEject; a reconcile follows at once.
+// path's publisher) and reports whether one was live. It is every other kick's path
+// (eject: the RTMP front's connection, MediaMTX's kick endpoint, OnEject); a reconcile
+// follows at once.
 func (m *Manager) Kick(ctx context.Context, name string) (bool, error) {
 	states, err := m.store.LiveStates(ctx)
 	if err != nil {
@@ -242,14 +253,10 @@ func (m *Manager) Kick(ctx context.Context, name string) (bool, error) {
 	if !ok || l.SourceID == "" {
 		return false, nil
 	}
+	defer m.ReconcileSoon()
 	src := &mediamtx.PathSource{Type: l.SourceType, ID: l.SourceID}
-	if err := m.api.Kick(ctx, src.Type, src.ID); err != nil {
+	if err := m.eject(ctx, src, Ejection{Name: name, User: l.UserName, Reason: ReasonOperatorKick}); err != nil {
 		return false, err
 	}
-	m.logger.Info("kicked", "name", name, "user", l.UserName, "source_type", src.Type, "reason", ReasonOperatorKick)
-	if m.OnEject != nil {
-		m.OnEject(Ejection{Name: name, User: l.UserName, SourceType: src.Type, Reason: ReasonOperatorKick})
-	}
-	m.ReconcileSoon()
 	return true, nil
 }

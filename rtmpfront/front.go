@@ -57,6 +57,7 @@ const (
 	defaultMaxPending       = 256
 	defaultIdleTimeout      = 60 * time.Second
 	defaultWriteTimeout     = 30 * time.Second
+	defaultPumpInterval     = 50 * time.Millisecond
 	copyBufferSize          = 16 << 10
 )
 
@@ -125,6 +126,18 @@ type Proxy struct {
 	// ScaleEngine-form encoders starting together must queue here, not be refused there.
 	MaxDecisions int
 
+	// PumpInterval is how often the bytes of spliced publishers are handed to MediaMTX
+	// (see pump_linux.go): each publisher's media reaches MediaMTX at most this much later,
+	// and the front wakes this often instead of on every frame of every encoder. Zero
+	// means 50 ms; negative copies each connection as bytes arrive, as io.Copy does (and
+	// as it is done on a TLS connection, and off Linux).
+	PumpInterval time.Duration
+
+	// Publishers, if set, holds every publish this front let through until its connection
+	// ends, so that a kick can close it here (Publishers.Disconnect).
+	Publishers *Publishers
+
+	pump      pump
 	logGate   throttle
 	decisions chan struct{}
 }
@@ -206,6 +219,10 @@ func (p *Proxy) setDefaults() {
 	if p.MaxDecisions == 0 {
 		p.MaxDecisions = 1
 	}
+	if p.PumpInterval == 0 {
+		p.PumpInterval = defaultPumpInterval
+	}
+	p.pump.interval = p.PumpInterval
 	p.decisions = make(chan struct{}, p.MaxDecisions)
 }
 

@@ -65,6 +65,9 @@ func (p *Proxy) handle(ctx context.Context, conn net.Conn, release func()) {
 	if err == nil {
 		err = s.relay(ctx)
 	}
+	if s.unhold != nil {
+		s.unhold()
+	}
 	var le *limitError
 	var ne net.Error
 	var rf *refusal
@@ -112,6 +115,7 @@ type session struct {
 	base      string // the tcUrl forwarded instead
 	acted     bool   // publish or play has been forwarded
 	published bool   // publish has: splice as soon as the two readers agree
+	unhold    func() // takes the publish out of Proxy.Publishers
 }
 
 // errClose ends a connection MediaMTX itself would end (a malformed command) without a
@@ -168,8 +172,8 @@ func (s *session) relay(ctx context.Context) error {
 }
 
 // splice hands the rest of the client's stream to the kernel: the bytes already
-// buffered, then a copy between the connections (splice(2) between two TCP connections;
-// a plain copy from a TLS one). From here the front enforces no read timeout: MediaMTX
+// buffered, then the pump (splice(2) between two TCP connections on a clock), or a copy
+// from a TLS connection. From here the front enforces no read timeout: MediaMTX
 // drops a silent publisher (readTimeout), and copyToClient then closes the client.
 func (s *session) splice() error {
 	if n := s.r.br.Buffered(); n > 0 {
@@ -180,6 +184,11 @@ func (s *session) splice() error {
 	}
 	_ = s.conn.SetReadDeadline(time.Time{})
 	s.p.Logger.Debug("rtmp front: spliced", "ip", s.ip)
+	if s.p.PumpInterval > 0 {
+		if ok, err := s.p.pump.splice(s.conn, s.up); ok {
+			return err
+		}
+	}
 	if _, err := io.Copy(s.up, s.conn); err != nil {
 		return err
 	}
@@ -340,6 +349,7 @@ func (s *session) publish(ctx context.Context, data amf0.Data, txID float64, siz
 	s.p.Logger.Info("rtmp front: publish renamed", "ip", s.ip, "user", v.User, "name", name,
 		"path_kind", v.PathKind, "reason", v.Reason, "key_fp", v.KeyFP)
 	s.acted, s.published = true, true
+	s.unhold = s.p.Publishers.add(name, v.KeyFP, func() { s.conn.Close(); s.up.Close() })
 	s.release()
 	s.r.limit(maxMessageSize, maxUnfinished, 0)
 	s.client.idle = s.p.IdleTimeout

@@ -572,3 +572,60 @@ func TestKickClosesSplicedClient(t *testing.T) {
 		t.Errorf("client still connected %v after MediaMTX closed", waitLong)
 	}
 }
+
+// TestDisconnectClosesPublisherAtFront: a kick through the front's Publishers closes the
+// publisher's connection although MediaMTX keeps its end open (its API kick failed or
+// never came), and only the kicked key's publish: another name's stays.
+func TestDisconnectClosesPublisherAtFront(t *testing.T) {
+	fp, f := newFrontPolicy(t)
+	alice, err := f.DB.CreateUser(t.Context(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, _ := startUpstream(t, func(u upConn) {
+		tc := &teeConn{r: u.r, w: u.conn}
+		sc := &gortmplib.ServerConn{RW: tc}
+		if sc.Initialize() != nil || sc.AcceptConn() != nil || sc.AcceptAction() != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, u.r) // MediaMTX never closes
+	})
+	pubs := rtmpfront.NewPublishers()
+	ln, _ := startFront(t, &rtmpfront.Proxy{Upstream: up, Decider: fp, Publishers: pubs})
+	publish := func(stream string) *gortmplib.Client {
+		pu, _ := url.Parse("rtmp://" + ln.Addr().String() + "/live#" + stream)
+		c := &gortmplib.Client{URL: pu, Publish: true}
+		if err := c.Initialize(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	kicked := publish(f.ActiveKey)
+	other := publish("alice?key=" + alice.StreamKey)
+	deadline := time.Now().Add(waitLong)
+	for pubs.Len() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if pubs.Len() != 2 {
+		t.Fatalf("the front holds %d publishes, want 2", pubs.Len())
+	}
+	if n := pubs.Disconnect("benw", "00000000"); n != 0 {
+		t.Fatalf("a kick of another key closed %d publishes", n)
+	}
+	if n := pubs.Disconnect("benw", stagedoor.KeyDigest(f.ActiveKey).Fingerprint()); n != 1 {
+		t.Fatalf("the key's kick closed %d publishes, want 1", n)
+	}
+	if !closedByFront(kicked.NetConn(), waitLong) {
+		t.Errorf("the kicked publisher is still connected %v later", waitLong)
+	}
+	if closedByFront(other.NetConn(), 300*time.Millisecond) {
+		t.Error("the other name's publisher was disconnected too")
+	}
+	if n := pubs.Disconnect("alice", ""); n != 1 {
+		t.Fatalf("a channel-wide kick of the other name closed %d publishes, want 1", n)
+	}
+	if !closedByFront(other.NetConn(), waitLong) {
+		t.Errorf("the other publisher is still connected %v after its channel's kick", waitLong)
+	}
+}

@@ -9,6 +9,7 @@
 #   chattr      e2fsprogs  the database-fault test (cmd/stagedoor TestDatabaseFaults)
 #   mount       mount      the same test (a small tmpfs)
 #   ps          procps     the secret scrape's process listing (e2e/scrape_test.go)
+#   systemd-analyze  systemd  checks the shipped units (cmd/stagedoor TestSystemdUnitsVerify)
 #   gst-launch-1.0  gstreamer1.0-tools  a second RTMP client in the e2e suite (e2e/gst_test.go):
 #     rtmpsink, rtmp2sink, voaacenc  gstreamer1.0-plugins-bad (rtmpsink is librtmp's, as OBS)
 #     x264enc                        gstreamer1.0-plugins-ugly
@@ -38,6 +39,7 @@ check() {
 	need chattr e2fsprogs
 	need mount mount
 	need ps procps
+	need systemd-analyze systemd
 	need gst-launch-1.0 gstreamer1.0-tools
 	need_gst rtmpsink gstreamer1.0-plugins-bad
 	need_gst rtmp2sink gstreamer1.0-plugins-bad

@@ -68,6 +68,7 @@ type serviceConfig struct {
 	mediamtxRTSP   string
 	rtmpAddr       string
 	mediamtxRTMP   string
+	rtmpBatch      time.Duration
 	rtmps          rtmpsConfig
 	publicRead     string
 	reconcileEvery time.Duration
@@ -94,6 +95,8 @@ func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, f
 		"public RTMP listener of Stagedoor's RTMP front, which makes ScaleEngine URL forms routable; empty: no front (env STAGEDOOR_RTMP_ADDR)")
 	fs.StringVar(&c.mediamtxRTMP, "mediamtx-rtmp", envOr(getenv, "STAGEDOOR_MEDIAMTX_RTMP", "127.0.0.1:1936"),
 		"MediaMTX's RTMP listener behind the front, loopback (env STAGEDOOR_MEDIAMTX_RTMP)")
+	fs.DurationVar(&c.rtmpBatch, "rtmp-batch", 50*time.Millisecond,
+		"how often the RTMP front hands publishers' media to MediaMTX once it is spliced (0: as it arrives, at several times the CPU of MediaMTX and Stagedoor; max 500ms)")
 	c.rtmps.register(fs, getenv)
 	fs.StringVar(&c.publicRead, "public-read", envOr(getenv, envPublicRead, "hls"),
 		"comma-separated protocols allowed to read public channels: hls,rtsp,rtmp,srt,webrtc,moq (env "+envPublicRead+")")
@@ -146,6 +149,9 @@ func (c *serviceConfig) validate() error {
 	}
 	if err := c.log.validate(); err != nil {
 		return err
+	}
+	if c.rtmpBatch < 0 || c.rtmpBatch > 500*time.Millisecond {
+		return usageError("-rtmp-batch must be between 0 and 500ms")
 	}
 	if err := c.rtmps.validate(c.rtmpAddr); err != nil {
 		return err

@@ -87,10 +87,16 @@ func (s *service) frontProxy(listener string) *rtmpfront.Proxy {
 	if listener != "rtmp" {
 		logger = logger.With("listener", listener)
 	}
+	batch := s.cfg.rtmpBatch
+	if batch == 0 {
+		batch = -1 // the front's "as it arrives"
+	}
 	return &rtmpfront.Proxy{
-		Upstream: s.cfg.mediamtxRTMP,
-		Logger:   logger,
-		Decider:  frontDecider{s.policy, s.policy.Front},
+		Upstream:     s.cfg.mediamtxRTMP,
+		Logger:       logger,
+		PumpInterval: batch,
+		Publishers:   s.publishers,
+		Decider:      frontDecider{s.policy, s.policy.Front},
 		// The front's refusals never reach MediaMTX's auth call: count and audit them
 		// here. What it allows is counted and audited when MediaMTX presents the grant.
 		OnDecision: func(a policy.Attempt, v policy.Verdict, took time.Duration) {

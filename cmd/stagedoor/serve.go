@@ -82,12 +82,14 @@ type service struct {
 	passwords *policy.Passwords
 	health    *health.Health
 	manager   *plugin.Manager
-	recorder  *audit.Recorder
-	webhooks  *webhook.Dispatcher
-	metrics   *metrics
-	ops       *manage.Service
-	api       *mediamtx.Client
-	panel     *panel.Handler
+	// publishers are the RTMP and RTMPS fronts' publishes, which a kick closes there.
+	publishers *rtmpfront.Publishers
+	recorder   *audit.Recorder
+	webhooks   *webhook.Dispatcher
+	metrics    *metrics
+	ops        *manage.Service
+	api        *mediamtx.Client
+	panel      *panel.Handler
 
 	servers  []*http.Server
 	stopLoop context.CancelFunc
@@ -167,6 +169,8 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 	s.recorder = audit.NewRecorder(db, logger, 8192)
 	s.recorder.Retention = cfg.auditRetention
 	s.metrics = newMetrics(db, s.passwords, s.recorder)
+	s.publishers = rtmpfront.NewPublishers()
+	s.manager.Disconnect = s.publishers.Disconnect
 	s.manager.OnEject = func(e plugin.Ejection) {
 		s.metrics.kicks.WithLabelValues(e.Reason).Inc()
 		s.recorder.Record(stagedoor.AuditEntry{At: time.Now(), Kind: "kick", User: e.User, KeyFP: e.KeyFP,

@@ -224,25 +224,31 @@ func hugeBodies(w io.Writer, res map[string]result, order []string) {
 func aliasCost(w io.Writer, res map[string]result, order []string) {
 	fmt.Fprintln(w, "### P4 ingest cost (CPU in % of one core, median of five 3 s windows; total = MediaMTX + Stagedoor)")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| viewers per stream | streams | MediaMTX alone | stack, names: total | stack, keys: total | keys ÷ names (target ≤ 1.05) | Stagedoor ÷ MediaMTX, keys (target ≤ 5 %) | MediaMTX RSS, keys (MB) |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| viewers per stream | streams | MediaMTX alone | stack, names: total | stack, keys: total | keys, batching off: total | keys ÷ names (target ≤ 1.05) | keys ÷ MediaMTX alone | Stagedoor, keys (idle) | Stagedoor ÷ MediaMTX, keys (target ≤ 5 %) | Stagedoor above idle ÷ MediaMTX alone | MediaMTX RSS, keys (MB) |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, name := range order {
 		rest, ok := strings.CutPrefix(name, "BenchmarkAliasCost/mode=key/")
 		if !ok {
 			continue
 		}
 		k, nm, d := res[name], res["BenchmarkAliasCost/mode=name/"+rest], res["BenchmarkAliasCost/mode=direct/"+rest]
+		unbatched := res["BenchmarkAliasCost/mode=key-unbatched/"+rest]
 		viewers, streams, _ := strings.Cut(rest, "/")
-		ratio, share := "–", "–"
+		ratio, alone, share, above := "–", "–", "–", "–"
+		kt, sd, idle := median(k["total_cpu_%core"]), median(k["stagedoor_cpu_%core"]), median(k["stagedoor_idle_cpu_%core"])
 		if nt := median(nm["total_cpu_%core"]); nt > 0 {
-			ratio = fmt.Sprintf("%.2f", median(k["total_cpu_%core"])/nt)
+			ratio = fmt.Sprintf("%.2f", kt/nt)
+		}
+		if dc := median(d["mtx_cpu_%core"]); dc > 0 {
+			alone = fmt.Sprintf("%.2f", kt/dc)
+			above = fmt.Sprintf("%.1f %%", max(sd-idle, 0)/dc*100)
 		}
 		if mc := median(k["mtx_cpu_%core"]); mc > 0 {
-			share = fmt.Sprintf("%.1f %%", median(k["stagedoor_cpu_%core"])/mc*100)
+			share = fmt.Sprintf("%.1f %%", sd/mc*100)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", strings.TrimPrefix(viewers, "viewers="),
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s (%s) | %s | %s | %s |\n", strings.TrimPrefix(viewers, "viewers="),
 			strings.TrimPrefix(streams, "streams="), fmtNum(median(d["mtx_cpu_%core"])), fmtNum(median(nm["total_cpu_%core"])),
-			fmtNum(median(k["total_cpu_%core"])), ratio, share, fmtNum(median(k["mtx_rss_MB"])))
+			fmtNum(kt), fmtNum(median(unbatched["total_cpu_%core"])), ratio, alone, fmtNum(sd), fmtNum(idle), share, above, fmtNum(median(k["mtx_rss_MB"])))
 	}
 	fmt.Fprintln(w)
 }
@@ -319,23 +325,19 @@ func compareMain(beforeRef, afterRef, beforeFn, afterFn string) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "### P4 before (%s) and after (%s)\n\n", beforeRef, afterRef)
-	fmt.Fprintln(w, "| streams | MediaMTX CPU alias before (% core) | after | extra CPU vs direct before | after | Stagedoor CPU before (% core) | after | runs |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
-	extra := func(res map[string]result, n string) string {
-		d, al := res["BenchmarkAliasCost/mode=direct/streams="+n], res["BenchmarkAliasCost/mode=alias/streams="+n]
-		dc := median(d["mtx_cpu_%core"])
-		if dc == 0 || al == nil {
-			return "–"
-		}
-		return fmt.Sprintf("%+.0f %%", (median(al["mtx_cpu_%core"])-dc)/dc*100)
-	}
+	fmt.Fprintln(w, "| mode | viewers per stream | streams | total CPU before (% core) | after | MediaMTX before | after | Stagedoor before | after | runs |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, name := range order {
-		n, ok := strings.CutPrefix(name, "BenchmarkAliasCost/mode=alias/streams=")
+		rest, ok := strings.CutPrefix(name, "BenchmarkAliasCost/mode=")
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %d |\n", n,
-			fmtNum(median(b[name]["mtx_cpu_%core"])), fmtNum(median(a[name]["mtx_cpu_%core"])), extra(b, n), extra(a, n),
+		mode, rest, _ := strings.Cut(rest, "/")
+		viewers, streams, _ := strings.Cut(rest, "/")
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", mode, strings.TrimPrefix(viewers, "viewers="),
+			strings.TrimPrefix(streams, "streams="),
+			fmtNum(median(b[name]["total_cpu_%core"])), fmtNum(median(a[name]["total_cpu_%core"])),
+			fmtNum(median(b[name]["mtx_cpu_%core"])), fmtNum(median(a[name]["mtx_cpu_%core"])),
 			fmtNum(median(b[name]["stagedoor_cpu_%core"])), fmtNum(median(a[name]["stagedoor_cpu_%core"])), len(a[name]["mtx_cpu_%core"]))
 	}
 	fmt.Fprintln(w)
