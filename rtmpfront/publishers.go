@@ -22,12 +22,12 @@ func NewPublishers() *Publishers {
 }
 
 // add holds a publish of name with the key keyFP ("" without a key) until the returned
-// func is called; close ends its connection.
-func (ps *Publishers) add(name, keyFP string, close func()) (remove func()) {
+// func is called; closeConn ends its connection.
+func (ps *Publishers) add(name, keyFP string, closeConn func()) (remove func()) {
 	if ps == nil {
 		return func() {}
 	}
-	h := &heldPublish{name: name, keyFP: keyFP, close: close}
+	h := &heldPublish{name: name, keyFP: keyFP, close: closeConn}
 	ps.mu.Lock()
 	ps.set[h] = struct{}{}
 	ps.mu.Unlock()
