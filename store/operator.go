@@ -11,10 +11,16 @@ import (
 )
 
 func userID(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
+	return idByName(ctx, tx, `SELECT id FROM users WHERE name = ?`, "user", name)
+}
+
+// idByName runs query (one id by one name parameter) and returns the id; ErrNotFound,
+// naming what, when no row matches.
+func idByName(ctx context.Context, tx *sql.Tx, query, what, name string) (int64, error) {
 	var id int64
-	err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, name).Scan(&id)
+	err := tx.QueryRowContext(ctx, query, name).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("user %s: %w", name, stagedoor.ErrNotFound)
+		return 0, fmt.Errorf("%s %s: %w", what, name, stagedoor.ErrNotFound)
 	}
 	return id, err
 }

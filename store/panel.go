@@ -114,12 +114,7 @@ func (db *DB) SetPanelPassword(ctx context.Context, name, hash string) error {
 
 // panelAccountID returns the id of the panel account called name; ErrNotFound if none.
 func panelAccountID(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
-	var id int64
-	err := tx.QueryRowContext(ctx, `SELECT id FROM panel_accounts WHERE name = ?`, name).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("panel account %s: %w", name, stagedoor.ErrNotFound)
-	}
-	return id, err
+	return idByName(ctx, tx, `SELECT id FROM panel_accounts WHERE name = ?`, "panel account", name)
 }
 
 // endSessions deletes every session of the account id (a password change, an invite
