@@ -17,7 +17,7 @@ func (db *DB) AppendAudit(ctx context.Context, entries []stagedoor.AuditEntry) e
 	}
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		st, err := tx.PrepareContext(ctx, `INSERT INTO audit (at, kind, username, key_fp, ip, protocol, decision, reason)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`)
 		if err != nil {
 			return err
 		}
@@ -42,8 +42,8 @@ func (db *DB) Audit(ctx context.Context, f stagedoor.AuditFilter) ([]stagedoor.A
 		f.Limit = 1000
 	}
 	rows, err := db.db.QueryContext(ctx, `SELECT at, kind, username, key_fp, ip, protocol, decision, reason FROM audit
-		WHERE (? = '' OR username = ?) AND at >= ? ORDER BY at DESC, id DESC LIMIT ?`,
-		f.User, f.User, f.Since.UTC().Unix(), f.Limit)
+		WHERE ($1 = '' OR username = $1) AND at >= $2 ORDER BY at DESC, id DESC LIMIT $3`,
+		f.User, f.Since.UTC().Unix(), f.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("read audit: %w", err)
 	}
@@ -66,7 +66,7 @@ func (db *DB) Audit(ctx context.Context, f stagedoor.AuditFilter) ([]stagedoor.A
 // PruneAudit deletes entries older than before and returns how many. Its only errors are
 // the database's.
 func (db *DB) PruneAudit(ctx context.Context, before time.Time) (int64, error) {
-	res, err := db.exec(ctx, `DELETE FROM audit WHERE at < ?`, before.UTC().Unix())
+	res, err := db.exec(ctx, `DELETE FROM audit WHERE at < $1`, before.UTC().Unix())
 	if err != nil {
 		return 0, fmt.Errorf("prune audit: %w", err)
 	}

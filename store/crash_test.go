@@ -22,6 +22,7 @@ import (
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor/store/pgtest"
 )
 
 // T25 (docs/threats.md §5.4): kill -9 during writes. TestKillNineDuringWrites runs this
@@ -40,12 +41,12 @@ const (
 )
 
 // TestMain runs this test binary as the child writer of TestKillNineDuringWrites when
-// STAGEDOOR_CRASH_DB is set; otherwise it runs the tests. The writer writes until it is
-// killed.
+// STAGEDOOR_CRASH_DB is set; otherwise it runs the tests, with a PostgreSQL for those
+// that use one (pgtest). The writer writes until it is killed.
 func TestMain(m *testing.M) {
 	path := os.Getenv(crashDBEnv)
 	if path == "" {
-		os.Exit(m.Run())
+		os.Exit(pgtest.Main(m))
 	}
 	// A safety net in case the parent dies without killing us; the parent kills the
 	// writer long before this.

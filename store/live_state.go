@@ -29,11 +29,11 @@ func (db *DB) SetLive(ctx context.Context, l stagedoor.LiveState) error {
 	now := db.now()
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM live_state WHERE name = ?`, l.Name).Scan(&n); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM live_state WHERE name = $1`, l.Name).Scan(&n); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO live_state (name, user_id, key_id, key_digest, password_digest, source_id, source_type, live_since)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (name) DO UPDATE SET
 				user_id = excluded.user_id,
 				key_id = excluded.key_id,
@@ -65,16 +65,17 @@ func (db *DB) SetOffline(ctx context.Context, name, sourceID string) (bool, erro
 	changed := false
 	now := db.now()
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		changed = false // a retried transaction starts again
 		var user string
 		err := tx.QueryRowContext(ctx, `SELECT u.name FROM live_state l JOIN users u ON u.id = l.user_id
-			WHERE l.name = ? AND (? = '' OR l.source_id = ?)`, name, sourceID, sourceID).Scan(&user)
+			WHERE l.name = $1 AND ($2 = '' OR l.source_id = $2)`, name, sourceID).Scan(&user)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM live_state WHERE name = ?`, name); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM live_state WHERE name = $1`, name); err != nil {
 			return err
 		}
 		changed = true
@@ -88,7 +89,7 @@ func (db *DB) SetOffline(ctx context.Context, name, sourceID string) (bool, erro
 
 // LiveByName returns the live state of a public name; ErrNotFound when it is offline.
 func (db *DB) LiveByName(ctx context.Context, name string) (stagedoor.LiveState, error) {
-	rows, err := db.queryLive(ctx, `WHERE l.name = ?`, name)
+	rows, err := db.queryLive(ctx, `WHERE l.name = $1`, name)
 	if err != nil {
 		return stagedoor.LiveState{}, err
 	}
@@ -142,8 +143,8 @@ func (db *DB) ClearLive(ctx context.Context) error {
 	now := db.now()
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (at, event, username, channel, next_at)
-			SELECT ?, ?, u.name, l.name, ? FROM live_state l JOIN users u ON u.id = l.user_id`,
-			now, stagedoor.EventStreamStopped, now); err != nil {
+			SELECT $1, $2, u.name, l.name, $1 FROM live_state l JOIN users u ON u.id = l.user_id`,
+			now, stagedoor.EventStreamStopped); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `DELETE FROM live_state`)

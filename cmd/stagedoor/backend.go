@@ -42,7 +42,7 @@ type backend interface {
 
 var _ backend = (*store.DB)(nil)
 
-// openBackend opens the database named by --db: today always a SQLite file.
+// openBackend opens the database dsn names: a SQLite file or a PostgreSQL database.
 func openBackend(ctx context.Context, dsn string) (backend, error) {
 	return store.Open(ctx, dsn)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"flag"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/plugin"
+	"github.com/stagedoor/stagedoor/store"
 )
 
 // Environment variables with the defaults of the matching flags.
@@ -53,13 +55,51 @@ func registerURLs(fs *flag.FlagSet, getenv func(string) string, u *stagedoor.URL
 		"WebRTC (WHIP) base URL printed for streamers (env STAGEDOOR_WHIP_URL)")
 }
 
-func dbVar(fs *flag.FlagSet, p *string, getenv func(string) string) {
-	fs.StringVar(p, "db", envOr(getenv, envDB, "data/stagedoor.db"), "SQLite database file (env "+envDB+")")
+// dbFlag is --db: a SQLite file path or a postgres:// URL, from the flag or from
+// STAGEDOOR_DB. It remembers whether the flag gave it, since a password is refused in
+// argv (every local user can read it with ps) but welcome in the environment.
+type dbFlag struct {
+	dsn     string
+	fromArg bool
+}
+
+// String is the -h default: never a password.
+func (f *dbFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return store.RedactDSN(f.dsn)
+}
+
+// Set takes the flag's value. It never fails: the flag package would quote the value,
+// password and all, in its error; open checks it instead.
+func (f *dbFlag) Set(v string) error {
+	f.dsn, f.fromArg = v, true
+	return nil
+}
+
+func dbVar(fs *flag.FlagSet, p *dbFlag, getenv func(string) string) {
+	p.dsn = envOr(getenv, envDB, "data/stagedoor.db")
+	fs.Var(p, "db", "SQLite database file, or a postgres:// URL (its password only through env "+envDB+" or PGPASSFILE) (env "+envDB+")")
+}
+
+// open checks the database named by --db and opens it: a value that names no backend,
+// or a PostgreSQL password given in argv, is refused before anything is created.
+func (f dbFlag) open(ctx context.Context) (backend, error) {
+	b, err := store.ParseDSN(f.dsn)
+	if err != nil {
+		return nil, err
+	}
+	if b == store.Postgres && f.fromArg && store.HasPassword(f.dsn) {
+		return nil, usageError("-db: a PostgreSQL URL with a password is refused on the command line, where every " +
+			"local user can read it (ps); set it in " + envDB + " or put the password in a PGPASSFILE")
+	}
+	return openBackend(ctx, f.dsn)
 }
 
 // serviceConfig is everything `serve` and `run` need.
 type serviceConfig struct {
-	db             string
+	db             dbFlag
 	internalAddr   string
 	publicAddr     string
 	mediamtxAPI    string

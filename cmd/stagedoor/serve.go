@@ -133,7 +133,7 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 	if err != nil {
 		return nil, err
 	}
-	db, err := openBackend(ctx, cfg.db)
+	db, err := cfg.db.open(ctx)
 	if err != nil {
 		return nil, err
 	}
