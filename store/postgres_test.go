@@ -191,4 +191,3 @@ func TestPingBothBackends(t *testing.T) {
 		}
 	})
 }
-

@@ -235,8 +235,8 @@ func (s *server) run(prog string, args ...string) ([]byte, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, prog, args...)
-	cmd.Dir = os.TempDir() // the postgres user may not reach the test's working directory
+	cmd := exec.CommandContext(ctx, prog, args...) //nolint:gosec // PostgreSQL's own programs, argv only
+	cmd.Dir = os.TempDir()                         // the postgres user may not reach the test's working directory
 	return cmd.CombinedOutput()
 }
 
