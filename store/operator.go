@@ -79,7 +79,7 @@ func (db *DB) Keys(ctx context.Context, name string) ([]stagedoor.KeyInfo, error
 
 // revokeWhere moves the matching keys to revoked_keys and deletes them; it returns how
 // many were revoked. where is one of the constant clauses of this file, never input: a
-// WHERE clause (WHERE true for all keys) whose placeholders $1…$n take args.
+// WHERE clause (WHERE true for all keys) whose placeholders start at $3 and take args.
 func revokeWhere(ctx context.Context, tx *sql.Tx, r stagedoor.Revocation, now int64, where string, args ...any) (int64, error) {
 	keep := 0
 	if r.KeepLive {
@@ -88,14 +88,17 @@ func revokeWhere(ctx context.Context, tx *sql.Tx, r stagedoor.Revocation, now in
 	// The upsert replaces an earlier revocation of the same digest. SQLite needs the
 	// WHERE of INSERT … SELECT before ON CONFLICT (where always has one), or it reads ON
 	// as a join constraint.
+	//nolint:gosec // G202: where is a constant clause of this file, never input
 	q := `INSERT INTO revoked_keys (digest, user_id, fingerprint, keep_live, revoked_at)
-		SELECT digest, user_id, fingerprint, ` + fmt.Sprintf("$%d, $%d", len(args)+1, len(args)+2) + ` FROM stream_keys ` + where + `
+		SELECT digest, user_id, fingerprint, $1, $2 FROM stream_keys ` + where + `
 		ON CONFLICT (digest) DO UPDATE SET user_id = excluded.user_id, fingerprint = excluded.fingerprint,
-			keep_live = excluded.keep_live, revoked_at = excluded.revoked_at` // #nosec G201 G202 -- constant clauses and numbers
-	if _, err := tx.ExecContext(ctx, q, append(append([]any{}, args...), keep, now)...); err != nil {
+			keep_live = excluded.keep_live, revoked_at = excluded.revoked_at`
+	if _, err := tx.ExecContext(ctx, q, append([]any{keep, now}, args...)...); err != nil {
 		return 0, err
 	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM stream_keys `+where, args...) // #nosec G202
+	// Exactly the keys just revoked: a digest is never issued twice, so any key whose
+	// digest is revoked is one of them.
+	res, err := tx.ExecContext(ctx, `DELETE FROM stream_keys WHERE digest IN (SELECT digest FROM revoked_keys)`)
 	if err != nil {
 		return 0, err
 	}
@@ -123,7 +126,7 @@ func (db *DB) RevokeKey(ctx context.Context, name, fingerprint string, r stagedo
 		if err != nil {
 			return err
 		}
-		n, err := revokeWhere(ctx, tx, r, now, `WHERE user_id = $1 AND fingerprint = $2`, id, fingerprint)
+		n, err := revokeWhere(ctx, tx, r, now, `WHERE user_id = $3 AND fingerprint = $4`, id, fingerprint)
 		if err != nil {
 			return err
 		}
@@ -160,7 +163,7 @@ func (db *DB) ResetKeysWith(ctx context.Context, name string, r stagedoor.Revoca
 		if err := endKeepLive(ctx, tx, r, id); err != nil {
 			return err
 		}
-		if _, err := revokeWhere(ctx, tx, r, now, `WHERE user_id = $1`, id); err != nil {
+		if _, err := revokeWhere(ctx, tx, r, now, `WHERE user_id = $3`, id); err != nil {
 			return err
 		}
 		if err := insertKey(ctx, tx, id, key.StreamKey, key.Label, now); err != nil {
