@@ -170,7 +170,7 @@ func crashWrite(ctx context.Context, path, round string, out io.Writer) error {
 			if err := emit("begin live %s %d %s %s", u.name, u.id, src, typ); err != nil {
 				return err
 			}
-			if err := db.SetLive(ctx, stagedoor.LiveState{Name: u.name, UserID: u.id, UserName: u.name, SourceID: src, SourceType: typ}); err != nil {
+			if err := db.SetLive(ctx, stagedoor.LiveState{NodeID: "local", Kind: stagedoor.LiveDirect, Name: u.name, UserID: u.id, UserName: u.name, SourceID: src, SourceType: typ}); err != nil {
 				return err
 			}
 			if err := emit("ack live %s", u.name); err != nil {
@@ -191,7 +191,7 @@ func crashWrite(ctx context.Context, path, round string, out io.Writer) error {
 			if err := emit("begin offline %s %s", u.name, orDash(src)); err != nil {
 				return err
 			}
-			changed, err := db.SetOffline(ctx, u.name, src)
+			changed, err := db.SetOffline(ctx, u.name, "local", src)
 			if err != nil {
 				return err
 			}

@@ -38,8 +38,8 @@ func openProbe(path string) (*sql.DB, error) {
 	return p, nil
 }
 
-// ProbeWrite proves the database takes a write now: it commits one heartbeat row for
-// owner through a connection of its own. On PostgreSQL that is all, bounded by ctx. On
+// ProbeWrite proves the database takes a write now: it renews the lease of node owner
+// (creating its row if needed) through a connection of its own. On PostgreSQL that is all, bounded by ctx. On
 // SQLite it writes in this process's write turn, through a connection that waits at
 // most ProbeBusyTimeout for the lock, and it fails when the file or its directory turned
 // read-only, the disk is full, another process holds the write lock, or the WAL or
@@ -68,10 +68,10 @@ func (db *DB) ProbeWrite(ctx context.Context, owner string) error {
 	return db.heartbeat(ctx, owner)
 }
 
-// heartbeat writes owner's heartbeat row through the probe's connection.
+// heartbeat renews owner's node lease through the probe's connection: the probe's write
+// is the node's proof of life (cluster.md §0.4).
 func (db *DB) heartbeat(ctx context.Context, owner string) error {
-	if _, err := db.probe.ExecContext(ctx, `INSERT INTO heartbeat (owner, at) VALUES ($1, $2)
-		ON CONFLICT (owner) DO UPDATE SET at = excluded.at`, owner, db.now()); err != nil {
+	if err := renewLease(ctx, db.probe, owner, db.Now().UnixMilli(), db.leaseTTL()); err != nil {
 		return fmt.Errorf("probe database: %w", err)
 	}
 	return nil

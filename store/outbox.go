@@ -57,7 +57,7 @@ func (db *DB) FinishEvent(ctx context.Context, id int64) error {
 func (db *DB) RetryEvent(ctx context.Context, id int64, delay time.Duration) error {
 	// Round up to whole seconds (the column's unit), so a delay is never shortened.
 	next := db.Now().Add(delay + time.Second - time.Nanosecond).UTC().Unix()
-	if _, err := db.exec(ctx, `UPDATE outbox SET attempts = attempts + 1, next_at = $1 WHERE id = $2`,
+	if _, err := db.exec(ctx, `UPDATE outbox SET attempts = attempts + 1, next_at = $1, claimed_by = NULL, claimed_until = NULL WHERE id = $2`,
 		next, id); err != nil {
 		return fmt.Errorf("retry event: %w", err)
 	}

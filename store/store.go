@@ -56,6 +56,9 @@ type DB struct {
 
 	// Now returns the current time; tests replace it. Defaults to time.Now.
 	Now func() time.Time
+	// LeaseTTL is how long a node's lease lasts after each renewal (ProbeWrite,
+	// RegisterNode, a claim). Zero means DefaultLeaseTTL (10 s).
+	LeaseTTL time.Duration
 }
 
 // dsn puts every pragma in the connection string so that each pooled connection gets it;

@@ -97,9 +97,18 @@ func (f dbFlag) open(ctx context.Context) (backend, error) {
 	return openBackend(ctx, f.dsn)
 }
 
+// defaultNodeID is the host name, or "stagedoor" when it has none usable as a node id.
+func defaultNodeID() string {
+	if h, err := os.Hostname(); err == nil && stagedoor.ValidNodeID(h) == nil {
+		return h
+	}
+	return "stagedoor"
+}
+
 // serviceConfig is everything `serve` and `run` need.
 type serviceConfig struct {
 	db             dbFlag
+	nodeID         string // this node in the live state and its lease; default the host name
 	internalAddr   string
 	publicAddr     string
 	mediamtxAPI    string
@@ -118,6 +127,8 @@ type serviceConfig struct {
 
 func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, frontDefault string) {
 	dbVar(fs, &c.db, getenv)
+	fs.StringVar(&c.nodeID, "node-id", envOr(getenv, "STAGEDOOR_NODE_ID", defaultNodeID()),
+		"this node's id in a cluster sharing one database: its live names and lease; stable across restarts (env STAGEDOOR_NODE_ID)")
 	fs.StringVar(&c.internalAddr, "internal-addr", envOr(getenv, envInternalAddr, "127.0.0.1:9090"),
 		"loopback listener for MediaMTX auth and hooks (env "+envInternalAddr+")")
 	fs.StringVar(&c.publicAddr, "public-addr", envOr(getenv, envPublicAddr, ":8080"),
@@ -152,6 +163,9 @@ func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, f
 }
 
 func (c *serviceConfig) validate() error {
+	if err := stagedoor.ValidNodeID(c.nodeID); err != nil {
+		return usageError("-node-id: " + err.Error())
+	}
 	if c.reconcileEvery <= 0 || c.reconcileEvery > 30*time.Second {
 		return usageError("-reconcile-interval must be between 0 and 30s")
 	}

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
+	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -150,8 +153,24 @@ func TestCLIOnPostgres(t *testing.T) {
 }
 
 // TestServeOnPostgres: the service starts on PostgreSQL, and /healthz answers 200, so
-// its write probe (the heartbeat) and its read both work there.
+// its write probe (the node lease) and its read both work there.
 func TestServeOnPostgres(t *testing.T) {
 	s := startTestService(t, "--db", pgtest.DSN(t))
 	s.stop()
+}
+
+// TestNodeIDRefused: a --node-id outside the grammar is a usage error before anything is
+// created.
+func TestNodeIDRefused(t *testing.T) {
+	for _, id := range []string{"", "two words", "a/b", strings.Repeat("x", 64)} {
+		dbPath := filepath.Join(t.TempDir(), "stagedoor.db")
+		err := run(t.Context(), []string{"stagedoor", "serve", "--node-id", id, "--db", dbPath,
+			"--internal-addr", "127.0.0.1:0", "--public-addr", "127.0.0.1:0"}, serveEnv, strings.NewReader(""), io.Discard, io.Discard)
+		if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "node id") {
+			t.Errorf("serve --node-id %q: %v (exit %d), want a usage error about the node id", id, err, exitCode(err))
+		}
+		if _, statErr := os.Stat(dbPath); !errors.Is(statErr, os.ErrNotExist) {
+			t.Errorf("--node-id %q: database file after refusal: stat err = %v, want not exist", id, statErr)
+		}
+	}
 }
