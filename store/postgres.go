@@ -15,6 +15,16 @@ import (
 // failure or deadlock is returned to the caller.
 const pgTxAttempts = 5
 
+// pgSessionDefaults are run-time parameters of every connection, unless the DSN sets
+// them. Write transactions queue on one lock (inTx), so a session stuck inside one (a
+// frozen process, a cut network) would stall every replica's writes: PostgreSQL ends it
+// after idle_in_transaction_session_timeout, and the queue moves on. application_name
+// names our sessions in pg_stat_activity.
+var pgSessionDefaults = map[string]string{
+	"idle_in_transaction_session_timeout": "30s",
+	"application_name":                    "stagedoor",
+}
+
 // openPostgres opens the PostgreSQL database a postgres:// URL names. The URL's
 // parameters are libpq's (sslmode, search_path as a run-time parameter, …); a password
 // may also come from PGPASSFILE. Every error is redacted of the URL's password.
@@ -22,6 +32,11 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", redact(err, dsn))
+	}
+	for k, v := range pgSessionDefaults {
+		if _, set := cfg.RuntimeParams[k]; !set {
+			cfg.RuntimeParams[k] = v
+		}
 	}
 	sdb := stdlib.OpenDB(*cfg.Copy())
 	sdb.SetMaxOpenConns(pgMaxConns)

@@ -191,3 +191,34 @@ func TestPingBothBackends(t *testing.T) {
 		}
 	})
 }
+
+// TestPostgresSessionDefaults: every pooled connection ends a transaction left idle
+// (which would hold the write turn) and names itself, unless the DSN says otherwise.
+func TestPostgresSessionDefaults(t *testing.T) {
+	check := func(db *store.DB, want map[string]string) {
+		t.Helper()
+		for k, v := range want {
+			var got string
+			if err := db.SQLForTest().QueryRowContext(t.Context(), `SELECT current_setting($1)`, k).Scan(&got); err != nil {
+				t.Fatalf("current_setting(%s): %v", k, err)
+			}
+			if got != v {
+				t.Errorf("%s = %q, want %q", k, got, v)
+			}
+		}
+	}
+	dsn := pgtest.DSN(t)
+	db, err := store.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	check(db, map[string]string{"idle_in_transaction_session_timeout": "30s", "application_name": "stagedoor"})
+
+	own, err := store.Open(t.Context(), dsn+"&application_name=mine&idle_in_transaction_session_timeout=1min")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	check(own, map[string]string{"idle_in_transaction_session_timeout": "1min", "application_name": "mine"})
+}
