@@ -214,6 +214,9 @@ func TestPostgresSessionDefaults(t *testing.T) {
 	}
 	defer db.Close()
 	check(db, map[string]string{"idle_in_transaction_session_timeout": "30s", "application_name": "stagedoor"})
+	if got := db.Stats().MaxOpenConnections; got != 8 {
+		t.Errorf("pool size = %d, want 8 (the connection budget per replica)", got)
+	}
 
 	own, err := store.Open(t.Context(), dsn+"&application_name=mine&idle_in_transaction_session_timeout=1min")
 	if err != nil {

@@ -1,8 +1,9 @@
 // Package storetest is the conformance suite for Stagedoor's storage backends: every
-// behaviour the service relies on, checked through the methods alone, so that the SQLite
-// adapter (package store) and a later backend (PostgreSQL) answer to one contract. It
-// holds no SQL and knows no backend. It is imported only by tests: a backend's test calls
-// Run with a function that opens a fresh, empty store.
+// behaviour the service relies on, checked through the methods alone, so that both
+// backends of package store, SQLite and PostgreSQL, answer to one contract (including the
+// cluster's: claims, leases, sweeps, outbox claims). It holds no SQL and knows no
+// backend. It is imported only by tests: a backend's test calls Run with a function that
+// opens a fresh, empty store.
 package storetest
 
 import (
