@@ -783,7 +783,7 @@ func TestLive(t *testing.T) {
 	f := newFixture(t, token)
 	ctx := t.Context()
 	d := stagedoor.KeyDigest(f.alice.StreamKey)
-	if err := f.db.SetLive(ctx, stagedoor.LiveState{Name: "alice", UserID: f.alice.ID, UserName: "alice",
+	if err := f.db.SetLive(ctx, stagedoor.LiveState{NodeID: "local", Kind: stagedoor.LiveDirect, Name: "alice", UserID: f.alice.ID, UserName: "alice",
 		KeyDigest: &d, SourceID: "conn-1", SourceType: "rtmpConn"}); err != nil {
 		t.Fatalf("SetLive: %v", err)
 	}
@@ -818,7 +818,7 @@ func TestLive(t *testing.T) {
 func TestSecretsShownOnce(t *testing.T) {
 	f := newFixture(t, token)
 	d := stagedoor.KeyDigest(f.backup.StreamKey)
-	if err := f.db.SetLive(t.Context(), stagedoor.LiveState{Name: "alice", UserID: f.alice.ID, UserName: "alice",
+	if err := f.db.SetLive(t.Context(), stagedoor.LiveState{NodeID: "local", Kind: stagedoor.LiveDirect, Name: "alice", UserID: f.alice.ID, UserName: "alice",
 		KeyDigest: &d, SourceID: "conn-1", SourceType: "rtmpConn"}); err != nil {
 		t.Fatalf("SetLive: %v", err)
 	}

@@ -59,9 +59,15 @@ func (m *Manager) heldByDirectIngest(ctx context.Context, name string) bool {
 	return false
 }
 
+// setLive records live as this node's, published as kind.
+func (m *Manager) setLive(ctx context.Context, live stagedoor.LiveState, kind string) error {
+	live.NodeID, live.Kind = m.NodeID, kind
+	return m.store.SetLive(ctx, live)
+}
+
 // goLiveAliased marks the owner's channel live and points the alias at keyPath.
 func (m *Manager) goLiveAliased(ctx context.Context, live stagedoor.LiveState, keyPath string) error {
-	if err := m.store.SetLive(ctx, live); err != nil {
+	if err := m.setLive(ctx, live, stagedoor.LiveKey); err != nil {
 		return err
 	}
 	if err := m.store.TouchKey(ctx, live.KeyID); err != nil {

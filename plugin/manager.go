@@ -30,8 +30,11 @@ type Store interface {
 	UserByKeyDigest(ctx context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error)
 	// ChannelByName returns stagedoor.ErrNotFound for a name nobody owns.
 	ChannelByName(ctx context.Context, name string) (stagedoor.Channel, error)
+	// SetLive claims l.Name for l.NodeID; an error wrapping stagedoor.ErrConflict when
+	// another live node keeps it.
 	SetLive(ctx context.Context, l stagedoor.LiveState) error
-	SetOffline(ctx context.Context, name, sourceID string) (bool, error)
+	// SetOffline takes name offline if node carries it (on sourceID, or any when "").
+	SetOffline(ctx context.Context, name, node, sourceID string) (bool, error)
 	LiveStates(ctx context.Context) ([]stagedoor.LiveState, error)
 	TouchKey(ctx context.Context, keyID int64) error
 	// PolicyGeneration changes when any credential may have been revoked.
@@ -48,6 +51,10 @@ type Manager struct {
 	relay  Relay
 	policy Standing
 
+	// NodeID names this Stagedoor node in the live state it writes; its MediaMTX carries
+	// those names, and it takes only its own names offline. Default "local"; the service
+	// sets --node-id.
+	NodeID string
 	// Debounce is how long after an event the confirming reconcile runs. Default 200 ms.
 	Debounce time.Duration
 	// PolicyPoll is how often the policy generation is read, so that a ban or key
@@ -176,6 +183,7 @@ func NewManager(logger *slog.Logger, st Store, api *mediamtx.Client, relay Relay
 		api:        api,
 		relay:      relay,
 		policy:     pol,
+		NodeID:     "local",
 		Debounce:   200 * time.Millisecond,
 		PolicyPoll: 250 * time.Millisecond,
 		trigger:    make(chan struct{}, 1),
@@ -270,7 +278,7 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 		if kind == stagedoor.PathKey {
 			err = m.goLiveAliased(ctx, live, ev.Path)
 		} else {
-			err = m.store.SetLive(ctx, live)
+			err = m.setLive(ctx, live, stagedoor.LiveDirect)
 		}
 		if err != nil {
 			return err
@@ -280,7 +288,7 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 		}
 		log.Info("live")
 	case EventUnavailable:
-		changed, err := m.store.SetOffline(ctx, live.Name, ev.SourceID)
+		changed, err := m.store.SetOffline(ctx, live.Name, m.NodeID, ev.SourceID)
 		if err != nil {
 			return err
 		}

@@ -218,13 +218,31 @@ func TestReconcile(t *testing.T) {
 	})
 	t.Run("StaleLiveFlagCleared", func(t *testing.T) {
 		f := newFixture(t)
-		if err := f.db.SetLive(t.Context(), stagedoor.LiveState{Name: "benw", UserID: f.id, SourceID: "ghost", SourceType: "rtmpConn"}); err != nil {
+		if err := f.db.SetLive(t.Context(), stagedoor.LiveState{NodeID: "local", Kind: stagedoor.LiveDirect, Name: "benw", UserID: f.id, SourceID: "ghost", SourceType: "rtmpConn"}); err != nil {
 			t.Fatal(err)
 		}
 		if err := f.m.Reconcile(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		f.wantState(t, "")
+	})
+	// Another node's live name (a cluster sharing the database) is that node's to take
+	// offline: this node's MediaMTX not carrying it says nothing.
+	t.Run("OtherNodesLiveStateKept", func(t *testing.T) {
+		f := newFixture(t)
+		if err := f.db.SetLive(t.Context(), stagedoor.LiveState{NodeID: "node-b", Kind: stagedoor.LiveDirect, Name: "benw", UserID: f.id, SourceID: "b1", SourceType: "rtmpConn"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.m.Reconcile(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.live(t); got != "b1" {
+			t.Errorf("after reconcile: live source = %q, want node-b's b1 kept", got)
+		}
+		f.event(t, plugin.EventUnavailable, "b1") // an unavailable hook for that source here
+		if got := f.live(t); got != "b1" {
+			t.Errorf("after an unavailable hook here: live source = %q, want node-b's b1 kept", got)
+		}
 	})
 	t.Run("ForeignConfigsUntouched", func(t *testing.T) {
 		f := newFixture(t)
@@ -261,7 +279,7 @@ func TestReconcile(t *testing.T) {
 	t.Run("APIDownChangesNothing", func(t *testing.T) {
 		db := testdb.MustOpen(t)
 		nu, _ := db.CreateUser(t.Context(), "benw")
-		_ = db.SetLive(t.Context(), stagedoor.LiveState{Name: "benw", UserID: nu.ID, SourceID: "A", SourceType: "rtmpConn"})
+		_ = db.SetLive(t.Context(), stagedoor.LiveState{NodeID: "local", Kind: stagedoor.LiveDirect, Name: "benw", UserID: nu.ID, SourceID: "A", SourceType: "rtmpConn"})
 		m := plugin.NewManager(testutil.Discard(), db, &mediamtx.Client{BaseURL: "http://127.0.0.1:1"}, relay, standing(db))
 		if err := m.Reconcile(t.Context()); err == nil {
 			t.Fatal("Reconcile with MediaMTX down: nil error")

@@ -106,7 +106,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			continue
 		}
 		// A key path plays under its owner's name.
-		if prev, ok := want[v.User]; ok && (prev.keyPath == "" || !isCurrent(current, v.User, p.Source.ID)) {
+		if prev, ok := want[v.User]; ok && (prev.keyPath == "" || !isCurrent(current, v.User, m.NodeID, p.Source.ID)) {
 			continue // direct ingest holds the name, or another key of this user is current
 		}
 		want[v.User] = liveTarget{
@@ -140,15 +140,15 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			if t.keyPath == "" {
 				// Also when only the admission differs (a live state written without
 				// it): the stored one is what a restarted service checks against.
-				if !isRecorded(current, t.live) {
-					if err := m.store.SetLive(ctx, t.live); err != nil {
+				if !isRecorded(current, t.live, m.NodeID) {
+					if err := m.setLive(ctx, t.live, stagedoor.LiveDirect); err != nil {
 						return err
 					}
 					m.logger.Info("reconcile: live", "name", name)
 				}
 				return nil
 			}
-			if existing[name] == m.relay.sourceURL(t.keyPath) && isCurrent(current, name, t.live.SourceID) {
+			if existing[name] == m.relay.sourceURL(t.keyPath) && isCurrent(current, name, m.NodeID, t.live.SourceID) {
 				return nil
 			}
 			if err := m.goLiveAliased(ctx, t.live, t.keyPath); err != nil {
@@ -171,11 +171,11 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		})
 	}
 	for _, l := range current {
-		if _, ok := want[l.Name]; ok {
-			continue
+		if _, ok := want[l.Name]; ok || l.NodeID != m.NodeID {
+			continue // wanted, or another node's: its own reconciler answers for it
 		}
 		apply(l.Name, func() error {
-			if _, err := m.store.SetOffline(ctx, l.Name, ""); err != nil {
+			if _, err := m.store.SetOffline(ctx, l.Name, m.NodeID, ""); err != nil {
 				return err
 			}
 			m.logger.Info("reconcile: offline", "name", l.Name)
@@ -219,19 +219,19 @@ func liveOf(live []stagedoor.LiveState, name string) (stagedoor.LiveState, bool)
 }
 
 // isRecorded reports whether live holds l's name on l's source with l's admission.
-func isRecorded(live []stagedoor.LiveState, l stagedoor.LiveState) bool {
+func isRecorded(live []stagedoor.LiveState, l stagedoor.LiveState, node string) bool {
 	c, ok := liveOf(live, l.Name)
-	return ok && c.SourceID == l.SourceID && sameDigest(c.KeyDigest, l.KeyDigest) && sameDigest(c.PasswordDigest, l.PasswordDigest)
+	return ok && c.NodeID == node && c.SourceID == l.SourceID && sameDigest(c.KeyDigest, l.KeyDigest) && sameDigest(c.PasswordDigest, l.PasswordDigest)
 }
 
 func sameDigest(a, b *stagedoor.Digest) bool {
 	return a == b || (a != nil && b != nil && *a == *b)
 }
 
-func isCurrent(live []stagedoor.LiveState, name, sourceID string) bool {
+func isCurrent(live []stagedoor.LiveState, name, node, sourceID string) bool {
 	for _, l := range live {
 		if l.Name == name {
-			return l.SourceID == sourceID
+			return l.NodeID == node && l.SourceID == sourceID
 		}
 	}
 	return false

@@ -10,6 +10,9 @@
 #   mount       mount      the same test (a small tmpfs)
 #   ps          procps     the secret scrape's process listing (e2e/scrape_test.go)
 #   systemd-analyze  systemd  checks the shipped units (cmd/stagedoor TestSystemdUnitsVerify)
+#   initdb      postgresql the store's tests on PostgreSQL (store/pgtest starts a throw-away
+#                          cluster from /usr/lib/postgresql/*/bin; the package's own
+#                          cluster is never used)
 #   gst-launch-1.0  gstreamer1.0-tools  a second RTMP client in the e2e suite (e2e/gst_test.go):
 #     rtmpsink, rtmp2sink, voaacenc  gstreamer1.0-plugins-bad (rtmpsink is librtmp's, as OBS)
 #     x264enc                        gstreamer1.0-plugins-ugly
@@ -17,7 +20,8 @@
 #     videotestsrc, audiotestsrc     gstreamer1.0-plugins-base
 #
 # STAGEDOOR_TEST_FFMPEG and STAGEDOOR_TEST_CHROMIUM, which the tests honour, count as
-# present when they name an executable.
+# present when they name an executable; STAGEDOOR_TEST_POSTGRES (a DSN) stands for
+# PostgreSQL.
 set -euo pipefail
 
 need() { # need PROGRAM PACKAGE [OVERRIDE]
@@ -26,6 +30,11 @@ need() { # need PROGRAM PACKAGE [OVERRIDE]
 		return
 	fi
 	command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+}
+need_pg() { # initdb is not in PATH: Debian keeps it under /usr/lib/postgresql/VERSION/bin
+	if [ -z "${STAGEDOOR_TEST_POSTGRES:-}" ] && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+		missing+=(postgresql)
+	fi
 }
 need_gst() { # need_gst ELEMENT PACKAGE
 	if ! command -v gst-inspect-1.0 >/dev/null 2>&1 || ! gst-inspect-1.0 --exists "$1" 2>/dev/null; then
@@ -40,6 +49,7 @@ check() {
 	need mount mount
 	need ps procps
 	need systemd-analyze systemd
+	need_pg
 	need gst-launch-1.0 gstreamer1.0-tools
 	need_gst rtmpsink gstreamer1.0-plugins-bad
 	need_gst rtmp2sink gstreamer1.0-plugins-bad

@@ -18,7 +18,7 @@ func (db *DB) AppendAudit(ctx context.Context, entries []stagedoor.AuditEntry) e
 	}
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		st, err := tx.PrepareContext(ctx, `INSERT INTO audit (at, kind, username, key_fp, ip, protocol, decision, reason)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`)
 		if err != nil {
 			return err
 		}
@@ -47,8 +47,8 @@ func (db *DB) Audit(ctx context.Context, f stagedoor.AuditFilter) ([]stagedoor.A
 		until = f.Until.UTC().Unix()
 	}
 	rows, err := db.db.QueryContext(ctx, `SELECT at, kind, username, key_fp, ip, protocol, decision, reason FROM audit
-		WHERE (? = '' OR username = ?) AND (? = '' OR kind = ?) AND at >= ? AND at < ? ORDER BY at DESC, id DESC LIMIT ?`,
-		f.User, f.User, f.Kind, f.Kind, f.Since.UTC().Unix(), until, f.Limit)
+		WHERE ($1 = '' OR username = $1) AND ($2 = '' OR kind = $2) AND at >= $3 AND at < $4 ORDER BY at DESC, id DESC LIMIT $5`,
+		f.User, f.Kind, f.Since.UTC().Unix(), until, f.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("read audit: %w", err)
 	}
@@ -71,7 +71,7 @@ func (db *DB) Audit(ctx context.Context, f stagedoor.AuditFilter) ([]stagedoor.A
 // PruneAudit deletes entries older than before and returns how many. Its only errors are
 // the database's.
 func (db *DB) PruneAudit(ctx context.Context, before time.Time) (int64, error) {
-	res, err := db.exec(ctx, `DELETE FROM audit WHERE at < ?`, before.UTC().Unix())
+	res, err := db.exec(ctx, `DELETE FROM audit WHERE at < $1`, before.UTC().Unix())
 	if err != nil {
 		return 0, fmt.Errorf("prune audit: %w", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor/store/pgtest"
 )
 
 // T25 (docs/threats.md §5.4): kill -9 during writes. TestKillNineDuringWrites runs this
@@ -40,12 +41,12 @@ const (
 )
 
 // TestMain runs this test binary as the child writer of TestKillNineDuringWrites when
-// STAGEDOOR_CRASH_DB is set; otherwise it runs the tests. The writer writes until it is
-// killed.
+// STAGEDOOR_CRASH_DB is set; otherwise it runs the tests, with a PostgreSQL for those
+// that use one (pgtest). The writer writes until it is killed.
 func TestMain(m *testing.M) {
 	path := os.Getenv(crashDBEnv)
 	if path == "" {
-		os.Exit(m.Run())
+		os.Exit(pgtest.Main(m))
 	}
 	// A safety net in case the parent dies without killing us; the parent kills the
 	// writer long before this.
@@ -169,7 +170,7 @@ func crashWrite(ctx context.Context, path, round string, out io.Writer) error {
 			if err := emit("begin live %s %d %s %s", u.name, u.id, src, typ); err != nil {
 				return err
 			}
-			if err := db.SetLive(ctx, stagedoor.LiveState{Name: u.name, UserID: u.id, UserName: u.name, SourceID: src, SourceType: typ}); err != nil {
+			if err := db.SetLive(ctx, stagedoor.LiveState{NodeID: "local", Kind: stagedoor.LiveDirect, Name: u.name, UserID: u.id, UserName: u.name, SourceID: src, SourceType: typ}); err != nil {
 				return err
 			}
 			if err := emit("ack live %s", u.name); err != nil {
@@ -190,7 +191,7 @@ func crashWrite(ctx context.Context, path, round string, out io.Writer) error {
 			if err := emit("begin offline %s %s", u.name, orDash(src)); err != nil {
 				return err
 			}
-			changed, err := db.SetOffline(ctx, u.name, src)
+			changed, err := db.SetOffline(ctx, u.name, "local", src)
 			if err != nil {
 				return err
 			}

@@ -38,13 +38,17 @@ func openProbe(path string) (*sql.DB, error) {
 	return p, nil
 }
 
-// ProbeWrite proves the database takes a write now: in this process's write turn it
-// commits one heartbeat row for owner through a connection that waits at most
-// ProbeBusyTimeout for the lock. It fails when the file or its directory turned
+// ProbeWrite proves the database takes a write now: it renews the lease of node owner
+// (creating its row if needed) through a connection of its own. On PostgreSQL that is all, bounded by ctx. On
+// SQLite it writes in this process's write turn, through a connection that waits at
+// most ProbeBusyTimeout for the lock, and it fails when the file or its directory turned
 // read-only, the disk is full, another process holds the write lock, or the WAL or
 // shared-memory file was deleted under us (then only a restart repairs it: new
 // connections would see a database without the writes still in the deleted WAL).
 func (db *DB) ProbeWrite(ctx context.Context, owner string) error {
+	if db.backend == Postgres {
+		return db.heartbeat(ctx, owner)
+	}
 	if err := db.sidecars.check(); err != nil {
 		return err
 	}
@@ -61,8 +65,13 @@ func (db *DB) ProbeWrite(ctx context.Context, owner string) error {
 		return stagedoor.ErrProbeInconclusive
 	}
 	defer unlock()
-	if _, err := db.probe.ExecContext(ctx, `INSERT INTO heartbeat (owner, at) VALUES (?, ?)
-		ON CONFLICT (owner) DO UPDATE SET at = excluded.at`, owner, db.now()); err != nil {
+	return db.heartbeat(ctx, owner)
+}
+
+// heartbeat renews owner's node lease through the probe's connection: the probe's write
+// is the node's proof of life (cluster.md §0.4).
+func (db *DB) heartbeat(ctx context.Context, owner string) error {
+	if err := renewLease(ctx, db.probe, owner, db.Now().UnixMilli(), db.leaseTTL()); err != nil {
 		return fmt.Errorf("probe database: %w", err)
 	}
 	return nil

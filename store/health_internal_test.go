@@ -12,7 +12,7 @@ import (
 // TestProbeWriteQueueVersusStuck: a probe kept waiting by a short in-process write is
 // inconclusive (a busy queue is no fault); one kept waiting by a write that has held
 // the turn past stuckWrite reports the database faulty; a free database takes the
-// heartbeat row.
+// node lease.
 func TestProbeWriteQueueVersusStuck(t *testing.T) {
 	db, err := Open(t.Context(), filepath.Join(t.TempDir(), "stagedoor.db"))
 	if err != nil {
@@ -24,8 +24,8 @@ func TestProbeWriteQueueVersusStuck(t *testing.T) {
 		t.Fatalf("ProbeWrite on a free database: %v", err)
 	}
 	var n int
-	if err := db.db.QueryRowContext(t.Context(), `SELECT count(*) FROM heartbeat WHERE owner = 'host-a'`).Scan(&n); err != nil || n != 1 {
-		t.Fatalf("heartbeat rows for host-a = %d, %v; want 1", n, err)
+	if err := db.db.QueryRowContext(t.Context(), `SELECT count(*) FROM nodes WHERE id = 'host-a'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("node rows for host-a = %d, %v; want 1", n, err)
 	}
 
 	unlock, err := db.lockWrite(t.Context())

@@ -11,7 +11,7 @@ import (
 )
 
 func userID(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
-	return idByName(ctx, tx, `SELECT id FROM users WHERE name = ?`, "user", name)
+	return idByName(ctx, tx, `SELECT id FROM users WHERE name = $1`, "user", name)
 }
 
 // idByName runs query (one id by one name parameter) and returns the id; ErrNotFound,
@@ -26,7 +26,7 @@ func idByName(ctx context.Context, tx *sql.Tx, query, what, name string) (int64,
 }
 
 func addEvent(ctx context.Context, tx *sql.Tx, event, user, channel string, now int64) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO outbox (at, event, username, channel, next_at) VALUES (?, ?, ?, ?, ?)`,
+	_, err := tx.ExecContext(ctx, `INSERT INTO outbox (at, event, username, channel, next_at) VALUES ($1, $2, $3, $4, $5)`,
 		now, event, user, channel, now)
 	return err
 }
@@ -58,7 +58,7 @@ func (db *DB) Keys(ctx context.Context, name string) ([]stagedoor.KeyInfo, error
 		return nil, err
 	}
 	rows, err := db.db.QueryContext(ctx, `SELECT k.id, k.fingerprint, k.label, k.created_at, k.last_used_at
-		FROM stream_keys k JOIN users u ON u.id = k.user_id WHERE u.name = ? ORDER BY k.created_at, k.id`, name)
+		FROM stream_keys k JOIN users u ON u.id = k.user_id WHERE u.name = $1 ORDER BY k.created_at, k.id`, name)
 	if err != nil {
 		return nil, fmt.Errorf("list keys of %s: %w", name, err)
 	}
@@ -84,19 +84,27 @@ func (db *DB) Keys(ctx context.Context, name string) ([]stagedoor.KeyInfo, error
 }
 
 // revokeWhere moves the matching keys to revoked_keys and deletes them; it returns how
-// many were revoked. where is one of the constant clauses of this file, never input.
+// many were revoked. where is one of the constant clauses of this file, never input: a
+// WHERE clause (WHERE true for all keys) whose placeholders start at $3 and take args.
 func revokeWhere(ctx context.Context, tx *sql.Tx, r stagedoor.Revocation, now int64, where string, args ...any) (int64, error) {
 	keep := 0
 	if r.KeepLive {
 		keep = 1
 	}
+	// The upsert replaces an earlier revocation of the same digest. SQLite needs the
+	// WHERE of INSERT … SELECT before ON CONFLICT (where always has one), or it reads ON
+	// as a join constraint.
 	//nolint:gosec // G202: where is a constant clause of this file, never input
-	q := `INSERT OR REPLACE INTO revoked_keys (digest, user_id, fingerprint, keep_live, revoked_at)
-		SELECT digest, user_id, fingerprint, ?, ? FROM stream_keys ` + where
+	q := `INSERT INTO revoked_keys (digest, user_id, fingerprint, keep_live, revoked_at)
+		SELECT digest, user_id, fingerprint, $1, $2 FROM stream_keys ` + where + `
+		ON CONFLICT (digest) DO UPDATE SET user_id = excluded.user_id, fingerprint = excluded.fingerprint,
+			keep_live = excluded.keep_live, revoked_at = excluded.revoked_at`
 	if _, err := tx.ExecContext(ctx, q, append([]any{keep, now}, args...)...); err != nil {
 		return 0, err
 	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM stream_keys `+where, args...) // #nosec G202
+	// Exactly the keys just revoked: a digest is never issued twice, so any key whose
+	// digest is revoked is one of them.
+	res, err := tx.ExecContext(ctx, `DELETE FROM stream_keys WHERE digest IN (SELECT digest FROM revoked_keys)`)
 	if err != nil {
 		return 0, err
 	}
@@ -111,7 +119,7 @@ func endKeepLive(ctx context.Context, tx *sql.Tx, r stagedoor.Revocation, userID
 	if r.KeepLive {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE revoked_keys SET keep_live = 0 WHERE keep_live = 1 AND (? = 0 OR user_id = ?)`, userID, userID)
+	_, err := tx.ExecContext(ctx, `UPDATE revoked_keys SET keep_live = 0 WHERE keep_live = 1 AND ($1 = 0 OR user_id = $1)`, userID)
 	return err
 }
 
@@ -124,7 +132,7 @@ func (db *DB) RevokeKey(ctx context.Context, name, fingerprint string, r stagedo
 		if err != nil {
 			return err
 		}
-		n, err := revokeWhere(ctx, tx, r, now, `WHERE user_id = ? AND fingerprint = ?`, id, fingerprint)
+		n, err := revokeWhere(ctx, tx, r, now, `WHERE user_id = $3 AND fingerprint = $4`, id, fingerprint)
 		if err != nil {
 			return err
 		}
@@ -161,7 +169,7 @@ func (db *DB) ResetKeysWith(ctx context.Context, name string, r stagedoor.Revoca
 		if err := endKeepLive(ctx, tx, r, id); err != nil {
 			return err
 		}
-		if _, err := revokeWhere(ctx, tx, r, now, `WHERE user_id = ?`, id); err != nil {
+		if _, err := revokeWhere(ctx, tx, r, now, `WHERE user_id = $3`, id); err != nil {
 			return err
 		}
 		if err := insertKey(ctx, tx, id, key.StreamKey, key.Label, now); err != nil {
@@ -208,15 +216,15 @@ func (db *DB) ResetAllKeys(ctx context.Context, r stagedoor.Revocation) ([]stage
 		if err := endKeepLive(ctx, tx, r, 0); err != nil {
 			return err
 		}
-		if _, err := revokeWhere(ctx, tx, r, now, ``); err != nil {
+		if _, err := revokeWhere(ctx, tx, r, now, `WHERE true`); err != nil {
 			return err
 		}
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO stream_keys (user_id, digest, fingerprint, label, created_at) VALUES (?, ?, ?, 'default', ?)`)
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO stream_keys (user_id, digest, fingerprint, label, created_at) VALUES ($1, $2, $3, 'default', $4)`)
 		if err != nil {
 			return err
 		}
 		defer ins.Close()
-		ev, err := tx.PrepareContext(ctx, `INSERT INTO outbox (at, event, username, channel, next_at) VALUES (?, ?, ?, ?, ?)`)
+		ev, err := tx.PrepareContext(ctx, `INSERT INTO outbox (at, event, username, channel, next_at) VALUES ($1, $2, $3, $4, $5)`)
 		if err != nil {
 			return err
 		}
@@ -247,7 +255,7 @@ func (db *DB) RevokedKey(ctx context.Context, d stagedoor.Digest) (stagedoor.Rev
 		active, keep int
 	)
 	err := db.db.QueryRowContext(ctx, `SELECT r.user_id, u.name, u.active, r.fingerprint, r.keep_live
-		FROM revoked_keys r JOIN users u ON u.id = r.user_id WHERE r.digest = ?`, d[:]).
+		FROM revoked_keys r JOIN users u ON u.id = r.user_id WHERE r.digest = $1`, d[:]).
 		Scan(&r.UserID, &r.UserName, &active, &r.Fingerprint, &keep)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("revoked key %s: %w", d.Fingerprint(), stagedoor.ErrNotFound)

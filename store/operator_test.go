@@ -120,9 +120,12 @@ func TestResetAllKeys10k(t *testing.T) {
 // TestOutboxRowsAfterFinishAndPrune checks what no method returns: a finished event
 // counts its attempt, and PruneEvents deletes exactly the finished events older than the
 // cut, keeping pending ones however old and finished ones newer than the cut. (The suite
-// checks what shows through DueEvents.)
+// checks what shows through DueEvents.) On both backends.
 func TestOutboxRowsAfterFinishAndPrune(t *testing.T) {
-	db := testdb.MustOpen(t)
+	testdb.Each(t, func(t *testing.T, b testdb.Backend) { outboxRowsAfterFinishAndPrune(t, b.Open(t)) })
+}
+
+func outboxRowsAfterFinishAndPrune(t *testing.T, db *store.DB) {
 	ctx := t.Context()
 	clock := testutil.NewClock(time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC))
 	db.Now = clock.Now
@@ -143,7 +146,7 @@ func TestOutboxRowsAfterFinishAndPrune(t *testing.T) {
 	if err := db.RetryEvent(ctx, b, 30*time.Second); err != nil {
 		t.Fatalf("RetryEvent: %v", err)
 	}
-	if got := countRows(t, db, `SELECT attempts FROM outbox WHERE id = ?`, a); got != 1 {
+	if got := countRows(t, db, `SELECT attempts FROM outbox WHERE id = $1`, a); got != 1 {
 		t.Errorf("finished event attempts = %d, want 1", got)
 	}
 

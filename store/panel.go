@@ -37,15 +37,14 @@ func (db *DB) CreateOperator(ctx context.Context, name, hash string) (stagedoor.
 		return stagedoor.PanelAccount{}, &stagedoor.InvalidError{Field: "password hash", Reason: "not a bcrypt hash"}
 	}
 	now := db.now()
-	res, err := db.exec(ctx, `INSERT INTO panel_accounts (name, role, password_hash, created_at) VALUES (?, 'operator', ?, ?)`,
-		name, hash, now)
+	var id int64
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `INSERT INTO panel_accounts (name, role, password_hash, created_at)
+			VALUES ($1, 'operator', $2, $3) RETURNING id`, name, hash, now).Scan(&id)
+	})
 	if isUniqueViolation(err) {
 		return stagedoor.PanelAccount{}, fmt.Errorf("create operator %s: %w", name, stagedoor.ErrConflict)
 	}
-	if err != nil {
-		return stagedoor.PanelAccount{}, fmt.Errorf("create operator %s: %w", name, err)
-	}
-	id, err := res.LastInsertId()
 	if err != nil {
 		return stagedoor.PanelAccount{}, fmt.Errorf("create operator %s: %w", name, err)
 	}
@@ -58,7 +57,7 @@ func (db *DB) CreateOperator(ctx context.Context, name, hash string) (stagedoor.
 func (db *DB) PanelAccount(ctx context.Context, name string) (stagedoor.PanelAccount, string, error) {
 	var hash string
 	a, err := scanPanelAccount(db.db.QueryRowContext(ctx, `SELECT `+panelAccountColumns+`, a.password_hash
-		FROM panel_accounts a LEFT JOIN users u ON u.id = a.user_id WHERE a.name = ?`, name), &hash)
+		FROM panel_accounts a LEFT JOIN users u ON u.id = a.user_id WHERE a.name = $1`, name), &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, "", fmt.Errorf("panel account %s: %w", name, stagedoor.ErrNotFound)
 	}
@@ -100,7 +99,7 @@ func (db *DB) SetPanelPassword(ctx context.Context, name, hash string) error {
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE panel_accounts SET password_hash = ? WHERE id = ?`, hash, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE panel_accounts SET password_hash = $1 WHERE id = $2`, hash, id); err != nil {
 			return err
 		}
 		_, err = endSessions(ctx, tx, id)
@@ -114,13 +113,13 @@ func (db *DB) SetPanelPassword(ctx context.Context, name, hash string) error {
 
 // panelAccountID returns the id of the panel account called name; ErrNotFound if none.
 func panelAccountID(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
-	return idByName(ctx, tx, `SELECT id FROM panel_accounts WHERE name = ?`, "panel account", name)
+	return idByName(ctx, tx, `SELECT id FROM panel_accounts WHERE name = $1`, "panel account", name)
 }
 
 // endSessions deletes every session of the account id (a password change, an invite
 // used, sign out everywhere) and says how many there were.
 func endSessions(ctx context.Context, tx *sql.Tx, id int64) (int64, error) {
-	res, err := tx.ExecContext(ctx, `DELETE FROM panel_sessions WHERE account_id = ?`, id)
+	res, err := tx.ExecContext(ctx, `DELETE FROM panel_sessions WHERE account_id = $1`, id)
 	if err != nil {
 		return 0, err
 	}
@@ -134,7 +133,7 @@ func (db *DB) CreatePanelSession(ctx context.Context, name string, d stagedoor.D
 	now := db.now()
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		a, err := scanPanelAccount(tx.QueryRowContext(ctx, `SELECT `+panelAccountColumns+`
-			FROM panel_accounts a LEFT JOIN users u ON u.id = a.user_id WHERE a.name = ?`, name))
+			FROM panel_accounts a LEFT JOIN users u ON u.id = a.user_id WHERE a.name = $1`, name))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("panel account %s: %w", name, stagedoor.ErrNotFound)
 		}
@@ -144,7 +143,7 @@ func (db *DB) CreatePanelSession(ctx context.Context, name string, d stagedoor.D
 		if !a.Active {
 			return stagedoor.ErrInactive
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO panel_sessions (digest, account_id, created_at, seen_at) VALUES (?, ?, ?, ?)`,
+		_, err = tx.ExecContext(ctx, `INSERT INTO panel_sessions (digest, account_id, created_at, seen_at) VALUES ($1, $2, $3, $4)`,
 			d[:], a.ID, now, now)
 		return err
 	})
@@ -164,7 +163,7 @@ func (db *DB) PanelSession(ctx context.Context, d stagedoor.Digest) (stagedoor.P
 	)
 	a, err := scanPanelAccount(db.db.QueryRowContext(ctx, `SELECT `+panelAccountColumns+`, s.created_at, s.seen_at
 		FROM panel_sessions s JOIN panel_accounts a ON a.id = s.account_id LEFT JOIN users u ON u.id = a.user_id
-		WHERE s.digest = ?`, d[:]), &created, &seen)
+		WHERE s.digest = $1`, d[:]), &created, &seen)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && !a.Active) {
 		return s, fmt.Errorf("panel session: %w", stagedoor.ErrNotFound)
 	}
@@ -177,7 +176,7 @@ func (db *DB) PanelSession(ctx context.Context, d stagedoor.Digest) (stagedoor.P
 
 // TouchPanelSession records that the session was used now; an ended session is no error.
 func (db *DB) TouchPanelSession(ctx context.Context, d stagedoor.Digest) error {
-	if _, err := db.exec(ctx, `UPDATE panel_sessions SET seen_at = ? WHERE digest = ?`, db.now(), d[:]); err != nil {
+	if _, err := db.exec(ctx, `UPDATE panel_sessions SET seen_at = $1 WHERE digest = $2`, db.now(), d[:]); err != nil {
 		return fmt.Errorf("touch panel session: %w", err)
 	}
 	return nil
@@ -185,7 +184,7 @@ func (db *DB) TouchPanelSession(ctx context.Context, d stagedoor.Digest) error {
 
 // EndPanelSession ends one session (sign out); an ended session is no error.
 func (db *DB) EndPanelSession(ctx context.Context, d stagedoor.Digest) error {
-	if _, err := db.exec(ctx, `DELETE FROM panel_sessions WHERE digest = ?`, d[:]); err != nil {
+	if _, err := db.exec(ctx, `DELETE FROM panel_sessions WHERE digest = $1`, d[:]); err != nil {
 		return fmt.Errorf("end panel session: %w", err)
 	}
 	return nil
@@ -212,7 +211,7 @@ func (db *DB) EndPanelSessions(ctx context.Context, name string) (int64, error) 
 // PrunePanelSessions deletes sessions created before createdBefore or not seen since
 // seenBefore, and says how many.
 func (db *DB) PrunePanelSessions(ctx context.Context, createdBefore, seenBefore time.Time) (int64, error) {
-	res, err := db.exec(ctx, `DELETE FROM panel_sessions WHERE created_at < ? OR seen_at < ?`,
+	res, err := db.exec(ctx, `DELETE FROM panel_sessions WHERE created_at < $1 OR seen_at < $2`,
 		createdBefore.UTC().Unix(), seenBefore.UTC().Unix())
 	if err != nil {
 		return 0, fmt.Errorf("prune panel sessions: %w", err)
@@ -229,7 +228,7 @@ func (db *DB) CreatePanelInvite(ctx context.Context, channel string, d stagedoor
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO panel_invites (digest, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)`,
+		_, err = tx.ExecContext(ctx, `INSERT INTO panel_invites (digest, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)`,
 			d[:], id, now, expires.UTC().Unix())
 		return err
 	})
@@ -247,7 +246,7 @@ func (db *DB) PanelInvite(ctx context.Context, d stagedoor.Digest) (stagedoor.Pa
 		expires int64
 	)
 	err := db.db.QueryRowContext(ctx, `SELECT u.name, i.expires_at FROM panel_invites i JOIN users u ON u.id = i.user_id
-		WHERE i.digest = ? AND i.used_at IS NULL AND i.expires_at > ?`, d[:], db.now()).Scan(&inv.Channel, &expires)
+		WHERE i.digest = $1 AND i.used_at IS NULL AND i.expires_at > $2`, d[:], db.now()).Scan(&inv.Channel, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return inv, fmt.Errorf("invite: %w", stagedoor.ErrNotFound)
 	}
@@ -276,22 +275,22 @@ func (db *DB) UsePanelInvite(ctx context.Context, d stagedoor.Digest, hash strin
 			name   string
 		)
 		err := tx.QueryRowContext(ctx, `SELECT u.id, u.name FROM panel_invites i JOIN users u ON u.id = i.user_id
-			WHERE i.digest = ? AND i.used_at IS NULL AND i.expires_at > ?`, d[:], now).Scan(&userID, &name)
+			WHERE i.digest = $1 AND i.used_at IS NULL AND i.expires_at > $2`, d[:], now).Scan(&userID, &name)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("invite: %w", stagedoor.ErrNotFound)
 		}
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE panel_invites SET used_at = ? WHERE digest = ?`, now, d[:]); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE panel_invites SET used_at = $1 WHERE digest = $2`, now, d[:]); err != nil {
 			return err
 		}
 		var role string
-		err = tx.QueryRowContext(ctx, `SELECT role FROM panel_accounts WHERE name = ? OR user_id = ?`, name, userID).Scan(&role)
+		err = tx.QueryRowContext(ctx, `SELECT role FROM panel_accounts WHERE name = $1 OR user_id = $2`, name, userID).Scan(&role)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			if _, err := tx.ExecContext(ctx, `INSERT INTO panel_accounts (name, role, user_id, password_hash, created_at)
-				VALUES (?, 'streamer', ?, ?, ?)`, name, userID, hash, now); err != nil {
+				VALUES ($1, 'streamer', $2, $3, $4)`, name, userID, hash, now); err != nil {
 				return err
 			}
 		case err != nil:
@@ -300,10 +299,10 @@ func (db *DB) UsePanelInvite(ctx context.Context, d stagedoor.Digest, hash strin
 			return fmt.Errorf("panel account %s is an operator: %w", name, stagedoor.ErrConflict)
 		default:
 			var id int64
-			if err := tx.QueryRowContext(ctx, `SELECT id FROM panel_accounts WHERE user_id = ?`, userID).Scan(&id); err != nil {
+			if err := tx.QueryRowContext(ctx, `SELECT id FROM panel_accounts WHERE user_id = $1`, userID).Scan(&id); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE panel_accounts SET password_hash = ? WHERE id = ?`, hash, id); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE panel_accounts SET password_hash = $1 WHERE id = $2`, hash, id); err != nil {
 				return err
 			}
 			if _, err := endSessions(ctx, tx, id); err != nil {
@@ -311,7 +310,7 @@ func (db *DB) UsePanelInvite(ctx context.Context, d stagedoor.Digest, hash strin
 			}
 		}
 		a, err = scanPanelAccount(tx.QueryRowContext(ctx, `SELECT `+panelAccountColumns+`
-			FROM panel_accounts a LEFT JOIN users u ON u.id = a.user_id WHERE a.user_id = ?`, userID))
+			FROM panel_accounts a LEFT JOIN users u ON u.id = a.user_id WHERE a.user_id = $1`, userID))
 		return err
 	})
 	if err != nil {

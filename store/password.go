@@ -19,7 +19,7 @@ func (db *DB) SetPasswordHash(ctx context.Context, name, hash string) error {
 	if c, err := bcrypt.Cost([]byte(hash)); err != nil || c < stagedoor.MinCost || c > stagedoor.MaxCost {
 		return &stagedoor.InvalidError{Field: "password hash", Reason: fmt.Sprintf("cost must be %d to %d", stagedoor.MinCost, stagedoor.MaxCost)}
 	}
-	res, err := db.exec(ctx, `UPDATE users SET password_hash = ? WHERE name = ?`, hash, name)
+	res, err := db.exec(ctx, `UPDATE users SET password_hash = $1 WHERE name = $2`, hash, name)
 	if err != nil {
 		return fmt.Errorf("set password of %s: %w", name, err)
 	}

@@ -1,14 +1,16 @@
-// Package store is Stagedoor's SQLite backend: users, stream-key digests, streams, live
-// state, the webhook outbox and the audit trail, in one SQLite file (modernc.org/sqlite,
-// WAL mode, mode 0600).
+// Package store is Stagedoor's database: users, stream-key digests, streams, live
+// state, the webhook outbox and the audit trail, on one of two backends: a SQLite file
+// (modernc.org/sqlite, WAL mode, mode 0600), the embedded default, or a PostgreSQL
+// database (github.com/jackc/pgx/v5 through database/sql) that several replicas share.
 //
 // It is the only package that sees SQL, and it exports none: neither the pool nor the
-// pragmas. Its methods are the storage contract, checked through the methods alone by
-// the conformance suite in package storetest, so that another backend (PostgreSQL) can be
-// added beside it and held to the same suite; callers depend on consumer-side interfaces.
-// What only SQLite has stays here and is tested here: Open and the file, the pragmas of
-// every pooled connection, the migrations, the in-process write gate and the health probe
-// built on it (ErrProbeInconclusive).
+// pragmas. Both backends run the same query texts ($n placeholders, RETURNING, upserts);
+// only the DDL (migrations/ and migrations/postgres/), error classification and a few
+// fragments differ (dialect.go). Its methods are the storage contract, checked through
+// the methods alone by the conformance suite in package storetest on both backends;
+// callers depend on consumer-side interfaces. What only SQLite has stays here and is
+// tested here: the file, the pragmas of every pooled connection, the in-process write
+// gate and the file-loss checks of the health probe (ErrProbeInconclusive).
 package store
 
 import (
@@ -22,26 +24,30 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/stagedoor/stagedoor"
-
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
-// maxConns is the size of the connection pool.
+// maxConns is the size of the SQLite connection pool.
 const maxConns = 16
+
+// pgMaxConns is the size of the PostgreSQL connection pool. Each replica holds at most
+// this many, plus one for the health probe (and, later, one for LISTEN), so PostgreSQL's
+// default max_connections of 100 serves about nine replicas and the CLI.
+const pgMaxConns = 8
 
 // BusyTimeout is how long a connection waits for SQLite's write lock.
 const BusyTimeout = 5 * time.Second
 
-// DB is a Stagedoor database on one SQLite file.
+// DB is a Stagedoor database: one SQLite file or one PostgreSQL database (schema).
 type DB struct {
-	db    *sql.DB
-	probe *sql.DB // health probes; see ProbeWrite
-	path  string
-	// sidecars watches the -wal and -shm files for deletion; see ProbeWrite.
+	db      *sql.DB
+	probe   *sql.DB // health probes; see ProbeWrite
+	backend Backend
+	path    string // SQLite only
+	// sidecars watches the -wal and -shm files for deletion (SQLite); see ProbeWrite.
 	sidecars sidecars
 
-	// writeGate admits one writer of this process at a time. SQLite allows one writer
+	// writeGate (SQLite only) admits one writer of this process at a time. SQLite allows one writer
 	// anyway; queueing here, in order and bounded by the caller's context, keeps many
 	// goroutines from spinning in SQLite's busy handler until one of them gives up with
 	// SQLITE_BUSY. busy_timeout then only arbitrates between processes (CLI and service).
@@ -50,6 +56,9 @@ type DB struct {
 
 	// Now returns the current time; tests replace it. Defaults to time.Now.
 	Now func() time.Time
+	// LeaseTTL is how long a node's lease lasts after each renewal (ProbeWrite,
+	// RegisterNode, a claim). Zero means DefaultLeaseTTL (10 s).
+	LeaseTTL time.Duration
 }
 
 // dsn puts every pragma in the connection string so that each pooled connection gets it;
@@ -71,12 +80,23 @@ func dsnWithBusy(path string, busyMillis int64) string {
 	return "file:" + path + "?" + q.Encode()
 }
 
-// Open opens (creating if needed) the database at path, applies migrations and
-// verifies that the pragmas took effect. The file is created with mode 0600.
-func Open(ctx context.Context, path string) (*DB, error) {
-	if path == "" {
-		return nil, &stagedoor.InvalidError{Field: "database path", Reason: "empty"}
+// Open opens the database dsn names (see ParseDSN) and applies the migrations not yet
+// applied. A SQLite file is created if needed, with mode 0600, and its pragmas are
+// verified. A DSN that names neither backend is an *InvalidError and creates nothing.
+// No error quotes a password of the DSN.
+func Open(ctx context.Context, dsn string) (*DB, error) {
+	b, err := ParseDSN(dsn)
+	if err != nil {
+		return nil, err
 	}
+	if b == Postgres {
+		return openPostgres(ctx, dsn)
+	}
+	return openSQLite(ctx, dsn)
+}
+
+// openSQLite opens (creating if needed) the SQLite file at path.
+func openSQLite(ctx context.Context, path string) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
@@ -96,12 +116,12 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	// memory under a raid; no method holds two connections at once.
 	sdb.SetMaxOpenConns(maxConns)
 	sdb.SetMaxIdleConns(maxConns)
-	db := &DB{db: sdb, path: path, Now: time.Now, writeGate: make(chan struct{}, 1)}
-	if err := db.checkPragmas(ctx); err != nil {
+	db := &DB{db: sdb, backend: SQLite, path: path, Now: time.Now, writeGate: make(chan struct{}, 1)}
+	if err = db.checkPragmas(ctx); err != nil {
 		_ = sdb.Close()
 		return nil, err
 	}
-	if err := db.migrate(ctx); err != nil {
+	if err = db.migrate(ctx); err != nil {
 		_ = sdb.Close()
 		return nil, err
 	}
@@ -199,8 +219,17 @@ func (db *DB) writeHeld() time.Duration {
 	return time.Since(time.Unix(0, since))
 }
 
-// exec runs one writing statement in its write turn.
+// exec runs one writing statement in its write turn (see inTx).
 func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if db.backend == Postgres {
+		var res sql.Result
+		err := db.inTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			res, err = tx.ExecContext(ctx, query, args...)
+			return err
+		})
+		return res, err
+	}
 	unlock, err := db.lockWrite(ctx)
 	if err != nil {
 		return nil, err
@@ -209,15 +238,40 @@ func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, 
 	return db.db.ExecContext(ctx, query, args...)
 }
 
-// inTx runs fn in one immediate transaction, in its write turn, and commits it if fn
-// returns nil.
+// inTx runs fn in one transaction and commits it if fn returns nil. On SQLite the
+// transaction is immediate and runs in this process's write turn. On PostgreSQL it is
+// SERIALIZABLE, so that read-then-write code (SetLive's "was it live?", SetActive,
+// nameFree) keeps SQLite's single-writer meaning, and a serialization failure or deadlock
+// runs fn again (inPGTx); fn may run more than once, so it must set every result it
+// returns afresh.
+//
+// On PostgreSQL the write turn is cluster-wide: the transaction first locks the
+// policy_generation table (EXCLUSIVE: writers queue, readers pass), before its snapshot
+// is taken. Without that queue, every credential change updates the one
+// policy_generation row (its trigger), and under SERIALIZABLE all but one of N concurrent
+// writers of a row fail: 40 key rotators (storetest's MixedLoadNoErrors) exhausted five
+// retries within seconds. With it, retries are left for writes that bypass it (none in
+// this package).
 func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if db.backend == Postgres {
+		return db.inPGTx(ctx, &sql.TxOptions{Isolation: sql.LevelSerializable}, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `LOCK TABLE policy_generation IN EXCLUSIVE MODE`); err != nil {
+				return err
+			}
+			return fn(tx)
+		})
+	}
 	unlock, err := db.lockWrite(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	tx, err := db.db.BeginTx(ctx, nil)
+	return runTx(ctx, db.db, nil, fn)
+}
+
+// runTx runs fn in one transaction of pool.
+func runTx(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn func(*sql.Tx) error) error {
+	tx, err := pool.BeginTx(ctx, opts)
 	if err != nil {
 		return err
 	}

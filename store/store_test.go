@@ -190,16 +190,3 @@ func TestRawKeyNeverStored(t *testing.T) {
 		t.Errorf("UserByKeyDigest(new key): %v, want found", err)
 	}
 }
-
-// TestPingClosed: Ping answers nil on an open database (as the suite checks) and an
-// error once it is closed.
-func TestPingClosed(t *testing.T) {
-	db := testdb.MustOpen(t)
-	if err := db.Ping(t.Context()); err != nil {
-		t.Fatalf("Ping(open): %v", err)
-	}
-	_ = db.Close()
-	if err := db.Ping(t.Context()); err == nil {
-		t.Error("Ping(closed) = nil, want an error")
-	}
-}

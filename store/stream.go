@@ -27,7 +27,7 @@ func (db *DB) CreateStream(ctx context.Context, name, owner string, authRequired
 	}
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		var uid int64
-		err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, owner).Scan(&uid)
+		err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = $1`, owner).Scan(&uid)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("user %s: %w", owner, stagedoor.ErrNotFound)
 		}
@@ -37,7 +37,7 @@ func (db *DB) CreateStream(ctx context.Context, name, owner string, authRequired
 		if err := nameFree(ctx, tx, name, uid); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO streams (name, user_id, auth_required, created_at) VALUES (?, ?, ?, ?)`,
+		_, err = tx.ExecContext(ctx, `INSERT INTO streams (name, user_id, auth_required, created_at) VALUES ($1, $2, $3, $4)`,
 			name, uid, auth, db.now())
 		return err
 	})
@@ -81,7 +81,7 @@ func scanStream(r rowScanner) (stagedoor.Stream, error) {
 func (db *DB) StreamByName(ctx context.Context, name string) (stagedoor.Stream, error) {
 	s, err := scanStream(db.db.QueryRowContext(ctx, `SELECT `+streamColumns+`
 		FROM streams s JOIN users u ON u.id = s.user_id LEFT JOIN live_state l ON l.name = s.name
-		WHERE s.name = ?`, name))
+		WHERE s.name = $1`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return stagedoor.Stream{}, fmt.Errorf("stream %s: %w", name, stagedoor.ErrNotFound)
 	}
@@ -101,7 +101,7 @@ func (db *DB) Streams(ctx context.Context, owner string) ([]stagedoor.Stream, er
 	}
 	rows, err := db.db.QueryContext(ctx, `SELECT `+streamColumns+`
 		FROM streams s JOIN users u ON u.id = s.user_id LEFT JOIN live_state l ON l.name = s.name
-		WHERE ? = '' OR u.name = ? ORDER BY s.name`, owner, owner)
+		WHERE $1 = '' OR u.name = $1 ORDER BY s.name`, owner)
 	if err != nil {
 		return nil, fmt.Errorf("list streams: %w", err)
 	}
@@ -123,7 +123,7 @@ func (db *DB) Streams(ctx context.Context, owner string) ([]stagedoor.Stream, er
 // DeleteStream removes a stream; ErrNotFound if none. A live publisher on it is not
 // kicked here (the caller decides).
 func (db *DB) DeleteStream(ctx context.Context, name string) error {
-	res, err := db.exec(ctx, `DELETE FROM streams WHERE name = ?`, name)
+	res, err := db.exec(ctx, `DELETE FROM streams WHERE name = $1`, name)
 	if err != nil {
 		return fmt.Errorf("delete stream %s: %w", name, err)
 	}
@@ -143,7 +143,7 @@ func (db *DB) SetStreamAuth(ctx context.Context, name string, required bool) err
 	}
 	// Only a real change is written, so that setting the same value keeps the auth
 	// path's cache.
-	res, err := db.exec(ctx, `UPDATE streams SET auth_required = ? WHERE name = ? AND auth_required != ?`, v, name, v)
+	res, err := db.exec(ctx, `UPDATE streams SET auth_required = $1 WHERE name = $2 AND auth_required != $1`, v, name)
 	if err != nil {
 		return fmt.Errorf("set stream auth %s: %w", name, err)
 	}

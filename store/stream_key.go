@@ -18,7 +18,7 @@ func (db *DB) UserByKeyDigest(ctx context.Context, d stagedoor.Digest) (stagedoo
 		active int
 	)
 	err := db.db.QueryRowContext(ctx, `SELECT u.id, u.name, u.active, k.id, k.fingerprint
-		FROM stream_keys k JOIN users u ON u.id = k.user_id WHERE k.digest = ?`, d[:]).
+		FROM stream_keys k JOIN users u ON u.id = k.user_id WHERE k.digest = $1`, d[:]).
 		Scan(&o.UserID, &o.UserName, &active, &o.KeyID, &o.Fingerprint)
 	if errors.Is(err, sql.ErrNoRows) {
 		return stagedoor.KeyOwner{}, fmt.Errorf("key %s: %w", d.Fingerprint(), stagedoor.ErrNotFound)
@@ -34,7 +34,7 @@ func (db *DB) UserByKeyDigest(ctx context.Context, d stagedoor.Digest) (stagedoo
 // A key id that names no key (revoked meanwhile) is not an error; the only errors are the
 // database's.
 func (db *DB) TouchKey(ctx context.Context, keyID int64) error {
-	if _, err := db.exec(ctx, `UPDATE stream_keys SET last_used_at = ? WHERE id = ?`, db.now(), keyID); err != nil {
+	if _, err := db.exec(ctx, `UPDATE stream_keys SET last_used_at = $1 WHERE id = $2`, db.now(), keyID); err != nil {
 		return fmt.Errorf("touch key: %w", err)
 	}
 	return nil
@@ -43,6 +43,6 @@ func (db *DB) TouchKey(ctx context.Context, keyID int64) error {
 func insertKey(ctx context.Context, tx *sql.Tx, userID int64, key, label string, now int64) error {
 	d := stagedoor.KeyDigest(key)
 	_, err := tx.ExecContext(ctx, `INSERT INTO stream_keys (user_id, digest, fingerprint, label, created_at)
-		VALUES (?, ?, ?, ?, ?)`, userID, d[:], d.Fingerprint(), label, now)
+		VALUES ($1, $2, $3, $4, $5)`, userID, d[:], d.Fingerprint(), label, now)
 	return err
 }

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/stagedoor/stagedoor"
@@ -24,11 +23,8 @@ func (db *DB) CreateUser(ctx context.Context, name string) (stagedoor.NewUser, e
 		if err := nameFree(ctx, tx, name, 0); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO users (name, active, created_at) VALUES (?, 1, ?)`, name, now)
-		if err != nil {
-			return err
-		}
-		if nu.ID, err = res.LastInsertId(); err != nil {
+		if err := tx.QueryRowContext(ctx, `INSERT INTO users (name, active, created_at) VALUES ($1, 1, $2) RETURNING id`,
+			name, now).Scan(&nu.ID); err != nil {
 			return err
 		}
 		return insertKey(ctx, tx, nu.ID, key, "default", now)
@@ -76,7 +72,7 @@ func scanUser(r rowScanner) (stagedoor.User, error) {
 // UserByName returns the user called name, with its live state; ErrNotFound if none.
 func (db *DB) UserByName(ctx context.Context, name string) (stagedoor.User, error) {
 	row := db.db.QueryRowContext(ctx, `SELECT `+userColumns+`
-		FROM users u LEFT JOIN live_state l ON l.name = u.name WHERE u.name = ?`, name)
+		FROM users u LEFT JOIN live_state l ON l.name = u.name WHERE u.name = $1`, name)
 	u, err := scanUser(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return stagedoor.User{}, fmt.Errorf("user %s: %w", name, stagedoor.ErrNotFound)
@@ -121,14 +117,14 @@ func (db *DB) SetActive(ctx context.Context, name string, active bool) error {
 	now := db.now()
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		var cur int
-		err := tx.QueryRowContext(ctx, `SELECT active FROM users WHERE name = ?`, name).Scan(&cur)
+		err := tx.QueryRowContext(ctx, `SELECT active FROM users WHERE name = $1`, name).Scan(&cur)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("user %s: %w", name, stagedoor.ErrNotFound)
 		}
 		if err != nil || cur == v {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE users SET active = ? WHERE name = ?`, v, name); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET active = $1 WHERE name = $2`, v, name); err != nil {
 			return err
 		}
 		ev := stagedoor.EventUserBanned
@@ -148,8 +144,8 @@ func (db *DB) SetActive(ctx context.Context, name string, active bool) error {
 func nameFree(ctx context.Context, tx *sql.Tx, name string, owner int64) error {
 	var n int
 	err := tx.QueryRowContext(ctx, `SELECT
-		(SELECT count(*) FROM users WHERE name = ? AND id != ?) +
-		(SELECT count(*) FROM streams WHERE name = ?)`, name, owner, name).Scan(&n)
+		(SELECT count(*) FROM users WHERE name = $1 AND id != $2) +
+		(SELECT count(*) FROM streams WHERE name = $1)`, name, owner).Scan(&n)
 	if err != nil {
 		return err
 	}
@@ -159,16 +155,12 @@ func nameFree(ctx context.Context, tx *sql.Tx, name string, owner int64) error {
 	return nil
 }
 
-func isUniqueViolation(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
-}
-
 // PasswordHash returns the user's publishing password hash, "" when none is set;
 // stagedoor.ErrNotFound for an unknown user. The hash is a publish credential: only the
 // operator and the user themselves may see it (the CLI's passwd output, the panel).
 func (db *DB) PasswordHash(ctx context.Context, name string) (string, error) {
 	var h string
-	err := db.db.QueryRowContext(ctx, `SELECT coalesce(password_hash, '') FROM users WHERE name = ?`, name).Scan(&h)
+	err := db.db.QueryRowContext(ctx, `SELECT coalesce(password_hash, '') FROM users WHERE name = $1`, name).Scan(&h)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("user %s: %w", name, stagedoor.ErrNotFound)
 	}

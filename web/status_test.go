@@ -104,7 +104,7 @@ func TestPublicChannelStatus(t *testing.T) {
 		if err != nil {
 			t.Fatalf("UserByKeyDigest: %v", err)
 		}
-		if err := f.db.SetLive(t.Context(), stagedoor.LiveState{Name: o.UserName, UserID: o.UserID, KeyID: o.KeyID, SourceID: "src-1", SourceType: "rtmpConn"}); err != nil {
+		if err := f.db.SetLive(t.Context(), stagedoor.LiveState{NodeID: "local", Kind: stagedoor.LiveDirect, Name: o.UserName, UserID: o.UserID, KeyID: o.KeyID, SourceID: "src-1", SourceType: "rtmpConn"}); err != nil {
 			t.Fatalf("SetLive: %v", err)
 		}
 		status, body := channelStatus(t, srv, "benw")

@@ -68,7 +68,7 @@ func newFixture(t *testing.T) fixture {
 	}
 	d := stagedoor.KeyDigest(alice.StreamKey)
 	for _, name := range []string{"alice", "concert"} {
-		if err := db.SetLive(ctx, stagedoor.LiveState{Name: name, UserID: alice.ID, UserName: "alice",
+		if err := db.SetLive(ctx, stagedoor.LiveState{NodeID: "local", Kind: stagedoor.LiveDirect, Name: name, UserID: alice.ID, UserName: "alice",
 			KeyDigest: &d, SourceID: "src-" + name, SourceType: "rtmpConn"}); err != nil {
 			t.Fatalf("SetLive: %v", err)
 		}

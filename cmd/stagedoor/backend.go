@@ -28,11 +28,11 @@ type backend interface {
 	web.Channels
 	panel.Store
 	health.Pinger
-	// ProbeWrite writes this node's heartbeat; stagedoor.ErrProbeInconclusive when this
+	// ProbeWrite renews this node's lease; stagedoor.ErrProbeInconclusive when this
 	// process's own writers kept it waiting.
-	ProbeWrite(ctx context.Context, owner string) error
-	// ClearLive marks every name offline (run's MediaMTX starts empty).
-	ClearLive(ctx context.Context) error
+	ProbeWrite(ctx context.Context, node string) error
+	// ClearLive marks every name of this node offline (run's MediaMTX starts empty).
+	ClearLive(ctx context.Context, node string) error
 	// AppendAudit writes audit entries at once (the CLI's, before it exits).
 	AppendAudit(ctx context.Context, entries []stagedoor.AuditEntry) error
 	// Stats reports the connection pool.
@@ -42,7 +42,7 @@ type backend interface {
 
 var _ backend = (*store.DB)(nil)
 
-// openBackend opens the database named by --db: today always a SQLite file.
+// openBackend opens the database dsn names: a SQLite file or a PostgreSQL database.
 func openBackend(ctx context.Context, dsn string) (backend, error) {
 	return store.Open(ctx, dsn)
 }

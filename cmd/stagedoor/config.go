@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"flag"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/plugin"
+	"github.com/stagedoor/stagedoor/store"
 )
 
 // Environment variables with the defaults of the matching flags.
@@ -55,13 +57,60 @@ func registerURLs(fs *flag.FlagSet, getenv func(string) string, u *stagedoor.URL
 		"WebRTC (WHIP) base URL printed for streamers (env STAGEDOOR_WHIP_URL)")
 }
 
-func dbVar(fs *flag.FlagSet, p *string, getenv func(string) string) {
-	fs.StringVar(p, "db", envOr(getenv, envDB, "data/stagedoor.db"), "SQLite database file (env "+envDB+")")
+// dbFlag is --db: a SQLite file path or a postgres:// URL, from the flag or from
+// STAGEDOOR_DB. It remembers whether the flag gave it, since a password is refused in
+// argv (every local user can read it with ps) but welcome in the environment.
+type dbFlag struct {
+	dsn     string
+	fromArg bool
+}
+
+// String is the -h default: never a password.
+func (f *dbFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return store.RedactDSN(f.dsn)
+}
+
+// Set takes the flag's value. It never fails: the flag package would quote the value,
+// password and all, in its error; open checks it instead.
+func (f *dbFlag) Set(v string) error {
+	f.dsn, f.fromArg = v, true
+	return nil
+}
+
+func dbVar(fs *flag.FlagSet, p *dbFlag, getenv func(string) string) {
+	p.dsn = envOr(getenv, envDB, "data/stagedoor.db")
+	fs.Var(p, "db", "SQLite database file, or a postgres:// URL (its password only through env "+envDB+" or PGPASSFILE) (env "+envDB+")")
+}
+
+// open checks the database named by --db and opens it: a value that names no backend,
+// or a PostgreSQL password given in argv, is refused before anything is created.
+func (f dbFlag) open(ctx context.Context) (backend, error) {
+	b, err := store.ParseDSN(f.dsn)
+	if err != nil {
+		return nil, err
+	}
+	if b == store.Postgres && f.fromArg && store.HasPassword(f.dsn) {
+		return nil, usageError("-db: a PostgreSQL URL with a password is refused on the command line, where every " +
+			"local user can read it (ps); set it in " + envDB + " or put the password in a PGPASSFILE")
+	}
+	return openBackend(ctx, f.dsn)
+}
+
+// defaultNodeID is the host name, or "stagedoor" when it has none usable as a node id.
+func defaultNodeID() string {
+	if h, err := os.Hostname(); err == nil && stagedoor.ValidNodeID(h) == nil {
+		return h
+	}
+	return "stagedoor"
 }
 
 // serviceConfig is everything `serve` and `run` need.
 type serviceConfig struct {
-	db             string
+	db             dbFlag
+	nodeID         string // this node in the live state and its lease; default the host name
 	internalAddr   string
 	publicAddr     string
 	mediamtxAPI    string
@@ -83,6 +132,8 @@ type serviceConfig struct {
 
 func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, frontDefault string) {
 	dbVar(fs, &c.db, getenv)
+	fs.StringVar(&c.nodeID, "node-id", envOr(getenv, "STAGEDOOR_NODE_ID", defaultNodeID()),
+		"this node's id in a cluster sharing one database: its live names and lease; stable across restarts (env STAGEDOOR_NODE_ID)")
 	fs.StringVar(&c.internalAddr, "internal-addr", envOr(getenv, envInternalAddr, "127.0.0.1:9090"),
 		"loopback listener for MediaMTX auth and hooks (env "+envInternalAddr+")")
 	fs.StringVar(&c.publicAddr, "public-addr", envOr(getenv, envPublicAddr, ":8080"),
@@ -123,6 +174,9 @@ func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, f
 }
 
 func (c *serviceConfig) validate() error {
+	if err := stagedoor.ValidNodeID(c.nodeID); err != nil {
+		return usageError("-node-id: " + err.Error())
+	}
 	if c.reconcileEvery <= 0 || c.reconcileEvery > 30*time.Second {
 		return usageError("-reconcile-interval must be between 0 and 30s")
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/stagedoor/stagedoor"
 
 	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor/store/pgtest"
 )
 
 // The lock holder runs in a second process: SQLite locks are per process, and T24 is
@@ -33,7 +34,7 @@ func TestMain(m *testing.M) {
 	gin.SetMode(gin.ReleaseMode) // as main does
 	path := os.Getenv(lockHolderEnv)
 	if path == "" {
-		os.Exit(m.Run())
+		os.Exit(pgtest.Main(m))
 	}
 	if err := holdExclusiveLock(path); err != nil {
 		fmt.Fprintln(os.Stderr, "lock holder:", err)

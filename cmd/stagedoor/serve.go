@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"time"
 
@@ -138,7 +137,7 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 	if err != nil {
 		return nil, err
 	}
-	db, err := openBackend(ctx, cfg.db)
+	db, err := cfg.db.open(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -148,8 +147,7 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 	s.rtmpsCerts = rtmpsCerts
 	s.passwords = policy.NewPasswords()
 	s.creds = policy.NewCachedCredentials(db)
-	owner := probeOwner()
-	s.health = health.New(logger, func(ctx context.Context) error { return db.ProbeWrite(ctx, owner) }, db)
+	s.health = health.New(logger, func(ctx context.Context) error { return db.ProbeWrite(ctx, cfg.nodeID) }, db)
 	_ = s.health.Check(ctx)
 	s.policy = &policy.Policy{
 		Credentials:         s.creds,
@@ -165,6 +163,7 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 		SelfCheckQuery: selfCheckParam + "=" + sec.selfCheck}
 	s.api = api
 	s.manager = plugin.NewManager(logger, db, api, plugin.Relay{User: relayUser, Password: sec.relay, RTSPAddress: cfg.mediamtxRTSP}, s.policy)
+	s.manager.NodeID = cfg.nodeID
 	s.manager.OnPolicyChange = s.creds.Invalidate
 	s.recorder = audit.NewRecorder(db, logger, 8192)
 	s.recorder.Retention = cfg.auditRetention
@@ -284,15 +283,6 @@ const panelPruneEvery = 10 * time.Minute
 // every auth denied, within about 2.5 s; a lock that keeps one of our own writes waiting
 // counts after 2 s of that wait, so within about 3.5 s.
 const healthEvery = 500 * time.Millisecond
-
-// probeOwner names this process's heartbeat row: one per host, so replicas on several
-// machines sharing one database do not overwrite each other's.
-func probeOwner() string {
-	if h, err := os.Hostname(); err == nil && h != "" {
-		return h
-	}
-	return "stagedoor"
-}
 
 // policyNotifyHeader marks the CLI's policy-changed notification.
 const policyNotifyHeader = "X-Stagedoor-Policy-Changed"

@@ -70,7 +70,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, _, s
 		return err
 	}
 	// MediaMTX is our child and starts empty: nobody can be live yet.
-	if err := svc.db.ClearLive(ctx); err != nil {
+	if err := svc.db.ClearLive(ctx, cfg.nodeID); err != nil {
 		_ = svc.close()
 		return err
 	}

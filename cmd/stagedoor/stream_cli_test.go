@@ -387,7 +387,7 @@ func TestStreamListAndRemove(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := db.SetLive(t.Context(), stagedoor.LiveState{Name: "concert", UserID: s.UserID, SourceID: "conn-1", SourceType: "rtmpConn"}); err != nil {
+		if err := db.SetLive(t.Context(), stagedoor.LiveState{NodeID: "local", Kind: stagedoor.LiveDirect, Name: "concert", UserID: s.UserID, SourceID: "conn-1", SourceType: "rtmpConn"}); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -19,7 +19,7 @@ import (
 
 // cliFlags are the flags every user/key command shares.
 type cliFlags struct {
-	db   string
+	db   dbFlag
 	json bool
 	urls stagedoor.URLs
 	// internal is the running service's internal address, told about policy changes.
@@ -47,7 +47,7 @@ func newCLIFlags(name string, getenv func(string) string, stderr io.Writer) (*fl
 	return fs, c
 }
 
-func (c *cliFlags) open(ctx context.Context) (backend, error) { return openBackend(ctx, c.db) }
+func (c *cliFlags) open(ctx context.Context) (backend, error) { return c.db.open(ctx) }
 
 // cliActor is the operator at the command line, for the audit trail.
 var cliActor = manage.Actor{Via: manage.ViaCLI}

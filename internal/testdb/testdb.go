@@ -1,5 +1,6 @@
-// Package testdb opens real SQLite databases for tests of several packages: a fresh
-// file in the test's temp dir, and fixtures with users in it. Only tests import it.
+// Package testdb opens real databases for tests of several packages: a fresh SQLite file
+// in the test's temp dir or a fresh schema of the test binary's PostgreSQL (store/pgtest),
+// and fixtures with users in them. Only tests import it.
 package testdb
 
 import (
@@ -7,7 +8,38 @@ import (
 	"testing"
 
 	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor/store/pgtest"
 )
+
+// Backend opens fresh, empty databases of one backend, closed when the test ends.
+type Backend struct {
+	Name string // "sqlite" or "postgres": the subtest's name
+	Open func(t testing.TB) *store.DB
+}
+
+// Backends are SQLite and PostgreSQL. A package whose tests use PostgreSQL calls
+// pgtest.Main from its TestMain.
+var Backends = []Backend{{"sqlite", MustOpen}, {"postgres", MustOpenPostgres}}
+
+// Each runs f as a subtest per backend: TestX/sqlite, TestX/postgres. Without
+// PostgreSQL the postgres subtest skips (fails under CI).
+func Each(t *testing.T, f func(t *testing.T, b Backend)) {
+	for _, b := range Backends {
+		t.Run(b.Name, func(t *testing.T) { f(t, b) })
+	}
+}
+
+// MustOpenPostgres opens a fresh schema of the test PostgreSQL and closes it when the
+// test ends.
+func MustOpenPostgres(t testing.TB) *store.DB {
+	t.Helper()
+	db, err := store.Open(t.Context(), pgtest.DSN(t))
+	if err != nil {
+		t.Fatalf("store.Open(postgres): %v", err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
 
 // MustOpen opens a fresh SQLite database in t.TempDir() and closes it when the test ends.
 func MustOpen(t testing.TB) *store.DB {

@@ -30,9 +30,10 @@ type rule struct {
 	Deny  []string
 }
 
+// noStore keeps SQL in store: neither the package nor either database driver.
 var (
-	noStore   = []string{"store"}
-	noHTTPGin = []string{"store", "net/http", "github.com/gin-gonic/gin"}
+	noStore   = []string{"store", "modernc.org/sqlite", "github.com/jackc/pgx/v5"}
+	noHTTPGin = append(noStore[:len(noStore):len(noStore)], "net/http", "github.com/gin-gonic/gin")
 )
 
 // rules maps a package (relative to the module, "." for the root) to its rule. Every
@@ -55,7 +56,8 @@ var rules = map[string]rule{
 	"panel":                 {Allow: []string{".", "manage", "policy"}, Deny: append(noStore, "authserver", "plugin", "web", "adminapi", "github.com/gin-gonic/gin")},
 	"store/storetest":       {Allow: []string{".", "internal/testutil"}, Deny: noStore},
 	"internal/testutil":     {Allow: []string{"."}, Deny: noStore},
-	"internal/testdb":       {Allow: []string{"store"}},
+	"internal/testdb":       {Allow: []string{"store", "store/pgtest"}},
+	"store/pgtest":          {Deny: []string{"store"}},
 	"cmd/stagedoor":         {Allow: []string{"*"}},
 	"e2e":                   {Allow: []string{"*"}},
 	"scripts/benchreport":   {},
@@ -63,7 +65,7 @@ var rules = map[string]rule{
 }
 
 // testOnly packages hold test helpers: only tests may import them.
-var testOnly = []string{"internal/testutil", "internal/testdb", "mediamtx/mediamtxtest", "store/storetest"}
+var testOnly = []string{"internal/testutil", "internal/testdb", "mediamtx/mediamtxtest", "store/storetest", "store/pgtest"}
 
 type pkg struct {
 	ImportPath string

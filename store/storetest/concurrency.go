@@ -67,11 +67,11 @@ func testConcurrency(t *testing.T, s suite) {
 			wg.Go(func() {
 				for i := range rounds {
 					src := fmt.Sprintf("conn-%d-%d", w, i)
-					if err := st.SetLive(ctx, stagedoor.LiveState{Name: "benw", UserID: nu.ID, UserName: "benw", SourceID: src, SourceType: "rtmpConn"}); err != nil {
+					if err := st.SetLive(ctx, local(stagedoor.LiveState{Name: "benw", UserID: nu.ID, UserName: "benw", SourceID: src, SourceType: "rtmpConn"})); err != nil {
 						errs.add(fmt.Errorf("SetLive(%s): %w", src, err))
 						return
 					}
-					ok, err := st.SetOffline(ctx, "benw", src)
+					ok, err := st.SetOffline(ctx, "benw", node, src)
 					if err != nil {
 						errs.add(fmt.Errorf("SetOffline(%s): %w", src, err))
 						return
@@ -116,14 +116,14 @@ func testConcurrency(t *testing.T, s suite) {
 			wg.Go(func() {
 				for i := range rounds {
 					if (w+i)%2 == 0 {
-						if _, err := st.SetOffline(ctx, "benw", ""); err != nil {
+						if _, err := st.SetOffline(ctx, "benw", node, ""); err != nil {
 							errs.add(fmt.Errorf("SetOffline: %w", err))
 							return
 						}
 						continue
 					}
 					src := fmt.Sprintf("conn-%d-%d", w, i)
-					if err := st.SetLive(ctx, stagedoor.LiveState{Name: "benw", UserID: nu.ID, UserName: "benw", SourceID: src, SourceType: "rtmpConn"}); err != nil {
+					if err := st.SetLive(ctx, local(stagedoor.LiveState{Name: "benw", UserID: nu.ID, UserName: "benw", SourceID: src, SourceType: "rtmpConn"})); err != nil {
 						errs.add(fmt.Errorf("SetLive(%s): %w", src, err))
 						return
 					}
@@ -301,11 +301,11 @@ func mixedLoad(t *testing.T, s suite) {
 				case 2:
 					u := liveUsers[slot]
 					src := fmt.Sprintf("conn-%d-%d", w, n)
-					if err := st.SetLive(ctx, stagedoor.LiveState{Name: u.Name, UserID: u.ID, UserName: u.Name, SourceID: src, SourceType: "rtmpConn"}); err != nil {
+					if err := st.SetLive(ctx, local(stagedoor.LiveState{Name: u.Name, UserID: u.ID, UserName: u.Name, SourceID: src, SourceType: "rtmpConn"})); err != nil {
 						errs.add(fmt.Errorf("SetLive(%s): %w", u.Name, err))
 						return
 					}
-					changed, err := st.SetOffline(ctx, u.Name, src)
+					changed, err := st.SetOffline(ctx, u.Name, node, src)
 					if err != nil {
 						errs.add(fmt.Errorf("SetOffline(%s): %w", u.Name, err))
 						return

@@ -64,9 +64,23 @@ func mustStream(t *testing.T, st Store, name, owner string, auth bool) stagedoor
 	return s
 }
 
+// node is the node the single-node cases run as.
+const node = "node-a"
+
+// local is l published on node as a direct publish, unless l says otherwise.
+func local(l stagedoor.LiveState) stagedoor.LiveState {
+	if l.NodeID == "" {
+		l.NodeID = node
+	}
+	if l.Kind == "" {
+		l.Kind = stagedoor.LiveDirect
+	}
+	return l
+}
+
 func mustSetLive(t *testing.T, st Store, l stagedoor.LiveState) {
 	t.Helper()
-	if err := st.SetLive(t.Context(), l); err != nil {
+	if err := st.SetLive(t.Context(), local(l)); err != nil {
 		t.Fatalf("SetLive(%s on %s): %v", l.Name, l.SourceID, err)
 	}
 }

@@ -159,7 +159,7 @@ func testSetLive(t *testing.T, s suite) {
 			{"CurrentSourceGoesOffline", "conn-1", true, false},
 			{"AgainChangesNothing", "conn-1", false, false},
 		} {
-			changed, err := st.SetOffline(ctx, "concert", tt.source)
+			changed, err := st.SetOffline(ctx, "concert", node, tt.source)
 			if err != nil || changed != tt.wantChanged {
 				t.Errorf("%s: SetOffline(concert, %s) = %v, %v; want %v", tt.name, tt.source, changed, err, tt.wantChanged)
 			}
@@ -226,7 +226,7 @@ func testSetOffline(t *testing.T, s suite) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := s.liveFixture(t)
 			f.setLive(t, "src-a")
-			done, err := f.st.SetOffline(t.Context(), f.user.Name, tt.source)
+			done, err := f.st.SetOffline(t.Context(), f.user.Name, node, tt.source)
 			if err != nil {
 				t.Fatalf("SetOffline: %v", err)
 			}
@@ -242,7 +242,7 @@ func testSetOffline(t *testing.T, s suite) {
 	t.Run("NeverLiveUnchanged", func(t *testing.T) {
 		f := s.liveFixture(t)
 		before := stateOf(t, f.st)
-		done, err := f.st.SetOffline(t.Context(), f.user.Name, "src-a")
+		done, err := f.st.SetOffline(t.Context(), f.user.Name, node, "src-a")
 		if err != nil {
 			t.Fatalf("SetOffline: %v", err)
 		}
@@ -257,7 +257,7 @@ func testSetOffline(t *testing.T, s suite) {
 		f.setLive(t, "src-a")
 		f.clock.Add(time.Minute)
 		f.setLive(t, "src-b")
-		done, err := f.st.SetOffline(t.Context(), f.user.Name, "src-a") // A's late unavailable
+		done, err := f.st.SetOffline(t.Context(), f.user.Name, node, "src-a") // A's late unavailable
 		if err != nil {
 			t.Fatalf("SetOffline: %v", err)
 		}
@@ -295,7 +295,7 @@ func testLiveStates(t *testing.T, s suite) {
 			t.Errorf("KeyID, KeyDigest = %d, %v for SetLive without a key, want 0, nil", ls[0].KeyID, ls[0].KeyDigest)
 		}
 
-		if err := f.st.ClearLive(ctx); err != nil {
+		if err := f.st.ClearLive(ctx, node); err != nil {
 			t.Fatalf("ClearLive: %v", err)
 		}
 		if l := f.live(t); l != nil {
@@ -318,7 +318,7 @@ func testLiveStates(t *testing.T, s suite) {
 		}
 		before := len(events(t, st))
 
-		if err := st.ClearLive(ctx); err != nil {
+		if err := st.ClearLive(ctx, node); err != nil {
 			t.Fatalf("ClearLive: %v", err)
 		}
 		if ls := mustLiveStates(t, st); len(ls) != 0 {
@@ -337,7 +337,7 @@ func testLiveStates(t *testing.T, s suite) {
 			t.Errorf("events after ClearLive = %v, want %v", got, want)
 		}
 
-		if err := st.ClearLive(ctx); err != nil {
+		if err := st.ClearLive(ctx, node); err != nil {
 			t.Fatalf("ClearLive again: %v", err)
 		}
 		if got := len(events(t, st)); got != before+3 {
@@ -357,7 +357,7 @@ func testLiveEvents(t *testing.T, s suite) {
 	}
 	offline := func(t *testing.T, name, source string, want bool) {
 		t.Helper()
-		changed, err := st.SetOffline(ctx, name, source)
+		changed, err := st.SetOffline(ctx, name, node, source)
 		if err != nil {
 			t.Fatalf("SetOffline(%s, %q): %v", name, source, err)
 		}

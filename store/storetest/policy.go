@@ -92,14 +92,14 @@ var otherCalls = []struct {
 	{"StreamAuthUnchanged", nil, func(ctx context.Context, f policyFixture) error { return f.st.SetStreamAuth(ctx, "alices_show", true) }},
 	{"UnbanOfActiveUser", nil, func(ctx context.Context, f policyFixture) error { return f.st.SetActive(ctx, "alice", true) }},
 	{"SetLive", nil, func(ctx context.Context, f policyFixture) error {
-		return f.st.SetLive(ctx, stagedoor.LiveState{Name: "alices_show", UserID: f.alice.ID, UserName: "alice",
-			SourceID: "src-b", SourceType: "rtmpConn"})
+		return f.st.SetLive(ctx, local(stagedoor.LiveState{Name: "alices_show", UserID: f.alice.ID, UserName: "alice",
+			SourceID: "src-b", SourceType: "rtmpConn"}))
 	}},
 	{"SetOffline", nil, func(ctx context.Context, f policyFixture) error {
-		_, err := f.st.SetOffline(ctx, "alice", "src-a")
+		_, err := f.st.SetOffline(ctx, "alice", node, "src-a")
 		return err
 	}},
-	{"ClearLive", nil, func(ctx context.Context, f policyFixture) error { return f.st.ClearLive(ctx) }},
+	{"ClearLive", nil, func(ctx context.Context, f policyFixture) error { return f.st.ClearLive(ctx, node) }},
 	{"AppendAudit", nil, func(ctx context.Context, f policyFixture) error {
 		return f.st.AppendAudit(ctx, []stagedoor.AuditEntry{{At: base, Kind: "publish", User: "alice", Decision: "deny"}})
 	}},

@@ -1,8 +1,9 @@
 // Package storetest is the conformance suite for Stagedoor's storage backends: every
-// behaviour the service relies on, checked through the methods alone, so that the SQLite
-// adapter (package store) and a later backend (PostgreSQL) answer to one contract. It
-// holds no SQL and knows no backend. It is imported only by tests: a backend's test calls
-// Run with a function that opens a fresh, empty store.
+// behaviour the service relies on, checked through the methods alone, so that both
+// backends of package store, SQLite and PostgreSQL, answer to one contract (including the
+// cluster's: claims, leases, sweeps, outbox claims). It holds no SQL and knows no
+// backend. It is imported only by tests: a backend's test calls Run with a function that
+// opens a fresh, empty store.
 package storetest
 
 import (
@@ -72,18 +73,33 @@ type Store interface {
 	// ChannelByName resolves a public name (stream or user) to its owner; ErrNotFound.
 	ChannelByName(ctx context.Context, name string) (stagedoor.Channel, error)
 
-	// SetLive marks a name live on a source: the same source keeps its Since, another
-	// replaces it; going live from offline queues stream.started.
+	// SetLive marks a name live on a node's source (Claim with takeover): the same node
+	// and source keep their Since, another source of the node replaces it; going live from
+	// offline queues stream.started. ErrConflict when another live node keeps the name.
 	SetLive(ctx context.Context, l stagedoor.LiveState) error
-	// SetOffline takes a name offline if sourceID is its source, or always when sourceID
-	// is "", queueing stream.stopped; it reports whether anything changed.
-	SetOffline(ctx context.Context, name, sourceID string) (bool, error)
+	// Claim marks a name live for l.NodeID unless another node keeps it: a row is taken
+	// over when it is the same node's, when both are key publishes and takeover is set,
+	// or when its node's lease ran out. It renews the claimer's lease and returns the
+	// holder after the claim; *InvalidError for a bad node id or kind.
+	Claim(ctx context.Context, l stagedoor.LiveState, takeover bool) (stagedoor.Claim, error)
+	// SetOffline takes a name offline if node carries it on sourceID, or on any source
+	// when sourceID is "", queueing stream.stopped; it reports whether anything changed.
+	// Another node's name is never touched.
+	SetOffline(ctx context.Context, name, node, sourceID string) (bool, error)
 	// LiveByName returns the live state of a name; ErrNotFound while offline.
 	LiveByName(ctx context.Context, name string) (stagedoor.LiveState, error)
 	// LiveStates returns every live name ordered by name.
 	LiveStates(ctx context.Context) ([]stagedoor.LiveState, error)
-	// ClearLive takes every name offline, queueing stream.stopped for each.
-	ClearLive(ctx context.Context) error
+	// ClearLive takes every name of node offline, queueing stream.stopped for each.
+	ClearLive(ctx context.Context, node string) error
+
+	// RegisterNode records a node as started now at an RTSP address, with a fresh lease.
+	RegisterNode(ctx context.Context, id, rtspAddr string) error
+	// Nodes lists every known node by id.
+	Nodes(ctx context.Context) ([]stagedoor.Node, error)
+	// SweepExpired frees the names of dead nodes, one stream.stopped each, and says how
+	// many.
+	SweepExpired(ctx context.Context) (int64, error)
 
 	// PolicyGeneration changes, to a value it never had, whenever a credential is added,
 	// changed or revoked, and only then.
@@ -99,6 +115,9 @@ type Store interface {
 	RetryEvent(ctx context.Context, id int64, delay time.Duration) error
 	// PruneEvents deletes finished events older than before; pending ones stay.
 	PruneEvents(ctx context.Context, before time.Time) error
+	// ClaimEvents claims up to limit due, unclaimed events for owner for hold, oldest
+	// first; concurrent claimers never get the same event.
+	ClaimEvents(ctx context.Context, owner string, limit int, hold time.Duration) ([]stagedoor.OutboxEvent, error)
 
 	// AppendAudit writes entries in one step.
 	AppendAudit(ctx context.Context, entries []stagedoor.AuditEntry) error
@@ -147,7 +166,7 @@ type Store interface {
 
 	// Ping checks that the store answers a read.
 	Ping(ctx context.Context) error
-	// ProbeWrite proves that the store takes a write now, on behalf of owner.
+	// ProbeWrite proves that the store takes a write now, renewing node owner's lease.
 	ProbeWrite(ctx context.Context, owner string) error
 }
 
@@ -197,6 +216,7 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) Store) {
 		{"PanelSessions", testPanelSessions},
 		{"PanelInvites", testPanelInvites},
 		{"Concurrency", testConcurrency},
+		{"Cluster", testCluster},
 	} {
 		t.Run(group.name, func(t *testing.T) { group.run(t, s) })
 	}
