@@ -195,7 +195,7 @@ func TestLiveStatusAndPreview(t *testing.T) {
 	}
 
 	since := f.clock.Now().Add(-90 * time.Minute)
-	if err := f.db.SetLive(t.Context(), stagedoor.LiveState{Name: "benw", UserID: f.userID("benw"), UserName: "benw", SourceID: "S", SourceType: "srtConn", Since: since}); err != nil {
+	if err := f.db.SetLive(t.Context(), stagedoor.LiveState{NodeID: "local", Kind: stagedoor.LiveDirect, Name: "benw", UserID: f.userID("benw"), UserName: "benw", SourceID: "S", SourceType: "srtConn", Since: since}); err != nil {
 		t.Fatal(err)
 	}
 	meter.mu.Lock()
@@ -262,7 +262,7 @@ func TestOperatorKick(t *testing.T) {
 	k := &kicker{}
 	f := newFixture(t)
 	f.ops.Kicker = k.kick
-	if err := f.db.SetLive(t.Context(), stagedoor.LiveState{Name: "benw", UserID: f.userID("benw"), UserName: "benw", SourceID: "S", SourceType: "rtmpConn", Since: f.clock.Now()}); err != nil {
+	if err := f.db.SetLive(t.Context(), stagedoor.LiveState{NodeID: "local", Kind: stagedoor.LiveDirect, Name: "benw", UserID: f.userID("benw"), UserName: "benw", SourceID: "S", SourceType: "rtmpConn", Since: f.clock.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	// A streamer has no kick: 404 for their own channel too, nothing kicked.
