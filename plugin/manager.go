@@ -64,10 +64,11 @@ type Manager struct {
 	// OnEject, if set, is told of every kick (audit, metrics). It must not block.
 	OnEject func(Ejection)
 	// Disconnect, if set, closes an RTMP publisher's connection at Stagedoor's RTMP front
-	// (rtmpfront.Publishers.Disconnect) and returns how many it closed. A kick of an RTMP
+	// (rtmpfront.Publishers.Disconnect: the publishes of name admitted before the time,
+	// with the key keyFP when it is set) and returns how many it closed. A kick of an RTMP
 	// publisher calls it before MediaMTX's API kick, so the publisher is cut even when that
 	// API fails. It must not block.
-	Disconnect func(name, keyFP string) int
+	Disconnect func(name, keyFP string, before time.Time) int
 	// OnPolicyChange, if set, is called when the policy generation changes, before the
 	// enforcing reconcile (the auth cache is dropped there).
 	OnPolicyChange func()

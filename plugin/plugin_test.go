@@ -803,7 +803,7 @@ func TestFrontDisconnectsWhenKickFails(t *testing.T) {
 			}
 			var mu sync.Mutex
 			var calls []string
-			f.m.Disconnect = func(name, keyFP string) int {
+			f.m.Disconnect = func(name, keyFP string, _ time.Time) int {
 				mu.Lock()
 				defer mu.Unlock()
 				calls = append(calls, name+"/"+keyFP)

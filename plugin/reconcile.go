@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/mediamtx"
@@ -40,6 +41,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	start := m.names.now() // before the listings: see apply
 	defer m.names.forget(start)
 
+	listed := time.Now() // a publisher in the listing started before this
 	paths, err := m.api.Paths(ctx)
 	if err != nil {
 		return fmt.Errorf("reconcile: list paths: %w", err)
@@ -83,7 +85,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			return fmt.Errorf("reconcile: %w", err)
 		}
 		if !v.Allow {
-			_ = m.eject(ctx, p.Source, Ejection{Name: name, User: v.User, KeyFP: v.KeyFP, Reason: v.Reason})
+			_ = m.eject(ctx, p.Source, Ejection{Name: name, User: v.User, KeyFP: v.KeyFP, Reason: v.Reason}, listed)
 			continue
 		}
 		want[name] = liveTarget{live: stagedoor.LiveState{Name: name, UserID: v.UserID, UserName: v.User,
@@ -102,7 +104,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			if v.Reason == policy.ReasonBanned {
 				name = v.User
 			}
-			_ = m.eject(ctx, p.Source, Ejection{Name: name, User: v.User, KeyFP: v.KeyFP, Reason: v.Reason})
+			_ = m.eject(ctx, p.Source, Ejection{Name: name, User: v.User, KeyFP: v.KeyFP, Reason: v.Reason}, listed)
 			continue
 		}
 		// A key path plays under its owner's name.
@@ -186,12 +188,15 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 }
 
 // eject disconnects a publisher whose credential no longer allows it (or that an
-// operator kicks). Failures are logged and returned; the next reconcile tries again.
-func (m *Manager) eject(ctx context.Context, src *mediamtx.PathSource, k Ejection) error {
+// operator kicks), seen live at seen. Failures are logged and returned; the next
+// reconcile tries again. At the RTMP front only publishes admitted before seen are
+// closed: an encoder that reconnected since (with the new password, say) is not the one
+// being ejected.
+func (m *Manager) eject(ctx context.Context, src *mediamtx.PathSource, k Ejection, seen time.Time) error {
 	k.SourceType = src.Type
 	closed := 0
 	if src.Type == "rtmpConn" && m.Disconnect != nil {
-		closed = m.Disconnect(k.Name, k.KeyFP)
+		closed = m.Disconnect(k.Name, k.KeyFP, seen)
 	}
 	if err := m.api.Kick(ctx, src.Type, src.ID); err != nil {
 		if closed == 0 {
@@ -245,6 +250,7 @@ const ReasonOperatorKick = "kicked by an operator"
 // (eject: the RTMP front's connection, MediaMTX's kick endpoint, OnEject); a reconcile
 // follows at once.
 func (m *Manager) Kick(ctx context.Context, name string) (bool, error) {
+	seen := time.Now()
 	states, err := m.store.LiveStates(ctx)
 	if err != nil {
 		return false, err
@@ -255,7 +261,7 @@ func (m *Manager) Kick(ctx context.Context, name string) (bool, error) {
 	}
 	defer m.ReconcileSoon()
 	src := &mediamtx.PathSource{Type: l.SourceType, ID: l.SourceID}
-	if err := m.eject(ctx, src, Ejection{Name: name, User: l.UserName, Reason: ReasonOperatorKick}); err != nil {
+	if err := m.eject(ctx, src, Ejection{Name: name, User: l.UserName, Reason: ReasonOperatorKick}, seen); err != nil {
 		return false, err
 	}
 	return true, nil

@@ -1,6 +1,9 @@
 package rtmpfront
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // Publishers is the set of publishes the front has let through, with who made them: a
 // kick (a ban, a revoke, a reset, a password change) closes their connections at the front
@@ -13,6 +16,7 @@ type Publishers struct {
 
 type heldPublish struct {
 	name, keyFP string
+	admitted    time.Time
 	close       func()
 }
 
@@ -27,7 +31,7 @@ func (ps *Publishers) add(name, keyFP string, closeConn func()) (remove func()) 
 	if ps == nil {
 		return func() {}
 	}
-	h := &heldPublish{name: name, keyFP: keyFP, close: closeConn}
+	h := &heldPublish{name: name, keyFP: keyFP, admitted: time.Now(), close: closeConn}
 	ps.mu.Lock()
 	ps.set[h] = struct{}{}
 	ps.mu.Unlock()
@@ -38,18 +42,19 @@ func (ps *Publishers) add(name, keyFP string, closeConn func()) (remove func()) 
 	}
 }
 
-// Disconnect closes the front's connections of publishes of name and returns how many it
-// closed: only those made with the key keyFP when keyFP is set (a revoked key), every one
-// of the name otherwise (a ban, a removed name, a changed password). A newer publish of the
-// name with another key is left alone by a key's kick.
-func (ps *Publishers) Disconnect(name, keyFP string) int {
+// Disconnect closes the front's connections of publishes of name admitted before before,
+// and returns how many it closed: only those made with the key keyFP when keyFP is set (a
+// revoked key), every one of the name otherwise (a ban, a removed name, a changed
+// password, an operator's kick). A publish admitted since (an encoder back with a new
+// password, say) and a publish with another key are left alone.
+func (ps *Publishers) Disconnect(name, keyFP string, before time.Time) int {
 	if ps == nil {
 		return 0
 	}
 	var hit []*heldPublish
 	ps.mu.Lock()
 	for h := range ps.set {
-		if h.name == name && (keyFP == "" || h.keyFP == keyFP) {
+		if h.name == name && (keyFP == "" || h.keyFP == keyFP) && h.admitted.Before(before) {
 			hit = append(hit, h)
 			delete(ps.set, h)
 		}

@@ -160,3 +160,33 @@ func TestPumpEndsWhenMediaMTXGoes(t *testing.T) {
 		t.Fatal("the splice outlived MediaMTX's connection")
 	}
 }
+
+// TestPumpKeepsUpWithAFastEncoder: one tick moves more than one buffer's worth when the
+// encoder has sent more: 64 MiB through the pump take far fewer ticks than the 256 that
+// one 256 KiB read per tick would need.
+func TestPumpKeepsUpWithAFastEncoder(t *testing.T) {
+	encoder, client := tcpPair(t)
+	up, mediamtx := tcpPair(t)
+	p := &pump{interval: 20 * time.Millisecond}
+	result := make(chan error, 1)
+	go func() {
+		_, err := p.splice(client, up)
+		up.CloseWrite()
+		result <- err
+	}()
+	sent := make([]byte, 64<<20)
+	go func() {
+		_, _ = encoder.Write(sent)
+		encoder.CloseWrite()
+	}()
+	n, err := io.Copy(io.Discard, mediamtx)
+	if err != nil || n != int64(len(sent)) {
+		t.Fatalf("MediaMTX read %d bytes (%v), want %d", n, err, len(sent))
+	}
+	if err := <-result; !errors.Is(err, io.EOF) {
+		t.Fatalf("splice ended with %v, want io.EOF", err)
+	}
+	if ticks := p.ticks.Load(); ticks >= 256 {
+		t.Errorf("64 MiB took %d ticks: the pump moves only one buffer a tick", ticks)
+	}
+}

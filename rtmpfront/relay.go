@@ -3,6 +3,7 @@ package rtmpfront
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -349,7 +350,16 @@ func (s *session) publish(ctx context.Context, data amf0.Data, txID float64, siz
 	s.p.Logger.Info("rtmp front: publish renamed", "ip", s.ip, "user", v.User, "name", name,
 		"path_kind", v.PathKind, "reason", v.Reason, "key_fp", v.KeyFP)
 	s.acted, s.published = true, true
-	s.unhold = s.p.Publishers.add(name, v.KeyFP, func() { s.conn.Close(); s.up.Close() })
+	s.unhold = s.p.Publishers.add(name, v.KeyFP, func() {
+		// The socket under a TLS connection: tls.Conn.Close would first try to send
+		// close_notify, for up to 5 s to a client that does not read.
+		if tc, ok := s.conn.(*tls.Conn); ok {
+			_ = tc.NetConn().Close()
+		} else {
+			_ = s.conn.Close()
+		}
+		_ = s.up.Close()
+	})
 	s.release()
 	s.r.limit(maxMessageSize, maxUnfinished, 0)
 	s.client.idle = s.p.IdleTimeout

@@ -602,6 +602,7 @@ func TestDisconnectClosesPublisherAtFront(t *testing.T) {
 		return c
 	}
 	kicked := publish(f.ActiveKey)
+	seenBefore := time.Now()
 	other := publish("alice?key=" + alice.StreamKey)
 	deadline := time.Now().Add(waitLong)
 	for pubs.Len() < 2 && time.Now().Before(deadline) {
@@ -610,10 +611,10 @@ func TestDisconnectClosesPublisherAtFront(t *testing.T) {
 	if pubs.Len() != 2 {
 		t.Fatalf("the front holds %d publishes, want 2", pubs.Len())
 	}
-	if n := pubs.Disconnect("benw", "00000000"); n != 0 {
+	if n := pubs.Disconnect("benw", "00000000", time.Now()); n != 0 {
 		t.Fatalf("a kick of another key closed %d publishes", n)
 	}
-	if n := pubs.Disconnect("benw", stagedoor.KeyDigest(f.ActiveKey).Fingerprint()); n != 1 {
+	if n := pubs.Disconnect("benw", stagedoor.KeyDigest(f.ActiveKey).Fingerprint(), time.Now()); n != 1 {
 		t.Fatalf("the key's kick closed %d publishes, want 1", n)
 	}
 	if !closedByFront(kicked.NetConn(), waitLong) {
@@ -622,7 +623,11 @@ func TestDisconnectClosesPublisherAtFront(t *testing.T) {
 	if closedByFront(other.NetConn(), 300*time.Millisecond) {
 		t.Error("the other name's publisher was disconnected too")
 	}
-	if n := pubs.Disconnect("alice", ""); n != 1 {
+	// A kick of what was live before alice published spares her publish: it came since.
+	if n := pubs.Disconnect("alice", "", seenBefore); n != 0 {
+		t.Fatalf("a kick of an earlier publisher of the name closed %d newer publishes", n)
+	}
+	if n := pubs.Disconnect("alice", "", time.Now()); n != 1 {
 		t.Fatalf("a channel-wide kick of the other name closed %d publishes, want 1", n)
 	}
 	if !closedByFront(other.NetConn(), waitLong) {

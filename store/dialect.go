@@ -35,6 +35,9 @@ func (b Backend) String() string {
 // or .), followed by a colon.
 var urlScheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*:`)
 
+// libpqKeywords matches a libpq keyword=value connection string (host=… dbname=…).
+var libpqKeywords = regexp.MustCompile(`(^|\s)(host|hostaddr|port|dbname|user|password|sslmode|passfile|service)=`)
+
 // ParseDSN says which backend dsn names: a postgres:// or postgresql:// URL is
 // PostgreSQL; anything else without a URL scheme is the path of a SQLite file. Any other
 // scheme (mysql://, file:, a mistyped postgres:) is an *InvalidError that quotes only the
@@ -52,6 +55,12 @@ func ParseDSN(dsn string) (Backend, error) {
 	if m := urlScheme.FindString(dsn); m != "" {
 		return 0, &stagedoor.InvalidError{Field: "database", Reason: "unsupported scheme " + strings.TrimSuffix(m, ":") +
 			": give a SQLite file path or a postgres:// URL (for a file whose name holds a colon, write ./NAME)"}
+	}
+	if libpqKeywords.MatchString(dsn) {
+		// host=… password=…: libpq's keyword form, which would otherwise become a SQLite file
+		// whose name holds the password. The value is not quoted: it may hold one.
+		return 0, &stagedoor.InvalidError{Field: "database", Reason: "looks like a libpq keyword=value string: " +
+			"give a postgres:// URL (or a SQLite file path)"}
 	}
 	if strings.Contains(dsn, "://") {
 		return 0, &stagedoor.InvalidError{Field: "database", Reason: "a URL, but not postgres:// (no space before it?): " +

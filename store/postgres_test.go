@@ -28,6 +28,8 @@ func TestParseDSN(t *testing.T) {
 		{"data/stagedoor.db", store.SQLite, true},
 		{"/var/lib/stagedoor/stagedoor.db", store.SQLite, true},
 		{"./odd:name.db", store.SQLite, true},
+		{"host=db.example dbname=stagedoor password=hunter2hunter2", 0, false},
+		{"password=hunter2hunter2", 0, false},
 		{"postgres://db.example/stagedoor", store.Postgres, true},
 		{"postgresql://u@db.example:5432/stagedoor?sslmode=verify-full", store.Postgres, true},
 		{"", 0, false},
@@ -39,6 +41,9 @@ func TestParseDSN(t *testing.T) {
 		{" postgres://db.example/x", 0, false},
 	} {
 		got, err := store.ParseDSN(tt.dsn)
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("ParseDSN(%q): the error quotes the password: %v", tt.dsn, err)
+		}
 		if tt.ok && (err != nil || got != tt.want) {
 			t.Errorf("ParseDSN(%q) = %v, %v; want %v", tt.dsn, got, err, tt.want)
 		}

@@ -147,7 +147,7 @@ func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, f
 	fs.StringVar(&c.mediamtxRTMP, "mediamtx-rtmp", envOr(getenv, "STAGEDOOR_MEDIAMTX_RTMP", "127.0.0.1:1936"),
 		"MediaMTX's RTMP listener behind the front, loopback (env STAGEDOOR_MEDIAMTX_RTMP)")
 	fs.DurationVar(&c.rtmpBatch, "rtmp-batch", 50*time.Millisecond,
-		"how often the RTMP front hands publishers' media to MediaMTX once it is spliced (0: as it arrives, at several times the CPU of MediaMTX and Stagedoor; max 500ms)")
+		"how often the RTMP front hands publishers' media to MediaMTX once it is spliced (0: as it arrives, at several times the CPU of MediaMTX and Stagedoor; max 200ms)")
 	c.rtmps.register(fs, getenv)
 	fs.StringVar(&c.publicRead, "public-read", envOr(getenv, envPublicRead, "hls"),
 		"comma-separated protocols allowed to read public channels: hls,rtsp,rtmp,srt,webrtc,moq (env "+envPublicRead+")")
@@ -204,8 +204,8 @@ func (c *serviceConfig) validate() error {
 	if err := c.log.validate(); err != nil {
 		return err
 	}
-	if c.rtmpBatch < 0 || c.rtmpBatch > 500*time.Millisecond {
-		return usageError("-rtmp-batch must be between 0 and 500ms")
+	if c.rtmpBatch < 0 || c.rtmpBatch > 200*time.Millisecond {
+		return usageError("-rtmp-batch must be between 0 and 200ms")
 	}
 	if err := c.rtmps.validate(c.rtmpAddr); err != nil {
 		return err
