@@ -159,47 +159,38 @@ func (c *pumped) step(buf []byte) error {
 // read reads what the client's socket holds, up to len(buf): 0 when it holds nothing now.
 // A read of 0 bytes that is not "nothing now" is the client's end of stream.
 func (c *pumped) read(buf []byte) (int, error) {
-	var n int
-	var serr error
-	err := c.src.Control(func(fd uintptr) {
-		n, serr = ignoringEINTR(func() (int, error) { return unix.Read(int(fd), buf) })
-	})
-	switch {
-	case err != nil:
-		return 0, err
-	case errors.Is(serr, unix.EAGAIN):
-		return 0, nil
-	case serr != nil:
-		return 0, serr
-	case n == 0:
+	n, again, err := nonblocking(c.src, func(fd int) (int, error) { return unix.Read(fd, buf) })
+	if err == nil && n == 0 && !again {
 		c.eof = true
 	}
-	return n, nil
+	return n, err
 }
 
 // write writes what MediaMTX's socket takes now of b.
 func (c *pumped) write(b []byte) (int, error) {
-	var n int
-	var serr error
-	err := c.dst.Control(func(fd uintptr) {
-		n, serr = ignoringEINTR(func() (int, error) { return unix.Write(int(fd), b) })
-	})
-	switch {
-	case err != nil:
-		return 0, err
-	case errors.Is(serr, unix.EAGAIN):
-		return 0, nil
-	case serr != nil:
-		return 0, serr
-	}
-	return max(n, 0), nil
+	n, _, err := nonblocking(c.dst, func(fd int) (int, error) { return unix.Write(fd, b) })
+	return n, err
 }
 
-func ignoringEINTR(f func() (int, error)) (int, error) {
-	for {
-		n, err := f()
-		if !errors.Is(err, unix.EINTR) {
-			return n, err
+// nonblocking runs one read or write on rc's socket, never waiting: again reports that the
+// socket had nothing (or took nothing) now, with n = 0. A closed socket is an error.
+func nonblocking(rc syscall.RawConn, op func(fd int) (int, error)) (n int, again bool, err error) {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			n, serr = op(int(fd))
+			if !errors.Is(serr, unix.EINTR) {
+				return
+			}
 		}
+	}); err != nil {
+		return 0, false, err
 	}
+	switch {
+	case errors.Is(serr, unix.EAGAIN):
+		return 0, true, nil
+	case serr != nil:
+		return 0, false, serr
+	}
+	return max(n, 0), false, nil
 }
