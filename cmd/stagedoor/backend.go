@@ -33,6 +33,8 @@ type backend interface {
 	ProbeWrite(ctx context.Context, node string) error
 	// ClearLive marks every name of this node offline (run's MediaMTX starts empty).
 	ClearLive(ctx context.Context, node string) error
+	// SweepExpired frees the live names of nodes whose lease ran out.
+	SweepExpired(ctx context.Context) (int64, error)
 	// AppendAudit writes audit entries at once (the CLI's, before it exits).
 	AppendAudit(ctx context.Context, entries []stagedoor.AuditEntry) error
 	// Stats reports the connection pool.

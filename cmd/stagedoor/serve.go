@@ -268,6 +268,7 @@ func (s *service) start(ctx context.Context) error {
 		wg.Go(func() { s.recorder.Run(loopCtx) })
 		wg.Go(func() { s.webhooks.Run(loopCtx) })
 		wg.Go(func() { s.panel.Run(loopCtx, panelPruneEvery) })
+		wg.Go(func() { s.sweep(loopCtx, s.cfg.reconcileEvery) })
 		s.manager.Run(loopCtx, s.cfg.reconcileEvery)
 		wg.Wait()
 	}()
@@ -325,4 +326,30 @@ func (s *service) close() error {
 type frontDecider struct {
 	*policy.Policy
 	*policy.FrontGrants
+}
+
+// sweep frees, every interval, the live names held under node ids whose lease ran out (a
+// host renamed since, so --node-id's default changed; a cluster node that died), queueing
+// one stream.stopped each: no other step would ever take them offline, since a node only
+// marks its own names offline. The first sweep waits one interval, so that this node's
+// own lease, which may have run out while it was stopped, is renewed by the health probe
+// before: its names still live on MediaMTX are kept, not stopped and started again.
+func (s *service) sweep(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := s.db.SweepExpired(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.logger.Warn("sweep of dead nodes' live names failed; retrying", "err", err)
+		case n > 0:
+			s.logger.Info("live names of dead nodes freed", "names", n)
+			s.manager.ReconcileSoon()
+		}
+	}
 }

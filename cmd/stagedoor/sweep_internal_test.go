@@ -1,0 +1,96 @@
+package main
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stagedoor/stagedoor"
+	"github.com/stagedoor/stagedoor/store"
+)
+
+// TestSweepFreesDeadNodesNames: a live name held under another node id whose lease ran
+// out (the host was renamed, so --node-id's default changed) is taken offline by the
+// service, with one stream.stopped event, although no step of this node's own would
+// ever touch it.
+func TestSweepFreesDeadNodesNames(t *testing.T) {
+	dbFile := filepath.Join(t.TempDir(), "stagedoor.db")
+	old, err := store.Open(t.Context(), dbFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.LeaseTTL = time.Millisecond
+	nu, err := old.CreateUser(t.Context(), "benw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.SetLive(t.Context(), stagedoor.LiveState{NodeID: "oldhost", Kind: stagedoor.LiveDirect, Name: "benw",
+		UserID: nu.ID, UserName: "benw", SourceID: "S", SourceType: "rtmpConn"}); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	time.Sleep(10 * time.Millisecond) // the old node's 1 ms lease has run out
+
+	s := startTestService(t, "--db", dbFile, "--node-id", "newhost", "--reconcile-interval", "1s")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		states, err := s.svc.db.LiveStates(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(states) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("benw is still live under node %q", states[0].NodeID)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	events, err := s.svc.db.DueEvents(t.Context(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stopped []string
+	for _, e := range events {
+		if e.Event == "stream.stopped" {
+			stopped = append(stopped, e.Channel)
+		}
+	}
+	if len(stopped) != 1 || stopped[0] != "benw" {
+		t.Errorf("stream.stopped events = %q, want one for benw", stopped)
+	}
+}
+
+// TestSweepKeepsOwnNamesAfterRestart: a service restarted after its own lease ran out
+// (stopped longer than the TTL while MediaMTX kept streaming) keeps its names live: the
+// sweep runs after the health probe has renewed the lease, so no stream.stopped is sent.
+func TestSweepKeepsOwnNamesAfterRestart(t *testing.T) {
+	dbFile := filepath.Join(t.TempDir(), "stagedoor.db")
+	old, err := store.Open(t.Context(), dbFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.LeaseTTL = time.Millisecond
+	nu, err := old.CreateUser(t.Context(), "benw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.SetLive(t.Context(), stagedoor.LiveState{NodeID: "thishost", Kind: stagedoor.LiveDirect, Name: "benw",
+		UserID: nu.ID, UserName: "benw", SourceID: "S", SourceType: "rtmpConn"}); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	time.Sleep(10 * time.Millisecond)
+
+	s := startTestService(t, "--db", dbFile, "--node-id", "thishost", "--reconcile-interval", "1s")
+	time.Sleep(3 * time.Second) // three sweeps
+	events, err := s.svc.db.DueEvents(t.Context(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.Event == "stream.stopped" {
+			t.Errorf("stream.stopped for %s: the service swept its own name", e.Channel)
+		}
+	}
+}
