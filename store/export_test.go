@@ -22,3 +22,12 @@ func ConnPragmasForTest(ctx context.Context, conn *sql.Conn) (PragmasForTest, er
 
 // MaxConnsForTest is the size of the connection pool.
 const MaxConnsForTest = maxConns
+
+// TerminateListenersForTest ends every Listen session on this database (PostgreSQL): the
+// fault a failover or a restarted server makes. It returns how many it ended.
+func (db *DB) TerminateListenersForTest(ctx context.Context) (int, error) {
+	var n int
+	err := db.db.QueryRowContext(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = $1 AND datname = current_database()`, listenerName).Scan(&n)
+	return n, err
+}

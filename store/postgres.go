@@ -58,6 +58,8 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 	db.probe = stdlib.OpenDB(*cfg.Copy())
 	db.probe.SetMaxOpenConns(1)
 	db.probe.SetConnMaxLifetime(30 * time.Minute)
+	db.listen = cfg.Copy()
+	db.listen.RuntimeParams["application_name"] = listenerName
 	return db, nil
 }
 

@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -44,6 +46,8 @@ type DB struct {
 	probe   *sql.DB // health probes; see ProbeWrite
 	backend Backend
 	path    string // SQLite only
+	// listen is the connection configuration of Listen's own session (PostgreSQL only).
+	listen *pgx.ConnConfig
 	// sidecars watches the -wal and -shm files for deletion (SQLite); see ProbeWrite.
 	sidecars sidecars
 

@@ -35,6 +35,8 @@ type backend interface {
 	ClearLive(ctx context.Context, node string) error
 	// SweepExpired frees the live names of nodes whose lease ran out.
 	SweepExpired(ctx context.Context) (int64, error)
+	// Listen reports the database's change notifications (PostgreSQL; none on SQLite).
+	Listen(ctx context.Context, changed func(payload string)) error
 	// AppendAudit writes audit entries at once (the CLI's, before it exits).
 	AppendAudit(ctx context.Context, entries []stagedoor.AuditEntry) error
 	// Stats reports the connection pool.

@@ -269,6 +269,7 @@ func (s *service) start(ctx context.Context) error {
 		wg.Go(func() { s.webhooks.Run(loopCtx) })
 		wg.Go(func() { s.panel.Run(loopCtx, panelPruneEvery) })
 		wg.Go(func() { s.sweep(loopCtx, s.cfg.reconcileEvery) })
+		wg.Go(func() { _ = s.db.Listen(loopCtx, s.notified) })
 		s.manager.Run(loopCtx, s.cfg.reconcileEvery)
 		wg.Wait()
 	}()
@@ -351,5 +352,16 @@ func (s *service) sweep(ctx context.Context, every time.Duration) {
 			s.logger.Info("live names of dead nodes freed", "names", n)
 			s.manager.ReconcileSoon()
 		}
+	}
+}
+
+// notified handles the database's change notifications (PostgreSQL): a policy change made
+// by another process (the CLI, another replica) drops the auth cache and has live streams
+// re-checked at once, instead of at the next policy-generation poll; after a (re)connect,
+// when notifications may have been lost, the same.
+func (s *service) notified(payload string) {
+	switch payload {
+	case "", "policy":
+		s.policyChanged()
 	}
 }
