@@ -354,8 +354,9 @@ func TestHandlerLogsNoSecrets(t *testing.T) {
 }
 
 // TestHandlerDeniesWhileUnhealthy: while the database fails its write probe every
-// request is denied, even one the policy would allow, and the first good probe restores
-// the allow without a restart.
+// publish is denied, even one the policy would allow, while a public read, which needs no
+// database, is still allowed; the first good probe restores the publish without a
+// restart.
 func TestHandlerDeniesWhileUnhealthy(t *testing.T) {
 	var probeErr atomic.Pointer[error]
 	fail := errors.New("disk I/O error")
@@ -364,17 +365,22 @@ func TestHandlerDeniesWhileUnhealthy(t *testing.T) {
 	if err := h.Check(t.Context()); err == nil {
 		t.Fatal("Check with a failing probe returned nil")
 	}
-	srv, _ := authServer(t, testutil.FailingCreds(), withHealth(testPolicy, h.Err), authserver.Options{})
-	read := testutil.MediaMTXAuthBody("read", "live/benw", "hls") // allowed without any lookup when healthy
-	wantDenied(t, postJSON(t, srv, read), http.StatusServiceUnavailable)
+	f := newFixture(t)
+	srv, _ := authServer(t, f.DB, withHealth(testPolicy, h.Err), authserver.Options{})
+	publish := testutil.MediaMTXAuthBody("publish", "live/"+f.ActiveKey, "rtmp")
+	read := testutil.MediaMTXAuthBody("read", "live/benw", "hls")
+	wantDenied(t, postJSON(t, srv, publish), http.StatusServiceUnavailable)
+	if rep := postJSON(t, srv, read); !is2xx(rep.status) {
+		t.Errorf("public read while unhealthy: status = %d, want 2xx (reads need no database)", rep.status)
+	}
 
 	var ok error
 	probeErr.Store(&ok)
 	if err := h.Check(t.Context()); err != nil {
 		t.Fatalf("Check with a passing probe: %v", err)
 	}
-	if rep := postJSON(t, srv, read); !is2xx(rep.status) {
-		t.Errorf("public read after recovery: status = %d, want 2xx", rep.status)
+	if rep := postJSON(t, srv, publish); !is2xx(rep.status) {
+		t.Errorf("valid publish after recovery: status = %d, want 2xx", rep.status)
 	}
 }
 

@@ -82,7 +82,7 @@ const (
 	// ReasonRelay and ReasonAdmin allow Stagedoor's own internal clients.
 	ReasonRelay = "relay"
 	ReasonAdmin = "admin"
-	// ReasonUnhealthy denies everything while the database fails its health probe.
+	// ReasonUnhealthy denies every publish while the database fails its health probe.
 	ReasonUnhealthy = "database unhealthy"
 )
 

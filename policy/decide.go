@@ -40,8 +40,10 @@ type Policy struct {
 	// Passwords verifies user/password publishing. Nil: only stream keys and no-auth
 	// streams can publish.
 	Passwords *Passwords
-	// Healthy, if set, is asked before every decision; while it returns an error every
-	// attempt is refused as Busy (fail closed while the database cannot take writes).
+	// Healthy, if set, is asked before every publish decision; while it returns an error
+	// every publish is refused as Busy (fail closed while the database cannot take writes
+	// or be read). Reads and the admin's calls are decided as usual: none of them needs the
+	// database (see SECURITY.md, "When the database fails").
 	Healthy func() error
 	// Timeout bounds every decision, database waits included. Default 2 s.
 	Timeout time.Duration
@@ -78,12 +80,12 @@ var ingestProtocols = map[string]bool{"rtmp": true, "rtsp": true, "srt": true, "
 var knownProtocols = map[string]bool{"rtsp": true, "rtmp": true, "hls": true, "webrtc": true, "srt": true, "moq": true}
 
 // Decide says whether an attempt may start. It denies unless one rule explicitly
-// allows; while the database is unhealthy, or when a lookup misses the deadline, it
-// refuses as Busy, and a failed lookup is a Fault.
+// allows; a publish while the database is unhealthy, or any attempt whose lookup misses
+// the deadline, is refused as Busy, and a failed lookup is a Fault.
 func (p *Policy) Decide(ctx context.Context, a Attempt) Verdict {
 	kind, rest := stagedoor.ParsePath(a.Path)
 	var v Verdict
-	if p.Healthy != nil && p.Healthy() != nil {
+	if a.Action == ActionPublish && p.Healthy != nil && p.Healthy() != nil {
 		v = busy(ReasonUnhealthy)
 	} else {
 		ctx, cancel := context.WithTimeout(ctx, p.timeout())

@@ -142,7 +142,7 @@ func (s *faultService) eventually(timeout time.Duration, what string, fn func() 
 	}
 }
 
-// checkFaulted asserts T24 while the fault lasts: /healthz is unhealthy and every auth,
+// checkFaulted asserts T24 while the fault lasts: /healthz is unhealthy and every publish,
 // the valid key's included, gets a non-2xx answer within 2 s.
 func (s *faultService) checkFaulted() {
 	s.t.Helper()
