@@ -14,22 +14,7 @@ import (
 // service, with one stream.stopped event, although no step of this node's own would
 // ever touch it.
 func TestSweepFreesDeadNodesNames(t *testing.T) {
-	dbFile := filepath.Join(t.TempDir(), "stagedoor.db")
-	old, err := store.Open(t.Context(), dbFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old.LeaseTTL = time.Millisecond
-	nu, err := old.CreateUser(t.Context(), "benw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := old.SetLive(t.Context(), stagedoor.LiveState{NodeID: "oldhost", Kind: stagedoor.LiveDirect, Name: "benw",
-		UserID: nu.ID, UserName: "benw", SourceID: "S", SourceType: "rtmpConn"}); err != nil {
-		t.Fatal(err)
-	}
-	old.Close()
-	time.Sleep(10 * time.Millisecond) // the old node's 1 ms lease has run out
+	dbFile := liveUnderExpiredNode(t, "oldhost")
 
 	s := startTestService(t, "--db", dbFile, "--node-id", "newhost", "--reconcile-interval", "1s")
 	deadline := time.Now().Add(30 * time.Second)
@@ -65,22 +50,7 @@ func TestSweepFreesDeadNodesNames(t *testing.T) {
 // (stopped longer than the TTL while MediaMTX kept streaming) keeps its names live: the
 // sweep runs after the health probe has renewed the lease, so no stream.stopped is sent.
 func TestSweepKeepsOwnNamesAfterRestart(t *testing.T) {
-	dbFile := filepath.Join(t.TempDir(), "stagedoor.db")
-	old, err := store.Open(t.Context(), dbFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old.LeaseTTL = time.Millisecond
-	nu, err := old.CreateUser(t.Context(), "benw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := old.SetLive(t.Context(), stagedoor.LiveState{NodeID: "thishost", Kind: stagedoor.LiveDirect, Name: "benw",
-		UserID: nu.ID, UserName: "benw", SourceID: "S", SourceType: "rtmpConn"}); err != nil {
-		t.Fatal(err)
-	}
-	old.Close()
-	time.Sleep(10 * time.Millisecond)
+	dbFile := liveUnderExpiredNode(t, "thishost")
 
 	s := startTestService(t, "--db", dbFile, "--node-id", "thishost", "--reconcile-interval", "1s")
 	time.Sleep(3 * time.Second) // three sweeps
@@ -93,4 +63,27 @@ func TestSweepKeepsOwnNamesAfterRestart(t *testing.T) {
 			t.Errorf("stream.stopped for %s: the service swept its own name", e.Channel)
 		}
 	}
+}
+
+// liveUnderExpiredNode returns a database file where benw is live under node, whose lease
+// has run out.
+func liveUnderExpiredNode(t *testing.T, node string) string {
+	t.Helper()
+	dbFile := filepath.Join(t.TempDir(), "stagedoor.db")
+	db, err := store.Open(t.Context(), dbFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.LeaseTTL = time.Millisecond
+	nu, err := db.CreateUser(t.Context(), "benw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetLive(t.Context(), stagedoor.LiveState{NodeID: node, Kind: stagedoor.LiveDirect, Name: "benw",
+		UserID: nu.ID, UserName: "benw", SourceID: "S", SourceType: "rtmpConn"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // the 1 ms lease has run out
+	return dbFile
 }
