@@ -51,6 +51,9 @@ func Sign(secret string, ts int64, body []byte) string {
 // Store is the outbox and the audit trail.
 type Store interface {
 	DueEvents(ctx context.Context, limit int) ([]stagedoor.OutboxEvent, error)
+	// ClaimEvents takes due events for owner for hold: no other dispatcher on the same
+	// database gets them meanwhile.
+	ClaimEvents(ctx context.Context, owner string, limit int, hold time.Duration) ([]stagedoor.OutboxEvent, error)
 	FinishEvent(ctx context.Context, id int64) error
 	RetryEvent(ctx context.Context, id int64, delay time.Duration) error
 	AppendAudit(ctx context.Context, entries []stagedoor.AuditEntry) error
@@ -70,6 +73,10 @@ type Dispatcher struct {
 	Client *http.Client
 	// OnDelivery, if set, is told the result of each attempt (metrics).
 	OnDelivery func(event string, ok bool)
+	// Owner names this dispatcher among those sharing the database (the node id): each
+	// event is claimed by one of them, so that several services on one database deliver
+	// it once. Default "local".
+	Owner string
 
 	wake chan struct{}
 }
@@ -117,19 +124,29 @@ func NewDispatcher(st Store, logger *slog.Logger, urls []string, secret string) 
 		wake: make(chan struct{}, 1)}
 }
 
+// claimBatch is how many events a dispatcher claims at a time; a claim is held for as
+// long as delivering them all to every URL can take (5 s a post), with a margin.
+const claimBatch = 10
+
 func (d *Dispatcher) deliverDue(ctx context.Context) error {
+	owner := d.Owner
+	if owner == "" {
+		owner = "local"
+	}
+	hold := time.Duration(claimBatch*max(len(d.URLs), 1))*5*time.Second + 30*time.Second
 	for {
-		evs, err := d.Store.DueEvents(ctx, 100)
-		if err != nil || len(evs) == 0 {
+		// A read first: an idle outbox costs no write each second.
+		if due, err := d.Store.DueEvents(ctx, 1); err != nil || len(due) == 0 {
 			return err
+		}
+		evs, err := d.Store.ClaimEvents(ctx, owner, claimBatch, hold)
+		if err != nil || len(evs) == 0 {
+			return err // none: another dispatcher holds what is due
 		}
 		for _, e := range evs {
 			if err := d.deliver(ctx, e); err != nil {
 				return err
 			}
-		}
-		if len(evs) < 100 {
-			return nil
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -490,5 +491,67 @@ func TestSign(t *testing.T) {
 				t.Errorf("Sign = %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// TestTwoDispatchersDeliverEachEventOnce: two services on one database (two handles on
+// one SQLite file, as two processes), each with its dispatcher, deliver every event once
+// between them, none lost.
+func TestTwoDispatchersDeliverEachEventOnce(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "stagedoor.db")
+	open := func() *store.DB {
+		db, err := store.Open(t.Context(), file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	a, b := open(), open()
+	const n = 30
+	for i := range n {
+		name := fmt.Sprintf("user%02d", i)
+		if _, err := a.CreateUser(t.Context(), name); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.SetActive(t.Context(), name, false); err != nil { // user.banned
+			t.Fatal(err)
+		}
+	}
+	due, err := a.DueEvents(t.Context(), 1000)
+	if err != nil || len(due) == 0 {
+		t.Fatalf("queued events: %d (%v)", len(due), err)
+	}
+	r := newReceiver(t, http.StatusOK)
+	for owner, db := range map[string]*store.DB{"a": a, "b": b} {
+		d := webhook.NewDispatcher(db, testutil.Discard(), []string{r.srv.URL}, secret)
+		d.Owner = owner
+		start(t, d)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		left, err := a.DueEvents(t.Context(), 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events still undelivered", len(left))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	seen := map[string]int{}
+	for _, d := range r.deliveries() {
+		seen[d.header.Get(webhook.HeaderDelivery)]++
+	}
+	if len(seen) != len(due) {
+		t.Errorf("%d distinct events delivered, want %d", len(seen), len(due))
+	}
+	for id, times := range seen {
+		if times != 1 {
+			t.Errorf("event %s delivered %d times", id, times)
+		}
 	}
 }

@@ -176,6 +176,7 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 			Protocol: e.SourceType, Decision: "kicked", Reason: e.Reason})
 	}
 	s.webhooks = webhook.NewDispatcher(db, logger, cfg.webhookURLs, sec.webhook)
+	s.webhooks.Owner = cfg.nodeID
 	s.webhooks.OnDelivery = func(event string, ok bool) {
 		result := "ok"
 		if !ok {
