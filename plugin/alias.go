@@ -59,15 +59,37 @@ func (m *Manager) heldByDirectIngest(ctx context.Context, name string) bool {
 	return false
 }
 
-// setLive records live as this node's, published as kind.
-func (m *Manager) setLive(ctx context.Context, live stagedoor.LiveState, kind string) error {
+// heldElsewhere is a claim another live node refused (it keeps the name).
+type heldElsewhere struct{ name, holder string }
+
+func (e *heldElsewhere) Error() string { return e.name + " is live on node " + e.holder }
+
+// reason is the kick's reason for the local publisher that lost the claim.
+func (e *heldElsewhere) reason() string { return ReasonHeldElsewhere + e.holder }
+
+// ReasonHeldElsewhere (+ the node id) is the reason of a kick of a publisher whose name
+// another node keeps: one live session per public name, cluster-wide.
+const ReasonHeldElsewhere = "live on node "
+
+// setLive records live as this node's, published as kind: a claim (cluster.md §3). Only
+// a fresh available event may take a stream-key name over from another node (takeover);
+// a reconcile never does, so that two nodes cannot take a name back and forth. A name
+// another live node keeps is a *heldElsewhere.
+func (m *Manager) setLive(ctx context.Context, live stagedoor.LiveState, kind string, takeover bool) error {
 	live.NodeID, live.Kind = m.NodeID, kind
-	return m.store.SetLive(ctx, live)
+	c, err := m.store.Claim(ctx, live, takeover)
+	if err != nil {
+		return err
+	}
+	if !c.Won {
+		return &heldElsewhere{name: live.Name, holder: c.Holder}
+	}
+	return nil
 }
 
 // goLiveAliased marks the owner's channel live and points the alias at keyPath.
-func (m *Manager) goLiveAliased(ctx context.Context, live stagedoor.LiveState, keyPath string) error {
-	if err := m.setLive(ctx, live, stagedoor.LiveKey); err != nil {
+func (m *Manager) goLiveAliased(ctx context.Context, live stagedoor.LiveState, keyPath string, takeover bool) error {
+	if err := m.setLive(ctx, live, stagedoor.LiveKey, takeover); err != nil {
 		return err
 	}
 	if err := m.store.TouchKey(ctx, live.KeyID); err != nil {

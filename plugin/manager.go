@@ -30,9 +30,11 @@ type Store interface {
 	UserByKeyDigest(ctx context.Context, d stagedoor.Digest) (stagedoor.KeyOwner, error)
 	// ChannelByName returns stagedoor.ErrNotFound for a name nobody owns.
 	ChannelByName(ctx context.Context, name string) (stagedoor.Channel, error)
-	// SetLive claims l.Name for l.NodeID; an error wrapping stagedoor.ErrConflict when
-	// another live node keeps it.
-	SetLive(ctx context.Context, l stagedoor.LiveState) error
+	// Claim claims l.Name for l.NodeID (cluster.md §3): with takeover, a stream-key
+	// publish takes the name from another node's stream-key publish (newest wins);
+	// without, only a dead node's names are taken. Claim.Won false: another live node
+	// keeps the name.
+	Claim(ctx context.Context, l stagedoor.LiveState, takeover bool) (stagedoor.Claim, error)
 	// SetOffline takes name offline if node carries it (on sourceID, or any when "").
 	SetOffline(ctx context.Context, name, node, sourceID string) (bool, error)
 	LiveStates(ctx context.Context) ([]stagedoor.LiveState, error)
@@ -277,9 +279,14 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 			return nil
 		}
 		if kind == stagedoor.PathKey {
-			err = m.goLiveAliased(ctx, live, ev.Path)
+			err = m.goLiveAliased(ctx, live, ev.Path, true)
 		} else {
-			err = m.setLive(ctx, live, stagedoor.LiveDirect)
+			err = m.setLive(ctx, live, stagedoor.LiveDirect, true)
+		}
+		if held, ok := errors.AsType[*heldElsewhere](err); ok {
+			// One live session per public name, cluster-wide: this node's publisher goes.
+			_ = m.eject(ctx, p.Source, Ejection{Name: live.Name, User: live.UserName, KeyFP: fp, Reason: held.reason()}, time.Now())
+			return nil
 		}
 		if err != nil {
 			return err

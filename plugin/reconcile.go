@@ -143,8 +143,8 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 				// Also when only the admission differs (a live state written without
 				// it): the stored one is what a restarted service checks against.
 				if !isRecorded(current, t.live, m.NodeID) {
-					if err := m.setLive(ctx, t.live, stagedoor.LiveDirect); err != nil {
-						return err
+					if err := m.setLive(ctx, t.live, stagedoor.LiveDirect, false); err != nil {
+						return m.ejectHeld(ctx, t, err, listed)
 					}
 					m.logger.Info("reconcile: live", "name", name)
 				}
@@ -153,8 +153,8 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			if existing[name] == m.relay.sourceURL(t.keyPath) && isCurrent(current, name, m.NodeID, t.live.SourceID) {
 				return nil
 			}
-			if err := m.goLiveAliased(ctx, t.live, t.keyPath); err != nil {
-				return err
+			if err := m.goLiveAliased(ctx, t.live, t.keyPath, false); err != nil {
+				return m.ejectHeld(ctx, t, err, listed)
 			}
 			m.logger.Info("reconcile: live and aliased", "name", name, "key_fp", t.fp)
 			return nil
@@ -185,6 +185,17 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		})
 	}
 	return errors.Join(errs...)
+}
+
+// ejectHeld kicks this node's publisher of t when err says another live node keeps its
+// name (a reconcile never takes a name over); any other err is returned.
+func (m *Manager) ejectHeld(ctx context.Context, t liveTarget, err error, seen time.Time) error {
+	held, ok := errors.AsType[*heldElsewhere](err)
+	if !ok {
+		return err
+	}
+	src := &mediamtx.PathSource{Type: t.live.SourceType, ID: t.live.SourceID}
+	return m.eject(ctx, src, Ejection{Name: t.live.Name, User: t.live.UserName, KeyFP: t.fp, Reason: held.reason()}, seen)
 }
 
 // eject disconnects a publisher whose credential no longer allows it (or that an
