@@ -37,6 +37,9 @@ func renewLease(ctx context.Context, e execer, node string, nowMs int64, ttl tim
 	return err
 }
 
+// SetLeaseTTL sets LeaseTTL; call it before the first renewal.
+func (db *DB) SetLeaseTTL(d time.Duration) { db.LeaseTTL = d }
+
 // RegisterNode records node id as started now, reachable by peers at rtspAddr ("" for a
 // replica without MediaMTX), with a fresh lease. A node that registers again (a restart)
 // keeps its id and live names. *InvalidError for a bad id; otherwise only the

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"time"
 
 	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/audit"
@@ -33,6 +34,10 @@ type backend interface {
 	ProbeWrite(ctx context.Context, node string) error
 	// ClearLive marks every name of this node offline (run's MediaMTX starts empty).
 	ClearLive(ctx context.Context, node string) error
+	// RegisterNode records this node (its id and RTSP address for peers) with a lease.
+	RegisterNode(ctx context.Context, id, rtspAddr string) error
+	// SetLeaseTTL sets how long this node's lease lasts after each renewal.
+	SetLeaseTTL(d time.Duration)
 	// SweepExpired frees the live names of nodes whose lease ran out.
 	SweepExpired(ctx context.Context) (int64, error)
 	// Listen reports the database's change notifications (PostgreSQL; none on SQLite).

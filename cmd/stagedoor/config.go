@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -111,6 +112,8 @@ func defaultNodeID() string {
 type serviceConfig struct {
 	db             dbFlag
 	nodeID         string // this node in the live state and its lease; default the host name
+	advertiseRTSP  string // where peers reach this node's MediaMTX RTSP; "" none
+	leaseTTL       time.Duration
 	internalAddr   string
 	publicAddr     string
 	mediamtxAPI    string
@@ -134,6 +137,10 @@ func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, f
 	dbVar(fs, &c.db, getenv)
 	fs.StringVar(&c.nodeID, "node-id", envOr(getenv, "STAGEDOOR_NODE_ID", defaultNodeID()),
 		"this node's id in a cluster sharing one database: its live names and lease; stable across restarts (env STAGEDOOR_NODE_ID)")
+	fs.StringVar(&c.advertiseRTSP, "advertise-rtsp", envOr(getenv, "STAGEDOOR_ADVERTISE_RTSP", ""),
+		"host:port where the other nodes of a cluster reach this node's MediaMTX RTSP, recorded with its lease; empty: none (env STAGEDOOR_ADVERTISE_RTSP)")
+	fs.DurationVar(&c.leaseTTL, "lease-ttl", store.DefaultLeaseTTL,
+		"how long this node's lease lasts after each renewal (every 500 ms); after that the other nodes free its live names (2s to 5m)")
 	fs.StringVar(&c.internalAddr, "internal-addr", envOr(getenv, envInternalAddr, "127.0.0.1:9090"),
 		"loopback listener for MediaMTX auth and hooks (env "+envInternalAddr+")")
 	fs.StringVar(&c.publicAddr, "public-addr", envOr(getenv, envPublicAddr, ":8080"),
@@ -176,6 +183,15 @@ func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, f
 func (c *serviceConfig) validate() error {
 	if err := stagedoor.ValidNodeID(c.nodeID); err != nil {
 		return usageError("-node-id: " + err.Error())
+	}
+	if c.leaseTTL < 2*time.Second || c.leaseTTL > 5*time.Minute {
+		return usageError("-lease-ttl must be between 2s and 5m")
+	}
+	if c.advertiseRTSP != "" {
+		host, port, err := net.SplitHostPort(c.advertiseRTSP)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+			return usageError("-advertise-rtsp must be host:port")
+		}
 	}
 	if c.reconcileEvery <= 0 || c.reconcileEvery > 30*time.Second {
 		return usageError("-reconcile-interval must be between 0 and 30s")

@@ -143,6 +143,11 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 	}
 	// errc: one slot per listener (internal, public, panel, RTMP and RTMPS fronts), so
 	// that none blocks reporting its failure.
+	db.SetLeaseTTL(cfg.leaseTTL)
+	if err := db.RegisterNode(ctx, cfg.nodeID, cfg.advertiseRTSP); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("register node %s: %w", cfg.nodeID, err)
+	}
 	s := &service{cfg: cfg, sec: sec, logger: logger, db: db, errc: make(chan error, 5)}
 	s.rtmpsCerts = rtmpsCerts
 	s.passwords = policy.NewPasswords()

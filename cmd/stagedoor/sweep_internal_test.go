@@ -1,7 +1,9 @@
 package main
 
 import (
+	"io"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,4 +88,35 @@ func liveUnderExpiredNode(t *testing.T, node string) string {
 	}
 	time.Sleep(10 * time.Millisecond) // the 1 ms lease has run out
 	return dbFile
+}
+
+// TestNodeRegisteredWithAdvertisedRTSP: serve records its node id with the RTSP address
+// peers are to pull from and a lease of --lease-ttl; bad values are usage errors.
+func TestNodeRegisteredWithAdvertisedRTSP(t *testing.T) {
+	for _, args := range [][]string{{"--lease-ttl", "1s"}, {"--lease-ttl", "6m"}, {"--advertise-rtsp", "nohost"},
+		{"--advertise-rtsp", ":8554"}, {"--advertise-rtsp", "10.0.0.5:99999"}} {
+		err := run(t.Context(), append([]string{"stagedoor", "serve", "--db", filepath.Join(t.TempDir(), "x.db"),
+			"--internal-addr", "127.0.0.1:0", "--public-addr", "127.0.0.1:0"}, args...), serveEnv, strings.NewReader(""), io.Discard, io.Discard)
+		if err == nil || exitCode(err) != 2 {
+			t.Errorf("serve %q: %v (exit %d), want a usage error", args, err, exitCode(err))
+		}
+	}
+	dbFile := filepath.Join(t.TempDir(), "stagedoor.db")
+	start := time.Now()
+	startTestService(t, "--db", dbFile, "--node-id", "n1", "--advertise-rtsp", "10.0.0.5:8554", "--lease-ttl", "40s")
+	db, err := store.Open(t.Context(), dbFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	nodes, err := db.Nodes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != 1 || nodes[0].ID != "n1" || nodes[0].RTSPAddr != "10.0.0.5:8554" {
+		t.Fatalf("nodes = %+v, want n1 at 10.0.0.5:8554", nodes)
+	}
+	if lease := nodes[0].LeaseUntil.Sub(start); lease < 30*time.Second {
+		t.Errorf("lease runs %v past the start, want about --lease-ttl 40s", lease)
+	}
 }
