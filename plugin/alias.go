@@ -59,6 +59,17 @@ func (m *Manager) heldByDirectIngest(ctx context.Context, name string) bool {
 	return false
 }
 
+// publicKind is the claim kind of a publish on a public name: LiveKey when a stream key
+// admitted it (the RTMP front's renamed publish, ?key=, the key as password or token), so
+// that an encoder reconnecting with its key through another node gets back on at once, as
+// on a key path; LiveDirect (first wins) for a password, its hash or no credentials.
+func publicKind(l stagedoor.LiveState) string {
+	if l.KeyDigest != nil {
+		return stagedoor.LiveKey
+	}
+	return stagedoor.LiveDirect
+}
+
 // heldElsewhere is a claim another live node refused (it keeps the name).
 type heldElsewhere struct{ name, holder string }
 

@@ -91,8 +91,9 @@ func TestClusterOneLiveSessionPerName(t *testing.T) {
 			t.Error("b kicked the publisher that took the name over")
 		}
 
-		// A public name is first wins: b holds benw; a publish on live/benw on a (the key
-		// in the query) is refused by the claim and kicked on a.
+		// A publish on the public name without a key (a password, no-auth) is first wins:
+		// b holds nothing now; a publishes live/benw, then b does too and is refused by the
+		// claim and kicked on b.
 		bn.api.SetSource(keyPath, "rtmpConn", "")
 		if err := bn.m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventUnavailable, Path: keyPath, SourceID: "B1", SourceType: "rtmpConn"}); err != nil {
 			t.Fatal(err)
@@ -100,20 +101,19 @@ func TestClusterOneLiveSessionPerName(t *testing.T) {
 		if got := holder(); got != "" {
 			t.Fatalf("after b's publisher left: holder %q, want none", got)
 		}
-		d := stagedoor.KeyDigest(nu.StreamKey)
-		a.api.SetSource("live/benw", "rtmpConn", "A2")
-		if err := a.m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventAvailable, Path: "live/benw", SourceID: "A2",
-			SourceType: "rtmpConn", KeyDigest: hexDigest(d)}); err != nil {
-			t.Fatal(err)
+		publicOn := func(n node, src string, digest string) {
+			t.Helper()
+			n.api.SetSource("live/benw", "rtmpConn", src)
+			if err := n.m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventAvailable, Path: "live/benw", SourceID: src,
+				SourceType: "rtmpConn", KeyDigest: digest}); err != nil {
+				t.Fatal(err)
+			}
 		}
+		publicOn(a, "A2", "")
 		if got := holder(); got != "a/A2" {
 			t.Fatalf("after a's publish on the public name: holder %q, want a/A2", got)
 		}
-		bn.api.SetSource("live/benw", "rtmpConn", "B2")
-		if err := bn.m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventAvailable, Path: "live/benw", SourceID: "B2",
-			SourceType: "rtmpConn", KeyDigest: hexDigest(d)}); err != nil {
-			t.Fatal(err)
-		}
+		publicOn(bn, "B2", "")
 		if got := holder(); got != "a/A2" {
 			t.Errorf("a second publish of the public name on b took it: holder %q, want a/A2 (first wins)", got)
 		}
@@ -122,6 +122,27 @@ func TestClusterOneLiveSessionPerName(t *testing.T) {
 		}
 		if kicked(a, "A2") {
 			t.Error("a's publisher, first on the public name, was kicked")
+		}
+
+		// A publish on the public name admitted by the stream key (the RTMP front's renamed
+		// publish, ?key=) is newest wins, as on the key path: the encoder reconnecting
+		// through b gets back on, and a kicks its old session.
+		a.api.SetSource("live/benw", "rtmpConn", "")
+		if err := a.m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventUnavailable, Path: "live/benw", SourceID: "A2", SourceType: "rtmpConn"}); err != nil {
+			t.Fatal(err)
+		}
+		d := hexDigest(stagedoor.KeyDigest(nu.StreamKey))
+		publicOn(a, "A3", d)
+		publicOn(bn, "B3", d)
+		if got := holder(); got != "b/B3" {
+			t.Fatalf("the key's publish on b: holder %q, want b/B3 (newest wins for a key)", got)
+		}
+		reconcile(a)
+		if !kicked(a, "A3") {
+			t.Error("a did not kick its key publisher of a name b took over")
+		}
+		if got := holder(); got != "b/B3" {
+			t.Errorf("after a's reconcile: holder %q, want b/B3", got)
 		}
 	})
 }

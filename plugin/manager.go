@@ -281,7 +281,7 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 		if kind == stagedoor.PathKey {
 			err = m.goLiveAliased(ctx, live, ev.Path, true)
 		} else {
-			err = m.setLive(ctx, live, stagedoor.LiveDirect, true)
+			err = m.setLive(ctx, live, publicKind(live), true)
 		}
 		if held, ok := errors.AsType[*heldElsewhere](err); ok {
 			// One live session per public name, cluster-wide: this node's publisher goes.

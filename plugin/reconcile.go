@@ -143,7 +143,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 				// Also when only the admission differs (a live state written without
 				// it): the stored one is what a restarted service checks against.
 				if !isRecorded(current, t.live, m.NodeID) {
-					if err := m.setLive(ctx, t.live, stagedoor.LiveDirect, false); err != nil {
+					if err := m.setLive(ctx, t.live, publicKind(t.live), false); err != nil {
 						return m.ejectHeld(ctx, t, err, listed)
 					}
 					m.logger.Info("reconcile: live", "name", name)
