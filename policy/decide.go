@@ -47,6 +47,12 @@ type Policy struct {
 	Healthy func() error
 	// Timeout bounds every decision, database waits included. Default 2 s.
 	Timeout time.Duration
+	// HeldElsewhere, if set, says whether another live node of a cluster holds a public
+	// name, and which (from an in-memory map, never a database call): a publish on it
+	// that no stream key admits is refused at once, since a name is first wins across
+	// nodes for passwords and no-auth streams (the live claim enforces it anyway; refusing
+	// here spares the encoder MediaMTX's 2 s of analysis and a kick).
+	HeldElsewhere func(name string) (node string, held bool)
 	// Front, if set, holds the grants of the RTMP front's renamed publishes (DecideIngest,
 	// FrontGrants). Nil: a publish carrying a grant is refused.
 	Front *FrontGrants
@@ -113,6 +119,7 @@ func (p *Policy) decide(ctx context.Context, a Attempt, kind, rest string) Verdi
 			return p.decideKey(ctx, rest, "")
 		case stagedoor.PathPublic:
 			v, adm := p.decidePublic(ctx, a, rest)
+			v, adm = p.firstWins(rest, v, adm)
 			if v.Allow {
 				// An in-memory write only: the auth path never writes to the database.
 				p.Admissions.Record(a.SessionID, adm)
@@ -233,6 +240,22 @@ func (p *Policy) decidePublic(ctx context.Context, a Attempt, name string) (Verd
 	// retired by a new password.
 	hd := stagedoor.HashDigest(s.PasswordHash)
 	return v, Admission{PasswordDigest: &hd}
+}
+
+// ReasonHeldElsewhere (+ the node id) refuses a publish on a public name another live
+// node holds.
+const ReasonHeldElsewhere = "live on node "
+
+// firstWins turns an allowed publish on a public name that no stream key admitted into a
+// refusal while another live node holds the name (HeldElsewhere).
+func (p *Policy) firstWins(name string, v Verdict, adm Admission) (Verdict, Admission) {
+	if !v.Allow || adm.KeyDigest != nil || p.HeldElsewhere == nil {
+		return v, adm
+	}
+	if node, held := p.HeldElsewhere(name); held {
+		return Verdict{Reason: ReasonHeldElsewhere + node, User: v.User, UserID: v.UserID}, Admission{}
+	}
+	return v, adm
 }
 
 func lookupFailed(ctx context.Context, fp string) Verdict {

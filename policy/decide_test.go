@@ -598,3 +598,28 @@ func TestDecideMatrix(t *testing.T) {
 		t.Errorf("BcryptRuns = %d, want %d", got, want)
 	}
 }
+
+// TestFirstWinsAcrossNodes: while another live node holds a public name, a publish on it
+// that a password or no-auth admits is refused ("live on node b"); one a stream key
+// admits is not (newest wins for keys); a name nobody else holds is unaffected.
+func TestFirstWinsAcrossNodes(t *testing.T) {
+	f := testdb.NewUsers(t)
+	ctx := t.Context()
+	if _, err := f.DB.CreateStream(ctx, "open", "benw", false); err != nil { // no-auth
+		t.Fatal(err)
+	}
+	p := &policy.Policy{Credentials: f.DB, Passwords: policy.NewPasswords(), Admissions: policy.NewAdmissions(),
+		HeldElsewhere: func(name string) (string, bool) { return "b", name == "open" || name == "benw" }}
+	noAuth := policy.Attempt{Action: policy.ActionPublish, Protocol: "rtmp", Path: "live/open", IP: "192.0.2.1"}
+	if v := p.Decide(ctx, noAuth); v.Allow || v.Reason != policy.ReasonHeldElsewhere+"b" {
+		t.Errorf("no-auth publish of a name b holds: %+v, want refused as live on node b", v)
+	}
+	keyed := policy.Attempt{Action: policy.ActionPublish, Protocol: "rtmp", Path: "live/benw", Query: "key=" + f.ActiveKey, IP: "192.0.2.1"}
+	if v := p.Decide(ctx, keyed); !v.Allow {
+		t.Errorf("key publish of a name b holds: %+v, want allowed (newest wins for keys)", v)
+	}
+	p.HeldElsewhere = func(string) (string, bool) { return "", false }
+	if v := p.Decide(ctx, noAuth); !v.Allow {
+		t.Errorf("no-auth publish of a free name: %+v, want allowed", v)
+	}
+}

@@ -149,6 +149,7 @@ func (p *Policy) decideIngest(ctx context.Context, a Attempt, kind, rest string)
 			return deny("front grant from a client"), "", Admission{}
 		}
 		v, adm := p.decidePublic(ctx, a, rest)
+		v, adm = p.firstWins(rest, v, adm)
 		return v, rest, adm
 	}
 	return deny("publish outside a Stagedoor path"), "", Admission{}

@@ -38,6 +38,8 @@ type backend interface {
 	RegisterNode(ctx context.Context, id, rtspAddr string) error
 	// SetLeaseTTL sets how long this node's lease lasts after each renewal.
 	SetLeaseTTL(d time.Duration)
+	// Nodes lists the nodes sharing the database, with their leases.
+	Nodes(ctx context.Context) ([]stagedoor.Node, error)
 	// SweepExpired frees the live names of nodes whose lease ran out.
 	SweepExpired(ctx context.Context) (int64, error)
 	// Listen reports the database's change notifications (PostgreSQL; none on SQLite).

@@ -81,6 +81,8 @@ type service struct {
 	passwords *policy.Passwords
 	health    *health.Health
 	manager   *plugin.Manager
+	// live is which names other nodes hold, for first wins at auth.
+	live *liveMap
 	// publishers are the RTMP and RTMPS fronts' publishes, which a kick closes there.
 	publishers *rtmpfront.Publishers
 	recorder   *audit.Recorder
@@ -154,7 +156,12 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 	s.creds = policy.NewCachedCredentials(db)
 	s.health = health.New(logger, func(ctx context.Context) error { return db.ProbeWrite(ctx, cfg.nodeID) }, db)
 	_ = s.health.Check(ctx)
+	s.live = &liveMap{self: cfg.nodeID}
+	if err := s.live.refresh(ctx, db); err != nil {
+		logger.Warn("reading other nodes' live names failed; retried at the next reconcile interval", "err", err)
+	}
 	s.policy = &policy.Policy{
+		HeldElsewhere:       s.live.HeldElsewhere,
 		Credentials:         s.creds,
 		PublicReadProtocols: cfg.publicReadProtocols(),
 		Relay:               policy.Secret{User: relayUser, Password: sec.relay},
@@ -340,7 +347,9 @@ type frontDecider struct {
 // one stream.stopped each: no other step would ever take them offline, since a node only
 // marks its own names offline. The first sweep waits one interval, so that this node's
 // own lease, which may have run out while it was stopped, is renewed by the health probe
-// before: its names still live on MediaMTX are kept, not stopped and started again.
+// before: its names still live on MediaMTX are kept, not stopped and started again. Each
+// round also rereads which names other nodes hold (liveMap), for a lost notification and
+// for SQLite, which sends none.
 func (s *service) sweep(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -350,6 +359,7 @@ func (s *service) sweep(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
+		s.refreshLive(ctx)
 		n, err := s.db.SweepExpired(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -369,5 +379,18 @@ func (s *service) notified(payload string) {
 	switch payload {
 	case "", "policy":
 		s.policyChanged()
+	}
+	switch payload {
+	case "", "live", "nodes":
+		s.refreshLive(context.Background())
+	}
+}
+
+// refreshLive rereads which names other nodes hold (liveMap).
+func (s *service) refreshLive(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.live.refresh(ctx, s.db); err != nil && ctx.Err() == nil {
+		s.logger.Warn("reading other nodes' live names failed", "err", err)
 	}
 }

@@ -2,12 +2,14 @@ package main
 
 import (
 	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stagedoor/stagedoor"
+	"github.com/stagedoor/stagedoor/internal/testutil"
 	"github.com/stagedoor/stagedoor/store"
 )
 
@@ -118,5 +120,56 @@ func TestNodeRegisteredWithAdvertisedRTSP(t *testing.T) {
 	}
 	if lease := nodes[0].LeaseUntil.Sub(start); lease < 30*time.Second {
 		t.Errorf("lease runs %v past the start, want about --lease-ttl 40s", lease)
+	}
+}
+
+// TestFirstWinsAtAuth: while another live node holds a no-auth stream's name, the auth
+// call refuses a publish on it at once, from memory; once that node lets it go, the
+// publish is allowed again after the next refresh.
+func TestFirstWinsAtAuth(t *testing.T) {
+	dbFile := filepath.Join(t.TempDir(), "stagedoor.db")
+	other, err := store.Open(t.Context(), dbFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	other.LeaseTTL = 5 * time.Minute
+	nu, err := other.CreateUser(t.Context(), "benw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.CreateStream(t.Context(), "open", "benw", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.SetLive(t.Context(), stagedoor.LiveState{NodeID: "b", Kind: stagedoor.LiveDirect, Name: "open",
+		UserID: nu.ID, UserName: "benw", SourceID: "S", SourceType: "rtmpConn"}); err != nil {
+		t.Fatal(err)
+	}
+	s := startTestService(t, "--db", dbFile, "--node-id", "a", "--reconcile-interval", "1s")
+	auth := func() int {
+		t.Helper()
+		res, err := http.Post("http://"+s.internal+"/mediamtx/auth", "application/json",
+			strings.NewReader(testutil.MediaMTXAuthBody("publish", "live/open", "rtmp")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if code := auth(); code < 400 {
+		t.Fatalf("publish of a name node b holds answered %d, want a refusal", code)
+	}
+	if !strings.Contains(s.logs.String(), "live on node b") {
+		t.Errorf("the refusal's reason is not in the log: %s", s.logs.String())
+	}
+	if _, err := other.SetOffline(t.Context(), "open", "b", ""); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for auth() >= 300 {
+		if time.Now().After(deadline) {
+			t.Fatal("the publish is still refused after node b let the name go")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
