@@ -146,3 +146,38 @@ func TestClusterOneLiveSessionPerName(t *testing.T) {
 		}
 	})
 }
+
+// TestClusterKeysFirstWins: with KeysFirstWins (--cluster-key-takeover=false) the same key
+// published on b while live on a does not take the name: b kicks its own publisher.
+func TestClusterKeysFirstWins(t *testing.T) {
+	db := testdb.MustOpen(t)
+	nu, err := db.CreateUser(t.Context(), "benw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := map[string]node{}
+	for _, id := range []string{"a", "b"} {
+		api, client := newFakeAPI(t)
+		m := plugin.NewManager(testutil.Discard(), db, client, relay, standing(db))
+		m.NodeID, m.KeysFirstWins = id, true
+		nodes[id] = node{api: api, m: m}
+	}
+	keyPath := "live/" + nu.StreamKey
+	for _, step := range []struct{ node, src string }{{"a", "A1"}, {"b", "B1"}} {
+		n := nodes[step.node]
+		n.api.SetSource(keyPath, "rtmpConn", step.src)
+		if err := n.m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventAvailable, Path: keyPath, SourceID: step.src, SourceType: "rtmpConn"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	states, err := db.LiveStates(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(states) != 1 || states[0].NodeID != "a" || states[0].SourceID != "A1" {
+		t.Errorf("live = %+v, want benw on a/A1 (first wins)", states)
+	}
+	if !slices.Contains(nodes["b"].api.Kicks(), "rtmpConn/B1") {
+		t.Error("b did not kick its publisher of a key a holds")
+	}
+}

@@ -63,6 +63,9 @@ type Manager struct {
 	// revocation made by the CLI in another process kicks within about this long plus
 	// Debounce. Default 250 ms.
 	PolicyPoll time.Duration
+	// KeysFirstWins (--cluster-key-takeover=false): a stream-key publish no longer takes a
+	// name over from another live node; the first publish keeps it, as for passwords.
+	KeysFirstWins bool
 	// OnEject, if set, is told of every kick (audit, metrics). It must not block.
 	OnEject func(Ejection)
 	// Disconnect, if set, closes an RTMP publisher's connection at Stagedoor's RTMP front
@@ -279,9 +282,9 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 			return nil
 		}
 		if kind == stagedoor.PathKey {
-			err = m.goLiveAliased(ctx, live, ev.Path, true)
+			err = m.goLiveAliased(ctx, live, ev.Path, !m.KeysFirstWins)
 		} else {
-			err = m.setLive(ctx, live, publicKind(live), true)
+			err = m.setLive(ctx, live, publicKind(live), !m.KeysFirstWins)
 		}
 		if held, ok := errors.AsType[*heldElsewhere](err); ok {
 			// One live session per public name, cluster-wide: this node's publisher goes.

@@ -53,6 +53,10 @@ type Policy struct {
 	// nodes for passwords and no-auth streams (the live claim enforces it anyway; refusing
 	// here spares the encoder MediaMTX's 2 s of analysis and a kick).
 	HeldElsewhere func(name string) (node string, held bool)
+	// KeysFirstWins (--cluster-key-takeover=false) applies first wins to stream-key
+	// publishes too: a key publish of a name another live node holds is refused, where by
+	// default the newest key publish takes the name over.
+	KeysFirstWins bool
 	// Front, if set, holds the grants of the RTMP front's renamed publishes (DecideIngest,
 	// FrontGrants). Nil: a publish carrying a grant is refused.
 	Front *FrontGrants
@@ -116,7 +120,9 @@ func (p *Policy) decide(ctx context.Context, a Attempt, kind, rest string) Verdi
 		}
 		switch kind {
 		case stagedoor.PathKey:
-			return p.decideKey(ctx, rest, "")
+			dg := stagedoor.KeyDigest(rest)
+			v, _ := p.firstWins("", p.decideKey(ctx, rest, ""), Admission{KeyDigest: &dg})
+			return v
 		case stagedoor.PathPublic:
 			v, adm := p.decidePublic(ctx, a, rest)
 			v, adm = p.firstWins(rest, v, adm)
@@ -246,11 +252,15 @@ func (p *Policy) decidePublic(ctx context.Context, a Attempt, name string) (Verd
 // node holds.
 const ReasonHeldElsewhere = "live on node "
 
-// firstWins turns an allowed publish on a public name that no stream key admitted into a
+// firstWins turns an allowed publish on a public name (name; "" for a key path, whose
+// name is its owner's) that no stream key admitted, or any with KeysFirstWins, into a
 // refusal while another live node holds the name (HeldElsewhere).
 func (p *Policy) firstWins(name string, v Verdict, adm Admission) (Verdict, Admission) {
-	if !v.Allow || adm.KeyDigest != nil || p.HeldElsewhere == nil {
+	if !v.Allow || (adm.KeyDigest != nil && !p.KeysFirstWins) || p.HeldElsewhere == nil {
 		return v, adm
+	}
+	if name == "" {
+		name = v.User
 	}
 	if node, held := p.HeldElsewhere(name); held {
 		return Verdict{Reason: ReasonHeldElsewhere + node, User: v.User, UserID: v.UserID}, Admission{}

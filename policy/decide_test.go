@@ -623,3 +623,23 @@ func TestFirstWinsAcrossNodes(t *testing.T) {
 		t.Errorf("no-auth publish of a free name: %+v, want allowed", v)
 	}
 }
+
+// TestKeysFirstWins: with KeysFirstWins (--cluster-key-takeover=false) a key publish of a
+// name another live node holds is refused too, on the key path and on the public name.
+func TestKeysFirstWins(t *testing.T) {
+	f := testdb.NewUsers(t)
+	ctx := t.Context()
+	p := &policy.Policy{Credentials: f.DB, Admissions: policy.NewAdmissions(), KeysFirstWins: true,
+		HeldElsewhere: func(name string) (string, bool) { return "b", name == "benw" }}
+	for form, a := range map[string]policy.Attempt{
+		"key path":          {Action: policy.ActionPublish, Protocol: "rtmp", Path: "live/" + f.ActiveKey, IP: "192.0.2.1"},
+		"?key= on the name": {Action: policy.ActionPublish, Protocol: "rtmp", Path: "live/benw", Query: "key=" + f.ActiveKey, IP: "192.0.2.1"},
+	} {
+		if v := p.Decide(ctx, a); v.Allow || v.Reason != policy.ReasonHeldElsewhere+"b" {
+			t.Errorf("%s with keys first wins: reason %q allow %v, want refused as live on node b", form, v.Reason, v.Allow)
+		}
+		if v, _, _ := p.DecideIngest(ctx, a); v.Allow {
+			t.Errorf("%s, the front's decision with keys first wins: allowed, want refused", form)
+		}
+	}
+}

@@ -141,9 +141,9 @@ func (p *Policy) decideIngest(ctx context.Context, a Attempt, kind, rest string)
 	case a.Action != ActionPublish || a.Protocol != "rtmp":
 		return deny("not an RTMP publish"), "", Admission{}
 	case kind == stagedoor.PathKey:
-		v := p.decideKey(ctx, rest, "")
 		dg := stagedoor.KeyDigest(rest)
-		return v, v.User, Admission{KeyDigest: &dg}
+		v, adm := p.firstWins("", p.decideKey(ctx, rest, ""), Admission{KeyDigest: &dg})
+		return v, v.User, adm
 	case kind == stagedoor.PathPublic:
 		if _, ok := frontGrant(a); ok {
 			return deny("front grant from a client"), "", Admission{}

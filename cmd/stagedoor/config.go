@@ -114,6 +114,7 @@ type serviceConfig struct {
 	nodeID         string // this node in the live state and its lease; default the host name
 	advertiseRTSP  string // where peers reach this node's MediaMTX RTSP; "" none
 	leaseTTL       time.Duration
+	keyTakeover    bool // a stream key's newest publish takes its name from another node
 	internalAddr   string
 	publicAddr     string
 	mediamtxAPI    string
@@ -139,6 +140,8 @@ func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, f
 		"this node's id in a cluster sharing one database: its live names and lease; stable across restarts (env STAGEDOOR_NODE_ID)")
 	fs.StringVar(&c.advertiseRTSP, "advertise-rtsp", envOr(getenv, "STAGEDOOR_ADVERTISE_RTSP", ""),
 		"host:port where the other nodes of a cluster reach this node's MediaMTX RTSP, recorded with its lease; empty: none (env STAGEDOOR_ADVERTISE_RTSP)")
+	fs.BoolVar(&c.keyTakeover, "cluster-key-takeover", true,
+		"a stream key's newest publish takes its name over from another node (an encoder reconnecting through another node gets back on); false: the first publish keeps the name, as for passwords")
 	fs.DurationVar(&c.leaseTTL, "lease-ttl", store.DefaultLeaseTTL,
 		"how long this node's lease lasts after each renewal (every 500 ms); after that the other nodes free its live names (2s to 5m)")
 	fs.StringVar(&c.internalAddr, "internal-addr", envOr(getenv, envInternalAddr, "127.0.0.1:9090"),

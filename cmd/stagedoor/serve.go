@@ -162,6 +162,7 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 	}
 	s.policy = &policy.Policy{
 		HeldElsewhere:       s.live.HeldElsewhere,
+		KeysFirstWins:       !cfg.keyTakeover,
 		Credentials:         s.creds,
 		PublicReadProtocols: cfg.publicReadProtocols(),
 		Relay:               policy.Secret{User: relayUser, Password: sec.relay},
@@ -176,6 +177,7 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 	s.api = api
 	s.manager = plugin.NewManager(logger, db, api, plugin.Relay{User: relayUser, Password: sec.relay, RTSPAddress: cfg.mediamtxRTSP}, s.policy)
 	s.manager.NodeID = cfg.nodeID
+	s.manager.KeysFirstWins = !cfg.keyTakeover
 	s.manager.OnPolicyChange = s.creds.Invalidate
 	s.recorder = audit.NewRecorder(db, logger, 8192)
 	s.recorder.Retention = cfg.auditRetention
