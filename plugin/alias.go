@@ -6,6 +6,7 @@ import (
 	"net/url"
 
 	"github.com/stagedoor/stagedoor"
+	"github.com/stagedoor/stagedoor/policy"
 )
 
 // Relay says how MediaMTX pulls a key path to republish it under the public name:
@@ -76,11 +77,7 @@ type heldElsewhere struct{ name, holder string }
 func (e *heldElsewhere) Error() string { return e.name + " is live on node " + e.holder }
 
 // reason is the kick's reason for the local publisher that lost the claim.
-func (e *heldElsewhere) reason() string { return ReasonHeldElsewhere + e.holder }
-
-// ReasonHeldElsewhere (+ the node id) is the reason of a kick of a publisher whose name
-// another node keeps: one live session per public name, cluster-wide.
-const ReasonHeldElsewhere = "live on node "
+func (e *heldElsewhere) reason() string { return policy.ReasonHeldElsewhere + e.holder }
 
 // setLive records live as this node's, published as kind: a claim (cluster.md §3). Only
 // a fresh available event may take a stream-key name over from another node (takeover);

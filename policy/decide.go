@@ -249,7 +249,8 @@ func (p *Policy) decidePublic(ctx context.Context, a Attempt, name string) (Verd
 }
 
 // ReasonHeldElsewhere (+ the node id) refuses a publish on a public name another live
-// node holds.
+// node holds, and is the reason of the kick of a publisher that lost the name to another
+// node (plugin): one live session per public name, cluster-wide.
 const ReasonHeldElsewhere = "live on node "
 
 // firstWins turns an allowed publish on a public name (name; "" for a key path, whose
