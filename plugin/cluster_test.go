@@ -245,7 +245,7 @@ func TestClusterPeerAliases(t *testing.T) {
 		// The encoder reconnects through b: b's auth admits it (MakeRoom), the peer alias
 		// goes at once and stays away until b's publisher is on; then a's reconcile kicks
 		// a's publisher and points a at b.
-		bn.m.MakeRoom("benw")
+		bn.m.MakeRoom(t.Context(), "benw", false)
 		eventually(t, 5*time.Second, "peer alias removed for b's own publish", func() bool { return conf(bn) == "" })
 		reconcile(bn)
 		if got := conf(bn); got != "" {
@@ -262,6 +262,11 @@ func TestClusterPeerAliases(t *testing.T) {
 		}
 		if got := conf(bn); got == "" || strings.Contains(got, plugin.PeerUser) {
 			t.Fatalf("b's live/benw = %q, want its relay alias", got)
+		}
+		// The RTMP front waits for the removal before it forwards the publish.
+		a.m.MakeRoom(t.Context(), "benw", true)
+		if got := conf(a); got != "" {
+			t.Fatalf("a's live/benw after MakeRoom with wait = %q, want none", got)
 		}
 
 		// b's publisher leaves: a's peer alias goes with the live row.

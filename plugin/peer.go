@@ -93,24 +93,35 @@ func (h *peerHolds) setAliases(names map[string]bool) {
 	h.mu.Unlock()
 }
 
-// MakeRoom is told that this node admitted a publish on live/<name> (MediaMTX's auth
-// call, or the RTMP front's decision): when this node serves the name through a peer
-// alias, the alias must go before MediaMTX adds the publisher, which it would refuse on a
-// path whose source is not "publisher". It never blocks: the removal runs in the
-// background, and the reconcile leaves the name without a peer alias for a while so that
-// the new publisher can get on (a stream-key publish takes the name over; any other is
-// refused at auth while another node holds it, cluster.md §3).
-func (m *Manager) MakeRoom(name string) {
+// MakeRoom is told that this node admitted a publish on live/<name>: when this node
+// serves the name through a peer alias, the alias must go before MediaMTX looks up the
+// path's configuration for the publisher (MediaMTX refuses a publisher on a path whose
+// source is not "publisher", and one whose path configuration changed between its auth
+// and its first media). The reconcile then leaves the name without a peer alias for a
+// while, so that the new publisher can get on: a stream-key publish takes the name over;
+// any other is refused at auth while another node holds it (cluster.md §3).
+//
+// The RTMP front calls it with wait before it forwards the publish, so the publisher gets
+// on at once. MediaMTX's auth call comes after MediaMTX looked the configuration up, and
+// must not wait on MediaMTX's API: without wait the removal runs in the background, and
+// such a publisher (a key as ?key=, password or token over SRT, RTSP or WHIP) gets on at
+// its encoder's next attempt.
+func (m *Manager) MakeRoom(ctx context.Context, name string, wait bool) {
 	if !m.holds.hold(name, time.Now().Add(peerHold)) {
 		return
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	drop := func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if err := m.dropPeerAlias(ctx, name); err != nil {
 			m.logger.Warn("peer alias not removed for a local publish", "name", name, "err", err)
 		}
-	}()
+	}
+	if wait {
+		drop(ctx)
+		return
+	}
+	go drop(context.WithoutCancel(ctx))
 }
 
 // dropPeerAlias removes live/<name>'s entry if it is a peer alias, under the name's lock.

@@ -32,7 +32,7 @@ func (s *service) internalRoutes() http.Handler {
 			if a.Action == policy.ActionPublish {
 				s.recorder.Record(policy.AuditEntry(a, v, time.Now()))
 				if kind, name := stagedoor.ParsePath(a.Path); v.Allow && kind == stagedoor.PathPublic {
-					s.manager.MakeRoom(name) // a peer alias of the name would refuse the publisher
+					s.manager.MakeRoom(context.Background(), name, false) // a peer alias of the name would refuse the publisher
 				}
 			}
 		},

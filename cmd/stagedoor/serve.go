@@ -351,10 +351,20 @@ func (s *service) close() error {
 }
 
 // frontDecider is the policy as the RTMP front asks it: the decision from Policy, the
-// grant from its FrontGrants.
+// grant from its FrontGrants; an allowed publish first has a peer alias of its name
+// removed (plugin.Manager.MakeRoom), before the front forwards it to MediaMTX.
 type frontDecider struct {
 	*policy.Policy
 	*policy.FrontGrants
+	manager *plugin.Manager
+}
+
+func (d frontDecider) DecideIngest(ctx context.Context, a policy.Attempt) (policy.Verdict, string, policy.Admission) {
+	v, name, adm := d.Policy.DecideIngest(ctx, a)
+	if v.Allow {
+		d.manager.MakeRoom(ctx, name, true)
+	}
+	return v, name, adm
 }
 
 // sweep frees, every interval, the live names held under node ids whose lease ran out (a
