@@ -114,7 +114,7 @@ type serviceConfig struct {
 	nodeID         string // this node in the live state and its lease; default the host name
 	advertiseRTSP  string // where peers reach this node's MediaMTX RTSP; "" none
 	leaseTTL       time.Duration
-	keyTakeover    bool // a stream key's newest publish takes its name from another node
+	keyTakeover    bool   // a stream key's newest publish takes its name from another node
 	clusterCIDRs   string // comma-separated CIDRs the other nodes' peer pulls come from
 	internalAddr   string
 	publicAddr     string
