@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -93,15 +95,37 @@ func TestNewServerLimits(t *testing.T) {
 }
 
 // freeLoopbackPort returns a port that was free on 127.0.0.1 a moment ago.
+//
+// It comes from below the kernel's ephemeral range (32768 and up on Linux) and from a range
+// the e2e harness does not use (12000–19999), never twice in this test binary: a port
+// that ":0" handed out and that was closed again can be taken by any outgoing connection
+// (a PostgreSQL or HTTP client of another test) before the service binds it.
 func freeLoopbackPort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("Listen: %v", err)
+	portMu.Lock()
+	defer portMu.Unlock()
+	start := 12000 + rand.IntN(8000)
+	for i := range 8000 {
+		p := 12000 + (start-12000+i)%8000
+		if portsUsed[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		portsUsed[p] = true
+		return p
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free loopback port in 12000–19999")
+	return 0
 }
+
+var (
+	portMu    sync.Mutex
+	portsUsed = map[int]bool{}
+)
 
 // nonLoopbackIP returns one of the machine's IPv4 or IPv6 unicast addresses that is not
 // loopback, or "".
