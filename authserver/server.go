@@ -183,8 +183,8 @@ func readBody(r io.Reader, buf []byte) ([]byte, error) {
 func (h *handler) log(req Request, v policy.Verdict) {
 	level := slog.LevelInfo
 	switch {
-	case v.Allow && (v.Reason == policy.ReasonAdmin || v.Reason == policy.ReasonRelay):
-		level = slog.LevelDebug // Stagedoor's own calls, several every reconcile
+	case v.Allow && (v.Reason == policy.ReasonAdmin || v.Reason == policy.ReasonRelay || v.Reason == policy.ReasonPeer):
+		level = slog.LevelDebug // Stagedoor's own calls (and its peers'), several every reconcile
 	case v.Busy || v.Fault:
 		level = slog.LevelError
 	}

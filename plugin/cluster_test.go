@@ -2,7 +2,9 @@ package plugin_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/internal/testdb"
@@ -179,5 +181,157 @@ func TestClusterKeysFirstWins(t *testing.T) {
 	}
 	if !slices.Contains(nodes["b"].api.Kicks(), "rtmpConn/B1") {
 		t.Error("b did not kick its publisher of a key a holds")
+	}
+}
+
+// TestClusterPeerAliases: a node serves the names other live nodes hold through peer
+// aliases (on-demand pulls of the holder's public path with the cluster secret), moves
+// them when the name moves, drops one for a local publish that takes the name over
+// (MakeRoom), and removes them when the name goes offline or its holder's lease runs out.
+func TestClusterPeerAliases(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, b testdb.Backend) {
+		db := b.Open(t)
+		nu, err := db.CreateUser(t.Context(), "benw")
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer := plugin.Peer{Password: "cluster-secret-123"}
+		rtsp := map[string]string{"a": "10.0.0.1:8554", "b": "10.0.0.2:8554"}
+		newNode := func(id string) node {
+			if err := db.RegisterNode(t.Context(), id, rtsp[id]); err != nil {
+				t.Fatal(err)
+			}
+			api, client := newFakeAPI(t)
+			m := plugin.NewManager(testutil.Discard(), db, client, relay, standing(db))
+			m.NodeID, m.Peer = id, peer
+			return node{api: api, m: m}
+		}
+		a, bn := newNode("a"), newNode("b")
+		keyPath := "live/" + nu.StreamKey
+		peerURL := func(holder string) string {
+			return "rtsp://" + plugin.PeerUser + ":" + peer.Password + "@" + rtsp[holder] + "/live/benw"
+		}
+		available := func(n node, src string) {
+			t.Helper()
+			n.api.SetSource(keyPath, "rtmpConn", src)
+			if err := n.m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventAvailable, Path: keyPath, SourceID: src, SourceType: "rtmpConn"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		reconcile := func(n node) {
+			t.Helper()
+			if err := n.m.Reconcile(t.Context()); err != nil {
+				t.Fatalf("reconcile: %v", err)
+			}
+		}
+		conf := func(n node) string {
+			src, _ := n.api.Config("live/benw")
+			return src
+		}
+
+		available(a, "A1")
+		reconcile(bn)
+		if got := conf(bn); got != peerURL("a") {
+			t.Fatalf("b's live/benw = %q, want the peer alias %q", got, peerURL("a"))
+		}
+		if got := conf(a); got == "" || got == peerURL("a") || strings.Contains(got, plugin.PeerUser) {
+			t.Fatalf("a's live/benw = %q, want its own relay alias", got)
+		}
+		reconcile(bn) // nothing changes on a second pass
+		if got := conf(bn); got != peerURL("a") {
+			t.Fatalf("b's live/benw after a second reconcile = %q", got)
+		}
+
+		// The encoder reconnects through b: b's auth admits it (MakeRoom), the peer alias
+		// goes at once and stays away until b's publisher is on; then a's reconcile kicks
+		// a's publisher and points a at b.
+		bn.m.MakeRoom(t.Context(), "benw", false)
+		eventually(t, 5*time.Second, "peer alias removed for b's own publish", func() bool { return conf(bn) == "" })
+		reconcile(bn)
+		if got := conf(bn); got != "" {
+			t.Fatalf("b's reconcile put the peer alias back while b's publisher gets on: %q", got)
+		}
+		available(bn, "B1")
+		reconcile(a)
+		if !slices.Contains(a.api.Kicks(), "rtmpConn/A1") {
+			t.Error("a did not kick its publisher of a name b took over")
+		}
+		reconcile(a)
+		if got := conf(a); got != peerURL("b") {
+			t.Fatalf("a's live/benw after the move = %q, want the peer alias %q", got, peerURL("b"))
+		}
+		if got := conf(bn); got == "" || strings.Contains(got, plugin.PeerUser) {
+			t.Fatalf("b's live/benw = %q, want its relay alias", got)
+		}
+		// The RTMP front waits for the removal before it forwards the publish.
+		a.m.MakeRoom(t.Context(), "benw", true)
+		if got := conf(a); got != "" {
+			t.Fatalf("a's live/benw after MakeRoom with wait = %q, want none", got)
+		}
+
+		// b's publisher leaves: a's peer alias goes with the live row.
+		bn.api.SetSource(keyPath, "rtmpConn", "")
+		if err := bn.m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventUnavailable, Path: keyPath, SourceID: "B1", SourceType: "rtmpConn"}); err != nil {
+			t.Fatal(err)
+		}
+		reconcile(a)
+		if got := conf(a); got != "" {
+			t.Errorf("a's live/benw after b's stream ended = %q, want none", got)
+		}
+
+		// A holder whose lease ran out gets no peer alias (its row waits for the sweep).
+		available(a, "A2")
+		db.SetLeaseTTL(time.Millisecond)
+		if err := db.ProbeWrite(t.Context(), "a"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+		reconcile(bn)
+		if got := conf(bn); got != "" {
+			t.Errorf("b's live/benw for a dead holder = %q, want none", got)
+		}
+	})
+}
+
+// TestClusterNoPeerSecretNoPeerAliases: without the cluster secret a node sets no peer
+// alias, and removes one an earlier run left.
+func TestClusterNoPeerSecretNoPeerAliases(t *testing.T) {
+	db := testdb.MustOpen(t)
+	nu, err := db.CreateUser(t.Context(), "benw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := map[string]node{}
+	for _, id := range []string{"a", "b"} {
+		if err := db.RegisterNode(t.Context(), id, "127.0.0.1:8554"); err != nil {
+			t.Fatal(err)
+		}
+		api, client := newFakeAPI(t)
+		m := plugin.NewManager(testutil.Discard(), db, client, relay, standing(db))
+		m.NodeID = id
+		nodes[id] = node{api: api, m: m}
+	}
+	keyPath := "live/" + nu.StreamKey
+	nodes["a"].api.SetSource(keyPath, "rtmpConn", "A1")
+	if err := nodes["a"].m.HandleEvent(t.Context(), plugin.Event{Kind: plugin.EventAvailable, Path: keyPath, SourceID: "A1", SourceType: "rtmpConn"}); err != nil {
+		t.Fatal(err)
+	}
+	b := nodes["b"]
+	b.api.SetConfig("live/benw", "rtsp://"+plugin.PeerUser+":old-secret@127.0.0.1:8554/live/benw")
+	if err := b.m.Reconcile(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if src, ok := b.api.Config("live/benw"); ok {
+		t.Errorf("b's live/benw = %q without a cluster secret, want none", src)
+	}
+}
+
+// eventually polls cond every 10 ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(timeout); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
 	}
 }

@@ -38,6 +38,8 @@ type Store interface {
 	// SetOffline takes name offline if node carries it (on sourceID, or any when "").
 	SetOffline(ctx context.Context, name, node, sourceID string) (bool, error)
 	LiveStates(ctx context.Context) ([]stagedoor.LiveState, error)
+	// Nodes lists the cluster's nodes with their leases and RTSP addresses (peer aliases).
+	Nodes(ctx context.Context) ([]stagedoor.Node, error)
 	TouchKey(ctx context.Context, keyID int64) error
 	// PolicyGeneration changes when any credential may have been revoked.
 	PolicyGeneration(ctx context.Context) (int64, error)
@@ -74,6 +76,9 @@ type Manager struct {
 	// publisher calls it before MediaMTX's API kick, so the publisher is cut even when that
 	// API fails. It must not block.
 	Disconnect func(name, keyFP string, before time.Time) int
+	// Peer, when its Password is set, makes this node serve the names other nodes of a
+	// cluster hold, through peer aliases (peer.go).
+	Peer Peer
 	// OnPolicyChange, if set, is called when the policy generation changes, before the
 	// enforcing reconcile (the auth cache is dropped there).
 	OnPolicyChange func()
@@ -84,6 +89,7 @@ type Manager struct {
 	// since the reconcile began (see nameLocks). reconciling keeps reconciles apart.
 	reconciling sync.Mutex
 	names       nameLocks
+	holds       peerHolds
 	trigger     chan struct{}
 }
 

@@ -54,9 +54,9 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
-	existing := make(map[string]string) // public name -> source of our alias entry
+	existing := make(map[string]string) // public name -> source of our alias entry (relay or peer)
 	for _, c := range confs {
-		if kind, name := stagedoor.ParsePath(c.Name); kind == stagedoor.PathPublic && m.relay.isOurs(c.Source) {
+		if kind, name := stagedoor.ParsePath(c.Name); kind == stagedoor.PathPublic && (m.relay.isOurs(c.Source) || isPeerSource(c.Source)) {
 			existing[name] = c.Source
 		}
 	}
@@ -118,6 +118,8 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		}
 	}
 
+	peers, peersKnown := m.peerTargets(ctx, current, want, paths, existing)
+
 	var errs []error
 	// apply runs one name's change under the name's lock, unless a hook changed the name
 	// after start: this reconcile's view of it may predate the hook, and the reconcile
@@ -160,8 +162,17 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			return nil
 		})
 	}
-	for name := range existing {
+	for name, t := range peers {
+		if existing[name] == t.source {
+			continue
+		}
+		apply(name, func() error { return m.setPeerAlias(ctx, name, t) })
+	}
+	for name, src := range existing {
 		if t, ok := want[name]; ok && t.keyPath != "" {
+			continue
+		}
+		if _, ok := peers[name]; ok || (!peersKnown && isPeerSource(src)) {
 			continue
 		}
 		apply(name, func() error {
@@ -171,6 +182,13 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			m.logger.Info("reconcile: alias removed", "name", name)
 			return nil
 		})
+	}
+	if peersKnown {
+		names := make(map[string]bool, len(peers))
+		for name := range peers {
+			names[name] = true
+		}
+		m.holds.setAliases(names)
 	}
 	for _, l := range current {
 		if _, ok := want[l.Name]; ok || l.NodeID != m.NodeID {

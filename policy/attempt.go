@@ -11,6 +11,7 @@ package policy
 import (
 	"crypto/subtle"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/stagedoor/stagedoor"
@@ -82,6 +83,8 @@ const (
 	// ReasonRelay and ReasonAdmin allow Stagedoor's own internal clients.
 	ReasonRelay = "relay"
 	ReasonAdmin = "admin"
+	// ReasonPeer allows another node of a cluster to pull a public name this node holds.
+	ReasonPeer = "peer"
 	// ReasonUnhealthy denies every publish while the database fails its health probe.
 	ReasonUnhealthy = "database unhealthy"
 )
@@ -100,6 +103,21 @@ func (s Secret) matches(user, password string) bool {
 	u := subtle.ConstantTimeCompare([]byte(user), []byte(s.User))
 	p := subtle.ConstantTimeCompare([]byte(password), []byte(s.Password))
 	return u&p == 1
+}
+
+// inNets reports whether ip is in one of nets.
+func inNets(ip string, nets []netip.Prefix) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, n := range nets {
+		if n.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 func isLoopback(ip string) bool {

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"net/url"
 	"time"
 
@@ -34,6 +35,12 @@ type Policy struct {
 	// Relay is the credential of the alias relay: MediaMTX pulls live/<key> over RTSP
 	// from loopback with it to republish the stream as live/<name>. Unset: no relay reads.
 	Relay Secret
+	// Peer is the credential other nodes of a cluster pull this node's public names with
+	// (peer aliases: a node that does not hold live/<name> serves it from the node that
+	// does), accepted over RTSP from PeerNets only. Unset: no peer reads.
+	Peer Secret
+	// PeerNets are the addresses peer reads may come from (--cluster-cidrs).
+	PeerNets []netip.Prefix
 	// Admin is the operator credential Stagedoor uses for MediaMTX's API, metrics and
 	// pprof, accepted from loopback only. Unset: those actions are always denied.
 	Admin Secret
@@ -145,6 +152,13 @@ func (p *Policy) decide(ctx context.Context, a Attempt, kind, rest string) Verdi
 			}
 			return deny("key path read")
 		case stagedoor.PathPublic:
+			// Another node of the cluster pulling the public stream for its viewers. Only a
+			// public name: key paths never leave the node that ingests them.
+			if a.Protocol == "rtsp" && inNets(a.IP, p.PeerNets) && p.Peer.matches(a.User, a.Password) {
+				v := allow(ReasonPeer)
+				v.User = rest
+				return v
+			}
 			if p.publicRead(a.Protocol) {
 				v := allow("public read")
 				v.User = rest

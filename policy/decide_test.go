@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,8 +21,18 @@ import (
 var (
 	relaySecret = policy.Secret{User: "stagedoor-relay", Password: "relay-secret-1"}
 	adminSecret = policy.Secret{User: "stagedoor-admin", Password: "admin-secret-1"}
+	peerSecret  = policy.Secret{User: "stagedoor-peer", Password: "peer-secret-1"}
 	testPolicy  = policy.Policy{Relay: relaySecret, Admin: adminSecret}
+	peerPolicy  = policy.Policy{Relay: relaySecret, Admin: adminSecret, Peer: peerSecret,
+		PeerNets: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("127.0.0.0/8")}}
 )
+
+// peerRead is another cluster node pulling live/benw from ip.
+func peerRead(ip string) policy.Attempt {
+	r := req("read", "rtsp", "live/benw")
+	r.IP, r.User, r.Password = ip, peerSecret.User, peerSecret.Password
+	return r
+}
 
 // newFixture is a real store with an active user benw and a banned user mallory.
 func newFixture(t testing.TB) testdb.Users { return testdb.NewUsers(t) }
@@ -122,6 +133,21 @@ func TestDecide(t *testing.T) {
 			with(relayRead(f, "127.0.0.1"), func(r *policy.Attempt) { r.User, r.Password = "", "" }), false},
 		{"RelayUnsetPasswordDenied", policy.Policy{Relay: policy.Secret{User: relaySecret.User}},
 			with(relayRead(f, "127.0.0.1"), func(r *policy.Attempt) { r.Password = "" }), false},
+
+		{"PeerReadsPublicPathFromClusterNet", peerPolicy, peerRead("10.1.2.3"), true},
+		{"PeerReadsPublicPathFromMappedIPv4", peerPolicy, peerRead("::ffff:10.1.2.3"), true},
+		{"PeerReadsPublicPathFromLoopback", peerPolicy, peerRead("127.0.0.1"), true},
+		{"PeerOutsideClusterNetDenied", peerPolicy, peerRead("10.2.0.1"), false},
+		{"PeerWithoutIPDenied", peerPolicy, peerRead(""), false},
+		{"PeerWithWrongPasswordDenied", peerPolicy, with(peerRead("10.1.2.3"), func(r *policy.Attempt) { r.Password += "x" }), false},
+		{"PeerWithRelayPasswordDenied", peerPolicy, with(peerRead("10.1.2.3"), func(r *policy.Attempt) { r.Password = relaySecret.Password }), false},
+		{"PeerReadsKeyPathDenied", peerPolicy, with(peerRead("127.0.0.1"), func(r *policy.Attempt) { r.Path = key }), false},
+		{"PeerOverHLSIsAPublicRead", peerPolicy, with(peerRead("10.2.0.1"), func(r *policy.Attempt) { r.Protocol = "hls" }), true},
+		{"PeerOverRTMPDenied", peerPolicy, with(peerRead("10.1.2.3"), func(r *policy.Attempt) { r.Protocol = "rtmp" }), false},
+		{"PeerPublishDenied", peerPolicy, with(peerRead("10.1.2.3"), func(r *policy.Attempt) { r.Action = "publish" }), false},
+		{"PeerUnsetDenied", policy.Policy{PeerNets: peerPolicy.PeerNets},
+			with(peerRead("10.1.2.3"), func(r *policy.Attempt) { r.User, r.Password = "", "" }), false},
+		{"PeerWithoutNetsDenied", policy.Policy{Peer: peerSecret}, peerRead("127.0.0.1"), false},
 
 		{"PublicReadOverHLSAllowed", testPolicy, req("read", "hls", "live/benw"), true},
 		{"PublicReadOfUnknownChannelOverHLSAllowed", testPolicy, req("read", "hls", "live/nobody"), true},

@@ -114,7 +114,8 @@ type serviceConfig struct {
 	nodeID         string // this node in the live state and its lease; default the host name
 	advertiseRTSP  string // where peers reach this node's MediaMTX RTSP; "" none
 	leaseTTL       time.Duration
-	keyTakeover    bool // a stream key's newest publish takes its name from another node
+	keyTakeover    bool   // a stream key's newest publish takes its name from another node
+	clusterCIDRs   string // comma-separated CIDRs the other nodes' peer pulls come from
 	internalAddr   string
 	publicAddr     string
 	mediamtxAPI    string
@@ -143,6 +144,8 @@ func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, f
 		"host:port where the other nodes of a cluster reach this node's MediaMTX RTSP, recorded with its lease; empty: none (env STAGEDOOR_ADVERTISE_RTSP)")
 	fs.BoolVar(&c.keyTakeover, "cluster-key-takeover", true,
 		"a stream key's newest publish takes its name over from another node (an encoder reconnecting through another node gets back on); false: the first publish keeps the name, as for passwords")
+	fs.StringVar(&c.clusterCIDRs, "cluster-cidrs", envOr(getenv, "STAGEDOOR_CLUSTER_CIDRS", "127.0.0.0/8,::1/128"),
+		"comma-separated CIDRs the other nodes of a cluster pull this node's live names from, with STAGEDOOR_CLUSTER_SECRET (env STAGEDOOR_CLUSTER_CIDRS)")
 	fs.DurationVar(&c.leaseTTL, "lease-ttl", store.DefaultLeaseTTL,
 		"how long this node's lease lasts after each renewal (every 500 ms); after that the other nodes free its live names (2s to 5m)")
 	fs.StringVar(&c.internalAddr, "internal-addr", envOr(getenv, envInternalAddr, "127.0.0.1:9090"),
@@ -215,6 +218,9 @@ func (c *serviceConfig) validate() error {
 		}
 		c.panelURL = base
 	}
+	if _, err := c.clusterNets(); err != nil {
+		return err
+	}
 	if _, err := c.proxies(); err != nil {
 		return err
 	}
@@ -261,13 +267,16 @@ type secrets struct {
 	adminToken string
 	// webhook signs webhook deliveries.
 	webhook string
+	// cluster is the secret the nodes of a cluster pull each other's public names with
+	// (peer aliases); "" disables them.
+	cluster string
 	// selfCheck marks the anonymous API probe (selfCheckNote); fresh at every start
 	// and never given to MediaMTX or a client.
 	selfCheck string
 }
 
 // loadSecrets reads secrets from the environment or from files named there
-// (STAGEDOOR_ADMIN_TOKEN_FILE, STAGEDOOR_WEBHOOK_SECRET_FILE), never from argv, and makes
+// (STAGEDOOR_ADMIN_TOKEN_FILE, STAGEDOOR_WEBHOOK_SECRET_FILE, STAGEDOOR_CLUSTER_SECRET_FILE), never from argv, and makes
 // fresh internal ones where none is given.
 func loadSecrets(getenv func(string) string) (secrets, error) {
 	s := secrets{
@@ -284,8 +293,20 @@ func loadSecrets(getenv func(string) string) (secrets, error) {
 	if s.webhook, err = secretFromEnv(getenv, "STAGEDOOR_WEBHOOK_SECRET"); err != nil {
 		return s, err
 	}
+	if s.cluster, err = secretFromEnv(getenv, envClusterSecret); err != nil {
+		return s, err
+	}
+	if strings.Trim(s.cluster, urlSafe) != "" {
+		// It travels as the password of an RTSP URL in MediaMTX's path configuration.
+		return s, usageError(envClusterSecret + ": use only letters, digits and - . _ ~")
+	}
 	return s, nil
 }
+
+// envClusterSecret names the cluster secret (or, with _FILE, the file holding it).
+const envClusterSecret = "STAGEDOOR_CLUSTER_SECRET"
+
+const urlSafe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 
 // secretFromEnv returns $NAME, or the first line of the file $NAME_FILE.
 func secretFromEnv(getenv func(string) string, name string) (string, error) {
@@ -304,7 +325,7 @@ func secretFromEnv(getenv func(string) string, name string) (string, error) {
 }
 
 func (s secrets) list() []string {
-	return []string{s.hook, s.admin, s.relay, s.adminToken, s.webhook, s.selfCheck}
+	return []string{s.hook, s.admin, s.relay, s.adminToken, s.webhook, s.cluster, s.selfCheck}
 }
 
 func newSecret() string {
@@ -315,8 +336,18 @@ func newSecret() string {
 
 // proxies parses --trusted-proxies: CIDRs, or single addresses (a /32 or /128).
 func (c *serviceConfig) proxies() ([]netip.Prefix, error) {
+	return parseNets("-trusted-proxies", c.trustedProxies)
+}
+
+// clusterNets parses --cluster-cidrs: where the other nodes' peer pulls may come from.
+func (c *serviceConfig) clusterNets() ([]netip.Prefix, error) {
+	return parseNets("-cluster-cidrs", c.clusterCIDRs)
+}
+
+// parseNets parses flag's comma-separated CIDRs or single addresses (a /32 or /128).
+func parseNets(flag, list string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	for _, f := range strings.Split(c.trustedProxies, ",") {
+	for _, f := range strings.Split(list, ",") {
 		if f = strings.TrimSpace(f); f == "" {
 			continue
 		}
@@ -324,7 +355,7 @@ func (c *serviceConfig) proxies() ([]netip.Prefix, error) {
 		if err != nil {
 			a, aerr := netip.ParseAddr(f)
 			if aerr != nil {
-				return nil, usageError("-trusted-proxies: " + strconv.Quote(f) + " is neither a CIDR nor an IP address")
+				return nil, usageError(flag + ": " + strconv.Quote(f) + " is neither a CIDR nor an IP address")
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}

@@ -31,6 +31,9 @@ func (s *service) internalRoutes() http.Handler {
 			s.metrics.decision(a, v, took)
 			if a.Action == policy.ActionPublish {
 				s.recorder.Record(policy.AuditEntry(a, v, time.Now()))
+				if kind, name := stagedoor.ParsePath(a.Path); v.Allow && kind == stagedoor.PathPublic {
+					s.manager.MakeRoom(context.Background(), name, false) // a peer alias of the name would refuse the publisher
+				}
 			}
 		},
 		Note: selfCheckNote(s.sec.selfCheck),

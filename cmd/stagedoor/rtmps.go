@@ -96,7 +96,7 @@ func (s *service) frontProxy(listener string) *rtmpfront.Proxy {
 		Logger:       logger,
 		PumpInterval: batch,
 		Publishers:   s.publishers,
-		Decider:      frontDecider{s.policy, s.policy.Front},
+		Decider:      frontDecider{s.policy, s.policy.Front, s.manager},
 		// The front's refusals never reach MediaMTX's auth call: count and audit them
 		// here. What it allows is counted and audited when MediaMTX presents the grant.
 		OnDecision: func(a policy.Attempt, v policy.Verdict, took time.Duration) {

@@ -143,6 +143,10 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 	if err != nil {
 		return nil, err
 	}
+	clusterNets, err := cfg.clusterNets()
+	if err != nil {
+		return nil, err
+	}
 	db, err := cfg.db.open(ctx)
 	if err != nil {
 		return nil, err
@@ -153,6 +157,12 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 	if err := db.RegisterNode(ctx, cfg.nodeID, cfg.advertiseRTSP); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("register node %s: %w", cfg.nodeID, err)
+	}
+	switch {
+	case cfg.advertiseRTSP != "" && sec.cluster == "":
+		logger.Warn("-advertise-rtsp is set but " + envClusterSecret + " is not: other nodes cannot pull this node's live names, and this node serves only its own")
+	case cfg.advertiseRTSP == "" && sec.cluster != "":
+		logger.Warn(envClusterSecret + " is set but -advertise-rtsp is not: other nodes cannot pull this node's live names for their viewers")
 	}
 	s := &service{cfg: cfg, sec: sec, logger: logger, db: db, errc: make(chan error, 5)}
 	s.rtmpsCerts = rtmpsCerts
@@ -170,6 +180,8 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 		Credentials:         s.creds,
 		PublicReadProtocols: cfg.publicReadProtocols(),
 		Relay:               policy.Secret{User: relayUser, Password: sec.relay},
+		Peer:                policy.Secret{User: plugin.PeerUser, Password: sec.cluster},
+		PeerNets:            clusterNets,
 		Admin:               policy.Secret{User: adminUser, Password: sec.admin},
 		Passwords:           s.passwords,
 		Healthy:             s.health.Err,
@@ -184,6 +196,7 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 	s.api = api
 	s.manager = plugin.NewManager(logger, db, api, plugin.Relay{User: relayUser, Password: sec.relay, RTSPAddress: cfg.mediamtxRTSP}, s.policy)
 	s.manager.NodeID = cfg.nodeID
+	s.manager.Peer = plugin.Peer{Password: sec.cluster}
 	s.manager.KeysFirstWins = !cfg.keyTakeover
 	s.manager.OnPolicyChange = s.creds.Invalidate
 	s.recorder = audit.NewRecorder(db, logger, 8192)
@@ -350,10 +363,20 @@ func (s *service) close() error {
 }
 
 // frontDecider is the policy as the RTMP front asks it: the decision from Policy, the
-// grant from its FrontGrants.
+// grant from its FrontGrants; an allowed publish first has a peer alias of its name
+// removed (plugin.Manager.MakeRoom), before the front forwards it to MediaMTX.
 type frontDecider struct {
 	*policy.Policy
 	*policy.FrontGrants
+	manager *plugin.Manager
+}
+
+func (d frontDecider) DecideIngest(ctx context.Context, a policy.Attempt) (policy.Verdict, string, policy.Admission) {
+	v, name, adm := d.Policy.DecideIngest(ctx, a)
+	if v.Allow {
+		d.manager.MakeRoom(ctx, name, true)
+	}
+	return v, name, adm
 }
 
 // sweep frees, every interval, the live names held under node ids whose lease ran out (a
@@ -397,6 +420,9 @@ func (s *service) notified(payload string) {
 	switch payload {
 	case "", "live", "nodes":
 		s.refreshLive(context.Background())
+		// Peer aliases follow the live names of the other nodes (a stream that ended
+		// elsewhere must not leave a path that makes viewers wait 10 s for a 500).
+		s.manager.ReconcileSoon()
 	}
 }
 
