@@ -20,11 +20,13 @@ import (
 // replica by mistake is refused every auth and hook, never allowed.
 
 // mediamtxOnlyFlags configure a MediaMTX, the fronts that feed one, or the auth it asks;
-// given with --no-mediamtx they are a usage error. Their environment variables are
-// ignored, so one environment file can serve nodes and replicas.
+// given with --no-mediamtx they are a usage error. Their environment variables (and
+// STAGEDOOR_CLUSTER_SECRET, for peer pulls) are ignored, so one environment file can
+// serve nodes and replicas.
 var mediamtxOnlyFlags = []string{
 	"mediamtx-api", "mediamtx-rtsp", "mediamtx-rtmp", "rtmp-addr", "rtmp-batch",
 	"rtmps-addr", "rtmps-cert", "rtmps-key", "advertise-rtsp", "public-read", "cluster-key-takeover",
+	"cluster-cidrs",
 }
 
 // replicaNodeSuffix makes a replica's default node id differ from the host's MediaMTX

@@ -50,6 +50,7 @@ func TestReplicaWithoutMediaMTX(t *testing.T) {
 			"STAGEDOOR_MEDIAMTX_API":   api.URL,
 			"STAGEDOOR_RTMP_ADDR":      rtmpAddr,
 			"STAGEDOOR_ADVERTISE_RTSP": "10.0.0.5:8554",
+			"STAGEDOOR_CLUSTER_SECRET": "cluster-secret-0123456789",
 		}
 		s := startTestServiceEnv(t, func(k string) string { return env[k] }, "--no-mediamtx", "--db", dsn,
 			"--node-id", "cp1", "--reconcile-interval", "1s")
@@ -153,6 +154,7 @@ func TestReplicaUsageErrors(t *testing.T) {
 		{"--mediamtx-rtmp", "127.0.0.1:1936"}, {"--rtmp-addr", ":1935"}, {"--rtmp-addr", ""},
 		{"--rtmp-batch", "0"}, {"--rtmps-addr", ":1937"}, {"--rtmps-cert", "c.pem"}, {"--rtmps-key", "k.pem"},
 		{"--advertise-rtsp", "10.0.0.5:8554"}, {"--public-read", "hls"}, {"--cluster-key-takeover=false"},
+		{"--cluster-cidrs", "10.0.0.0/24"},
 	} {
 		dbFile := filepath.Join(t.TempDir(), "x.db")
 		var stderr strings.Builder

@@ -159,6 +159,7 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 		return nil, fmt.Errorf("register node %s: %w", cfg.nodeID, err)
 	}
 	switch {
+	case cfg.noMediaMTX: // a replica serves no names and pulls none
 	case cfg.advertiseRTSP != "" && sec.cluster == "":
 		logger.Warn("-advertise-rtsp is set but " + envClusterSecret + " is not: other nodes cannot pull this node's live names, and this node serves only its own")
 	case cfg.advertiseRTSP == "" && sec.cluster != "":
