@@ -27,6 +27,7 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
 	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/internal/testutil"
+	"github.com/stagedoor/stagedoor/store/pgtest"
 )
 
 var (
@@ -44,7 +45,7 @@ func TestMain(m *testing.M) {
 		serveBareHandler(addr) // this binary re-executed as P1's baseline server
 		return
 	}
-	code := m.Run()
+	code := pgtest.Main(m) // the cluster tests' PostgreSQL, stopped when the tests end
 	if buildDir != "" {
 		_ = os.RemoveAll(buildDir)
 	}
@@ -229,6 +230,9 @@ type stackOptions struct {
 	// logFile, when set, takes `run`'s output instead of the test log, so that a
 	// benchmark's client process does not also copy every log line the service writes.
 	logFile string
+	// dsn, when set, is the database: a postgres:// URL that `run` gets in STAGEDOOR_DB
+	// (argv is no place for a URL that may hold a password); "" a SQLite file of its own.
+	dsn string
 }
 
 func startStack(t testing.TB, opts stackOptions) *stack {
@@ -252,7 +256,6 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 		out:       &testutil.Buffer{},
 	}
 	s.runArgs = []string{"run",
-		"--db", s.db,
 		"--mediamtx", mtx,
 		"--mediamtx-config", opts.config,
 		"--internal-addr", fmt.Sprintf("127.0.0.1:%d", s.internal),
@@ -265,6 +268,11 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 		"--rtmp-addr", fmt.Sprintf("127.0.0.1:%d", s.rtmp),
 		"--mediamtx-rtmp", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 	}
+	if opts.dsn != "" {
+		s.db = opts.dsn
+	} else {
+		s.runArgs = append(s.runArgs, "--db", s.db)
+	}
 	s.runArgs = append(s.runArgs, opts.args...)
 	s.runEnv = append(os.Environ(),
 		fmt.Sprintf("MTX_HLSADDRESS=127.0.0.1:%d", s.hls),
@@ -272,6 +280,9 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 		"STAGEDOOR_ADMIN_PASSWORD="+s.adminPass, // so that tests can read MediaMTX's API too
 	)
 	s.runEnv = append(s.runEnv, mediamtxPorts(t, s.rtsp, s.srt, s.webrtc)...)
+	if opts.dsn != "" {
+		s.runEnv = append(s.runEnv, "STAGEDOOR_DB="+s.db)
+	}
 	s.runEnv = append(s.runEnv, opts.env...)
 	s.logFile = opts.logFile
 	s.launch()

@@ -229,6 +229,38 @@ func TestLiveStatusAndPreview(t *testing.T) {
 	}
 }
 
+// TestLiveStatusWithoutMeter is the panel of a replica without MediaMTX (no Meter): a
+// name live on another node shows live, an uptime and the ingest from the database, and no
+// numbers (measured false), page and JSON alike.
+func TestLiveStatusWithoutMeter(t *testing.T) {
+	f := newFixture(t)
+	if err := f.db.SetLive(t.Context(), stagedoor.LiveState{NodeID: "node-a", Kind: stagedoor.LiveDirect, Name: "benw", UserID: f.userID("benw"), UserName: "benw", SourceID: "S", SourceType: "srtConn"}); err != nil {
+		t.Fatal(err)
+	}
+	b := f.browser()
+	b.mustLogin("benw", benwPass)
+	b.get("/panel/channels/benw")
+	for _, want := range []string{`class="badge live"`, `id="live-viewers">–<`, `id="live-protocol">SRT<`} {
+		if !strings.Contains(b.body, want) {
+			t.Errorf("live dashboard without a meter lacks %s", want)
+		}
+	}
+	if strings.Contains(b.body, `id="live-uptime">–<`) {
+		t.Error("live dashboard without a meter shows no uptime")
+	}
+	if got := b.get("/panel/channels/benw/live"); got != http.StatusOK {
+		t.Fatalf("live JSON: %d", got)
+	}
+	var st struct {
+		Live     bool `json:"live"`
+		Measured bool `json:"measured"`
+		Viewers  int  `json:"viewers"`
+	}
+	if err := json.Unmarshal([]byte(b.body), &st); err != nil || !st.Live || st.Measured || st.Viewers != 0 {
+		t.Errorf("live JSON without a meter %s (%v), want live, not measured", b.body, err)
+	}
+}
+
 func TestPublishAttempts(t *testing.T) {
 	f := newFixture(t)
 	at := f.clock.Now()
@@ -301,6 +333,29 @@ func TestOperatorKick(t *testing.T) {
 	}
 	if got := op.post("/panel/channels/nobody/kick", url.Values{"csrf": {csrf}}); got != http.StatusNotFound {
 		t.Errorf("kick of an unknown name: %d, want 404", got)
+	}
+}
+
+// TestOperatorKickLiveElsewhere: the Kick button for a name live on another node of a
+// cluster answers 409 naming that node, and audits nothing.
+func TestOperatorKickLiveElsewhere(t *testing.T) {
+	f := newFixture(t)
+	f.ops.Kicker = func(_ context.Context, name string) (bool, error) {
+		return false, &stagedoor.LiveElsewhereError{Name: name, Node: "node-a"}
+	}
+	if err := f.db.SetLive(t.Context(), stagedoor.LiveState{NodeID: "node-a", Kind: stagedoor.LiveDirect, Name: "benw", UserID: f.userID("benw"), UserName: "benw", SourceID: "S", SourceType: "rtmpConn", Since: f.clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	op := f.browser()
+	op.mustLogin("boss", opPass)
+	csrf, _ := op.form("/panel/live")
+	n0 := f.auditLen()
+	if got := op.post("/panel/channels/benw/kick", url.Values{"csrf": {csrf}}); got != http.StatusConflict ||
+		!strings.Contains(op.body, "benw is live on node node-a: kick it there") {
+		t.Errorf("kick of a name live on another node: %d, want 409 naming node-a\n%s", got, op.body)
+	}
+	if es := f.auditSince(n0); len(es) != 0 {
+		t.Errorf("audit = %+v, want nothing (nobody was kicked)", es)
 	}
 }
 

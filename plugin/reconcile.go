@@ -277,7 +277,9 @@ const ReasonOperatorKick = "kicked by an operator"
 // Kick disconnects the publisher live on the public name now (for a key path, the key
 // path's publisher) and reports whether one was live. It is every other kick's path
 // (eject: the RTMP front's connection, MediaMTX's kick endpoint, OnEject); a reconcile
-// follows at once.
+// follows at once. A name live on another node is a *stagedoor.LiveElsewhereError: its
+// source id is that node's MediaMTX's, which this node's does not know (and a kick of it
+// here could hit an unrelated session that happens to carry the same id).
 func (m *Manager) Kick(ctx context.Context, name string) (bool, error) {
 	seen := time.Now()
 	states, err := m.store.LiveStates(ctx)
@@ -285,6 +287,9 @@ func (m *Manager) Kick(ctx context.Context, name string) (bool, error) {
 		return false, err
 	}
 	l, ok := liveOf(states, name)
+	if ok && l.NodeID != m.NodeID {
+		return false, &stagedoor.LiveElsewhereError{Name: name, Node: l.NodeID}
+	}
 	if !ok || l.SourceID == "" {
 		return false, nil
 	}

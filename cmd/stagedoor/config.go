@@ -133,6 +133,7 @@ type serviceConfig struct {
 	panelAddr      string // the panel's own listener; "" on the public listener under /panel/
 	trustedProxies string // comma-separated CIDRs whose X-Forwarded-For/-Proto the panel believes
 	log            logConfig
+	noMediaMTX     bool // serve --no-mediamtx: a control-plane replica (replica.go)
 }
 
 func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, frontDefault string) {

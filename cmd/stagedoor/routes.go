@@ -94,7 +94,7 @@ func (s *service) publicRoutes() (public, own http.Handler, err error) {
 	}
 	s.panel, err = panel.NewHandler(s.logger, s.ops, s.db, panel.Options{
 		URLs: s.cfg.urls, BaseURL: s.cfg.panelURL, TrustedProxies: proxies,
-		Meter: &liveMeter{api: s.api}, HLSJS: web.HLSJSBody(),
+		Meter: s.meter(), HLSJS: web.HLSJSBody(),
 	})
 	if err != nil {
 		return nil, nil, err

@@ -14,7 +14,8 @@ const usage = `usage: stagedoor COMMAND [flags]
 
 commands:
   run                       run the whole stack: the service and MediaMTX
-  serve                     run the service only (MediaMTX started elsewhere)
+  serve                     run the service only (MediaMTX started elsewhere;
+                            --no-mediamtx: a control-plane replica, no MediaMTX)
   hook available|unavailable  what MediaMTX executes on runOnAvailable/runOnUnavailable
   user add|list|ban|unban   manage users (channels)
   user passwd NAME          set a user's publishing password

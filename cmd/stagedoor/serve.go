@@ -30,15 +30,19 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs.SetOutput(stderr)
 	var cfg serviceConfig
 	cfg.register(fs, getenv, "") // with your own MediaMTX, the front is opt-in
+	cfg.registerNoMediaMTX(fs)
 	if pos, err := parseFlags(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
 		return usageError(fmt.Sprintf("unexpected argument %q", pos[0]))
 	}
+	if err := cfg.checkNoMediaMTX(fs, getenv); err != nil {
+		return err
+	}
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	if getenv(plugin.EnvHookSecret) == "" {
+	if !cfg.noMediaMTX && getenv(plugin.EnvHookSecret) == "" {
 		return usageError("serve: set " + plugin.EnvHookSecret + " (the same value in MediaMTX's environment, for its hooks)")
 	}
 	logOut := newDelayedWriter(stderr)
@@ -155,6 +159,7 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 		return nil, fmt.Errorf("register node %s: %w", cfg.nodeID, err)
 	}
 	switch {
+	case cfg.noMediaMTX: // a replica serves no names and pulls none
 	case cfg.advertiseRTSP != "" && sec.cluster == "":
 		logger.Warn("-advertise-rtsp is set but " + envClusterSecret + " is not: other nodes cannot pull this node's live names, and this node serves only its own")
 	case cfg.advertiseRTSP == "" && sec.cluster != "":
@@ -186,6 +191,9 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 	}
 	api := &mediamtx.Client{BaseURL: cfg.mediamtxAPI, User: adminUser, Password: sec.admin,
 		SelfCheckQuery: selfCheckParam + "=" + sec.selfCheck}
+	if cfg.noMediaMTX {
+		api = nil // nothing calls it: no reconciler, hooks, kicks or meter (replica.go)
+	}
 	s.api = api
 	s.manager = plugin.NewManager(logger, db, api, plugin.Relay{User: relayUser, Password: sec.relay, RTSPAddress: cfg.mediamtxRTSP}, s.policy)
 	s.manager.NodeID = cfg.nodeID
@@ -222,6 +230,9 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 		Changed: func(context.Context) { s.policyChanged() },
 		Kicker:  s.manager.Kick,
 	}
+	if cfg.noMediaMTX {
+		s.asReplica()
+	}
 	return s, nil
 }
 
@@ -244,7 +255,7 @@ func (s *service) start(ctx context.Context) error {
 		h    http.Handler
 		name string
 	}
-	listeners := []listener{{s.cfg.internalAddr, s.internalRoutes(), "internal"}, {s.cfg.publicAddr, public, "public"}}
+	listeners := []listener{{s.cfg.internalAddr, s.internalHandler(), "internal"}, {s.cfg.publicAddr, public, "public"}}
 	if panelOwn != nil {
 		listeners = append(listeners, listener{s.cfg.panelAddr, panelOwn, "panel"})
 	}
@@ -298,7 +309,9 @@ func (s *service) start(ctx context.Context) error {
 		wg.Go(func() { s.panel.Run(loopCtx, panelPruneEvery) })
 		wg.Go(func() { s.sweep(loopCtx, s.cfg.reconcileEvery) })
 		wg.Go(func() { _ = s.db.Listen(loopCtx, s.notified) })
-		s.manager.Run(loopCtx, s.cfg.reconcileEvery)
+		if !s.cfg.noMediaMTX {
+			s.manager.Run(loopCtx, s.cfg.reconcileEvery)
+		}
 		wg.Wait()
 	}()
 	return nil

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -32,21 +33,34 @@ type testService struct {
 // ends.
 func startTestService(t *testing.T, args ...string) *testService {
 	t.Helper()
+	return startTestServiceEnv(t, serveEnv, args...)
+}
+
+// startTestServiceEnv is startTestService with getenv in place of serveEnv. With
+// --no-mediamtx among args (a replica), no --mediamtx-api is added.
+func startTestServiceEnv(t *testing.T, getenv func(string) string, args ...string) *testService {
+	t.Helper()
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var cfg serviceConfig
-	cfg.register(fs, serveEnv, "")
+	cfg.register(fs, getenv, "")
+	cfg.registerNoMediaMTX(fs)
 	defaults := []string{"--db", filepath.Join(t.TempDir(), "stagedoor.db"),
 		"--internal-addr", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t)),
-		"--public-addr", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t)),
-		"--mediamtx-api", "http://127.0.0.1:1"}
+		"--public-addr", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))}
+	if !slices.Contains(args, "--no-mediamtx") {
+		defaults = append(defaults, "--mediamtx-api", "http://127.0.0.1:1")
+	}
 	if _, err := parseFlags(fs, append(defaults, args...)); err != nil {
 		t.Fatalf("flags: %v", err)
+	}
+	if err := cfg.checkNoMediaMTX(fs, getenv); err != nil {
+		t.Fatalf("config: %v", err)
 	}
 	if err := cfg.validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	sec, err := loadSecrets(serveEnv)
+	sec, err := loadSecrets(getenv)
 	if err != nil {
 		t.Fatalf("secrets: %v", err)
 	}
