@@ -59,6 +59,7 @@ type server struct {
 	bin     string
 	dir     string
 	asUser  bool // run the programs through runuser -u postgres (we are root)
+	opts    string // pg_ctl -o: the server's options, kept for Restart
 	// drop: drop each test's schema when the test ends (a server that outlives us).
 	drop bool
 }
@@ -111,6 +112,37 @@ func DSN(t testing.TB) string {
 		})
 	}
 	return withSearchPath(srv.dsn, schema)
+}
+
+// Restart restarts the test binary's cluster as an operator's `pg_ctl restart -m fast`
+// would: every connection is closed, and the server comes back on the same port with the
+// same data. It returns once the server accepts connections again. Every test of the
+// binary shares the cluster, so a test that calls it must not run in parallel with other
+// users of DSN. A PostgreSQL given by STAGEDOOR_TEST_POSTGRES is not ours to restart: the
+// test is skipped, or failed when CI is set.
+func Restart(t testing.TB) {
+	t.Helper()
+	if srv == nil || !srv.started {
+		if os.Getenv("CI") == "" {
+			t.Skip("pgtest: Restart needs the throw-away cluster (unset " + EnvDSN + ")")
+		}
+		t.Fatal("pgtest: Restart needs the throw-away cluster: call DSN first, and unset " + EnvDSN)
+	}
+	data := filepath.Join(srv.dir, "data")
+	if out, err := srv.run(filepath.Join(srv.bin, "pg_ctl"), "-D", data, "-l", filepath.Join(srv.dir, "log"),
+		"-m", "fast", "-w", "-t", strconv.Itoa(int(startTimeout.Seconds())), "-o", srv.opts, "restart"); err != nil {
+		log, _ := os.ReadFile(filepath.Join(srv.dir, "log")) //nolint:gosec // our own temp dir
+		t.Fatalf("pgtest: pg_ctl restart: %v\n%s\n%s", err, out, log)
+	}
+	// The admin pool's connections died with the old server: drop them, so that the next
+	// DSN does not fail on one.
+	srv.admin.SetMaxIdleConns(0)
+	srv.admin.SetMaxIdleConns(2)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := srv.admin.PingContext(ctx); err != nil {
+		t.Fatalf("pgtest: PostgreSQL after restart: %v", err)
+	}
 }
 
 // withSearchPath adds search_path=schema to a URL DSN; pgx sends unknown query
@@ -195,10 +227,10 @@ func (s *server) startCluster() error {
 	var lastErr error
 	for range 5 {
 		port := freePort()
+		s.opts = "-c listen_addresses=127.0.0.1 -p " + strconv.Itoa(port) + " -k " + dir +
+			" -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
 		out, err := s.run(filepath.Join(s.bin, "pg_ctl"), "-D", filepath.Join(dir, "data"), "-l", filepath.Join(dir, "log"),
-			"-w", "-t", strconv.Itoa(int(startTimeout.Seconds())), "-o",
-			"-c listen_addresses=127.0.0.1 -p "+strconv.Itoa(port)+" -k "+dir+
-				" -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", "start")
+			"-w", "-t", strconv.Itoa(int(startTimeout.Seconds())), "-o", s.opts, "start")
 		if err != nil {
 			log, _ := os.ReadFile(filepath.Join(dir, "log")) //nolint:gosec // our own temp dir
 			lastErr = fmt.Errorf("pg_ctl start: %w\n%s\n%s", err, out, log)
