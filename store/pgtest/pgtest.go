@@ -58,7 +58,7 @@ type server struct {
 	started bool
 	bin     string
 	dir     string
-	asUser  bool // run the programs through runuser -u postgres (we are root)
+	asUser  bool   // run the programs through runuser -u postgres (we are root)
 	opts    string // pg_ctl -o: the server's options, kept for Restart
 	// drop: drop each test's schema when the test ends (a server that outlives us).
 	drop bool
