@@ -52,6 +52,9 @@ type splitOptions struct {
 	// MediaMTX's RTMP behind it on loopback, trusting the front's PROXY header, as
 	// README asks of serve operators; false: MediaMTX listens on the RTMP port itself.
 	front bool
+	// advertise gives serve --advertise-rtsp with MediaMTX's RTSP address: where the
+	// other nodes of a cluster pull this node's public paths.
+	advertise bool
 	// args and env are added to serve's (env after the harness's, so it wins).
 	args, env []string
 }
@@ -162,6 +165,9 @@ func startSplit(t *testing.T, opts splitOptions) *splitStack {
 	if opts.front {
 		s.serveArgs = append(s.serveArgs, "--rtmp-addr", fmt.Sprintf("127.0.0.1:%d", s.rtmp),
 			"--mediamtx-rtmp", fmt.Sprintf("127.0.0.1:%d", mtxRTMP))
+	}
+	if opts.advertise {
+		s.serveArgs = append(s.serveArgs, "--advertise-rtsp", fmt.Sprintf("127.0.0.1:%d", s.rtsp))
 	}
 	s.serveArgs = append(s.serveArgs, opts.args...)
 	s.serveEnv = append(s.serveEnv, opts.env...)
