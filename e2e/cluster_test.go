@@ -113,6 +113,16 @@ func serveHas(t testing.TB, flag string) bool {
 	return strings.Contains(serveHelp, "\n  -"+flag+" ")
 }
 
+// healthz returns the status of node s's /healthz, 0 when it does not answer.
+func healthz(s *splitStack) int {
+	res, err := (&http.Client{Timeout: 2 * time.Second}).Get(s.url(s.internal, "/healthz"))
+	if err != nil {
+		return 0
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
 // liveRow is a name's row in live_state.
 type liveRow struct {
 	Node, Kind string
@@ -322,13 +332,8 @@ func TestCluster(t *testing.T) {
 
 	t.Run("E1_BothNodesRegistered", func(t *testing.T) {
 		for _, s := range []*splitStack{a, b} {
-			res, err := http.Get(s.url(s.internal, "/healthz"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			res.Body.Close()
-			if res.StatusCode != http.StatusOK {
-				t.Errorf("node %s: /healthz %d", s.node, res.StatusCode)
+			if code := healthz(s); code != http.StatusOK {
+				t.Errorf("node %s: /healthz %d", s.node, code)
 			}
 		}
 		eventually(t, 10*time.Second, "nodes a and b with fresh leases", func() error {
@@ -693,8 +698,19 @@ func TestClusterPostgresRestart(t *testing.T) {
 
 	began := time.Now()
 	pgtest.Restart(t)
-	t.Logf("PostgreSQL restarted in %v", time.Since(began).Round(time.Millisecond))
 	restarted := time.Now()
+	t.Logf("PostgreSQL restarted in %v", restarted.Sub(began).Round(time.Millisecond))
+	// Both nodes' health, polled from now on while the streams are watched.
+	healthy := make(chan time.Duration, 1)
+	go func() {
+		defer close(healthy)
+		for ctx := t.Context(); ctx.Err() == nil; time.Sleep(100 * time.Millisecond) {
+			if healthz(a) == http.StatusOK && healthz(b) == http.StatusOK {
+				healthy <- time.Since(restarted)
+				return
+			}
+		}
+	}()
 
 	t.Run("StreamsKeepPlaying", func(t *testing.T) {
 		wa.keepsPlaying(t, 6*time.Second)
@@ -703,22 +719,26 @@ func TestClusterPostgresRestart(t *testing.T) {
 		ph.stillRunning(t)
 	})
 	t.Run("HealthyAgain", func(t *testing.T) {
-		for _, s := range []*splitStack{a, b} {
-			eventually(t, 15*time.Second, "node "+s.node+" healthy", func() error {
-				res, err := http.Get(s.url(s.internal, "/healthz"))
-				if err != nil {
-					return err
-				}
-				res.Body.Close()
-				if res.StatusCode != http.StatusOK {
-					return fmt.Errorf("healthz %d", res.StatusCode)
-				}
-				return nil
-			})
+		select {
+		case took := <-healthy:
+			t.Logf("both nodes healthy %v after the restart", took.Round(time.Millisecond))
+		case <-time.After(15 * time.Second):
+			t.Fatalf("nodes not both healthy 15 s after the restart: a %d, b %d", healthz(a), healthz(b))
 		}
-		t.Logf("both nodes healthy %v after the restart", time.Since(restarted).Round(time.Millisecond))
 		c.row(t, "george", "a", 10*time.Second)
 		c.row(t, "hank", "b", 10*time.Second)
+		// Each node's notification listener is back: one LISTEN session per node.
+		eventually(t, 10*time.Second, "a LISTEN session per node", func() error {
+			var n int
+			if err := c.db.QueryRowContext(t.Context(), `SELECT count(*) FROM pg_stat_activity
+				WHERE query LIKE '%LISTEN%stagedoor_%' AND backend_start > $1 AND pid <> pg_backend_pid()`, restarted.Add(-time.Second)).Scan(&n); err != nil {
+				return err
+			}
+			if n != 2 {
+				return fmt.Errorf("%d listening sessions started since the restart, want 2", n)
+			}
+			return nil
+		})
 	})
 	t.Run("PublishAfterRestart", func(t *testing.T) {
 		p := b.with(t).publish(b.rtmpURL(iKey))
