@@ -544,8 +544,17 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("E13_WebhooksDeliveredOnce", func(t *testing.T) {
-		// Every event the cases above queued (started, stopped, banned, rotated) is
-		// delivered by one of the two dispatchers, once.
+		// Every event queued, by the cases above (started, stopped, banned, rotated) and
+		// by a burst of ten here, is delivered by one of the two dispatchers, once.
+		a.with(t).addUser("ola")
+		for i := range 5 {
+			s := []*splitStack{a, b}[i%2]
+			for _, op := range []string{"ban", "unban"} {
+				if code, body := s.with(t).admin(http.MethodPost, "/users/ola/"+op, adminToken, nil); code != http.StatusOK {
+					t.Fatalf("%s ola through node %s: %d %s", op, s.node, code, body)
+				}
+			}
+		}
 		type ev struct {
 			id       int64
 			event    string
@@ -588,8 +597,8 @@ func TestCluster(t *testing.T) {
 		if len(got) > 0 {
 			t.Errorf("deliveries of events not in the outbox: %v", got)
 		}
-		if len(queued) < 8 {
-			t.Errorf("only %d events queued by the cases above", len(queued))
+		if len(queued) < 10 {
+			t.Errorf("only %d events queued, want at least the burst's 10", len(queued))
 		}
 		if bad := c.hook.badlySigned(); bad > 0 {
 			t.Errorf("%d deliveries badly signed", bad)
@@ -601,7 +610,7 @@ func TestCluster(t *testing.T) {
 
 // TestClusterNodeDeath is cluster.md §9 E10: node a's serve and MediaMTX are SIGKILLed
 // while a key stream and a password stream are live on it. Before its lease runs out B
-// refuses the password stream's name; after it, the sweep frees both names, the webhook
+// refuses the password stream's name and lets the key in; after it, the sweep frees both names, the webhook
 // receiver gets exactly one stream.stopped for each (two dispatchers, one database), and
 // both publish on B.
 func TestClusterNodeDeath(t *testing.T) {
@@ -639,6 +648,15 @@ func TestClusterNodeDeath(t *testing.T) {
 		}
 		if err != nil || code < 400 {
 			t.Errorf("B's auth of concert %v after a died, inside its lease: %d %v, want a refusal", asked.Round(time.Millisecond), code, err)
+		}
+		// A stream key is newest wins across nodes: its encoder reconnecting through B
+		// is let in at once, lease or not.
+		code, _, err = b.authDirect(key)
+		if asked := time.Since(killed); asked >= clusterLeaseTTL {
+			t.Fatalf("B answered only %v after the kill, past a's lease: nothing to check", asked)
+		}
+		if err != nil || code != http.StatusNoContent {
+			t.Errorf("B's auth of frank's key inside a's lease: %d %v, want 204", code, err)
 		}
 		b.with(t).waitLive("concert", true, time.Second)
 	})
@@ -759,5 +777,182 @@ func TestClusterPostgresRestart(t *testing.T) {
 		}
 		c.offlineOnBoth(t, "george", 5*time.Second)
 		wb.keepsPlaying(t, time.Second)
+	})
+}
+
+// sampleRow checks the rows of name every 100 ms until the returned function is called,
+// which reports any moment the name was not held by node alone.
+func (c *cluster) sampleRow(name, node string) func() error {
+	stop, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		var bad error
+		for {
+			select {
+			case <-stop:
+				done <- bad
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			rows, err := c.rows(name)
+			if err == nil && (len(rows) != 1 || rows[0].Node != node) && bad == nil {
+				bad = fmt.Errorf("at %s the rows of %s were %+v, want one held by node %s", time.Now().Format("15:04:05.000"), name, rows, node)
+			}
+		}
+	}()
+	return func() error {
+		close(stop)
+		return <-done
+	}
+}
+
+// TestClusterServeRestart is cluster.md §9 E9: node a's serve alone is SIGKILLed while a
+// stream is live there, published over RTSP (MediaMTX keeps it; an RTMP publisher would
+// be cut with the front, which is part of serve). Restarted within the lease, nothing changes:
+// the row stays a's throughout and no stream.stopped is sent. Killed again and restarted
+// only after the lease ran out: node b's sweep frees the name with one stream.stopped,
+// and the restarted serve claims it back from its MediaMTX; the stream and its viewer on
+// a never stop.
+func TestClusterServeRestart(t *testing.T) {
+	c := startCluster(t, clusterOptions{})
+	a, b := c.a, c.b
+	key := a.addUser("mona")
+	// Over RTSP, the key as the password of the public name: straight to MediaMTX. An
+	// RTMP publisher goes through the front, which lives in serve and dies with it.
+	p := a.publishWith("rtsp", a.rtspURL("mona", key, "mona"))
+	liveOn(t, a, "mona", p, 30*time.Second)
+	eventually(t, 10*time.Second, "stream.started of mona", func() error {
+		if n, _ := c.hook.count("stream.started", "mona"); n != 1 {
+			return fmt.Errorf("%d deliveries", n)
+		}
+		return nil
+	})
+	w := watchHLS(t, a.hlsURL("mona"))
+
+	held := c.sampleRow("mona", "a")
+	a.killServe(syscall.SIGKILL)
+	killed := time.Now()
+	a.startServe()
+	back := time.Since(killed)
+	t.Run("E9_RestartWithinLease", func(t *testing.T) {
+		if back >= clusterLeaseTTL {
+			t.Fatalf("serve took %v to restart, past its %v lease: nothing to check", back, clusterLeaseTTL)
+		}
+		t.Logf("serve back %v after the kill", back.Round(time.Millisecond))
+		w.keepsPlaying(t, clusterLeaseTTL)
+		p.stillRunning(t)
+		if err := held(); err != nil {
+			t.Error(err)
+		}
+		if n, _ := c.hook.count("stream.stopped", "mona"); n != 0 {
+			t.Errorf("%d stream.stopped of mona for a restart within the lease, want none", n)
+		}
+		b.with(t).waitLive("mona", true, time.Second)
+	})
+
+	a.killServe(syscall.SIGKILL)
+	killed = time.Now()
+	c.noRow(t, "mona", 20*time.Second)
+	swept := time.Now()
+	t.Run("E9_SweptAfterLease", func(t *testing.T) {
+		t.Logf("mona freed %v after serve was killed (lease TTL %v, sweep every 2 s)", swept.Sub(killed).Round(time.Millisecond), clusterLeaseTTL)
+		if swept.Sub(killed) < clusterLeaseTTL-time.Second {
+			t.Errorf("mona freed %v after the kill, before a's lease (%v) can have run out", swept.Sub(killed), clusterLeaseTTL)
+		}
+		b.with(t).waitLive("mona", false, 5*time.Second)
+		eventually(t, 15*time.Second, "stream.stopped of mona", func() error {
+			if n, _ := c.hook.count("stream.stopped", "mona"); n != 1 {
+				return fmt.Errorf("%d deliveries", n)
+			}
+			return nil
+		})
+		w.keepsPlaying(t, time.Second)
+		p.stillRunning(t)
+	})
+
+	a.startServe()
+	restarted := time.Now()
+	t.Run("E9_ClaimedBackAfterRestart", func(t *testing.T) {
+		c.row(t, "mona", "a", 15*time.Second)
+		t.Logf("mona claimed back %v after serve's restart (reconcile interval 2 s)", time.Since(restarted).Round(time.Millisecond))
+		b.with(t).waitLive("mona", true, 5*time.Second)
+		w.keepsPlaying(t, 2*time.Second)
+		p.stillRunning(t)
+		if n, _ := c.hook.count("stream.stopped", "mona"); n != 1 {
+			t.Errorf("%d stream.stopped of mona, want the one of the sweep", n)
+		}
+	})
+}
+
+// TestClusterFirstWins is cluster.md §9 E4' and E6, with --cluster-key-takeover=false on
+// both nodes: a stream key's second publish, on the other node, is refused and the first
+// untouched; and a password stream published on a and b at the same moment, five
+// rounds, ends with exactly one holder each time, the loser gone within the kick target.
+func TestClusterFirstWins(t *testing.T) {
+	c := startCluster(t, clusterOptions{args: []string{"--cluster-key-takeover=false"}})
+	a, b := c.a, c.b
+
+	t.Run("E4p_KeyRefusedOnB", func(t *testing.T) {
+		key := a.with(t).addUser("nora")
+		pa := a.with(t).publish(a.rtmpURL(key))
+		defer pa.stop()
+		ma := liveOn(t, a, "nora", pa, 30*time.Second)
+		before := c.row(t, "nora", "a", 5*time.Second)
+		pb := b.with(t).publish(b.rtmpURL(key))
+		pb.refused(t, 15*time.Second)
+		if _, err := b.source("live/nora"); err == nil {
+			t.Errorf("B's MediaMTX has a publisher for live/nora")
+		}
+		c.auditHas(t, "nora", "publish", policy.ReasonHeldElsewhere+"a")
+		pa.stillRunning(t)
+		if ok, err := a.present(ma); err != nil || !ok {
+			t.Errorf("A's session of nora gone after B's refusal (present %v, %v)", ok, err)
+		}
+		if r := c.row(t, "nora", "a", time.Second); r.Kind != before.Kind {
+			t.Errorf("row %+v after B's refusal, want still %+v", r, before)
+		}
+	})
+
+	t.Run("E6_SimultaneousPublishOneWinner", func(t *testing.T) {
+		a.with(t).addUser("alice")
+		if _, errOut, err := a.with(t).cli("user", "passwd", "alice", "--password", alicePassword); err != nil {
+			t.Fatalf("user passwd: %v %s", err, errOut)
+		}
+		a.with(t).addStream("concert", "alice")
+		path := "concert?user=alice&pass=" + url.QueryEscape(alicePassword)
+		wins := map[string]int{}
+		for round := range 5 {
+			pubs := map[string]*publisher{"a": a.with(t).publish(a.rtmpURL(path)), "b": b.with(t).publish(b.rtmpURL(path))}
+			nodes := map[string]*splitStack{"a": a, "b": b}
+			var winner string
+			eventually(t, 30*time.Second, fmt.Sprintf("round %d: a holder of concert", round), func() error {
+				rows, err := c.rows("concert")
+				if err != nil || len(rows) != 1 {
+					return fmt.Errorf("rows %+v %v", rows, err)
+				}
+				winner = rows[0].Node
+				return nil
+			})
+			claimed := time.Now()
+			loser := map[string]string{"a": "b", "b": "a"}[winner]
+			held := c.sampleRow("concert", winner)
+			select {
+			case <-pubs[loser].exited:
+			case <-time.After(time.Until(claimed.Add(kickBar))):
+				t.Errorf("round %d: node %s won, but node %s's publisher still streams %v after the claim", round, winner, loser, kickBar)
+			}
+			if _, err := nodes[loser].source("live/concert"); err == nil {
+				t.Errorf("round %d: node %s won, but node %s's MediaMTX still has live/concert ready %v after the claim", round, winner, loser, time.Since(claimed).Round(time.Millisecond))
+			}
+			time.Sleep(time.Second) // the loser's unavailable hook, if any, has run
+			if err := held(); err != nil {
+				t.Errorf("round %d: %v", round, err)
+			}
+			pubs[winner].stillRunning(t)
+			wins[winner]++
+			pubs[winner].stop()
+			pubs[loser].stop()
+			c.noRow(t, "concert", 10*time.Second)
+		}
+		t.Logf("winners over 5 rounds: %v", wins)
 	})
 }
