@@ -702,7 +702,9 @@ func TestClusterNodeDeath(t *testing.T) {
 // -m fast) while a stream is live on each node with a viewer each. Both keep playing,
 // both nodes are healthy again, a new publish goes live, and a ban through node b then
 // kicks a stream on node a within the 2 s target (the notification listener
-// reconnected). Not parallel: the restart closes every test's connections.
+// reconnected). Then PostgreSQL is stopped a while: both nodes refuse publishes, the
+// live stream keeps playing, and after the start a publish goes live again. Not
+// parallel: the restart closes every test's connections.
 func TestClusterPostgresRestart(t *testing.T) {
 	c := startCluster(t, clusterOptions{})
 	a, b := c.a, c.b
@@ -776,6 +778,55 @@ func TestClusterPostgresRestart(t *testing.T) {
 			t.Errorf("george's session still in A's MediaMTX %v after the ban, want within %v", gone, kickBar)
 		}
 		c.offlineOnBoth(t, "george", 5*time.Second)
+		wb.keepsPlaying(t, time.Second)
+	})
+
+	// Then PostgreSQL stays down a while: publishes are refused on both nodes (fail
+	// closed), the stream already live keeps playing, and all is back once it returns.
+	jKey := a.addUser("jack")
+	for _, s := range []*splitStack{a, b} { // cached now: a refusal below is the health gate's
+		if code, _, err := s.authDirect(jKey); err != nil || code != http.StatusNoContent {
+			t.Fatalf("node %s: auth of jack's key before the outage: %d %v", s.node, code, err)
+		}
+	}
+	var down time.Time
+	pgtest.Outage(t, func() {
+		down = time.Now()
+		t.Run("PublishRefusedWhileDown", func(t *testing.T) {
+			for _, s := range []*splitStack{a, b} {
+				eventually(t, 15*time.Second, "node "+s.node+" refuses publishes", func() error {
+					if code, _, err := s.authDirect(jKey); err == nil && code == http.StatusNoContent {
+						return fmt.Errorf("auth %d", code)
+					}
+					return nil
+				})
+			}
+			t.Logf("both nodes refuse publishes %v after PostgreSQL stopped", time.Since(down).Round(time.Millisecond))
+			for _, s := range []*splitStack{a, b} {
+				if code := healthz(s); code == http.StatusOK {
+					t.Errorf("node %s: /healthz 200 with PostgreSQL down", s.node)
+				}
+			}
+			wb.keepsPlaying(t, 2*time.Second)
+			ph.stillRunning(t)
+		})
+	})
+	up := time.Now()
+	t.Run("BackAfterOutage", func(t *testing.T) {
+		for _, s := range []*splitStack{a, b} {
+			eventually(t, 15*time.Second, "node "+s.node+" healthy", func() error {
+				if code := healthz(s); code != http.StatusOK {
+					return fmt.Errorf("healthz %d", code)
+				}
+				return nil
+			})
+		}
+		t.Logf("both nodes healthy %v after PostgreSQL started again", time.Since(up).Round(time.Millisecond))
+		p := a.with(t).publish(a.rtmpURL(jKey))
+		defer p.stop()
+		liveOn(t, a, "jack", p, 30*time.Second)
+		b.with(t).waitLive("jack", true, 5*time.Second)
+		c.row(t, "hank", "b", 10*time.Second)
 		wb.keepsPlaying(t, time.Second)
 	})
 }

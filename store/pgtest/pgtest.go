@@ -122,27 +122,77 @@ func DSN(t testing.TB) string {
 // test is skipped, or failed when CI is set.
 func Restart(t testing.TB) {
 	t.Helper()
-	if srv == nil || !srv.started {
-		if os.Getenv("CI") == "" {
-			t.Skip("pgtest: Restart needs the throw-away cluster (unset " + EnvDSN + ")")
+	ours(t)
+	if err := srv.ctl("restart"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.reconnect(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Outage stops the test binary's cluster (`pg_ctl stop -m fast`), runs while, and starts
+// the cluster again on the same port with the same data, also when while fails the test.
+// What Restart says of parallel tests and STAGEDOOR_TEST_POSTGRES holds here too.
+func Outage(t testing.TB, while func()) {
+	t.Helper()
+	ours(t)
+	if err := srv.ctl("stop"); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		// Errorf, not Fatalf: this may run while while's FailNow unwinds.
+		if err := srv.ctl("start"); err != nil {
+			t.Errorf("%v", err)
+			return
 		}
-		t.Fatal("pgtest: Restart needs the throw-away cluster: call DSN first, and unset " + EnvDSN)
+		if err := srv.reconnect(); err != nil {
+			t.Errorf("%v", err)
+		}
+	}()
+	while()
+}
+
+// ours fails or skips t unless the cluster is the throw-away one this binary started.
+func ours(t testing.TB) {
+	t.Helper()
+	if srv != nil && srv.started {
+		return
 	}
-	data := filepath.Join(srv.dir, "data")
-	if out, err := srv.run(filepath.Join(srv.bin, "pg_ctl"), "-D", data, "-l", filepath.Join(srv.dir, "log"),
-		"-m", "fast", "-w", "-t", strconv.Itoa(int(startTimeout.Seconds())), "-o", srv.opts, "restart"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(srv.dir, "log")) //nolint:gosec // our own temp dir
-		t.Fatalf("pgtest: pg_ctl restart: %v\n%s\n%s", err, out, log)
+	if os.Getenv("CI") == "" {
+		t.Skip("pgtest: stopping PostgreSQL needs the throw-away cluster (call DSN first; unset " + EnvDSN + ")")
 	}
-	// The admin pool's connections died with the old server: drop them, so that the next
-	// DSN does not fail on one.
-	srv.admin.SetMaxIdleConns(0)
-	srv.admin.SetMaxIdleConns(2)
+	t.Fatal("pgtest: stopping PostgreSQL needs the throw-away cluster: call DSN first, and unset " + EnvDSN)
+}
+
+// ctl runs pg_ctl's stop, start or restart on the cluster, fast and waiting.
+func (s *server) ctl(action string) error {
+	args := []string{"-D", filepath.Join(s.dir, "data"), "-l", filepath.Join(s.dir, "log"),
+		"-w", "-t", strconv.Itoa(int(startTimeout.Seconds()))}
+	if action != "start" {
+		args = append(args, "-m", "fast")
+	}
+	if action != "stop" {
+		args = append(args, "-o", s.opts)
+	}
+	if out, err := s.run(filepath.Join(s.bin, "pg_ctl"), append(args, action)...); err != nil {
+		log, _ := os.ReadFile(filepath.Join(s.dir, "log")) //nolint:gosec // our own temp dir
+		return fmt.Errorf("pgtest: pg_ctl %s: %w\n%s\n%s", action, err, out, log)
+	}
+	return nil
+}
+
+// reconnect drops the admin pool's connections, which died with the old server, so that
+// the next DSN does not fail on one, and checks that the server answers.
+func (s *server) reconnect() error {
+	s.admin.SetMaxIdleConns(0)
+	s.admin.SetMaxIdleConns(2)
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	if err := srv.admin.PingContext(ctx); err != nil {
-		t.Fatalf("pgtest: PostgreSQL after restart: %v", err)
+	if err := s.admin.PingContext(ctx); err != nil {
+		return fmt.Errorf("pgtest: PostgreSQL after its restart: %w", err)
 	}
+	return nil
 }
 
 // withSearchPath adds search_path=schema to a URL DSN; pgx sends unknown query
