@@ -105,7 +105,8 @@ func (s *splitStack) mtxRaw(t testing.TB, path string) string {
 // which follows the live state: it goes when the stream stops or is banned, and moves
 // when a key publish on b takes the name over.
 func TestClusterPeer(t *testing.T) {
-	c := startCluster(t, clusterOptions{})
+	// Debug: node a logs the peer reads it allows at that level (cluster.md §5).
+	c := startCluster(t, clusterOptions{args: []string{"--log-level", "debug"}})
 	a, b := c.a, c.b
 	if !serveHas(t, "cluster-cidrs") {
 		t.Log("serve has no --cluster-cidrs: peer aliases are not built in; these cases fail")
@@ -127,6 +128,17 @@ func TestClusterPeer(t *testing.T) {
 			t.Fatalf("benw from node b: %v", err)
 		}
 		t.Logf("benw played from node b in %v (a cold peer pull)", time.Since(began).Round(time.Millisecond))
+		// Node b pulled from node a with the peer credential, and a allowed it as such.
+		eventually(t, 5*time.Second, "node a's auth allows b's peer read", func() error {
+			for _, line := range strings.Split(a.out.String(), "\n") {
+				if strings.Contains(line, `"msg":"auth"`) && strings.Contains(line, `"action":"read"`) &&
+					strings.Contains(line, `"protocol":"rtsp"`) && strings.Contains(line, `"allow":true`) &&
+					strings.Contains(line, `"reason":"peer"`) {
+					return nil
+				}
+			}
+			return errors.New("no such auth line")
+		})
 		if err := playHLS(t, a.hlsURL("benw"), 15*time.Second); err != nil {
 			t.Errorf("benw from node a: %v", err)
 		}
