@@ -407,27 +407,7 @@ func TestCluster(t *testing.T) {
 		ma := liveOn(t, a, "carol", pa, 30*time.Second)
 		before := c.row(t, "carol", "a", 5*time.Second)
 
-		// Sample the rows of carol until the test ends: never two.
-		stop := make(chan struct{})
-		sampled := make(chan error, 1)
-		go func() {
-			var err error
-			defer func() { sampled <- err }()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-time.After(50 * time.Millisecond):
-				}
-				var n int
-				if qerr := c.db.QueryRowContext(context.Background(),
-					`SELECT count(*) FROM live_state l JOIN users u ON u.id = l.user_id WHERE u.name = 'carol'`).Scan(&n); qerr == nil && n > 1 {
-					err = fmt.Errorf("%d live rows of carol at once", n)
-					return
-				}
-			}
-		}()
-
+		never2 := c.neverTwo(t, "carol")
 		exited := exitAt(pa)
 		pb := b.with(t).publish(b.rtmpURL(key))
 		defer pb.stop()
@@ -463,8 +443,7 @@ func TestCluster(t *testing.T) {
 		c.auditHas(t, "carol", "kick", policy.ReasonHeldElsewhere+"b")
 		pb.stop()
 		c.noRow(t, "carol", 10*time.Second)
-		close(stop)
-		if err := <-sampled; err != nil {
+		if err := never2(); err != nil {
 			t.Error(err)
 		}
 	})
@@ -831,29 +810,59 @@ func TestClusterPostgresRestart(t *testing.T) {
 	})
 }
 
-// sampleRow checks the rows of name every 100 ms until the returned function is called,
-// which reports any moment the name was not held by node alone.
-func (c *cluster) sampleRow(name, node string) func() error {
-	stop, done := make(chan struct{}), make(chan error, 1)
+// sample runs check every interval until the returned function is called (or the test
+// ends), which reports the first error check returned.
+func sample(t testing.TB, every time.Duration, check func() error) func() error {
+	stop, done := make(chan struct{}), make(chan struct{})
+	var (
+		once  sync.Once
+		first error // set by the sampler; read once done is closed
+	)
+	end := func() error {
+		once.Do(func() { close(stop) })
+		<-done
+		return first
+	}
 	go func() {
-		var bad error
+		defer close(done)
 		for {
 			select {
 			case <-stop:
-				done <- bad
 				return
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(every):
 			}
-			rows, err := c.rows(name)
-			if err == nil && (len(rows) != 1 || rows[0].Node != node) && bad == nil {
-				bad = fmt.Errorf("at %s the rows of %s were %+v, want one held by node %s", time.Now().Format("15:04:05.000"), name, rows, node)
+			if err := check(); err != nil && first == nil {
+				first = fmt.Errorf("at %s: %w", time.Now().Format("15:04:05.000"), err)
 			}
 		}
 	}()
-	return func() error {
-		close(stop)
-		return <-done
-	}
+	t.Cleanup(func() { _ = end() })
+	return end
+}
+
+// neverTwo counts the live rows of user's names every 50 ms until the returned function
+// is called, which reports a moment with more than one.
+func (c *cluster) neverTwo(t testing.TB, user string) func() error {
+	return sample(t, 50*time.Millisecond, func() error {
+		var n int
+		if err := c.db.QueryRowContext(context.Background(), `SELECT count(*) FROM live_state l
+			JOIN users u ON u.id = l.user_id WHERE u.name = $1`, user).Scan(&n); err == nil && n > 1 {
+			return fmt.Errorf("%d live rows of %s at once", n, user)
+		}
+		return nil
+	})
+}
+
+// sampleRow checks the rows of name every 100 ms until the returned function is called,
+// which reports any moment the name was not held by node alone.
+func (c *cluster) sampleRow(t testing.TB, name, node string) func() error {
+	return sample(t, 100*time.Millisecond, func() error {
+		rows, err := c.rows(name)
+		if err == nil && (len(rows) != 1 || rows[0].Node != node) {
+			return fmt.Errorf("the rows of %s were %+v, want one held by node %s", name, rows, node)
+		}
+		return nil
+	})
 }
 
 // TestClusterServeRestart is cluster.md §9 E9: node a's serve alone is SIGKILLed while a
@@ -879,7 +888,7 @@ func TestClusterServeRestart(t *testing.T) {
 	})
 	w := watchHLS(t, a.hlsURL("mona"))
 
-	held := c.sampleRow("mona", "a")
+	held := c.sampleRow(t, "mona", "a")
 	a.killServe(syscall.SIGKILL)
 	killed := time.Now()
 	a.startServe()
@@ -985,7 +994,7 @@ func TestClusterFirstWins(t *testing.T) {
 			})
 			claimed := time.Now()
 			loser := map[string]string{"a": "b", "b": "a"}[winner]
-			held := c.sampleRow("concert", winner)
+			held := c.sampleRow(t, "concert", winner)
 			select {
 			case <-pubs[loser].exited:
 			case <-time.After(time.Until(claimed.Add(kickBar))):
