@@ -25,38 +25,81 @@ import (
 
 // splitStack is the deployment where MediaMTX and Stagedoor are separate processes:
 // the operator runs MediaMTX under its own supervisor and `stagedoor serve` beside it.
-// It is the one where Stagedoor can die while MediaMTX keeps streaming (T22, T23).
+// It is the one where Stagedoor can die while MediaMTX keeps streaming (T22, T23), and
+// the node of a cluster (issue 14): several of them share one PostgreSQL.
 type splitStack struct {
 	*stack
+	node       string // --node-id; "" for serve's default
 	mtx        *exec.Cmd
-	mtxDone    chan error
+	mtxExited  chan struct{} // closed when MediaMTX has exited
 	mtxOut     *testutil.Buffer
 	hookSecret string
 	serveArgs  []string
 	serveEnv   []string
 }
 
-func startSplit(t *testing.T) *splitStack {
+// splitOptions configure startSplit; the zero value is one node on a SQLite file of its
+// own, with MediaMTX listening for RTMP itself.
+type splitOptions struct {
+	// dsn is the database, a postgres:// URL that serve and the CLI get in STAGEDOOR_DB
+	// (a URL in argv may not carry a password); "" for a SQLite file in the test's
+	// temporary directory.
+	dsn string
+	// node is serve's --node-id, also the prefix of the node's log lines; "" leaves
+	// serve's default (the host name).
+	node string
+	// front puts Stagedoor's RTMP front on the stack's RTMP port (--rtmp-addr) and
+	// MediaMTX's RTMP behind it on loopback, trusting the front's PROXY header, as
+	// README asks of serve operators; false: MediaMTX listens on the RTMP port itself.
+	front bool
+	// advertise gives serve --advertise-rtsp with MediaMTX's RTSP address: where the
+	// other nodes of a cluster pull this node's public paths.
+	advertise bool
+	// args and env are added to serve's (env after the harness's, so it wins).
+	args, env []string
+}
+
+// startSplit starts MediaMTX with the shipped config and `stagedoor serve` beside it, on
+// free loopback ports, and waits until both answer.
+func startSplit(t *testing.T, opts splitOptions) *splitStack {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("e2e: skipped with -short")
 	}
 	mtxBin := needTool(t, "mediamtx", "STAGEDOOR_TEST_MEDIAMTX", filepath.Join(repoRoot, "bin", "mediamtx"))
 	ff := needTool(t, "ffmpeg", "STAGEDOOR_TEST_FFMPEG", "")
+	secret := func(what string) string {
+		return strings.ReplaceAll(what+"-"+t.Name()+"-"+opts.node+"-secret", "/", "-")
+	}
 	s := &splitStack{
 		stack: &stack{
 			t: t, bin: stagedoorBin(t), ffmpeg: ff,
-			db:   filepath.Join(t.TempDir(), "stagedoor.db"),
+			db:   opts.dsn,
 			rtmp: freePort(t), rtsp: freePort(t), hls: freePort(t), api: freePort(t),
 			srt: freeUDPPort(t), webrtc: freePort(t),
 			internal: freePort(t), public: freePort(t),
-			relayPass: "relay-" + t.Name() + "-secret",
+			relayPass: secret("relay"),
+			adminPass: secret("admin"),
 			out:       &testutil.Buffer{},
 		},
+		node:       opts.node,
 		mtxOut:     &testutil.Buffer{},
-		hookSecret: "hook-" + t.Name() + "-secret",
+		hookSecret: secret("hook"),
+	}
+	if s.db == "" {
+		s.db = filepath.Join(t.TempDir(), "stagedoor.db")
+	}
+	tag := func(prefix string) string {
+		if s.node == "" {
+			return prefix
+		}
+		return prefix + " " + s.node
 	}
 	internal := fmt.Sprintf("127.0.0.1:%d", s.internal)
+	mtxRTMP := s.rtmp
+	if opts.front {
+		mtxRTMP = freePort(t)
+	}
 
 	// MediaMTX as the operator runs it: the shipped config, our addresses through MTX_*
 	// overrides, and the hook secret in its environment for `stagedoor hook`.
@@ -65,25 +108,31 @@ func startSplit(t *testing.T) *splitStack {
 		"PATH="+filepath.Dir(s.bin)+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"MTX_AUTHHTTPADDRESS=http://"+internal+"/mediamtx/auth",
 		fmt.Sprintf("MTX_APIADDRESS=127.0.0.1:%d", s.api),
-		fmt.Sprintf("MTX_RTMPADDRESS=127.0.0.1:%d", s.rtmp),
+		fmt.Sprintf("MTX_RTMPADDRESS=127.0.0.1:%d", mtxRTMP),
 		fmt.Sprintf("MTX_HLSADDRESS=127.0.0.1:%d", s.hls),
 		"STAGEDOOR_HOOK_URL=http://"+internal+"/internal/hook",
 		"STAGEDOOR_HOOK_SECRET="+s.hookSecret,
 	)
+	if opts.front {
+		s.mtx.Env = append(s.mtx.Env, "MTX_RTMPTRUSTEDPROXIES=127.0.0.1")
+	}
 	s.mtx.Env = append(s.mtx.Env, mediamtxPorts(t, s.rtsp, s.srt, s.webrtc)...)
-	mlw := &logWriter{t: t, prefix: "[mediamtx]"}
+	mlw := &logWriter{t: t, prefix: "[" + tag("mediamtx") + "]"}
 	s.mtx.Stdout = io.MultiWriter(s.mtxOut, mlw)
 	s.mtx.Stderr = io.MultiWriter(s.mtxOut, mlw)
 	s.mtx.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.mtx.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s.mtxDone = make(chan error, 1)
-	go func() { s.mtxDone <- s.mtx.Wait() }()
+	s.mtxExited = make(chan struct{})
+	go func() {
+		_ = s.mtx.Wait()
+		close(s.mtxExited)
+	}()
 	t.Cleanup(func() {
 		_ = s.mtx.Process.Signal(os.Interrupt)
 		select {
-		case <-s.mtxDone:
+		case <-s.mtxExited:
 		case <-time.After(20 * time.Second):
 			_ = syscall.Kill(-s.mtx.Process.Pid, syscall.SIGKILL)
 			t.Errorf("mediamtx did not stop within 20 s of SIGINT")
@@ -92,7 +141,6 @@ func startSplit(t *testing.T) *splitStack {
 	})
 
 	s.serveArgs = []string{"serve",
-		"--db", s.db,
 		"--internal-addr", internal,
 		"--public-addr", fmt.Sprintf("127.0.0.1:%d", s.public),
 		"--mediamtx-api", fmt.Sprintf("http://127.0.0.1:%d", s.api),
@@ -102,17 +150,45 @@ func startSplit(t *testing.T) *splitStack {
 		"--reconcile-interval", "2s",
 	}
 	// The relay password is fixed, as README asks of `serve` operators, so that a
-	// restarted Stagedoor keeps the alias entries MediaMTX already pulls with.
-	s.serveEnv = append(os.Environ(), "STAGEDOOR_HOOK_SECRET="+s.hookSecret, "STAGEDOOR_RELAY_PASSWORD="+s.relayPass)
+	// restarted Stagedoor keeps the alias entries MediaMTX already pulls with; the admin
+	// password too, so that the test reads MediaMTX's API as Stagedoor does (mtxGet).
+	s.serveEnv = append(os.Environ(), "STAGEDOOR_HOOK_SECRET="+s.hookSecret,
+		"STAGEDOOR_RELAY_PASSWORD="+s.relayPass, "STAGEDOOR_ADMIN_PASSWORD="+s.adminPass)
+	if isPostgres(s.db) {
+		s.serveEnv = append(s.serveEnv, "STAGEDOOR_DB="+s.db)
+	} else {
+		s.serveArgs = append(s.serveArgs, "--db", s.db)
+	}
+	if s.node != "" {
+		s.serveArgs = append(s.serveArgs, "--node-id", s.node)
+	}
+	if opts.front {
+		s.serveArgs = append(s.serveArgs, "--rtmp-addr", fmt.Sprintf("127.0.0.1:%d", s.rtmp),
+			"--mediamtx-rtmp", fmt.Sprintf("127.0.0.1:%d", mtxRTMP))
+	}
+	if opts.advertise {
+		s.serveArgs = append(s.serveArgs, "--advertise-rtsp", fmt.Sprintf("127.0.0.1:%d", s.rtsp))
+	}
+	s.serveArgs = append(s.serveArgs, opts.args...)
+	s.serveEnv = append(s.serveEnv, opts.env...)
 	s.startServe()
 	return s
+}
+
+// isPostgres tells a PostgreSQL URL from a SQLite file path, as --db does.
+func isPostgres(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }
 
 // startServe starts `stagedoor serve` and waits until it and MediaMTX answer.
 func (s *splitStack) startServe() {
 	t := s.t
 	t.Helper()
-	s.startProcess(s.serveArgs, s.serveEnv, "[serve]")
+	prefix := "[serve]"
+	if s.node != "" {
+		prefix = "[serve " + s.node + "]"
+	}
+	s.startProcess(s.serveArgs, s.serveEnv, prefix)
 	cmd, exited := s.cmd, s.exited
 	t.Cleanup(func() {
 		select {
@@ -144,6 +220,20 @@ func (s *splitStack) killServe(sig syscall.Signal) {
 		case <-time.After(10 * time.Second):
 			s.t.Fatal("serve did not die of SIGKILL")
 		}
+	}
+}
+
+// killMediaMTX SIGKILLs MediaMTX and the hooks it started (its process group) and waits
+// for it to exit, as a host that dies would.
+func (s *splitStack) killMediaMTX() {
+	s.t.Helper()
+	if err := syscall.Kill(-s.mtx.Process.Pid, syscall.SIGKILL); err != nil {
+		s.t.Fatalf("kill mediamtx: %v", err)
+	}
+	select {
+	case <-s.mtxExited:
+	case <-time.After(10 * time.Second):
+		s.t.Fatal("mediamtx did not die of SIGKILL")
 	}
 }
 
@@ -240,7 +330,7 @@ func (s *stack) authDirect(key string) (int, time.Duration, error) {
 // nobody: fail closed), one channel ends while Stagedoor is down, and after the restart
 // the live flags match MediaMTX within 30 s and publishing works again.
 func TestFaultStagedoorKilled(t *testing.T) {
-	s := startSplit(t)
+	s := startSplit(t, splitOptions{})
 	benwKey, carolKey, daveKey := s.addUser("benw"), s.addUser("carol"), s.addUser("dave")
 	benw := s.publish(s.rtmpURL(benwKey))
 	carol := s.publish(s.rtmpURL(carolKey))
@@ -320,7 +410,7 @@ func TestFaultStagedoorHung(t *testing.T) {
 		// that is lost, whatever the machine. How long it really takes is logged.
 		afterResume = 10 * time.Second
 	)
-	s := startSplit(t)
+	s := startSplit(t, splitOptions{})
 	benwKey, carolKey := s.addUser("benw"), s.addUser("carol")
 	benw := s.publish(s.rtmpURL(benwKey))
 	s.waitLive("benw", true, 20*time.Second)

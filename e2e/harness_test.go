@@ -376,9 +376,17 @@ func (s *stack) waitReady() {
 }
 
 // cli runs `stagedoor ARGS --db <db>` and returns stdout; err carries the exit status.
+// A PostgreSQL URL goes in STAGEDOOR_DB instead, as an operator would give it (argv is
+// no place for a URL that may hold a password).
 func (s *stack) cli(args ...string) (string, string, error) {
-	cmd := exec.Command(s.bin, append(args, "--db", s.db)...)
-	cmd.Env = s.cliEnv()
+	env := s.cliEnv()
+	if isPostgres(s.db) {
+		env = append(env, "STAGEDOOR_DB="+s.db)
+	} else {
+		args = append(args, "--db", s.db)
+	}
+	cmd := exec.Command(s.bin, args...)
+	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -58,7 +58,8 @@ type server struct {
 	started bool
 	bin     string
 	dir     string
-	asUser  bool // run the programs through runuser -u postgres (we are root)
+	asUser  bool   // run the programs through runuser -u postgres (we are root)
+	opts    string // pg_ctl -o: the server's options, kept for Restart
 	// drop: drop each test's schema when the test ends (a server that outlives us).
 	drop bool
 }
@@ -111,6 +112,87 @@ func DSN(t testing.TB) string {
 		})
 	}
 	return withSearchPath(srv.dsn, schema)
+}
+
+// Restart restarts the test binary's cluster as an operator's `pg_ctl restart -m fast`
+// would: every connection is closed, and the server comes back on the same port with the
+// same data. It returns once the server accepts connections again. Every test of the
+// binary shares the cluster, so a test that calls it must not run in parallel with other
+// users of DSN. A PostgreSQL given by STAGEDOOR_TEST_POSTGRES is not ours to restart: the
+// test is skipped, or failed when CI is set.
+func Restart(t testing.TB) {
+	t.Helper()
+	ours(t)
+	if err := srv.ctl("restart"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.reconnect(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Outage stops the test binary's cluster (`pg_ctl stop -m fast`), runs while, and starts
+// the cluster again on the same port with the same data, also when while fails the test.
+// What Restart says of parallel tests and STAGEDOOR_TEST_POSTGRES holds here too.
+func Outage(t testing.TB, while func()) {
+	t.Helper()
+	ours(t)
+	if err := srv.ctl("stop"); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		// Errorf, not Fatalf: this may run while while's FailNow unwinds.
+		if err := srv.ctl("start"); err != nil {
+			t.Errorf("%v", err)
+			return
+		}
+		if err := srv.reconnect(); err != nil {
+			t.Errorf("%v", err)
+		}
+	}()
+	while()
+}
+
+// ours fails or skips t unless the cluster is the throw-away one this binary started.
+func ours(t testing.TB) {
+	t.Helper()
+	if srv != nil && srv.started {
+		return
+	}
+	if os.Getenv("CI") == "" {
+		t.Skip("pgtest: stopping PostgreSQL needs the throw-away cluster (call DSN first; unset " + EnvDSN + ")")
+	}
+	t.Fatal("pgtest: stopping PostgreSQL needs the throw-away cluster: call DSN first, and unset " + EnvDSN)
+}
+
+// ctl runs pg_ctl's stop, start or restart on the cluster, fast and waiting.
+func (s *server) ctl(action string) error {
+	args := []string{"-D", filepath.Join(s.dir, "data"), "-l", filepath.Join(s.dir, "log"),
+		"-w", "-t", strconv.Itoa(int(startTimeout.Seconds()))}
+	if action != "start" {
+		args = append(args, "-m", "fast")
+	}
+	if action != "stop" {
+		args = append(args, "-o", s.opts)
+	}
+	if out, err := s.run(filepath.Join(s.bin, "pg_ctl"), append(args, action)...); err != nil {
+		log, _ := os.ReadFile(filepath.Join(s.dir, "log")) //nolint:gosec // our own temp dir
+		return fmt.Errorf("pgtest: pg_ctl %s: %w\n%s\n%s", action, err, out, log)
+	}
+	return nil
+}
+
+// reconnect drops the admin pool's connections, which died with the old server, so that
+// the next DSN does not fail on one, and checks that the server answers.
+func (s *server) reconnect() error {
+	s.admin.SetMaxIdleConns(0)
+	s.admin.SetMaxIdleConns(2)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := s.admin.PingContext(ctx); err != nil {
+		return fmt.Errorf("pgtest: PostgreSQL after its restart: %w", err)
+	}
+	return nil
 }
 
 // withSearchPath adds search_path=schema to a URL DSN; pgx sends unknown query
@@ -195,10 +277,10 @@ func (s *server) startCluster() error {
 	var lastErr error
 	for range 5 {
 		port := freePort()
+		s.opts = "-c listen_addresses=127.0.0.1 -p " + strconv.Itoa(port) + " -k " + dir +
+			" -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
 		out, err := s.run(filepath.Join(s.bin, "pg_ctl"), "-D", filepath.Join(dir, "data"), "-l", filepath.Join(dir, "log"),
-			"-w", "-t", strconv.Itoa(int(startTimeout.Seconds())), "-o",
-			"-c listen_addresses=127.0.0.1 -p "+strconv.Itoa(port)+" -k "+dir+
-				" -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", "start")
+			"-w", "-t", strconv.Itoa(int(startTimeout.Seconds())), "-o", s.opts, "start")
 		if err != nil {
 			log, _ := os.ReadFile(filepath.Join(dir, "log")) //nolint:gosec // our own temp dir
 			lastErr = fmt.Errorf("pg_ctl start: %w\n%s\n%s", err, out, log)
