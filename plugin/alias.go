@@ -92,6 +92,9 @@ func (m *Manager) setLive(ctx context.Context, live stagedoor.LiveState, kind st
 	if !c.Won {
 		return &heldElsewhere{name: live.Name, holder: c.Holder}
 	}
+	// The publish MakeRoom held the name for is on: should another node take the name
+	// over later, this one serves it from there at once.
+	m.holds.release(live.Name)
 	return nil
 }
 

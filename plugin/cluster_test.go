@@ -229,6 +229,10 @@ func TestClusterPeerAliases(t *testing.T) {
 			return src
 		}
 
+		// a's own publish was admitted through MakeRoom too (every admitted publish on a
+		// public name is): its hold ends when a's publish gets on, so that a serves the
+		// name from b at once once b takes it over (below).
+		a.m.MakeRoom(t.Context(), "benw", true)
 		available(a, "A1")
 		reconcile(bn)
 		if got := conf(bn); got != peerURL("a") {
@@ -281,11 +285,17 @@ func TestClusterPeerAliases(t *testing.T) {
 
 		// A holder whose lease ran out gets no peer alias (its row waits for the sweep).
 		available(a, "A2")
-		db.SetLeaseTTL(time.Millisecond)
-		if err := db.ProbeWrite(t.Context(), "a"); err != nil {
+		reconcile(bn)
+		if got := conf(bn); got != peerURL("a") {
+			t.Fatalf("b's live/benw while a's lease runs = %q, want the peer alias", got)
+		}
+		// a registered an hour ago and renewed nothing since (a restart re-registers).
+		db.Now = func() time.Time { return time.Now().Add(-time.Hour) }
+		err = db.RegisterNode(t.Context(), "a", rtsp["a"])
+		db.Now = time.Now
+		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(5 * time.Millisecond)
 		reconcile(bn)
 		if got := conf(bn); got != "" {
 			t.Errorf("b's live/benw for a dead holder = %q, want none", got)

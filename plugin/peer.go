@@ -87,6 +87,13 @@ func (h *peerHolds) hold(name string, until time.Time) bool {
 	return h.aliases[name]
 }
 
+// release ends name's hold: the local publish it made room for got on.
+func (h *peerHolds) release(name string) {
+	h.mu.Lock()
+	delete(h.until, name)
+	h.mu.Unlock()
+}
+
 func (h *peerHolds) setAliases(names map[string]bool) {
 	h.mu.Lock()
 	h.aliases = names
