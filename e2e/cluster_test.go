@@ -44,7 +44,7 @@ const (
 // cluster is nodes a and b on one PostgreSQL schema, and the test's own connection to it
 // for read-only asserts.
 type cluster struct {
-	t    *testing.T
+	t    testing.TB
 	dsn  string
 	a, b *splitStack
 	db   *sql.DB
@@ -59,7 +59,7 @@ type clusterOptions struct {
 // startCluster starts a fresh schema and nodes a and b on it, a first, each with its
 // RTMP front, the webhook receiver, the admin token and the cluster secret, leases of
 // clusterLeaseTTL and a 2 s reconcile interval.
-func startCluster(t *testing.T, opts clusterOptions) *cluster {
+func startCluster(t testing.TB, opts clusterOptions) *cluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("e2e: skipped with -short")

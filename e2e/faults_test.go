@@ -61,7 +61,7 @@ type splitOptions struct {
 
 // startSplit starts MediaMTX with the shipped config and `stagedoor serve` beside it, on
 // free loopback ports, and waits until both answer.
-func startSplit(t *testing.T, opts splitOptions) *splitStack {
+func startSplit(t testing.TB, opts splitOptions) *splitStack {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("e2e: skipped with -short")
