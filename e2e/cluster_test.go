@@ -981,8 +981,15 @@ func TestClusterFirstWins(t *testing.T) {
 		path := "concert?user=alice&pass=" + url.QueryEscape(alicePassword)
 		wins := map[string]int{}
 		for round := range 5 {
-			pubs := map[string]*publisher{"a": a.with(t).publish(a.rtmpURL(path)), "b": b.with(t).publish(b.rtmpURL(path))}
 			nodes := map[string]*splitStack{"a": a, "b": b}
+			// The node whose encoder starts first, by a few milliseconds, alternates.
+			first, second := "a", "b"
+			if round%2 == 1 {
+				first, second = second, first
+			}
+			pubs := map[string]*publisher{}
+			pubs[first] = nodes[first].with(t).publish(nodes[first].rtmpURL(path))
+			pubs[second] = nodes[second].with(t).publish(nodes[second].rtmpURL(path))
 			var winner string
 			eventually(t, 30*time.Second, fmt.Sprintf("round %d: a holder of concert", round), func() error {
 				rows, err := c.rows("concert")
