@@ -13,7 +13,8 @@ micro_cmd="go test -run '^\$' -bench '^Benchmark(AuthHTTP|Decide|UserByKeyDigest
 storm_cmd="go test -run '^\$' -bench '^BenchmarkReconnectStorm\$' -benchtime 1x -count $count ./authserver/"
 process_cmd="go test -run '^\$' -bench '^Benchmark(AuthProcess|HugeBodies)\$' -benchtime 1x -count 1 -timeout 10m ./e2e/"
 e2e_cmd="STAGEDOOR_BENCH_STREAMS=$streams go test -run '^\$' -bench '^Benchmark(TimeToPlayback|ControlLatency|AliasCost)\$' -benchtime 1x -count 1 -timeout 60m ./e2e/"
-for c in micro storm process e2e; do
+cluster_cmd="go test -run '^\$' -bench '^BenchmarkCluster\$' -benchtime 1x -count 1 -timeout 20m ./e2e/"
+for c in micro storm process e2e cluster; do
 	cmd_var="${c}_cmd"
 	echo "bench: ${!cmd_var}" >&2
 	eval "${!cmd_var}" 2>&1 | grep -v '\[stack\]\|\[mediamtx\]' | tee "$out/$c.txt" >&2
@@ -33,9 +34,10 @@ every comparison is against a baseline measured in the same run on the same mach
   - \`$storm_cmd\`
   - \`$process_cmd\`
   - \`$e2e_cmd\`
+  - \`$cluster_cmd\`
 
 HEAD
-	go run ./scripts/benchreport "$out/micro.txt" "$out/storm.txt" "$out/process.txt" "$out/e2e.txt"
+	go run ./scripts/benchreport "$out/micro.txt" "$out/storm.txt" "$out/process.txt" "$out/e2e.txt" "$out/cluster.txt"
 	if [ -n "${BENCH_BASE:-}" ]; then
 		# A change that must not slow the service: P1 and P4 of BENCH_BASE and of this
 		# tree in the same run, interleaved (scripts/bench-compare.sh).

@@ -86,7 +86,47 @@ func main() {
 	playback(w, res, order)
 	aliasCost(w, res, order)
 	control(w, res)
+	cluster(w, res, order)
 	micro(w, res, order)
+}
+
+// cluster: issue 14's targets on two nodes and one PostgreSQL (BenchmarkCluster).
+func cluster(w io.Writer, res map[string]result, order []string) {
+	if res["BenchmarkCluster/Auth/Baseline"] == nil {
+		return
+	}
+	fmt.Fprintln(w, "### C1 cluster: cached auth on a node with PostgreSQL (a separate client process, new connection per call, one at a time; median of rounds)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| case | req/s | p50 (µs) | p99 (µs) (target ≤ 2000) | PostgreSQL commits per 1000 calls, net of idle |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
+	idle := 0.0
+	for _, name := range order {
+		c, ok := strings.CutPrefix(name, "BenchmarkCluster/Auth/")
+		if !ok {
+			continue
+		}
+		r := res[name]
+		commits := "—"
+		if v := r["db_xacts_per_1k_calls"]; len(v) > 0 {
+			commits = fmtNum(median(v))
+		}
+		idle = median(r["db_xacts_per_s_idle"])
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", c, fmtNum(median(r["req/s"])), fmtNum(median(r["p50_us"])),
+			fmtNum(median(r["p99_us"])), commits)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Idle, the two nodes commit %s transactions a second together (health probes renewing the leases, policy-generation polls, reconciles).\n\n", fmtNum(idle))
+	if r := res["BenchmarkCluster/BanKick"]; r != nil {
+		fmt.Fprintln(w, "### C2 cluster: ban through node b's admin API → the publisher on node a disconnected (median of 5; target < 2 s)")
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "| median (s) | max (s) |\n|---|---|\n| %.2f | %.2f |\n\n", median(r["s_ban_to_kick"]), median(r["s_max"]))
+	}
+	if r := res["BenchmarkCluster/FirstViewer"]; r != nil {
+		fmt.Fprintln(w, "### C3 cluster: first viewer of a fresh live name (request → first video and audio decoded, median of 5; target: other node ≤ holder + 1 s)")
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "| on the holder (s) | on the other node, through its peer alias (s) | difference (s) |\n|---|---|---|\n| %.2f | %.2f | %+.2f |\n\n",
+			median(r["s_holder"]), median(r["s_other_node"]), median(r["s_extra"]))
+	}
 }
 
 // storm: P2, bcrypt runs, rate and p99 of the reconnect storm and the wrong-key flood.
@@ -263,7 +303,7 @@ func micro(w io.Writer, res map[string]result, order []string) {
 		if strings.HasPrefix(name, "BenchmarkAuthHTTP/") || strings.HasPrefix(name, "BenchmarkAliasCost/") ||
 			strings.HasPrefix(name, "BenchmarkAuthProcess/") || strings.HasPrefix(name, "BenchmarkHugeBodies/") ||
 			strings.HasPrefix(name, "BenchmarkReconnectStorm/") || strings.HasPrefix(name, "BenchmarkTimeToPlayback/") ||
-			name == "BenchmarkControlLatency" {
+			strings.HasPrefix(name, "BenchmarkCluster/") || name == "BenchmarkControlLatency" {
 			continue
 		}
 		r := res[name]
