@@ -49,11 +49,16 @@ type cluster struct {
 	a, b *splitStack
 	db   *sql.DB
 	hook *receiver // the webhook receiver both nodes deliver to
+	// leaseTTL is the nodes' --lease-ttl.
+	leaseTTL time.Duration
 }
 
 type clusterOptions struct {
 	// args and env are added to both serves'.
 	args, env []string
+	// leaseTTL is --lease-ttl; default clusterLeaseTTL. Tests that must act inside a
+	// lease on a busy machine take a longer one.
+	leaseTTL time.Duration
 }
 
 // startCluster starts a fresh schema and nodes a and b on it, a first, each with its
@@ -77,7 +82,11 @@ func startCluster(t testing.TB, opts clusterOptions) *cluster {
 	c.db.SetMaxIdleConns(0)
 	t.Cleanup(func() { _ = c.db.Close() })
 
-	args := []string{"--lease-ttl", clusterLeaseTTL.String(), "--webhook-url", hooks.URL + "/hooks"}
+	if opts.leaseTTL == 0 {
+		opts.leaseTTL = clusterLeaseTTL
+	}
+	c.leaseTTL = opts.leaseTTL
+	args := []string{"--lease-ttl", opts.leaseTTL.String(), "--webhook-url", hooks.URL + "/hooks"}
 	if serveHas(t, "cluster-cidrs") { // peer aliases: the lead's branch
 		args = append(args, "--cluster-cidrs", "127.0.0.0/8")
 	}
@@ -593,7 +602,9 @@ func TestCluster(t *testing.T) {
 // receiver gets exactly one stream.stopped for each (two dispatchers, one database), and
 // both publish on B.
 func TestClusterNodeDeath(t *testing.T) {
-	c := startCluster(t, clusterOptions{})
+	// A lease of 8 s: B's answers below must come inside it, counted from a's last
+	// renewal (up to 500 ms before the kill), on a machine that may be busy.
+	c := startCluster(t, clusterOptions{leaseTTL: 8 * time.Second})
 	a, b := c.a, c.b
 	key := a.addUser("frank")
 	a.addUser("alice")
@@ -615,6 +626,9 @@ func TestClusterNodeDeath(t *testing.T) {
 		})
 	}
 
+	for _, ch := range []string{"frank", "concert"} {
+		b.peerAlias(t, ch, a, 10*time.Second)
+	}
 	a.killServe(syscall.SIGKILL)
 	a.killMediaMTX()
 	killed := time.Now()
@@ -622,7 +636,7 @@ func TestClusterNodeDeath(t *testing.T) {
 	t.Run("NameHeldUntilLeaseExpires", func(t *testing.T) {
 		code, err := b.authPublish("concert", "alice", alicePassword)
 		asked := time.Since(killed)
-		if asked >= clusterLeaseTTL {
+		if asked >= c.leaseTTL-time.Second {
 			t.Fatalf("B answered only %v after the kill, past a's lease: nothing to check", asked)
 		}
 		if err != nil || code < 400 {
@@ -631,7 +645,7 @@ func TestClusterNodeDeath(t *testing.T) {
 		// A stream key is newest wins across nodes: its encoder reconnecting through B
 		// is let in at once, lease or not.
 		code, _, err = b.authDirect(key)
-		if asked := time.Since(killed); asked >= clusterLeaseTTL {
+		if asked := time.Since(killed); asked >= c.leaseTTL-time.Second {
 			t.Fatalf("B answered only %v after the kill, past a's lease: nothing to check", asked)
 		}
 		if err != nil || code != http.StatusNoContent {
@@ -643,8 +657,10 @@ func TestClusterNodeDeath(t *testing.T) {
 		for _, ch := range []string{"frank", "concert"} {
 			c.noRow(t, ch, 20*time.Second)
 			b.with(t).waitLive(ch, false, 5*time.Second)
+			// B serves the names from a no more: its peer aliases went with the rows.
+			b.noPathConf(t, ch, killed, 25*time.Second)
 		}
-		t.Logf("names freed %v after the kill (lease TTL %v, sweep every 2 s)", time.Since(killed).Round(time.Millisecond), clusterLeaseTTL)
+		t.Logf("names freed %v after the kill (lease TTL %v, sweep every 2 s)", time.Since(killed).Round(time.Millisecond), c.leaseTTL)
 	})
 	t.Run("OneStreamStoppedEach", func(t *testing.T) {
 		for _, ch := range []string{"frank", "concert"} {
@@ -873,7 +889,7 @@ func (c *cluster) sampleRow(t testing.TB, name, node string) func() error {
 // and the restarted serve claims it back from its MediaMTX; the stream and its viewer on
 // a never stop.
 func TestClusterServeRestart(t *testing.T) {
-	c := startCluster(t, clusterOptions{})
+	c := startCluster(t, clusterOptions{leaseTTL: 8 * time.Second}) // the restart must fit in it
 	a, b := c.a, c.b
 	key := a.addUser("mona")
 	// Over RTSP, the key as the password of the public name: straight to MediaMTX. An
@@ -894,11 +910,11 @@ func TestClusterServeRestart(t *testing.T) {
 	a.startServe()
 	back := time.Since(killed)
 	t.Run("E9_RestartWithinLease", func(t *testing.T) {
-		if back >= clusterLeaseTTL {
-			t.Fatalf("serve took %v to restart, past its %v lease: nothing to check", back, clusterLeaseTTL)
+		if back >= c.leaseTTL-time.Second {
+			t.Fatalf("serve took %v to restart, past its %v lease: nothing to check", back, c.leaseTTL)
 		}
 		t.Logf("serve back %v after the kill", back.Round(time.Millisecond))
-		w.keepsPlaying(t, clusterLeaseTTL)
+		w.keepsPlaying(t, c.leaseTTL)
 		p.stillRunning(t)
 		if err := held(); err != nil {
 			t.Error(err)
@@ -914,9 +930,9 @@ func TestClusterServeRestart(t *testing.T) {
 	c.noRow(t, "mona", 20*time.Second)
 	swept := time.Now()
 	t.Run("E9_SweptAfterLease", func(t *testing.T) {
-		t.Logf("mona freed %v after serve was killed (lease TTL %v, sweep every 2 s)", swept.Sub(killed).Round(time.Millisecond), clusterLeaseTTL)
-		if swept.Sub(killed) < clusterLeaseTTL-time.Second {
-			t.Errorf("mona freed %v after the kill, before a's lease (%v) can have run out", swept.Sub(killed), clusterLeaseTTL)
+		t.Logf("mona freed %v after serve was killed (lease TTL %v, sweep every 2 s)", swept.Sub(killed).Round(time.Millisecond), c.leaseTTL)
+		if swept.Sub(killed) < c.leaseTTL-time.Second {
+			t.Errorf("mona freed %v after the kill, before a's lease (%v) can have run out", swept.Sub(killed), c.leaseTTL)
 		}
 		b.with(t).waitLive("mona", false, 5*time.Second)
 		eventually(t, 15*time.Second, "stream.stopped of mona", func() error {

@@ -241,7 +241,13 @@ func TestClusterPeerAliases(t *testing.T) {
 		if got := conf(a); got == "" || got == peerURL("a") || strings.Contains(got, plugin.PeerUser) {
 			t.Fatalf("a's live/benw = %q, want its own relay alias", got)
 		}
-		reconcile(bn) // nothing changes on a second pass
+		before := len(bn.api.Calls())
+		reconcile(bn) // nothing changes on a second pass: a rewrite would cut b's viewers
+		for _, c := range bn.api.Calls()[before:] {
+			if !strings.HasPrefix(c, "GET ") {
+				t.Errorf("b's second reconcile wrote %q, want only reads", c)
+			}
+		}
 		if got := conf(bn); got != peerURL("a") {
 			t.Fatalf("b's live/benw after a second reconcile = %q", got)
 		}

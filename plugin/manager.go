@@ -293,7 +293,9 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) error {
 			err = m.setLive(ctx, live, publicKind(live), !m.KeysFirstWins)
 		}
 		if held, ok := errors.AsType[*heldElsewhere](err); ok {
-			// One live session per public name, cluster-wide: this node's publisher goes.
+			// One live session per public name, cluster-wide: this node's publisher goes,
+			// and the name is served from its holder again.
+			m.holds.release(live.Name)
 			_ = m.eject(ctx, p.Source, Ejection{Name: live.Name, User: live.UserName, KeyFP: fp, Reason: held.reason()}, time.Now())
 			return nil
 		}

@@ -48,18 +48,21 @@ type peerTarget struct {
 // analysed the tracks (2 s for RTMP), and a peer alias set meanwhile would refuse it.
 const peerHold = 15 * time.Second
 
-// peerHolds are the names MakeRoom cleared for a local publish, until when.
+// peerHolds are the names MakeRoom cleared for a local publish, until when, and the names
+// this node carries a peer alias of. One mutex orders MakeRoom against the reconcile
+// setting a peer alias: either the hold comes first and no alias is set (claim), or the
+// alias is marked first and MakeRoom removes it (hold reports it).
 type peerHolds struct {
 	mu    sync.Mutex
 	until map[string]time.Time
-	// aliases are the names this node carries a peer alias for, as the last reconcile
-	// left them: MakeRoom asks MediaMTX nothing for any other name.
+	// aliases are the names with a peer alias, or about to have one; known is false until
+	// the first reconcile has listed MediaMTX's (an earlier run may have left some).
 	aliases map[string]bool
+	known   bool
 }
 
-func (h *peerHolds) held(name string, now time.Time) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+// heldLocked reports whether name is held at now, forgetting a hold that ran out.
+func (h *peerHolds) heldLocked(name string, now time.Time) bool {
 	t, ok := h.until[name]
 	if ok && !now.Before(t) {
 		delete(h.until, name)
@@ -68,7 +71,13 @@ func (h *peerHolds) held(name string, now time.Time) bool {
 	return ok
 }
 
-// hold marks name as being taken over here and reports whether it carries a peer alias.
+func (h *peerHolds) held(name string, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.heldLocked(name, now)
+}
+
+// hold marks name as being taken over here and reports whether it may carry a peer alias.
 func (h *peerHolds) hold(name string, until time.Time) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -84,19 +93,45 @@ func (h *peerHolds) hold(name string, until time.Time) bool {
 		}
 	}
 	h.until[name] = until
-	return h.aliases[name]
+	return !h.known || h.aliases[name]
 }
 
-// release ends name's hold: the local publish it made room for got on.
+// claim marks name as carrying a peer alias, unless a local publish holds it.
+func (h *peerHolds) claim(name string, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.heldLocked(name, now) {
+		return false
+	}
+	if h.aliases == nil {
+		h.aliases = make(map[string]bool)
+	}
+	h.aliases[name] = true
+	return true
+}
+
+// release ends name's hold: the local publish it made room for got on, or lost its claim.
 func (h *peerHolds) release(name string) {
 	h.mu.Lock()
 	delete(h.until, name)
 	h.mu.Unlock()
 }
 
+// setAliases records the names a reconcile left with a peer alias (or about to get one).
 func (h *peerHolds) setAliases(names map[string]bool) {
 	h.mu.Lock()
-	h.aliases = names
+	for n := range h.aliases {
+		if !names[n] {
+			delete(h.aliases, n)
+		}
+	}
+	if h.aliases == nil {
+		h.aliases = make(map[string]bool)
+	}
+	for n := range names {
+		h.aliases[n] = true
+	}
+	h.known = true
 	h.mu.Unlock()
 }
 
@@ -177,7 +212,7 @@ func (m *Manager) peerTargets(ctx context.Context, current []stagedoor.LiveState
 	}
 	published := make(map[string]bool) // public names MediaMTX carries a publisher of
 	for _, p := range paths {
-		if kind, name := stagedoor.ParsePath(p.Name); kind == stagedoor.PathPublic && p.Source != nil {
+		if kind, name := stagedoor.ParsePath(p.Name); kind == stagedoor.PathPublic && p.Source != nil && p.Source.Type != aliasSourceType {
 			if _, ours := existing[name]; !ours {
 				published[name] = true
 			}
@@ -197,8 +232,12 @@ func (m *Manager) peerTargets(ctx context.Context, current []stagedoor.LiveState
 	return out, true
 }
 
-// setPeerAlias points live/<name> at the node that holds it.
+// setPeerAlias points live/<name> at the node that holds it, unless a local publish has
+// taken the name meanwhile (MakeRoom).
 func (m *Manager) setPeerAlias(ctx context.Context, name string, t peerTarget) error {
+	if !m.holds.claim(name, time.Now()) {
+		return nil
+	}
 	conf := aliasConfig{Source: t.source, SourceOnDemand: true, RTSPTransport: "tcp"}
 	if err := m.api.ReplacePathConfig(ctx, stagedoor.LivePrefix+name, conf); err != nil {
 		return fmt.Errorf("set peer alias of %s: %w", name, err)

@@ -66,8 +66,8 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	// exact-name entry would recreate the path and drop that publisher).
 	for _, p := range paths {
 		kind, name := stagedoor.ParsePath(p.Name)
-		if kind != stagedoor.PathPublic || !p.Available || p.Source == nil || p.Source.ID == "" {
-			continue
+		if kind != stagedoor.PathPublic || !p.Available || p.Source == nil || p.Source.ID == "" || p.Source.Type == aliasSourceType {
+			continue // an alias's pull (one a hook or MakeRoom removed since the listing) is no publisher
 		}
 		if _, ours := existing[name]; ours {
 			continue
@@ -184,9 +184,16 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		})
 	}
 	if peersKnown {
+		// Every name with a peer alias now, or soon: this run's targets, and the peer
+		// aliases MediaMTX had that this run may not have removed.
 		names := make(map[string]bool, len(peers))
 		for name := range peers {
 			names[name] = true
+		}
+		for name, src := range existing {
+			if isPeerSource(src) {
+				names[name] = true
+			}
 		}
 		m.holds.setAliases(names)
 	}
@@ -212,6 +219,7 @@ func (m *Manager) ejectHeld(ctx context.Context, t liveTarget, err error, seen t
 	if !ok {
 		return err
 	}
+	m.holds.release(t.live.Name) // the local publish lost: serve the name from its holder
 	src := &mediamtx.PathSource{Type: t.live.SourceType, ID: t.live.SourceID}
 	return m.eject(ctx, src, Ejection{Name: t.live.Name, User: t.live.UserName, KeyFP: t.fp, Reason: held.reason()}, seen)
 }

@@ -155,6 +155,13 @@ func (p *Policy) decide(ctx context.Context, a Attempt, kind, rest string) Verdi
 			// Another node of the cluster pulling the public stream for its viewers. Only a
 			// public name: key paths never leave the node that ingests them.
 			if a.Protocol == "rtsp" && inNets(a.IP, p.PeerNets) && p.Peer.matches(a.User, a.Password) {
+				if p.HeldElsewhere != nil {
+					if _, held := p.HeldElsewhere(rest); held {
+						// This node serves that name through a peer alias itself: a pull
+						// from here would chain nodes, or loop while the name moves.
+						return deny("peer read of a name another node holds")
+					}
+				}
 				v := allow(ReasonPeer)
 				v.User = rest
 				return v

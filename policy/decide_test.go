@@ -27,6 +27,13 @@ var (
 		PeerNets: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("127.0.0.0/8")}}
 )
 
+// heldElsewherePolicy is peerPolicy on a node that knows name live on node c.
+func heldElsewherePolicy(name string) policy.Policy {
+	p := peerPolicy
+	p.HeldElsewhere = func(n string) (string, bool) { return "c", n == name }
+	return p
+}
+
 // peerRead is another cluster node pulling live/benw from ip.
 func peerRead(ip string) policy.Attempt {
 	r := req("read", "rtsp", "live/benw")
@@ -148,6 +155,8 @@ func TestDecide(t *testing.T) {
 		{"PeerUnsetDenied", policy.Policy{PeerNets: peerPolicy.PeerNets},
 			with(peerRead("10.1.2.3"), func(r *policy.Attempt) { r.User, r.Password = "", "" }), false},
 		{"PeerWithoutNetsDenied", policy.Policy{Peer: peerSecret}, peerRead("127.0.0.1"), false},
+		{"PeerReadOfNameHeldByAnotherNodeDenied", heldElsewherePolicy("benw"), peerRead("10.1.2.3"), false},
+		{"PeerReadOfNameNotHeldElsewhereAllowed", heldElsewherePolicy("alice"), peerRead("10.1.2.3"), true},
 
 		{"PublicReadOverHLSAllowed", testPolicy, req("read", "hls", "live/benw"), true},
 		{"PublicReadOfUnknownChannelOverHLSAllowed", testPolicy, req("read", "hls", "live/nobody"), true},

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/panel"
@@ -43,12 +44,14 @@ func (c *serviceConfig) registerNoMediaMTX(fs *flag.FlagSet) {
 // checkNoMediaMTX runs after parsing: with --no-mediamtx, a MediaMTX-only flag given
 // explicitly is a usage error, what their environment variables set is dropped, and the
 // node id defaults to the host name + replicaNodeSuffix.
-func (c *serviceConfig) checkNoMediaMTX(fs *flag.FlagSet, getenv func(string) string) error {
+func (c *serviceConfig) checkNoMediaMTX(fs *flag.FlagSet) error {
 	if !c.noMediaMTX {
 		return nil
 	}
 	var given []string
-	nodeIDGiven := getenv("STAGEDOOR_NODE_ID") != ""
+	// Only --node-id names a replica: STAGEDOOR_NODE_ID may come from an env file shared
+	// with the node beside it, whose row and lease the replica would then take over.
+	nodeIDGiven := false
 	fs.Visit(func(f *flag.Flag) {
 		if slices.Contains(mediamtxOnlyFlags, f.Name) {
 			given = append(given, "-"+f.Name)
@@ -103,7 +106,11 @@ func (s *service) internalHandler() http.Handler {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !slices.Contains(replicaInternal, r.Method+" "+r.URL.Path) {
+		method := r.Method
+		if method == http.MethodHead {
+			method = http.MethodGet // as the mux's GET patterns do: a balancer's HEAD /healthz
+		}
+		if !slices.Contains(replicaInternal, method+" "+r.URL.Path) {
 			http.Error(w, "denied: this Stagedoor has no MediaMTX (serve --no-mediamtx)", http.StatusForbidden)
 			return
 		}
@@ -118,4 +125,22 @@ func (s *service) meter() panel.Meter {
 		return nil
 	}
 	return &liveMeter{api: s.api}
+}
+
+// checkReplicaID refuses a replica whose node id names a media node (one with an RTSP
+// address) whose lease still runs: registering would blank that node's address and renew
+// its lease, so its peers would stop serving its names, and its death would never free them.
+func checkReplicaID(ctx context.Context, db interface {
+	Nodes(ctx context.Context) ([]stagedoor.Node, error)
+}, id string) error {
+	nodes, err := db.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		if n.ID == id && n.RTSPAddr != "" && time.Now().Before(n.LeaseUntil) {
+			return usageError("-node-id " + id + " is a running node's with a MediaMTX: give the replica an id of its own")
+		}
+	}
+	return nil
 }

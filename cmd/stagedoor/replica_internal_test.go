@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -81,6 +82,8 @@ func TestReplicaWithoutMediaMTX(t *testing.T) {
 			want              int
 		}{
 			{"Healthz", http.MethodGet, "http://" + s.internal + "/healthz", http.StatusOK},
+			{"HealthzHead", http.MethodHead, "http://" + s.internal + "/healthz", http.StatusOK},
+			{"AuthHeadDenied", http.MethodHead, "http://" + s.internal + "/mediamtx/auth", http.StatusForbidden},
 			{"Metrics", http.MethodGet, "http://" + s.internal + "/metrics", http.StatusOK},
 			{"AuthDenied", http.MethodPost, "http://" + s.internal + "/mediamtx/auth", http.StatusForbidden},
 			{"HookDenied", http.MethodPost, "http://" + s.internal + "/internal/hook", http.StatusForbidden},
@@ -320,4 +323,39 @@ func TestReplicaPolicyReachesNode(t *testing.T) {
 			t.Errorf("%d unexpected MediaMTX API requests", n)
 		}
 	})
+}
+
+// TestReplicaNeverTakesANodesID: a replica ignores STAGEDOOR_NODE_ID (an env file shared
+// with the node beside it names that node), and --node-id naming a running node with a
+// MediaMTX is refused before anything is registered: the node keeps its address and its
+// lease runs out when it dies.
+func TestReplicaNeverTakesANodesID(t *testing.T) {
+	dbFile := filepath.Join(t.TempDir(), "stagedoor.db")
+	node := startTestService(t, "--db", dbFile, "--node-id", "a", "--advertise-rtsp", "10.0.0.7:8554")
+	defer node.stop()
+	env := func(k string) string {
+		if k == "STAGEDOOR_NODE_ID" {
+			return "a"
+		}
+		return serveEnv(k)
+	}
+	replica := startTestServiceEnv(t, env, "--no-mediamtx", "--db", dbFile)
+	defer replica.stop()
+	if id := replica.svc.cfg.nodeID; id == "a" || !strings.HasSuffix(id, replicaNodeSuffix) {
+		t.Errorf("replica's node id with STAGEDOOR_NODE_ID=a: %q, want the host name + %q", id, replicaNodeSuffix)
+	}
+	err := run(t.Context(), []string{"stagedoor", "serve", "--no-mediamtx", "--db", dbFile, "--node-id", "a",
+		"--internal-addr", "127.0.0.1:0", "--public-addr", "127.0.0.1:0"}, serveEnv, strings.NewReader(""), io.Discard, io.Discard)
+	if exitCode(err) != 2 || !strings.Contains(fmt.Sprint(err), "node-id") {
+		t.Fatalf("replica --node-id a beside running node a: %v, want a usage error naming -node-id", err)
+	}
+	nodes, err := node.svc.db.Nodes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if n.ID == "a" && n.RTSPAddr != "10.0.0.7:8554" {
+			t.Errorf("node a's RTSP address = %q after the refused replica, want 10.0.0.7:8554", n.RTSPAddr)
+		}
+	}
 }

@@ -36,7 +36,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	} else if len(pos) > 0 {
 		return usageError(fmt.Sprintf("unexpected argument %q", pos[0]))
 	}
-	if err := cfg.checkNoMediaMTX(fs, getenv); err != nil {
+	if err := cfg.checkNoMediaMTX(fs); err != nil {
 		return err
 	}
 	if err := cfg.validate(); err != nil {
@@ -154,6 +154,12 @@ func newService(ctx context.Context, cfg serviceConfig, sec secrets, logger *slo
 	// errc: one slot per listener (internal, public, panel, RTMP and RTMPS fronts), so
 	// that none blocks reporting its failure.
 	db.SetLeaseTTL(cfg.leaseTTL)
+	if cfg.noMediaMTX {
+		if err := checkReplicaID(ctx, db, cfg.nodeID); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
 	if err := db.RegisterNode(ctx, cfg.nodeID, cfg.advertiseRTSP); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("register node %s: %w", cfg.nodeID, err)

@@ -166,8 +166,8 @@ func passedToMediaMTX(name string) bool {
 // secret, which MediaMTX's environment carries on purpose. Secrets shorter than 8
 // characters are not looked for: they would match innocent values.
 func holdsSecret(v string, sec secrets) bool {
-	for _, s := range []string{sec.admin, sec.relay, sec.adminToken, sec.webhook} {
-		if len(s) >= 8 && strings.Contains(v, s) {
+	for _, s := range sec.list() {
+		if s != sec.hook && len(s) >= 8 && strings.Contains(v, s) {
 			return true
 		}
 	}

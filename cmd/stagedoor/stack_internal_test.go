@@ -102,6 +102,12 @@ func TestMediaMTXEnvRefusesSmuggledSecret(t *testing.T) {
 	if strings.Contains(err.Error(), sec.relay) {
 		t.Error("the error shows the secret")
 	}
+	// Every secret of secrets.list but the hook's, which MediaMTX's environment carries.
+	sec.cluster = "cluster-secret-0123456789abcdef"
+	environ = []string{"MTX_PATHS_X_SOURCE=rtsp://stagedoor-peer:" + sec.cluster + "@10.0.0.1:8554/live/x"}
+	if _, err := mediamtxEnv(cfg, sec, environ, "/bin/stagedoor"); exitCode(err) != 2 {
+		t.Errorf("an MTX_* variable with the cluster secret: err = %v, want a usage error", err)
+	}
 }
 
 // TestHookRunsInMediaMTXEnv: `stagedoor hook` finds everything it needs in MediaMTX's

@@ -54,7 +54,7 @@ func startTestServiceEnv(t *testing.T, getenv func(string) string, args ...strin
 	if _, err := parseFlags(fs, append(defaults, args...)); err != nil {
 		t.Fatalf("flags: %v", err)
 	}
-	if err := cfg.checkNoMediaMTX(fs, getenv); err != nil {
+	if err := cfg.checkNoMediaMTX(fs); err != nil {
 		t.Fatalf("config: %v", err)
 	}
 	if err := cfg.validate(); err != nil {
