@@ -24,12 +24,3 @@ func (e *InvalidError) Error() string { return fmt.Sprintf("invalid %s: %s", e.F
 // writers kept it waiting for its turn but none of them has been stuck: a busy queue,
 // not a fault. The health state stays as it was.
 var ErrProbeInconclusive = errors.New("health probe inconclusive: write queue busy")
-
-// LiveElsewhereError is a kick asked of a service for a name live on another node of a
-// cluster: only that node's service reaches the MediaMTX that carries the stream.
-type LiveElsewhereError struct {
-	Name string
-	Node string // the node id holding the name
-}
-
-func (e *LiveElsewhereError) Error() string { return "live on node " + e.Node + ": kick it there" }

@@ -55,6 +55,17 @@ type Claim struct {
 	Epoch int64
 }
 
+// KickRequest is an operator's kick asked on one service of a stream live on another
+// node, whose own service must carry it out (only its MediaMTX can end the stream).
+type KickRequest struct {
+	Name     string
+	Node     string
+	SourceID string
+	// By says who asked, for the audit: the operator or API, and the service asked.
+	By string
+	At time.Time
+}
+
 // Node is one Stagedoor replica of a cluster that shares the database. Its lease is
 // renewed by its health probe; a node whose lease ran out is dead, and its live names
 // are freed.

@@ -179,10 +179,6 @@ func (a *api) kick(c *gin.Context) {
 		c.JSON(http.StatusServiceUnavailable, gin.H{"error": "kicking needs the running service"})
 		return
 	}
-	if le, ok := errors.AsType[*stagedoor.LiveElsewhereError](err); ok {
-		c.JSON(http.StatusConflict, gin.H{"error": le.Error(), "node": le.Node})
-		return
-	}
 	if err != nil {
 		a.fail(c, err)
 		return

@@ -80,9 +80,6 @@ func newFixture(t *testing.T, tok string) *fixture {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.kicks = append(f.kicks, name)
-		if name == "alices_show" { // live on another node of a cluster
-			return false, &stagedoor.LiveElsewhereError{Name: name, Node: "a"}
-		}
 		return name == "alice", nil // alice is live, nobody else
 	}
 	op.Record = func(_ context.Context, e stagedoor.AuditEntry) error {
@@ -979,16 +976,3 @@ func TestKick(t *testing.T) {
 	}
 }
 
-// TestKickLiveElsewhere: a kick of a name live on another node of a cluster (whose
-// MediaMTX this service cannot reach) is 409 naming that node, and is not audited as a
-// kick.
-func TestKickLiveElsewhere(t *testing.T) {
-	f := newFixture(t, token)
-	got := decode[map[string]any](t, f.do(t, http.MethodPost, "/users/alices_show/kick", "", http.StatusConflict))
-	if got["error"] != "live on node a: kick it there" || got["node"] != "a" {
-		t.Errorf("kick alices_show = %v, want the error naming node a", got)
-	}
-	if es := f.auditLog(); len(es) != 0 {
-		t.Errorf("audit = %+v, want nothing (nobody was kicked)", es)
-	}
-}

@@ -511,6 +511,28 @@ func TestCluster(t *testing.T) {
 		a.with(t).publish(a.rtmpURL(key)).refused(t, 15*time.Second)
 	})
 
+	t.Run("KickOnBKicksOnA", func(t *testing.T) {
+		key := a.with(t).addUser("fred")
+		p := a.with(t).publish(a.rtmpURL(key))
+		defer p.stop()
+		m := liveOn(t, a, "fred", p, 30*time.Second)
+		exited := exitAt(p)
+		code, body := b.with(t).admin(http.MethodPost, "/users/fred/kick", adminToken, nil)
+		kicked := time.Now()
+		if code != http.StatusOK || !strings.Contains(string(body), `"kicked":true`) {
+			t.Fatalf("kick through B's admin API: %d %s, want 200 kicked", code, body)
+		}
+		exitedWithin(t, "kick through B's admin API", p, exited, kicked, kickBar)
+		if gone := a.with(t).gone(m, kicked, kickTimeout); gone > kickBar {
+			t.Errorf("fred's session still in A's MediaMTX %v after the kick, want within %v", gone, kickBar)
+		}
+		c.auditHas(t, "fred", "kick", "kicked by an operator on node b")
+		// A kick changes no credential: the encoder gets back on.
+		p2 := a.with(t).publish(a.rtmpURL(key))
+		defer p2.stop()
+		liveOn(t, a, "fred", p2, 30*time.Second)
+	})
+
 	t.Run("E7_KeyRevokeByCLIKicksOnA", func(t *testing.T) {
 		key := a.with(t).addUser("erin")
 		p := a.with(t).publish(a.rtmpURL(key))

@@ -78,8 +78,8 @@ type Service struct {
 	URLs stagedoor.URLs
 	// Kicker disconnects the publisher live on a public name now and reports whether
 	// there was one; the running service sets it (its reconciler's kick, audited and
-	// counted like every other kick). A name live on another node of a cluster is a
-	// *stagedoor.LiveElsewhereError. Nil: Kick answers ErrNoService.
+	// counted like every other kick). A name live on another node of a cluster is kicked
+	// by that node, which this one asks (plugin.RequestKick). Nil: Kick answers ErrNoService.
 	Kicker func(ctx context.Context, name string) (bool, error)
 	// Logger reports audit writes that failed after the change was made. Default: discard.
 	Logger *slog.Logger
@@ -253,8 +253,8 @@ var ErrNoService = errors.New("kicking needs the running service")
 // Kick disconnects the publisher live on the public name now, without changing any
 // credential (an encoder that reconnects with a valid one is admitted again). It reports
 // whether one was live; stagedoor.ErrNotFound for a name nobody owns, ErrNoService
-// without a running service, a *stagedoor.LiveElsewhereError (wrapped) for a name live on
-// another node of a cluster, which only that node's service can kick.
+// without a running service. A name live on another node of a cluster is kicked by that
+// node, which takes the request at once (the policy-generation poll or notification).
 func (s *Service) Kick(ctx context.Context, by Actor, name string) (bool, error) {
 	if s.Kicker == nil {
 		return false, ErrNoService

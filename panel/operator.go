@@ -121,11 +121,6 @@ func (h *handler) kick(w http.ResponseWriter, r *http.Request, s *session, name 
 		h.render(w, http.StatusServiceUnavailable, "message", view{Title: "Not kicked", Message: "Kicking needs the running service; nothing was changed."})
 		return
 	}
-	if le, ok := errors.AsType[*stagedoor.LiveElsewhereError](err); ok {
-		h.render(w, http.StatusConflict, "message", view{Title: "Not kicked", Message: name + " is " + le.Error() +
-			" (only that node's service reaches the MediaMTX carrying it); nothing was changed."})
-		return
-	}
 	if h.actionError(w, err, "kick") {
 		return
 	}

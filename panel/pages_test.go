@@ -336,29 +336,6 @@ func TestOperatorKick(t *testing.T) {
 	}
 }
 
-// TestOperatorKickLiveElsewhere: the Kick button for a name live on another node of a
-// cluster answers 409 naming that node, and audits nothing.
-func TestOperatorKickLiveElsewhere(t *testing.T) {
-	f := newFixture(t)
-	f.ops.Kicker = func(_ context.Context, name string) (bool, error) {
-		return false, &stagedoor.LiveElsewhereError{Name: name, Node: "node-a"}
-	}
-	if err := f.db.SetLive(t.Context(), stagedoor.LiveState{NodeID: "node-a", Kind: stagedoor.LiveDirect, Name: "benw", UserID: f.userID("benw"), UserName: "benw", SourceID: "S", SourceType: "rtmpConn", Since: f.clock.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	op := f.browser()
-	op.mustLogin("boss", opPass)
-	csrf, _ := op.form("/panel/live")
-	n0 := f.auditLen()
-	if got := op.post("/panel/channels/benw/kick", url.Values{"csrf": {csrf}}); got != http.StatusConflict ||
-		!strings.Contains(op.body, "benw is live on node node-a: kick it there") {
-		t.Errorf("kick of a name live on another node: %d, want 409 naming node-a\n%s", got, op.body)
-	}
-	if es := f.auditSince(n0); len(es) != 0 {
-		t.Errorf("audit = %+v, want nothing (nobody was kicked)", es)
-	}
-}
-
 func TestAuditPage(t *testing.T) {
 	f := newFixture(t)
 	at := f.clock.Now().Add(-3 * time.Hour)

@@ -38,6 +38,10 @@ type Store interface {
 	// SetOffline takes name offline if node carries it (on sourceID, or any when "").
 	SetOffline(ctx context.Context, name, node, sourceID string) (bool, error)
 	LiveStates(ctx context.Context) ([]stagedoor.LiveState, error)
+	// RequestKick asks another node to kick a publisher; TakeKickRequests removes and
+	// returns the requests naming this node.
+	RequestKick(ctx context.Context, r stagedoor.KickRequest) error
+	TakeKickRequests(ctx context.Context, node string) ([]stagedoor.KickRequest, error)
 	// Nodes lists the cluster's nodes with their leases and RTSP addresses (peer aliases).
 	Nodes(ctx context.Context) ([]stagedoor.Node, error)
 	TouchKey(ctx context.Context, keyID int64) error

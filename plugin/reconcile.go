@@ -38,6 +38,9 @@ type liveTarget struct {
 func (m *Manager) Reconcile(ctx context.Context) error {
 	m.reconciling.Lock()
 	defer m.reconciling.Unlock()
+	if err := m.takeKicks(ctx); err != nil {
+		m.logger.Warn("reconcile: reading kick requests failed; retried at the next reconcile", "err", err)
+	}
 	start := m.names.now() // before the listings: see apply
 	defer m.names.forget(start)
 
@@ -285,9 +288,9 @@ const ReasonOperatorKick = "kicked by an operator"
 // Kick disconnects the publisher live on the public name now (for a key path, the key
 // path's publisher) and reports whether one was live. It is every other kick's path
 // (eject: the RTMP front's connection, MediaMTX's kick endpoint, OnEject); a reconcile
-// follows at once. A name live on another node is a *stagedoor.LiveElsewhereError: its
-// source id is that node's MediaMTX's, which this node's does not know (and a kick of it
-// here could hit an unrelated session that happens to carry the same id).
+// follows at once. A name live on another node is kicked by that node (RequestKick):
+// its source id is that node's MediaMTX's, which this node's does not know (and a kick of
+// it here could hit an unrelated session that happens to carry the same id).
 func (m *Manager) Kick(ctx context.Context, name string) (bool, error) {
 	seen := time.Now()
 	states, err := m.store.LiveStates(ctx)
@@ -296,7 +299,7 @@ func (m *Manager) Kick(ctx context.Context, name string) (bool, error) {
 	}
 	l, ok := liveOf(states, name)
 	if ok && l.NodeID != m.NodeID {
-		return false, &stagedoor.LiveElsewhereError{Name: name, Node: l.NodeID}
+		return RequestKick(ctx, m.store, m.NodeID, l)
 	}
 	if !ok || l.SourceID == "" {
 		return false, nil
@@ -307,4 +310,44 @@ func (m *Manager) Kick(ctx context.Context, name string) (bool, error) {
 		return false, err
 	}
 	return true, nil
+}
+
+// KickRequester is where kick requests go: the database every node shares.
+type KickRequester interface {
+	RequestKick(ctx context.Context, r stagedoor.KickRequest) error
+}
+
+// RequestKick has the node holding l kick its publisher (an operator's kick asked on
+// service self, which does not carry the stream): the request moves the policy
+// generation, so the holder reconciles at once, takes it and kicks if it still carries
+// l's source. It reports true: the name was live.
+func RequestKick(ctx context.Context, st KickRequester, self string, l stagedoor.LiveState) (bool, error) {
+	if err := st.RequestKick(ctx, stagedoor.KickRequest{Name: l.Name, Node: l.NodeID, SourceID: l.SourceID, By: self}); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// takeKicks carries out the kicks other services asked of this node (RequestKick): each
+// publisher still live here on the source asked about is ejected; a request for a source
+// that ended or moved meanwhile does nothing.
+func (m *Manager) takeKicks(ctx context.Context) error {
+	reqs, err := m.store.TakeKickRequests(ctx, m.NodeID)
+	if err != nil || len(reqs) == 0 {
+		return err
+	}
+	states, err := m.store.LiveStates(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range reqs {
+		l, ok := liveOf(states, r.Name)
+		if !ok || l.NodeID != m.NodeID || l.SourceID != r.SourceID {
+			m.logger.Info("kick request for a stream no longer here; ignored", "name", r.Name, "asked_on", r.By)
+			continue
+		}
+		src := &mediamtx.PathSource{Type: l.SourceType, ID: l.SourceID}
+		_ = m.eject(ctx, src, Ejection{Name: r.Name, User: l.UserName, Reason: ReasonOperatorKick + " on node " + r.By}, r.At)
+	}
+	return nil
 }

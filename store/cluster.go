@@ -151,3 +151,73 @@ func (db *DB) ClaimEvents(ctx context.Context, owner string, limit int, hold tim
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
+
+// kickRequestTTL bounds a kick request's wait: one its node has not taken by then (the
+// node died, or the stream moved and ended) is dropped unread.
+const kickRequestTTL = time.Minute
+
+// RequestKick asks node r.Node to kick the publisher of r.Name on source r.SourceID.
+// Its only errors are the database's.
+func (db *DB) RequestKick(ctx context.Context, r stagedoor.KickRequest) error {
+	if _, err := db.exec(ctx, `INSERT INTO kick_requests (name, node_id, source_id, requested_by, requested_at)
+		VALUES ($1, $2, $3, $4, $5)`, r.Name, r.Node, r.SourceID, r.By, db.Now().UnixMilli()); err != nil {
+		return fmt.Errorf("request kick of %s: %w", r.Name, err)
+	}
+	return nil
+}
+
+// TakeKickRequests removes and returns the kick requests naming node that are less than
+// kickRequestTTL old, oldest first, and drops every older request. It reads before it
+// writes, so a node with none (nearly always) takes no write turn. Its only errors are
+// the database's.
+func (db *DB) TakeKickRequests(ctx context.Context, node string) ([]stagedoor.KickRequest, error) {
+	var n int
+	if err := db.db.QueryRowContext(ctx, `SELECT count(*) FROM kick_requests`).Scan(&n); err != nil {
+		return nil, fmt.Errorf("kick requests: %w", err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	oldest := db.Now().Add(-kickRequestTTL).UnixMilli()
+	var out []stagedoor.KickRequest
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		out = out[:0]
+		if _, err := tx.ExecContext(ctx, `DELETE FROM kick_requests WHERE requested_at < $1`, oldest); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `DELETE FROM kick_requests WHERE node_id = $1
+			RETURNING id, name, node_id, source_id, requested_by, requested_at`, node)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		type row struct {
+			id int64
+			r  stagedoor.KickRequest
+		}
+		var got []row
+		for rows.Next() {
+			var (
+				x  row
+				at int64
+			)
+			if err := rows.Scan(&x.id, &x.r.Name, &x.r.Node, &x.r.SourceID, &x.r.By, &at); err != nil {
+				return err
+			}
+			x.r.At = time.UnixMilli(at)
+			got = append(got, x)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		sort.Slice(got, func(i, j int) bool { return got[i].id < got[j].id })
+		for _, x := range got {
+			out = append(out, x.r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("take kick requests of %s: %w", node, err)
+	}
+	return out, nil
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/panel"
+	"github.com/stagedoor/stagedoor/plugin"
 )
 
 // A control-plane replica (`serve --no-mediamtx`, cluster.md §0, §2) serves the public
@@ -73,15 +74,15 @@ func replicaNodeID(host string) string {
 	return host[:min(len(host), 63-len(replicaNodeSuffix))] + replicaNodeSuffix
 }
 
-// asReplica turns the service built by newService into a replica's: kicks answer which
-// node holds the name (no MediaMTX here to kick through).
+// asReplica turns the service built by newService into a replica's: kicks are asked of
+// the node holding the name (no MediaMTX here to kick through).
 func (s *service) asReplica() {
 	s.ops.Kicker = s.kickElsewhere
 	s.logger.Info("control-plane replica: no MediaMTX, no auth, hooks or reconciler", "node", s.cfg.nodeID)
 }
 
-// kickElsewhere is a replica's kick: a name live anywhere is live on a node whose own
-// service must kick it (*stagedoor.LiveElsewhereError); a name live nowhere was not kicked.
+// kickElsewhere is a replica's kick: a name live anywhere is live on a node, which kicks
+// it when it takes the request (plugin.RequestKick); a name live nowhere was not kicked.
 func (s *service) kickElsewhere(ctx context.Context, name string) (bool, error) {
 	states, err := s.db.LiveStates(ctx)
 	if err != nil {
@@ -89,7 +90,7 @@ func (s *service) kickElsewhere(ctx context.Context, name string) (bool, error) 
 	}
 	for _, l := range states {
 		if l.Name == name {
-			return false, &stagedoor.LiveElsewhereError{Name: name, Node: l.NodeID}
+			return plugin.RequestKick(ctx, s.db, s.cfg.nodeID, l)
 		}
 	}
 	return false, nil

@@ -35,7 +35,7 @@ func replicaBackends(t *testing.T, f func(t *testing.T, dsn string)) {
 // secret; MediaMTX-only settings from the environment are ignored (no MediaMTX API call,
 // no RTMP front bound, no advertised RTSP); its node is registered with rtsp_addr "" under
 // its own id; /healthz, pages, the panel and the admin API answer; MediaMTX's auth and
-// hooks are denied; a kick of a name live on another node is 409 naming that node; and
+// hooks are denied; a kick of a name live on another node is asked of that node; and
 // over a few seconds (sweeps included) it logs no warning or error.
 func TestReplicaWithoutMediaMTX(t *testing.T) {
 	replicaBackends(t, func(t *testing.T, dsn string) {
@@ -119,10 +119,15 @@ func TestReplicaWithoutMediaMTX(t *testing.T) {
 			t.Fatalf("claim benw for node a: %+v, %v", c, err)
 		}
 		status, body, err = s.adminDo(ctx, client, http.MethodPost, "/users/benw/kick", nil)
-		var out struct{ Error, Node string }
+		var out struct{ Kicked bool }
 		_ = json.Unmarshal(body, &out)
-		if err != nil || status != http.StatusConflict || out.Error != "live on node a: kick it there" || out.Node != "a" {
-			t.Errorf("kick of benw live on node a = %d %s, %v; want 409 live on node a: kick it there", status, body, err)
+		if err != nil || status != http.StatusOK || !out.Kicked {
+			t.Errorf("kick of benw live on node a = %d %s, %v; want 200, kicked", status, body, err)
+		}
+		// The request waits for node a (none runs here): benw's, on a's source.
+		if reqs, err := s.svc.db.TakeKickRequests(ctx, "a"); err != nil || len(reqs) != 1 ||
+			reqs[0].Name != "benw" || reqs[0].SourceID != "S1" || reqs[0].By != s.svc.cfg.nodeID {
+			t.Errorf("kick requests for node a = %+v, %v; want benw's on S1 by %s", reqs, err, s.svc.cfg.nodeID)
 		}
 		status, body, err = s.adminDo(ctx, client, http.MethodGet, "/live", nil)
 		if err != nil || status != http.StatusOK || !strings.Contains(string(body), "benw") {
@@ -274,12 +279,15 @@ func TestReplicaPolicyReachesNode(t *testing.T) {
 			t.Logf("%s through the replica: node a kicked after %v", what, time.Since(since).Round(time.Millisecond))
 		}
 
-		live("S1")
-		status, body, err := replica.adminDo(ctx, client, http.MethodPost, "/users/benw/kick", nil)
-		if err != nil || status != http.StatusConflict || !strings.Contains(string(body), "live on node a: kick it there") {
-			t.Errorf("kick through the replica = %d %s, %v; want 409 naming node a", status, body, err)
-		}
+		live("S0")
 		start := time.Now()
+		if body := admin(http.MethodPost, "/users/benw/kick", nil, http.StatusOK); !strings.Contains(string(body), `"kicked":true`) {
+			t.Errorf("kick through the replica = %s, want kicked", body)
+		}
+		waitKicked("kick", "S0", start)
+
+		live("S1")
+		start = time.Now()
 		admin(http.MethodPost, "/users/benw/ban", nil, http.StatusOK)
 		waitKicked("ban", "S1", start)
 
@@ -305,7 +313,7 @@ func TestReplicaPolicyReachesNode(t *testing.T) {
 		admin(http.MethodPost, "/streams", map[string]string{"name": "concert", "user": "benw"}, http.StatusCreated)
 		admin(http.MethodPut, "/users/benw/password", map[string]string{"password": "correct horse battery"}, http.StatusOK)
 		id := *loadUUID(9, 4)
-		status, _, err = node.postAuth(hookClient, authserver.Request{User: "benw", Password: "correct horse battery",
+		status, _, err := node.postAuth(hookClient, authserver.Request{User: "benw", Password: "correct horse battery",
 			IP: "198.51.100.7", Action: "publish", Path: "live/concert", Protocol: "rtmp", ID: &id})
 		if err != nil || status != authAllowed {
 			t.Fatalf("password publish auth on node a = %d, %v; want %d", status, err, authAllowed)

@@ -285,6 +285,55 @@ func testCluster(t *testing.T, s suite) {
 		}
 	})
 
+	// A kick asked elsewhere reaches only the node named, once, in order; a request its
+	// node has not taken within a minute is dropped.
+	t.Run("KickRequests", func(t *testing.T) {
+		f := s.clusterFixture(t)
+		ctx := t.Context()
+		if got, err := f.st.TakeKickRequests(ctx, "a"); err != nil || len(got) != 0 {
+			t.Fatalf("TakeKickRequests(a) with none = %+v, %v", got, err)
+		}
+		stale := stagedoor.KickRequest{Name: "old", Node: "a", SourceID: "s0", By: "boss"}
+		if err := f.st.RequestKick(ctx, stale); err != nil {
+			t.Fatal(err)
+		}
+		f.clock.Add(61 * time.Second)
+		gen := policyGen(t, f.st)
+		for _, r := range []stagedoor.KickRequest{
+			{Name: "alice", Node: "a", SourceID: "s1", By: "boss via b"},
+			{Name: "show", Node: "b", SourceID: "s2", By: "api via a"},
+			{Name: "alice", Node: "a", SourceID: "s3", By: "boss via c"},
+		} {
+			if err := f.st.RequestKick(ctx, r); err != nil {
+				t.Fatalf("RequestKick(%+v): %v", r, err)
+			}
+		}
+		// Every service reconciles at once on a request (the holder takes it then).
+		if after := policyGen(t, f.st); after == gen {
+			t.Errorf("policy generation unchanged by kick requests, want it moved")
+		}
+		got, err := f.st.TakeKickRequests(ctx, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, r := range got {
+			ids = append(ids, r.Node+"/"+r.Name+"/"+r.SourceID+"/"+r.By)
+			if r.At.IsZero() {
+				t.Errorf("request %+v has no time", r)
+			}
+		}
+		if want := []string{"a/alice/s1/boss via b", "a/alice/s3/boss via c"}; !slices.Equal(ids, want) {
+			t.Errorf("TakeKickRequests(a) = %v, want %v (the stale one dropped)", ids, want)
+		}
+		if again, err := f.st.TakeKickRequests(ctx, "a"); err != nil || len(again) != 0 {
+			t.Errorf("TakeKickRequests(a) again = %+v, %v; want none", again, err)
+		}
+		if b, err := f.st.TakeKickRequests(ctx, "b"); err != nil || len(b) != 1 || b[0].SourceID != "s2" {
+			t.Errorf("TakeKickRequests(b) = %+v, %v; want show's", b, err)
+		}
+	})
+
 	// Two dispatchers claim the due events at once: they split them, none twice; claimed
 	// events are not claimed again until the hold runs out, a retry or the finish.
 	t.Run("ClaimEventsSplit", func(t *testing.T) {

@@ -118,6 +118,11 @@ type Store interface {
 	// ClaimEvents claims up to limit due, unclaimed events for owner for hold, oldest
 	// first; concurrent claimers never get the same event.
 	ClaimEvents(ctx context.Context, owner string, limit int, hold time.Duration) ([]stagedoor.OutboxEvent, error)
+	// RequestKick asks a node to kick a publisher (an operator's kick made elsewhere).
+	RequestKick(ctx context.Context, r stagedoor.KickRequest) error
+	// TakeKickRequests removes and returns a node's kick requests under a minute old,
+	// oldest first, and drops older ones.
+	TakeKickRequests(ctx context.Context, node string) ([]stagedoor.KickRequest, error)
 
 	// AppendAudit writes entries in one step.
 	AppendAudit(ctx context.Context, entries []stagedoor.AuditEntry) error
