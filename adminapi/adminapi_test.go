@@ -975,4 +975,3 @@ func TestKick(t *testing.T) {
 		t.Errorf("audit = %+v, want one api entry for the kick that happened", es)
 	}
 }
-
