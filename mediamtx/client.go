@@ -207,6 +207,18 @@ func (m *Client) DeletePathConfig(ctx context.Context, name string) error {
 	return err
 }
 
+// Applied returns once MediaMTX's path manager has every configuration change made before
+// the call. A change's API answer comes before MediaMTX applies it: its core answers, then
+// reloads, handing the new path configurations to the path manager, which looks up a new
+// session's path configuration in the same order. This call is an empty patch of the
+// global configuration (it changes nothing and reloads nothing), which MediaMTX's core
+// takes only after it finished the earlier change's reload. Needed before a session that
+// must see a removed path configuration: a publisher that looked up the old one is
+// refused 2 s later ("configuration has changed").
+func (m *Client) Applied(ctx context.Context) error {
+	return m.do(ctx, http.MethodPatch, "/v3/config/global/patch", struct{}{}, nil)
+}
+
 // Ready reports whether the API answers.
 func (m *Client) Ready(ctx context.Context) error {
 	var pg page[Path]

@@ -273,10 +273,15 @@ func TestClusterPeerAliases(t *testing.T) {
 		if got := conf(bn); got == "" || strings.Contains(got, plugin.PeerUser) {
 			t.Fatalf("b's live/benw = %q, want its relay alias", got)
 		}
-		// The RTMP front waits for the removal before it forwards the publish.
+		// The RTMP front waits for the removal, applied by MediaMTX, before it forwards the
+		// publish.
+		n0 := len(a.api.Calls())
 		a.m.MakeRoom(t.Context(), "benw", true)
 		if got := conf(a); got != "" {
 			t.Fatalf("a's live/benw after MakeRoom with wait = %q, want none", got)
+		}
+		if calls := a.api.Calls()[n0:]; len(calls) == 0 || calls[len(calls)-1] != "PATCH /v3/config/global/patch" {
+			t.Errorf("MakeRoom's calls = %v, want the removal followed by Applied's empty patch", calls)
 		}
 
 		// b's publisher leaves: a's peer alias goes with the live row.

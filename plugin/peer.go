@@ -182,6 +182,11 @@ func (m *Manager) dropPeerAlias(ctx context.Context, name string) error {
 			if err := m.api.DeletePathConfig(ctx, c.Name); err != nil {
 				return err
 			}
+			// The publisher must not look up the configuration before MediaMTX applied
+			// the removal (the front forwards it as soon as this returns).
+			if err := m.api.Applied(ctx); err != nil {
+				return err
+			}
 			m.logger.Info("peer alias removed for a local publish", "name", name)
 		}
 	}

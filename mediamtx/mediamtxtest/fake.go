@@ -224,6 +224,8 @@ func (f *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		f.configs[strings.TrimPrefix(p, "/v3/config/paths/replace/")] = c.Source
 		f.Replaced.Add(1)
+	case r.Method == http.MethodPatch && p == "/v3/config/global/patch":
+		// An empty patch: Client.Applied.
 	case r.Method == http.MethodDelete && strings.HasPrefix(p, "/v3/config/paths/delete/"):
 		name := strings.TrimPrefix(p, "/v3/config/paths/delete/")
 		if _, ok := f.configs[name]; !ok {
