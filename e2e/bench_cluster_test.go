@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"testing"
@@ -115,11 +113,7 @@ func benchClusterAuth(b *testing.B, c *cluster) {
 	key := a.addUser("auth")
 	bare := startBareHandler(b)
 	ours := a.url(a.internal, "/mediamtx/auth")
-	body := func(action, path, protocol string) []byte {
-		return []byte(`{"user":"","password":"","token":"","ip":"203.0.113.7","action":"` + action +
-			`","path":"` + path + `","protocol":"` + protocol +
-			`","id":"8a7f9e1c-6f2b-4d0e-9b7a-1c2d3e4f5a6b","query":"","userAgent":"FMLE/3.0 (compatible; Lavf59.27.100)"}`)
-	}
+	body := authBody
 	type authCase struct {
 		name, url string
 		body      []byte
@@ -135,19 +129,9 @@ func benchClusterAuth(b *testing.B, c *cluster) {
 		{name: "WrongKeyPublish", url: ours, body: body("publish", "live/"+stagedoor.NewKey(), "rtmp"), want: http.StatusUnauthorized},
 		{name: "PublicRead", url: ours, body: body("read", "live/auth", "hls"), want: http.StatusNoContent},
 	}
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	client := authClient()
 	call := func(cs *authCase) {
-		t0 := time.Now()
-		res, err := client.Post(cs.url, "application/json", bytes.NewReader(cs.body))
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		if res.StatusCode != cs.want {
-			b.Fatalf("%s: status %d, want %d", cs.name, res.StatusCode, cs.want)
-		}
-		cs.lat = append(cs.lat, time.Since(t0))
+		cs.lat = append(cs.lat, timedAuth(b, client, cs.name, cs.url, cs.body, cs.want))
 		cs.calls++
 	}
 	// Warm every cache once: the first call of a key looks it up.

@@ -5,7 +5,6 @@ import (
 
 	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/internal/testdb"
-	"github.com/stagedoor/stagedoor/internal/testutil"
 	"github.com/stagedoor/stagedoor/plugin"
 )
 
@@ -23,10 +22,7 @@ func TestClusterKickRequested(t *testing.T) {
 		}
 		nodes := map[string]node{}
 		for _, id := range []string{"a", "b"} {
-			api, client := newFakeAPI(t)
-			m := plugin.NewManager(testutil.Discard(), db, client, relay, standing(db))
-			m.NodeID = id
-			nodes[id] = node{api: api, m: m}
+			nodes[id] = newNode(t, db, id, nil)
 		}
 		a, bn := nodes["a"], nodes["b"]
 		keyPath := "live/" + nu.StreamKey

@@ -11,6 +11,7 @@ import (
 	"github.com/stagedoor/stagedoor/internal/testutil"
 	"github.com/stagedoor/stagedoor/mediamtx/mediamtxtest"
 	"github.com/stagedoor/stagedoor/plugin"
+	"github.com/stagedoor/stagedoor/store"
 )
 
 // node is one Stagedoor node of a cluster test: its own (fake) MediaMTX and manager, on
@@ -18,6 +19,19 @@ import (
 type node struct {
 	api *mediamtxtest.Server
 	m   *plugin.Manager
+}
+
+// newNode is node id of a cluster test on db: a fake MediaMTX and a manager, with
+// configure (if set) applied to the manager.
+func newNode(t *testing.T, db *store.DB, id string, configure func(*plugin.Manager)) node {
+	t.Helper()
+	api, client := newFakeAPI(t)
+	m := plugin.NewManager(testutil.Discard(), db, client, relay, standing(db))
+	m.NodeID = id
+	if configure != nil {
+		configure(m)
+	}
+	return node{api: api, m: m}
 }
 
 // TestClusterOneLiveSessionPerName runs two managers (nodes a and b) with their own
@@ -32,13 +46,7 @@ func TestClusterOneLiveSessionPerName(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		newNode := func(id string) node {
-			api, client := newFakeAPI(t)
-			m := plugin.NewManager(testutil.Discard(), db, client, relay, standing(db))
-			m.NodeID = id
-			return node{api: api, m: m}
-		}
-		a, bn := newNode("a"), newNode("b")
+		a, bn := newNode(t, db, "a", nil), newNode(t, db, "b", nil)
 		keyPath := "live/" + nu.StreamKey
 		available := func(n node, path, src string) {
 			t.Helper()
@@ -159,10 +167,7 @@ func TestClusterKeysFirstWins(t *testing.T) {
 	}
 	nodes := map[string]node{}
 	for _, id := range []string{"a", "b"} {
-		api, client := newFakeAPI(t)
-		m := plugin.NewManager(testutil.Discard(), db, client, relay, standing(db))
-		m.NodeID, m.KeysFirstWins = id, true
-		nodes[id] = node{api: api, m: m}
+		nodes[id] = newNode(t, db, id, func(m *plugin.Manager) { m.KeysFirstWins = true })
 	}
 	keyPath := "live/" + nu.StreamKey
 	for _, step := range []struct{ node, src string }{{"a", "A1"}, {"b", "B1"}} {
@@ -197,16 +202,13 @@ func TestClusterPeerAliases(t *testing.T) {
 		}
 		peer := plugin.Peer{Password: "cluster-secret-123"}
 		rtsp := map[string]string{"a": "10.0.0.1:8554", "b": "10.0.0.2:8554"}
-		newNode := func(id string) node {
+		peerNode := func(id string) node {
 			if err := db.RegisterNode(t.Context(), id, rtsp[id]); err != nil {
 				t.Fatal(err)
 			}
-			api, client := newFakeAPI(t)
-			m := plugin.NewManager(testutil.Discard(), db, client, relay, standing(db))
-			m.NodeID, m.Peer = id, peer
-			return node{api: api, m: m}
+			return newNode(t, db, id, func(m *plugin.Manager) { m.Peer = peer })
 		}
-		a, bn := newNode("a"), newNode("b")
+		a, bn := peerNode("a"), peerNode("b")
 		keyPath := "live/" + nu.StreamKey
 		peerURL := func(holder string) string {
 			return "rtsp://" + plugin.PeerUser + ":" + peer.Password + "@" + rtsp[holder] + "/live/benw"
@@ -327,10 +329,7 @@ func TestClusterNoPeerSecretNoPeerAliases(t *testing.T) {
 		if err := db.RegisterNode(t.Context(), id, "127.0.0.1:8554"); err != nil {
 			t.Fatal(err)
 		}
-		api, client := newFakeAPI(t)
-		m := plugin.NewManager(testutil.Discard(), db, client, relay, standing(db))
-		m.NodeID = id
-		nodes[id] = node{api: api, m: m}
+		nodes[id] = newNode(t, db, id, nil)
 	}
 	keyPath := "live/" + nu.StreamKey
 	nodes["a"].api.SetSource(keyPath, "rtmpConn", "A1")
