@@ -1,52 +1,50 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stagedoor/stagedoor"
 	"github.com/stagedoor/stagedoor/internal/testutil"
 	"github.com/stagedoor/stagedoor/store"
+	"github.com/stagedoor/stagedoor/webhook"
 )
 
 // TestSweepFreesDeadNodesNames: a live name held under another node id whose lease ran
 // out (the host was renamed, so --node-id's default changed) is taken offline by the
-// service, with one stream.stopped event, although no step of this node's own would
+// service, with one stream.stopped webhook, although no step of this node's own would
 // ever touch it.
 func TestSweepFreesDeadNodesNames(t *testing.T) {
 	dbFile := liveUnderExpiredNode(t, "oldhost")
+	hooks := startEventRecorder(t)
 
-	s := startTestService(t, "--db", dbFile, "--node-id", "newhost", "--reconcile-interval", "1s")
+	s := startTestServiceEnv(t, webhookEnv, "--db", dbFile, "--node-id", "newhost", "--reconcile-interval", "1s",
+		"--webhook-url", hooks.url)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		states, err := s.svc.db.LiveStates(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(states) == 0 {
+		if len(states) == 0 && len(hooks.stopped()) > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("benw is still live under node %q", states[0].NodeID)
+			t.Fatalf("live states %+v, stream.stopped deliveries %q after 30 s, want none live and one for benw",
+				states, hooks.stopped())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	events, err := s.svc.db.DueEvents(t.Context(), 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stopped []string
-	for _, e := range events {
-		if e.Event == "stream.stopped" {
-			stopped = append(stopped, e.Channel)
-		}
-	}
-	if len(stopped) != 1 || stopped[0] != "benw" {
-		t.Errorf("stream.stopped events = %q, want one for benw", stopped)
+	time.Sleep(2500 * time.Millisecond) // two more sweeps, which must not queue it again
+	if stopped := hooks.stopped(); len(stopped) != 1 || stopped[0] != "benw" {
+		t.Errorf("stream.stopped deliveries = %q, want one for benw", stopped)
 	}
 }
 
@@ -55,18 +53,68 @@ func TestSweepFreesDeadNodesNames(t *testing.T) {
 // sweep runs after the health probe has renewed the lease, so no stream.stopped is sent.
 func TestSweepKeepsOwnNamesAfterRestart(t *testing.T) {
 	dbFile := liveUnderExpiredNode(t, "thishost")
+	hooks := startEventRecorder(t)
 
-	s := startTestService(t, "--db", dbFile, "--node-id", "thishost", "--reconcile-interval", "1s")
-	time.Sleep(3 * time.Second) // three sweeps
-	events, err := s.svc.db.DueEvents(t.Context(), 100)
+	s := startTestServiceEnv(t, webhookEnv, "--db", dbFile, "--node-id", "thishost", "--reconcile-interval", "1s",
+		"--webhook-url", hooks.url)
+	time.Sleep(3500 * time.Millisecond) // three sweeps, and a dispatcher round after them
+	if stopped := hooks.stopped(); len(stopped) > 0 {
+		t.Errorf("stream.stopped deliveries for %q: the service swept its own name", stopped)
+	}
+	states, err := s.svc.db.LiveStates(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range events {
-		if e.Event == "stream.stopped" {
-			t.Errorf("stream.stopped for %s: the service swept its own name", e.Channel)
+	if len(states) != 1 || states[0].Name != "benw" {
+		t.Errorf("live states = %+v, want benw still live", states)
+	}
+}
+
+const testWebhookSecret = "webhook-secret-0123456789abcdef"
+
+// webhookEnv is serveEnv with a webhook signing secret.
+func webhookEnv(key string) string {
+	if key == "STAGEDOOR_WEBHOOK_SECRET" {
+		return testWebhookSecret
+	}
+	return serveEnv(key)
+}
+
+// eventRecorder is a webhook receiver that keeps the events delivered to it.
+type eventRecorder struct {
+	url    string
+	mu     sync.Mutex
+	events []webhook.Payload
+}
+
+func startEventRecorder(t *testing.T) *eventRecorder {
+	t.Helper()
+	r := &eventRecorder{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var p webhook.Payload
+		if err := json.NewDecoder(req.Body).Decode(&p); err != nil {
+			t.Errorf("webhook body: %v", err)
+		}
+		r.mu.Lock()
+		r.events = append(r.events, p)
+		r.mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	r.url = srv.URL
+	return r
+}
+
+// stopped returns the channels of the stream.stopped events delivered so far.
+func (r *eventRecorder) stopped() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, e := range r.events {
+		if e.Event == stagedoor.EventStreamStopped {
+			out = append(out, e.Channel)
 		}
 	}
+	return out
 }
 
 // liveUnderExpiredNode returns a database file where benw is live under node, whose lease
