@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,10 +18,19 @@ func startGst(t testing.TB, gst string, pipeline ...string) *publisher {
 // through the front. GStreamer's rtmpsink is librtmp, the library OBS's RTMP output is
 // built on, whose header compression differs from ffmpeg's; rtmp2sink is GStreamer's own.
 // Each plays at the public name, MediaMTX's API never names the key, and the front
-// spliced the connection (it stopped parsing; ffmpeg is checked the same way).
+// spliced the connection (it stopped parsing; ffmpeg is checked the same way): into the
+// kernel forward, and, with --rtmp-forward pump, into the pump.
 func TestGStreamerThroughFront(t *testing.T) {
 	gst := needTool(t, "gst-launch-1.0", "STAGEDOOR_TEST_GST", "")
-	s := startStack(t, stackOptions{args: []string{"--log-level", "debug"}})
+	t.Run("Kernel", func(t *testing.T) { gstreamerThroughFront(t, gst, "kernel") })
+	t.Run("Pump", func(t *testing.T) { gstreamerThroughFront(t, gst, "pump") })
+}
+
+func gstreamerThroughFront(t *testing.T, gst, forward string) {
+	if forward == "kernel" && os.Geteuid() != 0 && os.Getenv("CI") == "" {
+		t.Skip("the kernel forward needs CAP_BPF and CAP_NET_ADMIN (root here)")
+	}
+	s := startStack(t, stackOptions{args: []string{"--log-level", "debug", "--rtmp-forward", forward}})
 	key := s.addUser("benw")
 	s.addUser("carol")
 	const carolPassword = "carol's long rehearsal password"
@@ -48,7 +58,7 @@ func TestGStreamerThroughFront(t *testing.T) {
 		{"FFmpeg", nil, "", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			spliced := strings.Count(s.out.String(), `rtmp front: spliced`)
+			spliced := countSplices(s.out.String(), forward)
 			var p *publisher
 			if tt.sink == nil {
 				p = s.publish(s.rtmpURL(key))
@@ -69,11 +79,22 @@ func TestGStreamerThroughFront(t *testing.T) {
 			if err := s.mtxHolds(secret); err != nil {
 				t.Error(err)
 			}
-			if strings.Count(s.out.String(), `rtmp front: spliced`) != spliced+1 {
-				t.Errorf("the front did not splice the connection")
+			if countSplices(s.out.String(), forward) != spliced+1 {
+				t.Errorf("the front did not splice the connection into the %s", forward)
 			}
 			p.stop()
 			s.with(t).waitLive(channel, false, 10*time.Second)
 		})
 	}
+}
+
+// countSplices counts the front's log lines saying it spliced a connection into forward.
+func countSplices(log, forward string) int {
+	n := 0
+	for line := range strings.Lines(log) {
+		if strings.Contains(line, `"msg":"rtmp front: spliced"`) && strings.Contains(line, `"forward":"`+forward+`"`) {
+			n++
+		}
+	}
+	return n
 }

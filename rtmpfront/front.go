@@ -133,6 +133,11 @@ type Proxy struct {
 	// as it is done on a TLS connection, and off Linux).
 	PumpInterval time.Duration
 
+	// Kernel, if set, forwards spliced publishers' bytes inside the kernel (see
+	// sockmap_linux.go), so the front does not wake for them at all; a connection it cannot
+	// take (TLS, no free slot) is pumped.
+	Kernel *KernelForward
+
 	// Publishers, if set, holds every publish this front let through until its connection
 	// ends, so that a kick can close it here (Publishers.Disconnect).
 	Publishers *Publishers
@@ -141,6 +146,13 @@ type Proxy struct {
 	logGate   throttle
 	decisions chan struct{}
 }
+
+// kernelForwardSlots is how many publishers the kernel forward carries at once; more are
+// pumped.
+const kernelForwardSlots = 4096
+
+// errNoSlot: every slot of the kernel forward is taken; the caller pumps instead.
+var errNoSlot = errors.New("kernel forward: no free slot")
 
 // Serve accepts connections on ln until ctx ends (then it returns nil) or ln fails.
 // Temporary accept errors, such as running out of file descriptors, are retried with a

@@ -8,10 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -119,6 +121,11 @@ func (c *countingConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// SyscallConn lets the front splice the connection as it would the listener's own.
+func (c *countingConn) SyscallConn() (syscall.RawConn, error) {
+	return c.Conn.(syscall.Conn).SyscallConn()
 }
 
 func (l *countingListener) Accept() (net.Conn, error) {
@@ -538,4 +545,25 @@ func TestPendingDefaultsLetAStudioStart(t *testing.T) {
 			t.Fatalf("%d of %d pending connections from one address reached MediaMTX", i, encoders)
 		}
 	}
+}
+
+// forwardModes runs f with each way the front forwards a spliced publisher: the pump
+// (kernel nil), and the kernel forward. The kernel forward needs CAP_BPF and
+// CAP_NET_ADMIN: without them it is skipped, except in CI, where that fails.
+func forwardModes(t *testing.T, f func(t *testing.T, kernel *rtmpfront.KernelForward)) {
+	t.Run("Pump", func(t *testing.T) { f(t, nil) })
+	t.Run("Kernel", func(t *testing.T) { f(t, kernelForward(t)) })
+}
+
+func kernelForward(t *testing.T) *rtmpfront.KernelForward {
+	t.Helper()
+	kf, err := rtmpfront.NewKernelForward()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("no kernel forward in CI: %v", err)
+		}
+		t.Skipf("no kernel forward here: %v", err)
+	}
+	t.Cleanup(kf.Close)
+	return kf
 }

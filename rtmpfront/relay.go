@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/bluenviron/gortmplib/pkg/amf0"
@@ -184,16 +185,62 @@ func (s *session) splice() error {
 		}
 	}
 	_ = s.conn.SetReadDeadline(time.Time{})
-	s.p.Logger.Debug("rtmp front: spliced", "ip", s.ip)
-	if s.p.PumpInterval > 0 {
+	if ok, err := s.forwardInKernel(); ok {
+		return err
+	}
+	_, raw := s.conn.(syscall.Conn)
+	if s.p.PumpInterval > 0 && raw {
+		s.p.Logger.Debug("rtmp front: spliced", "ip", s.ip, "forward", "pump")
 		if ok, err := s.p.pump.splice(s.conn, s.up); ok {
 			return err
 		}
 	}
+	s.p.Logger.Debug("rtmp front: spliced", "ip", s.ip, "forward", "copy")
 	if _, err := io.Copy(s.up, s.conn); err != nil {
 		return err
 	}
 	return io.EOF
+}
+
+// kernelDrain is how long the front waits, after a kernel-forwarded client's end of
+// stream, before it stops the forward: the kernel may still be sending the client's last
+// bytes to MediaMTX, and stopping drops what it has not sent.
+const kernelDrain = 50 * time.Millisecond
+
+// forwardInKernel hands the client's bytes to the kernel forward and waits for the
+// client's end: io.EOF for a half-close, the error otherwise (a kick closes the client).
+// ok is false when the kernel cannot take the connection (TLS, no forward, no slot): the
+// caller pumps it.
+func (s *session) forwardInKernel() (ok bool, err error) {
+	client, ok1 := s.conn.(syscall.Conn) // not a TLS connection
+	up, ok2 := s.up.(syscall.Conn)
+	if s.p.Kernel == nil || !ok1 || !ok2 {
+		return false, nil
+	}
+	stop, err := s.p.Kernel.forward(client, up)
+	switch {
+	case errors.Is(err, errNoSlot):
+		s.p.warn("rtmp front: kernel forward full; pumping a publisher", "slots", kernelForwardSlots)
+		return false, nil
+	case err != nil:
+		// A client that half-closed already (the kernel takes established sockets
+		// only), or a socket closed by a kick meanwhile.
+		s.p.Logger.Debug("rtmp front: kernel forward refused a publisher; pumping it", "err", err)
+		return false, nil
+	}
+	defer stop()
+	s.p.Logger.Debug("rtmp front: spliced", "ip", s.ip, "forward", "kernel")
+	// Nothing reaches the client socket's own queue while the forward holds it: a read
+	// returns only at its end, or when it was closed.
+	var b [1]byte
+	n, err := s.conn.Read(b[:])
+	switch {
+	case n > 0:
+		return true, errors.New("kernel forward: the client's bytes were not redirected")
+	case errors.Is(err, io.EOF):
+		time.Sleep(kernelDrain)
+	}
+	return true, err
 }
 
 // command returns the body of a client's AMF0 command as MediaMTX is to get it. A

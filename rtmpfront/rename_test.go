@@ -185,11 +185,13 @@ func gortmplibPublish(t *testing.T, u string, extra int) error {
 // with a grant MediaMTX's auth call redeems, in every form a streamer uses; no byte
 // MediaMTX receives holds the key or the password, and what the client sends after
 // publish arrives.
-func TestRenameAtIngest(t *testing.T) {
+func TestRenameAtIngest(t *testing.T) { forwardModes(t, renameAtIngest) }
+
+func renameAtIngest(t *testing.T, kernel *rtmpfront.KernelForward) {
 	fp, f := newFrontPolicy(t)
 	setPassword(t, f, "correct horse")
 	up, results := startMTX(t, fp)
-	ln, logs := startFront(t, &rtmpfront.Proxy{Upstream: up, Decider: fp})
+	ln, logs := startFront(t, &rtmpfront.Proxy{Upstream: up, Decider: fp, Kernel: kernel})
 	base := "rtmp://" + ln.Addr().String()
 	for _, tt := range []struct {
 		name    string
@@ -383,7 +385,9 @@ func readRaw(data []byte) ([]*rawmessage.Message, error) {
 // length; extended timestamps; chunk size changes). MediaMTX's reader reads exactly the
 // messages the client meant, the commands aside, and after the splice the client's bytes
 // arrive unchanged.
-func TestHeaderCompressionAcrossTheRewrite(t *testing.T) {
+func TestHeaderCompressionAcrossTheRewrite(t *testing.T) { forwardModes(t, headerCompressionAcrossTheRewrite) }
+
+func headerCompressionAcrossTheRewrite(t *testing.T, kernel *rtmpfront.KernelForward) {
 	fp, f := newFrontPolicy(t)
 	setPassword(t, f, "correct horse")
 	const ext = 0x1000000 // a timestamp that needs the extended field
@@ -461,12 +465,22 @@ func TestHeaderCompressionAcrossTheRewrite(t *testing.T) {
 				}
 				_, _ = io.Copy(io.Discard, tc)
 			})
-			ln, logs := startFront(t, &rtmpfront.Proxy{Upstream: up, Decider: fp})
+			ln, logs := startFront(t, &rtmpfront.Proxy{Upstream: up, Decider: fp, Kernel: kernel})
 			c := dial(t, ln.Addr().String(), "127.0.0.1")
 			go func() { _, _ = io.Copy(io.Discard, c) }()
 			var cs chunks
 			tailFrom := tt.build(&cs, tt.tcURL)
-			write(t, c, handshake(), cs.b)
+			// The tail goes once the front has spliced (with the kernel forward, it
+			// then passes the kernel only: a half-closed client is pumped).
+			before := kernel.Forwarded()
+			write(t, c, handshake(), cs.b[:tailFrom])
+			for deadline := time.Now().Add(waitLong); kernel != nil && kernel.Forwarded() == before; {
+				if time.Now().After(deadline) {
+					t.Fatalf("not spliced into the kernel forward; front log:\n%s", logs.String())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			write(t, c, cs.b[tailFrom:])
 			if tcp, ok := c.(*net.TCPConn); ok {
 				_ = tcp.CloseWrite()
 			}
@@ -548,7 +562,9 @@ func checkCommand(t *testing.T, fp frontPolicy, i int, want, have []byte, all []
 
 // TestKickClosesSplicedClient: once spliced, the client is disconnected as soon as
 // MediaMTX ends the connection (a kick through its API).
-func TestKickClosesSplicedClient(t *testing.T) {
+func TestKickClosesSplicedClient(t *testing.T) { forwardModes(t, kickClosesSplicedClient) }
+
+func kickClosesSplicedClient(t *testing.T, kernel *rtmpfront.KernelForward) {
 	fp, f := newFrontPolicy(t)
 	kick := make(chan struct{})
 	up, _ := startUpstream(t, func(u upConn) {
@@ -560,14 +576,21 @@ func TestKickClosesSplicedClient(t *testing.T) {
 		<-kick
 		u.conn.Close()
 	})
-	ln, _ := startFront(t, &rtmpfront.Proxy{Upstream: up, Decider: fp})
+	ln, _ := startFront(t, &rtmpfront.Proxy{Upstream: up, Decider: fp, Kernel: kernel})
 	pu, _ := url.Parse("rtmp://" + ln.Addr().String() + "/live#" + f.ActiveKey)
 	c := &gortmplib.Client{URL: pu, Publish: true}
 	if err := c.Initialize(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	close(kick)
+	var once sync.Once
+	kicked := func() { once.Do(func() { close(kick) }) }
+	defer kicked()
+	spliceable(t, c)
+	if kernel != nil {
+		waitActive(t, kernel, 1)
+	}
+	kicked()
 	if !closedByFront(c.NetConn(), waitLong) {
 		t.Errorf("client still connected %v after MediaMTX closed", waitLong)
 	}
@@ -576,7 +599,9 @@ func TestKickClosesSplicedClient(t *testing.T) {
 // TestDisconnectClosesPublisherAtFront: a kick through the front's Publishers closes the
 // publisher's connection although MediaMTX keeps its end open (its API kick failed or
 // never came), and only the kicked key's publish: another name's stays.
-func TestDisconnectClosesPublisherAtFront(t *testing.T) {
+func TestDisconnectClosesPublisherAtFront(t *testing.T) { forwardModes(t, disconnectClosesPublisherAtFront) }
+
+func disconnectClosesPublisherAtFront(t *testing.T, kernel *rtmpfront.KernelForward) {
 	fp, f := newFrontPolicy(t)
 	alice, err := f.DB.CreateUser(t.Context(), "alice")
 	if err != nil {
@@ -591,7 +616,7 @@ func TestDisconnectClosesPublisherAtFront(t *testing.T) {
 		_, _ = io.Copy(io.Discard, u.r) // MediaMTX never closes
 	})
 	pubs := rtmpfront.NewPublishers()
-	ln, _ := startFront(t, &rtmpfront.Proxy{Upstream: up, Decider: fp, Publishers: pubs})
+	ln, _ := startFront(t, &rtmpfront.Proxy{Upstream: up, Decider: fp, Publishers: pubs, Kernel: kernel})
 	publish := func(stream string) *gortmplib.Client {
 		pu, _ := url.Parse("rtmp://" + ln.Addr().String() + "/live#" + stream)
 		c := &gortmplib.Client{URL: pu, Publish: true}
@@ -599,6 +624,7 @@ func TestDisconnectClosesPublisherAtFront(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(c.Close)
+		spliceable(t, c)
 		return c
 	}
 	kicked := publish(f.ActiveKey)
@@ -610,6 +636,9 @@ func TestDisconnectClosesPublisherAtFront(t *testing.T) {
 	}
 	if pubs.Len() != 2 {
 		t.Fatalf("the front holds %d publishes, want 2", pubs.Len())
+	}
+	if kernel != nil {
+		waitActive(t, kernel, 2)
 	}
 	if n := pubs.Disconnect("benw", "00000000", time.Now()); n != 0 {
 		t.Fatalf("a kick of another key closed %d publishes", n)
@@ -632,5 +661,32 @@ func TestDisconnectClosesPublisherAtFront(t *testing.T) {
 	}
 	if !closedByFront(other.NetConn(), waitLong) {
 		t.Errorf("the other publisher is still connected %v after its channel's kick", waitLong)
+	}
+	if kernel != nil {
+		waitActive(t, kernel, 0)
+	}
+}
+
+// spliceable writes media on the chunk stream gortmplib's client sent its commands on
+// (as ffmpeg does), with a header that sets the length: once MediaMTX has read it, its
+// reader and the front's agree on that stream again (the rewritten publish's length
+// differs), and the front splices.
+func spliceable(t *testing.T, c *gortmplib.Client) {
+	t.Helper()
+	if err := c.Write(&message.DataAMF0{ChunkStreamID: 3, MessageStreamID: 0x1000000,
+		Payload: amf0.Data{"@setDataFrame", "onMetaData", amf0.Object{}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitActive waits until the kernel forwards n connections.
+func waitActive(t *testing.T, kernel *rtmpfront.KernelForward, n int) {
+	t.Helper()
+	deadline := time.Now().Add(waitLong)
+	for kernel.Active() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the kernel forwards %d connections, want %d", kernel.Active(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -123,6 +123,7 @@ type serviceConfig struct {
 	rtmpAddr       string
 	mediamtxRTMP   string
 	rtmpBatch      time.Duration
+	rtmpForward    string
 	rtmps          rtmpsConfig
 	publicRead     string
 	reconcileEvery time.Duration
@@ -162,6 +163,8 @@ func (c *serviceConfig) register(fs *flag.FlagSet, getenv func(string) string, f
 		"MediaMTX's RTMP listener behind the front, loopback (env STAGEDOOR_MEDIAMTX_RTMP)")
 	fs.DurationVar(&c.rtmpBatch, "rtmp-batch", 50*time.Millisecond,
 		"how often the RTMP front hands publishers' media to MediaMTX once it is spliced (0: as it arrives, at several times the CPU of MediaMTX and Stagedoor; max 200ms)")
+	fs.StringVar(&c.rtmpForward, "rtmp-forward", envOr(getenv, "STAGEDOOR_RTMP_FORWARD", forwardAuto),
+		"how the RTMP front hands publishers' media to MediaMTX once it is spliced: kernel (an eBPF sockmap redirect, no wake-ups; needs CAP_BPF and CAP_NET_ADMIN), pump (batches of -rtmp-batch), auto (kernel when allowed, else pump) (env STAGEDOOR_RTMP_FORWARD)")
 	c.rtmps.register(fs, getenv)
 	fs.StringVar(&c.publicRead, "public-read", envOr(getenv, envPublicRead, "hls"),
 		"comma-separated protocols allowed to read public channels: hls,rtsp,rtmp,srt,webrtc,moq (env "+envPublicRead+")")
@@ -232,6 +235,11 @@ func (c *serviceConfig) validate() error {
 	}
 	if c.rtmpBatch < 0 || c.rtmpBatch > 200*time.Millisecond {
 		return usageError("-rtmp-batch must be between 0 and 200ms")
+	}
+	switch c.rtmpForward {
+	case forwardAuto, forwardKernel, forwardPump:
+	default:
+		return usageError("-rtmp-forward must be auto, kernel or pump")
 	}
 	if err := c.rtmps.validate(c.rtmpAddr); err != nil {
 		return err
@@ -363,3 +371,10 @@ func parseNets(flag, list string) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
+
+// --rtmp-forward's values.
+const (
+	forwardAuto   = "auto"
+	forwardKernel = "kernel"
+	forwardPump   = "pump"
+)

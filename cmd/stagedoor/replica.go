@@ -26,7 +26,7 @@ import (
 // STAGEDOOR_CLUSTER_SECRET, for peer pulls) are ignored, so one environment file can
 // serve nodes and replicas.
 var mediamtxOnlyFlags = []string{
-	"mediamtx-api", "mediamtx-rtsp", "mediamtx-rtmp", "rtmp-addr", "rtmp-batch",
+	"mediamtx-api", "mediamtx-rtsp", "mediamtx-rtmp", "rtmp-addr", "rtmp-batch", "rtmp-forward",
 	"rtmps-addr", "rtmps-cert", "rtmps-key", "advertise-rtsp", "public-read", "cluster-key-takeover",
 	"cluster-cidrs",
 }

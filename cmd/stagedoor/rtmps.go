@@ -95,6 +95,7 @@ func (s *service) frontProxy(listener string) *rtmpfront.Proxy {
 		Upstream:     s.cfg.mediamtxRTMP,
 		Logger:       logger,
 		PumpInterval: batch,
+		Kernel:       s.kernel,
 		Publishers:   s.publishers,
 		Decider:      frontDecider{s.policy, s.policy.Front, s.manager},
 		// The front's refusals never reach MediaMTX's auth call: count and audit them

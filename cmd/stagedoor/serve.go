@@ -89,12 +89,14 @@ type service struct {
 	live *liveMap
 	// publishers are the RTMP and RTMPS fronts' publishes, which a kick closes there.
 	publishers *rtmpfront.Publishers
-	recorder   *audit.Recorder
-	webhooks   *webhook.Dispatcher
-	metrics    *metrics
-	ops        *manage.Service
-	api        *mediamtx.Client
-	panel      *panel.Handler
+	// kernel forwards the plain RTMP front's publishers in the kernel (nil: pumped).
+	kernel   *rtmpfront.KernelForward
+	recorder *audit.Recorder
+	webhooks *webhook.Dispatcher
+	metrics  *metrics
+	ops      *manage.Service
+	api      *mediamtx.Client
+	panel    *panel.Handler
 
 	servers  []*http.Server
 	stopLoop context.CancelFunc
@@ -286,6 +288,12 @@ func (s *service) start(ctx context.Context) error {
 		}
 		s.logger.Info("listening", "listener", "rtmp front", "addr", frontLn.Addr().String(), "upstream", s.cfg.mediamtxRTMP)
 	}
+	if frontLn != nil {
+		if err := s.startKernelForward(); err != nil {
+			frontLn.Close()
+			return err
+		}
+	}
 	rtmpsLn, err := s.listenRTMPS()
 	if err != nil {
 		if frontLn != nil {
@@ -365,8 +373,32 @@ func (s *service) close() error {
 		s.stopLoop()
 		<-s.loopDone
 	}
+	if s.kernel != nil {
+		s.kernel.Close()
+	}
 	errs = append(errs, s.db.Close())
 	return errors.Join(errs...)
+}
+
+// startKernelForward sets up the RTMP front's kernel forward as --rtmp-forward asks:
+// auto uses it when the process may (CAP_BPF and CAP_NET_ADMIN) and pumps otherwise,
+// kernel refuses to start without it, pump never uses it.
+func (s *service) startKernelForward() error {
+	if s.cfg.rtmpForward == forwardPump {
+		return nil
+	}
+	kf, err := rtmpfront.NewKernelForward()
+	switch {
+	case err == nil:
+		s.kernel = kf
+		s.logger.Info("rtmp front: publishers' media is forwarded to MediaMTX in the kernel (sockmap)")
+	case s.cfg.rtmpForward == forwardKernel:
+		return fmt.Errorf("rtmp front: --rtmp-forward kernel: %w (it needs CAP_BPF and CAP_NET_ADMIN)", err)
+	default:
+		s.logger.Info("rtmp front: no kernel forward (it needs CAP_BPF and CAP_NET_ADMIN); publishers' media is pumped",
+			"batch", s.cfg.rtmpBatch.String(), "err", err)
+	}
+	return nil
 }
 
 // frontDecider is the policy as the RTMP front asks it: the decision from Policy, the

@@ -1,0 +1,205 @@
+//go:build linux
+
+package rtmpfront
+
+import (
+	"fmt"
+	"sync"
+	"syscall"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// The kernel forward moves a spliced publisher's bytes to MediaMTX inside the kernel,
+// without waking the process at all: an eBPF sk_skb verdict program, run by the kernel
+// on every segment a client's socket receives, redirects the segment to the send side of
+// that client's MediaMTX socket (a sockmap redirect). The front's goroutine only waits
+// for the client's end of stream. It needs CAP_BPF and CAP_NET_ADMIN (root has both);
+// without them the front falls back to the pump.
+//
+// Three maps: clients, a sockmap holding the clients' sockets, with the program attached
+// (so it runs for them only); targets, a sockmap holding the MediaMTX sockets, with no
+// program (MediaMTX's replies are read by the front as before); routes, from a client
+// socket's cookie to its MediaMTX socket's slot in targets. A segment whose client has no
+// route passes to the client socket's own queue (the front would read it); a route to an
+// empty slot drops it, which cannot happen while the front adds a route only after its
+// target and removes a target only after the client's socket is closed.
+//
+// Order: the front stops reading the client, writes what it has buffered to MediaMTX,
+// then adds the target, the route and the client, in that order. Bytes that arrive
+// meanwhile wait in the client socket's receive queue, which the kernel hands to the
+// program, in order, with the next segment that arrives.
+
+// KernelForward is the sockmap redirect, set up once per process and shared by fronts.
+type KernelForward struct {
+	clients, targets, routes *ebpf.Map
+	prog                     *ebpf.Program
+
+	mu        sync.Mutex
+	free      []uint32 // free slots of targets
+	forwarded int      // connections taken so far
+}
+
+// skPass is the sk_skb verdict that leaves a segment to the socket's own receive queue.
+const skPass = 1
+
+// NewKernelForward loads the verdict program and its maps. It fails without CAP_BPF and
+// CAP_NET_ADMIN, or on a kernel without sockmap (before 5.13): the front then pumps.
+func NewKernelForward() (kf *KernelForward, err error) {
+	kf = &KernelForward{}
+	defer func() {
+		if err != nil {
+			kf.Close()
+		}
+	}()
+	if kf.clients, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sd_clients", Type: ebpf.SockMap, KeySize: 4, ValueSize: 4,
+		MaxEntries: kernelForwardSlots}); err != nil {
+		return nil, fmt.Errorf("clients sockmap: %w", err)
+	}
+	if kf.targets, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sd_targets", Type: ebpf.SockMap, KeySize: 4, ValueSize: 4,
+		MaxEntries: kernelForwardSlots}); err != nil {
+		return nil, fmt.Errorf("targets sockmap: %w", err)
+	}
+	if kf.routes, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sd_routes", Type: ebpf.Hash, KeySize: 8, ValueSize: 4,
+		MaxEntries: kernelForwardSlots}); err != nil {
+		return nil, fmt.Errorf("routes map: %w", err)
+	}
+	kf.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:    "sd_forward",
+		Type:    ebpf.SkSKB,
+		License: "GPL", // bpf_sk_redirect_map is GPL-only
+		Instructions: asm.Instructions{
+			asm.Mov.Reg(asm.R6, asm.R1),
+			asm.FnGetSocketCookie.Call(), // r0 = the client socket's cookie
+			asm.StoreMem(asm.RFP, -8, asm.R0, asm.DWord),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -8),
+			asm.LoadMapPtr(asm.R1, kf.routes.FD()),
+			asm.FnMapLookupElem.Call(), // r0 = &routes[cookie] or NULL
+			asm.JEq.Imm(asm.R0, 0, "pass"),
+			asm.LoadMem(asm.R3, asm.R0, 0, asm.Word),
+			asm.Mov.Reg(asm.R1, asm.R6),
+			asm.LoadMapPtr(asm.R2, kf.targets.FD()),
+			asm.Mov.Imm(asm.R4, 0), // to the target's send side
+			asm.FnSkRedirectMap.Call(),
+			asm.Return(),
+			asm.Mov.Imm(asm.R0, skPass).WithSymbol("pass"),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verdict program: %w", err)
+	}
+	if err := link.RawAttachProgram(link.RawAttachProgramOptions{Target: kf.clients.FD(), Program: kf.prog,
+		Attach: ebpf.AttachSkSKBVerdict}); err != nil {
+		return nil, fmt.Errorf("attach the verdict program: %w", err)
+	}
+	kf.free = make([]uint32, 0, kernelForwardSlots)
+	for i := range uint32(kernelForwardSlots) {
+		kf.free = append(kf.free, kernelForwardSlots-1-i)
+	}
+	return kf, nil
+}
+
+// Close releases the program and the maps; connections it forwards stop being forwarded
+// (the kernel passes their bytes to the front's sockets, whose reader then fails them).
+func (kf *KernelForward) Close() {
+	if kf.prog != nil {
+		_ = kf.prog.Close()
+	}
+	for _, m := range []*ebpf.Map{kf.clients, kf.targets, kf.routes} {
+		if m != nil {
+			_ = m.Close()
+		}
+	}
+}
+
+// Active returns how many (0 for nil) connections the kernel forwards now.
+func (kf *KernelForward) Active() int {
+	if kf == nil {
+		return 0
+	}
+	kf.mu.Lock()
+	defer kf.mu.Unlock()
+	return kernelForwardSlots - len(kf.free)
+}
+
+// Forwarded returns how many (0 for nil) connections the kernel has taken so far.
+func (kf *KernelForward) Forwarded() int {
+	if kf == nil {
+		return 0
+	}
+	kf.mu.Lock()
+	defer kf.mu.Unlock()
+	return kf.forwarded
+}
+
+// forward redirects everything client receives from now on to up's send side, until
+// client is closed; the returned stop undoes it and must be called after client is
+// closed and before up is. An error leaves nothing behind: the caller pumps instead.
+func (kf *KernelForward) forward(client, up syscall.Conn) (stop func(), err error) {
+	kf.mu.Lock()
+	if len(kf.free) == 0 {
+		kf.mu.Unlock()
+		return nil, errNoSlot
+	}
+	slot := kf.free[len(kf.free)-1]
+	kf.free = kf.free[:len(kf.free)-1]
+	kf.mu.Unlock()
+	release := func() {
+		kf.mu.Lock()
+		kf.free = append(kf.free, slot)
+		kf.mu.Unlock()
+	}
+	var cookie uint64
+	if err := withFD(client, func(fd int) error {
+		var e error
+		cookie, e = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+		return e
+	}); err != nil {
+		release()
+		return nil, fmt.Errorf("socket cookie: %w", err)
+	}
+	if err := withFD(up, func(fd int) error { return kf.targets.Update(slot, uint32(fd), ebpf.UpdateAny) }); err != nil {
+		release()
+		return nil, fmt.Errorf("add the MediaMTX socket: %w", err)
+	}
+	removeTarget := func() { _ = kf.targets.Delete(slot) }
+	if err := kf.routes.Update(cookie, slot, ebpf.UpdateAny); err != nil {
+		removeTarget()
+		release()
+		return nil, fmt.Errorf("add the route: %w", err)
+	}
+	removeRoute := func() { _ = kf.routes.Delete(cookie) }
+	if err := withFD(client, func(fd int) error { return kf.clients.Update(slot, uint32(fd), ebpf.UpdateAny) }); err != nil {
+		removeRoute()
+		removeTarget()
+		release()
+		return nil, fmt.Errorf("add the client socket: %w", err)
+	}
+	kf.mu.Lock()
+	kf.forwarded++
+	kf.mu.Unlock()
+	return func() {
+		_ = kf.clients.Delete(slot) // gone already when the client socket was closed
+		removeRoute()
+		removeTarget()
+		release()
+	}, nil
+}
+
+// withFD runs f on c's file descriptor.
+func withFD(c syscall.Conn, f func(fd int) error) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}

@@ -1,0 +1,94 @@
+//go:build linux
+
+package rtmpfront
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestKernelForwardKeepsOrder: what the front forwarded itself, then what waited in the
+// client socket's queue when the forward began, then what arrives after, reach MediaMTX
+// in that order and unchanged (8 MiB in MTU-sized writes); MediaMTX's replies still
+// reach the front by a plain read; the client's end of stream ends the front's read; the
+// slot is free again after stop.
+func TestKernelForwardKeepsOrder(t *testing.T) {
+	kf, err := NewKernelForward()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("no kernel forward in CI: %v", err)
+		}
+		t.Skipf("no kernel forward here: %v", err)
+	}
+	defer kf.Close()
+	encoder, frontClient := tcpPair(t)
+	frontUp, mediamtx := tcpPair(t)
+
+	if _, err := encoder.Write([]byte("relayed;")); err != nil {
+		t.Fatal(err)
+	}
+	relayed := make([]byte, len("relayed;"))
+	if _, err := io.ReadFull(frontClient, relayed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := frontUp.Write(relayed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := encoder.Write([]byte("queued;")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // in the front socket's receive queue
+	stop, err := kf.forward(frontClient, frontUp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kf.Active() != 1 || kf.Forwarded() != 1 {
+		t.Errorf("Active, Forwarded = %d, %d; want 1, 1", kf.Active(), kf.Forwarded())
+	}
+	after := make([]byte, 8<<20)
+	_, _ = rand.Read(after)
+	want := append([]byte("relayed;queued;"), after...)
+	werr := make(chan error, 1)
+	go func() {
+		for b := after; len(b) > 0; {
+			n, err := encoder.Write(b[:min(len(b), 1400)])
+			if err != nil {
+				werr <- err
+				return
+			}
+			b = b[n:]
+		}
+		werr <- encoder.CloseWrite()
+	}()
+	got := make([]byte, len(want))
+	_ = mediamtx.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadFull(mediamtx, got); err != nil {
+		t.Fatalf("MediaMTX read: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("MediaMTX's bytes differ from the client's")
+	}
+	if err := <-werr; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mediamtx.Write([]byte("reply")); err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, 5)
+	if _, err := io.ReadFull(frontUp, reply); err != nil || string(reply) != "reply" {
+		t.Fatalf("the front read %q, %v; want MediaMTX's reply", reply, err)
+	}
+	_ = frontClient.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := frontClient.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+		t.Errorf("the front's read of the client = %d, %v; want its end of stream", n, err)
+	}
+	stop()
+	if kf.Active() != 0 {
+		t.Errorf("Active = %d after stop, want 0", kf.Active())
+	}
+}

@@ -1,0 +1,27 @@
+//go:build !linux
+
+package rtmpfront
+
+import (
+	"errors"
+	"syscall"
+)
+
+// KernelForward is Linux's (sockmap_linux.go); elsewhere the front pumps.
+type KernelForward struct{}
+
+// NewKernelForward fails off Linux.
+func NewKernelForward() (*KernelForward, error) { return nil, errors.ErrUnsupported }
+
+// Active returns 0.
+func (*KernelForward) Active() int { return 0 }
+
+// Forwarded returns 0.
+func (*KernelForward) Forwarded() int { return 0 }
+
+// Close does nothing.
+func (*KernelForward) Close() {}
+
+func (*KernelForward) forward(client, up syscall.Conn) (stop func(), err error) {
+	return nil, errors.ErrUnsupported
+}
