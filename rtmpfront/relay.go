@@ -29,6 +29,7 @@ const decisionWait = 5 * time.Second
 
 // handle relays one connection; release ends its pending state.
 func (p *Proxy) handle(ctx context.Context, conn net.Conn, release func()) {
+	conn = newClientConn(conn)
 	defer conn.Close()
 	_ = conn.SetReadDeadline(time.Now().Add(p.HandshakeTimeout))
 	up, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", p.Upstream)
@@ -230,14 +231,22 @@ func (s *session) forwardInKernel() (ok bool, err error) {
 	}
 	defer stop()
 	s.p.Logger.Debug("rtmp front: spliced", "ip", s.ip, "forward", "kernel")
-	// Nothing reaches the client socket's own queue while the forward holds it: a read
-	// returns only at its end, or when it was closed.
-	var b [1]byte
-	n, err := s.conn.Read(b[:])
-	switch {
-	case n > 0:
-		return true, errors.New("kernel forward: the client's bytes were not redirected")
-	case errors.Is(err, io.EOF):
+	if cc, ok := s.conn.(*clientConn); ok {
+		// Out of Go's poller, which would wake for every segment the kernel forwards.
+		if err := cc.detach(); err != nil {
+			return true, err
+		}
+		err = cc.waitEnd()
+	} else {
+		// Nothing reaches the client socket's own queue while the forward holds it: a
+		// read returns only at its end, or when it was closed.
+		var b [1]byte
+		var n int
+		if n, err = s.conn.Read(b[:]); n > 0 {
+			return true, errors.New("kernel forward: the client's bytes were not redirected")
+		}
+	}
+	if errors.Is(err, io.EOF) {
 		time.Sleep(kernelDrain)
 	}
 	return true, err

@@ -385,7 +385,9 @@ func readRaw(data []byte) ([]*rawmessage.Message, error) {
 // length; extended timestamps; chunk size changes). MediaMTX's reader reads exactly the
 // messages the client meant, the commands aside, and after the splice the client's bytes
 // arrive unchanged.
-func TestHeaderCompressionAcrossTheRewrite(t *testing.T) { forwardModes(t, headerCompressionAcrossTheRewrite) }
+func TestHeaderCompressionAcrossTheRewrite(t *testing.T) {
+	forwardModes(t, headerCompressionAcrossTheRewrite)
+}
 
 func headerCompressionAcrossTheRewrite(t *testing.T, kernel *rtmpfront.KernelForward) {
 	fp, f := newFrontPolicy(t)
@@ -599,7 +601,9 @@ func kickClosesSplicedClient(t *testing.T, kernel *rtmpfront.KernelForward) {
 // TestDisconnectClosesPublisherAtFront: a kick through the front's Publishers closes the
 // publisher's connection although MediaMTX keeps its end open (its API kick failed or
 // never came), and only the kicked key's publish: another name's stays.
-func TestDisconnectClosesPublisherAtFront(t *testing.T) { forwardModes(t, disconnectClosesPublisherAtFront) }
+func TestDisconnectClosesPublisherAtFront(t *testing.T) {
+	forwardModes(t, disconnectClosesPublisherAtFront)
+}
 
 func disconnectClosesPublisherAtFront(t *testing.T, kernel *rtmpfront.KernelForward) {
 	fp, f := newFrontPolicy(t)

@@ -4,6 +4,7 @@ package rtmpfront
 
 import (
 	"errors"
+	"net"
 	"syscall"
 )
 
@@ -25,3 +26,12 @@ func (*KernelForward) Close() {}
 func (*KernelForward) forward(client, up syscall.Conn) (stop func(), err error) {
 	return nil, errors.ErrUnsupported
 }
+
+// newClientConn is Linux's; elsewhere connections are used as accepted.
+func newClientConn(c net.Conn) net.Conn { return c }
+
+// clientConn is Linux's.
+type clientConn struct{ net.Conn }
+
+func (c *clientConn) detach() error  { return errors.ErrUnsupported }
+func (c *clientConn) waitEnd() error { return errors.ErrUnsupported }
