@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -91,4 +92,75 @@ func TestKernelForwardKeepsOrder(t *testing.T) {
 	if kf.Active() != 0 {
 		t.Errorf("Active = %d after stop, want 0", kf.Active())
 	}
+}
+
+// TestDetachedClientConn: once detached from Go's poller, the client connection still
+// takes writes (MediaMTX's replies), a write to a client that does not read fails at the
+// write deadline, the client's end of stream ends waitEnd with io.EOF, and Close ends a
+// waitEnd in progress with net.ErrClosed.
+func TestDetachedClientConn(t *testing.T) {
+	t.Run("WritesAndEnd", func(t *testing.T) {
+		encoder, accepted := tcpPair(t)
+		c := newClientConn(accepted).(*clientConn)
+		if err := c.detach(); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("onStatus")); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len("onStatus"))
+		_ = encoder.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, err := io.ReadFull(encoder, got); err != nil || string(got) != "onStatus" {
+			t.Fatalf("the encoder read %q, %v", got, err)
+		}
+		_ = encoder.CloseWrite()
+		if err := c.waitEnd(); !errors.Is(err, io.EOF) {
+			t.Errorf("waitEnd after the client's half-close = %v, want io.EOF", err)
+		}
+	})
+	t.Run("WriteDeadline", func(t *testing.T) {
+		_, accepted := tcpPair(t) // the encoder never reads
+		c := newClientConn(accepted).(*clientConn)
+		if err := c.detach(); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		block := make([]byte, 1<<20)
+		var err error
+		for range 64 { // far more than both sockets' buffers hold
+			if _, err = c.Write(block); err != nil {
+				break
+			}
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Errorf("a write to a client that does not read = %v, want a timeout", err)
+		}
+	})
+	t.Run("CloseEndsWait", func(t *testing.T) {
+		_, accepted := tcpPair(t)
+		c := newClientConn(accepted).(*clientConn)
+		if err := c.detach(); err != nil {
+			t.Fatal(err)
+		}
+		ended := make(chan error, 1)
+		go func() { ended <- c.waitEnd() }()
+		time.Sleep(50 * time.Millisecond)
+		_ = c.Close()
+		select {
+		case err := <-ended:
+			if !errors.Is(err, net.ErrClosed) {
+				t.Errorf("waitEnd after Close = %v, want net.ErrClosed", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Close did not end waitEnd")
+		}
+		if _, err := c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("a write after Close = %v, want net.ErrClosed", err)
+		}
+	})
 }

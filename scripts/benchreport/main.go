@@ -260,21 +260,29 @@ func hugeBodies(w io.Writer, res map[string]result, order []string) {
 }
 
 // aliasCost: P4, CPU of MediaMTX and Stagedoor with N RTMP publishers: MediaMTX alone
-// ("direct"), the stack with publishers on public names ("name"), on keys ("key").
+// ("direct"), the stack with publishers on public names ("name"), on keys ("key"), on keys
+// with the front's pump instead of the kernel forward ("key-pump"); and the whole
+// machine's busy CPU in each.
 func aliasCost(w io.Writer, res map[string]result, order []string) {
 	fmt.Fprintln(w, "### P4 ingest cost (CPU in % of one core, median of five 3 s windows; total = MediaMTX + Stagedoor)")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| viewers per stream | streams | MediaMTX alone | stack, names: total | stack, keys: total | keys, batching off: total | keys ÷ names (target ≤ 1.05) | keys ÷ MediaMTX alone | Stagedoor, keys (idle) | Stagedoor ÷ MediaMTX, keys (target ≤ 5 %) | Stagedoor above idle ÷ MediaMTX alone | MediaMTX RSS, keys (MB) |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| viewers per stream | streams | MediaMTX alone | stack, names: total | stack, keys: total | keys ÷ names (target ≤ 1.05) | keys ÷ MediaMTX alone | Stagedoor, keys (idle) | Stagedoor ÷ MediaMTX, keys (target ≤ 5 %) | Stagedoor above idle ÷ MediaMTX alone | keys, pump: total | Stagedoor ÷ MediaMTX, pump | machine busy: alone / keys / keys, pump | MediaMTX RSS, keys (MB) |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	share := func(r result) string {
+		if mc := median(r["mtx_cpu_%core"]); mc > 0 {
+			return fmt.Sprintf("%.1f %%", median(r["stagedoor_cpu_%core"])/mc*100)
+		}
+		return "–"
+	}
 	for _, name := range order {
 		rest, ok := strings.CutPrefix(name, "BenchmarkAliasCost/mode=key/")
 		if !ok {
 			continue
 		}
 		k, nm, d := res[name], res["BenchmarkAliasCost/mode=name/"+rest], res["BenchmarkAliasCost/mode=direct/"+rest]
-		unbatched := res["BenchmarkAliasCost/mode=key-unbatched/"+rest]
+		pump := res["BenchmarkAliasCost/mode=key-pump/"+rest]
 		viewers, streams, _ := strings.Cut(rest, "/")
-		ratio, alone, share, above := "–", "–", "–", "–"
+		ratio, alone, above := "–", "–", "–"
 		kt, sd, idle := median(k["total_cpu_%core"]), median(k["stagedoor_cpu_%core"]), median(k["stagedoor_idle_cpu_%core"])
 		if nt := median(nm["total_cpu_%core"]); nt > 0 {
 			ratio = fmt.Sprintf("%.2f", kt/nt)
@@ -283,12 +291,12 @@ func aliasCost(w io.Writer, res map[string]result, order []string) {
 			alone = fmt.Sprintf("%.2f", kt/dc)
 			above = fmt.Sprintf("%.1f %%", max(sd-idle, 0)/dc*100)
 		}
-		if mc := median(k["mtx_cpu_%core"]); mc > 0 {
-			share = fmt.Sprintf("%.1f %%", sd/mc*100)
-		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s (%s) | %s | %s | %s |\n", strings.TrimPrefix(viewers, "viewers="),
+		machine := fmt.Sprintf("%s / %s / %s", fmtNum(median(d["machine_cpu_%core"])), fmtNum(median(k["machine_cpu_%core"])),
+			fmtNum(median(pump["machine_cpu_%core"])))
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s (%s) | %s | %s | %s | %s | %s | %s |\n", strings.TrimPrefix(viewers, "viewers="),
 			strings.TrimPrefix(streams, "streams="), fmtNum(median(d["mtx_cpu_%core"])), fmtNum(median(nm["total_cpu_%core"])),
-			fmtNum(kt), fmtNum(median(unbatched["total_cpu_%core"])), ratio, alone, fmtNum(sd), fmtNum(idle), share, above, fmtNum(median(k["mtx_rss_MB"])))
+			fmtNum(kt), ratio, alone, fmtNum(sd), fmtNum(idle), share(k), above, fmtNum(median(pump["total_cpu_%core"])), share(pump),
+			machine, fmtNum(median(k["mtx_rss_MB"])))
 	}
 	fmt.Fprintln(w)
 }
