@@ -24,6 +24,10 @@ type Recorder struct {
 	logger *slog.Logger
 	ch     chan stagedoor.AuditEntry
 	full   chan struct{} // a batch is waiting in ch
+	// pending holds a signal while entries may wait in ch: the writer arms its flush
+	// timer on it and leaves it unread until that flush, so an idle recorder never wakes
+	// and a busy one wakes once per FlushEvery, not per entry.
+	pending chan struct{}
 	// Retention is how long entries are kept. Default 30 days; zero or less means the
 	// default (never "prune everything").
 	Retention time.Duration
@@ -38,7 +42,7 @@ type Recorder struct {
 // NewRecorder returns a Recorder with a queue of queueSize entries.
 func NewRecorder(st Store, logger *slog.Logger, queueSize int) *Recorder {
 	return &Recorder{store: st, logger: logger.With("component", "audit"), ch: make(chan stagedoor.AuditEntry, queueSize),
-		full:      make(chan struct{}, 1),
+		full:      make(chan struct{}, 1), pending: make(chan struct{}, 1),
 		Retention: 30 * 24 * time.Hour, FlushEvery: 250 * time.Millisecond}
 }
 
@@ -50,6 +54,10 @@ const batchSize = 512
 func (r *Recorder) Record(e stagedoor.AuditEntry) {
 	select {
 	case r.ch <- e:
+		select {
+		case r.pending <- struct{}{}:
+		default:
+		}
 		if len(r.ch) >= batchSize {
 			select {
 			case r.full <- struct{}{}:
@@ -76,8 +84,12 @@ func (r *Recorder) Run(ctx context.Context) {
 	if r.Retention <= 0 {
 		r.Retention = 30 * 24 * time.Hour
 	}
-	flush := time.NewTicker(r.FlushEvery)
+	// The flush timer runs only while entries wait (see pending).
+	flush := time.NewTimer(r.FlushEvery)
+	flush.Stop()
 	defer flush.Stop()
+	var flushC <-chan time.Time
+	pending := r.pending
 	prune := time.NewTicker(time.Hour)
 	defer prune.Stop()
 	batch := make([]stagedoor.AuditEntry, 0, batchSize)
@@ -120,9 +132,13 @@ func (r *Recorder) Run(ctx context.Context) {
 			return
 		case <-r.full:
 			drain()
-		case <-flush.C:
+		case <-pending:
+			flush.Reset(r.FlushEvery)
+			flushC, pending = flush.C, nil
+		case <-flushC:
 			drain()
 			write()
+			flushC, pending = nil, r.pending
 		case <-prune.C:
 			r.pruneOld(ctx)
 		}

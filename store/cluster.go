@@ -31,11 +31,13 @@ type execer interface {
 // renewLease extends node's lease to nowMs + ttl (never shortening it), creating the
 // node's row if there is none.
 func renewLease(ctx context.Context, e execer, node string, nowMs int64, ttl time.Duration) error {
-	_, err := e.ExecContext(ctx, `INSERT INTO nodes (id, rtsp_addr, started_at, lease_until) VALUES ($1, '', $2, $3)
-		ON CONFLICT (id) DO UPDATE SET lease_until = CASE WHEN nodes.lease_until > excluded.lease_until
-			THEN nodes.lease_until ELSE excluded.lease_until END`, node, nowMs, nowMs+ttl.Milliseconds())
+	_, err := e.ExecContext(ctx, renewLeaseSQL, node, nowMs, nowMs+ttl.Milliseconds())
 	return err
 }
+
+const renewLeaseSQL = `INSERT INTO nodes (id, rtsp_addr, started_at, lease_until) VALUES ($1, '', $2, $3)
+		ON CONFLICT (id) DO UPDATE SET lease_until = CASE WHEN nodes.lease_until > excluded.lease_until
+			THEN nodes.lease_until ELSE excluded.lease_until END`
 
 // SetLeaseTTL sets LeaseTTL; call it before the first renewal.
 func (db *DB) SetLeaseTTL(d time.Duration) { db.LeaseTTL = d }

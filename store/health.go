@@ -71,7 +71,12 @@ func (db *DB) ProbeWrite(ctx context.Context, owner string) error {
 // heartbeat renews owner's node lease through the probe's connection: the probe's write
 // is the node's proof of life (cluster.md §0.4).
 func (db *DB) heartbeat(ctx context.Context, owner string) error {
-	if err := renewLease(ctx, db.probe, owner, db.Now().UnixMilli(), db.leaseTTL()); err != nil {
+	st, err := db.stmts.prepared(ctx, db.probe, renewLeaseSQL)
+	if err != nil {
+		return fmt.Errorf("probe database: %w", err)
+	}
+	now := db.Now().UnixMilli()
+	if _, err := st.ExecContext(ctx, owner, now, now+db.leaseTTL().Milliseconds()); err != nil {
 		return fmt.Errorf("probe database: %w", err)
 	}
 	return nil

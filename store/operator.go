@@ -275,8 +275,12 @@ func (db *DB) RevokedKey(ctx context.Context, d stagedoor.Digest) (stagedoor.Rev
 // audit writes leave it alone. Triggers in the schema move it, so no method can forget.
 // Its only errors are the database's.
 func (db *DB) PolicyGeneration(ctx context.Context) (int64, error) {
+	st, err := db.stmts.prepared(ctx, db.db, `SELECT value FROM policy_generation WHERE id = 1`)
+	if err != nil {
+		return 0, fmt.Errorf("policy generation: %w", err)
+	}
 	var v int64
-	if err := db.db.QueryRowContext(ctx, `SELECT value FROM policy_generation WHERE id = 1`).Scan(&v); err != nil {
+	if err := st.QueryRowContext(ctx).Scan(&v); err != nil {
 		return 0, fmt.Errorf("policy generation: %w", err)
 	}
 	return v, nil

@@ -50,6 +50,8 @@ type DB struct {
 	listen *pgx.ConnConfig
 	// sidecars watches the -wal and -shm files for deletion (SQLite); see ProbeWrite.
 	sidecars sidecars
+	// stmts holds the idle loops' prepared statements.
+	stmts stmtCache
 
 	// writeGate (SQLite only) admits one writer of this process at a time. SQLite allows one writer
 	// anyway; queueing here, in order and bounded by the caller's context, keeps many
@@ -141,7 +143,7 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 
 // Close closes the database.
 func (db *DB) Close() error {
-	return errors.Join(db.sidecars.close(), db.probe.Close(), db.db.Close())
+	return errors.Join(db.stmts.close(), db.sidecars.close(), db.probe.Close(), db.db.Close())
 }
 
 // Ping checks that the database answers a read within ctx; it returns the database's
