@@ -42,7 +42,7 @@ type Recorder struct {
 // NewRecorder returns a Recorder with a queue of queueSize entries.
 func NewRecorder(st Store, logger *slog.Logger, queueSize int) *Recorder {
 	return &Recorder{store: st, logger: logger.With("component", "audit"), ch: make(chan stagedoor.AuditEntry, queueSize),
-		full:      make(chan struct{}, 1), pending: make(chan struct{}, 1),
+		full: make(chan struct{}, 1), pending: make(chan struct{}, 1),
 		Retention: 30 * 24 * time.Hour, FlushEvery: 250 * time.Millisecond}
 }
 
