@@ -76,7 +76,7 @@ func (c *clientConn) waitEnd() error {
 	if c.closed {
 		return net.ErrClosed
 	}
-	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLRDHUP}}
+	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLRDHUP}} //nolint:gosec // a descriptor fits
 	for {
 		_, err := unix.Poll(fds, -1)
 		switch {
@@ -136,7 +136,7 @@ func (c *clientConn) waitWritable() error {
 		}
 		timeout = int(left/time.Millisecond) + 1
 	}
-	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLOUT}}
+	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLOUT}} //nolint:gosec // a descriptor fits
 	n, err := unix.Poll(fds, timeout)
 	switch {
 	case errors.Is(err, unix.EINTR):

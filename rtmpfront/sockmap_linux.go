@@ -163,7 +163,7 @@ func (kf *KernelForward) forward(client, up syscall.Conn) (stop func(), err erro
 		release()
 		return nil, fmt.Errorf("socket cookie: %w", err)
 	}
-	if err := withFD(up, func(fd int) error { return kf.targets.Update(slot, uint32(fd), ebpf.UpdateAny) }); err != nil {
+	if err := withFD(up, func(fd int) error { return kf.targets.Update(slot, uint32(fd), ebpf.UpdateAny) }); err != nil { //nolint:gosec // a descriptor fits
 		release()
 		return nil, fmt.Errorf("add the MediaMTX socket: %w", err)
 	}
@@ -174,7 +174,7 @@ func (kf *KernelForward) forward(client, up syscall.Conn) (stop func(), err erro
 		return nil, fmt.Errorf("add the route: %w", err)
 	}
 	removeRoute := func() { _ = kf.routes.Delete(cookie) }
-	if err := withFD(client, func(fd int) error { return kf.clients.Update(slot, uint32(fd), ebpf.UpdateAny) }); err != nil {
+	if err := withFD(client, func(fd int) error { return kf.clients.Update(slot, uint32(fd), ebpf.UpdateAny) }); err != nil { //nolint:gosec // a descriptor fits
 		removeRoute()
 		removeTarget()
 		release()
