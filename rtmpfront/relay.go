@@ -3,7 +3,6 @@ package rtmpfront
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -29,7 +28,9 @@ const decisionWait = 5 * time.Second
 
 // handle relays one connection; release ends its pending state.
 func (p *Proxy) handle(ctx context.Context, conn net.Conn, release func()) {
-	conn = newClientConn(conn)
+	if p.Kernel != nil {
+		conn = newClientConn(conn) // detachable once forwarded in the kernel
+	}
 	defer conn.Close()
 	_ = conn.SetReadDeadline(time.Now().Add(p.HandshakeTimeout))
 	up, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", p.Upstream)
@@ -203,10 +204,9 @@ func (s *session) splice() error {
 	return io.EOF
 }
 
-// kernelDrain is how long the front waits, after a kernel-forwarded client's end of
-// stream, before it stops the forward: the kernel may still be sending the client's last
-// bytes to MediaMTX, and stopping drops what it has not sent.
-const kernelDrain = 50 * time.Millisecond
+// kernelDrain bounds how long the front waits, after a kernel-forwarded client's end of
+// stream, for the kernel to have handed the client's last bytes to MediaMTX's socket.
+const kernelDrain = time.Second
 
 // forwardInKernel hands the client's bytes to the kernel forward and waits for the
 // client's end: io.EOF for a half-close, the error otherwise (a kick closes the client).
@@ -231,9 +231,10 @@ func (s *session) forwardInKernel() (ok bool, err error) {
 	}
 	defer stop()
 	s.p.Logger.Debug("rtmp front: spliced", "ip", s.ip, "forward", "kernel")
+	mark := handoverMark(client, up)
 	if cc, ok := s.conn.(*clientConn); ok {
 		// Out of Go's poller, which would wake for every segment the kernel forwards.
-		if err := cc.detach(); err != nil {
+		if err := cc.detach(s.p.Kernel.ends); err != nil {
 			return true, err
 		}
 		err = cc.waitEnd()
@@ -247,7 +248,9 @@ func (s *session) forwardInKernel() (ok bool, err error) {
 		}
 	}
 	if errors.Is(err, io.EOF) {
-		time.Sleep(kernelDrain)
+		// The kernel may still be sending the client's last bytes to MediaMTX, and
+		// stopping the forward drops what it has not sent: wait until it has.
+		mark.drained(kernelDrain)
 	}
 	return true, err
 }
@@ -409,7 +412,7 @@ func (s *session) publish(ctx context.Context, data amf0.Data, txID float64, siz
 	s.unhold = s.p.Publishers.add(name, v.KeyFP, func() {
 		// The socket under a TLS connection: tls.Conn.Close would first try to send
 		// close_notify, for up to 5 s to a client that does not read.
-		if tc, ok := s.conn.(*tls.Conn); ok {
+		if tc, ok := s.conn.(interface{ NetConn() net.Conn }); ok { // *tls.Conn, and tlsConn embedding one
 			_ = tc.NetConn().Close()
 		} else {
 			_ = s.conn.Close()

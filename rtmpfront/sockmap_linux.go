@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -38,6 +39,8 @@ type KernelForward struct {
 	clients, targets, routes *ebpf.Map
 	prog                     *ebpf.Program
 
+	ends *endWatcher // waits for forwarded clients' ends of stream
+
 	mu        sync.Mutex
 	free      []uint32 // free slots of targets
 	forwarded int      // connections taken so far
@@ -48,24 +51,28 @@ const skPass = 1
 
 // NewKernelForward loads the verdict program and its maps. It fails without CAP_BPF and
 // CAP_NET_ADMIN, or on a kernel without sockmap (before 5.13): the front then pumps.
-func NewKernelForward() (kf *KernelForward, err error) {
-	kf = &KernelForward{}
-	defer func() {
-		if err != nil {
-			kf.Close()
-		}
-	}()
+func NewKernelForward() (*KernelForward, error) {
+	kf := &KernelForward{}
+	if err := kf.load(); err != nil {
+		kf.Close()
+		return nil, err
+	}
+	return kf, nil
+}
+
+func (kf *KernelForward) load() error {
+	var err error
 	if kf.clients, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sd_clients", Type: ebpf.SockMap, KeySize: 4, ValueSize: 4,
 		MaxEntries: kernelForwardSlots}); err != nil {
-		return nil, fmt.Errorf("clients sockmap: %w", err)
+		return fmt.Errorf("clients sockmap: %w", err)
 	}
 	if kf.targets, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sd_targets", Type: ebpf.SockMap, KeySize: 4, ValueSize: 4,
 		MaxEntries: kernelForwardSlots}); err != nil {
-		return nil, fmt.Errorf("targets sockmap: %w", err)
+		return fmt.Errorf("targets sockmap: %w", err)
 	}
 	if kf.routes, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sd_routes", Type: ebpf.Hash, KeySize: 8, ValueSize: 4,
 		MaxEntries: kernelForwardSlots}); err != nil {
-		return nil, fmt.Errorf("routes map: %w", err)
+		return fmt.Errorf("routes map: %w", err)
 	}
 	kf.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:    "sd_forward",
@@ -91,22 +98,31 @@ func NewKernelForward() (kf *KernelForward, err error) {
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("verdict program: %w", err)
+		return fmt.Errorf("verdict program: %w", err)
 	}
 	if err := link.RawAttachProgram(link.RawAttachProgramOptions{Target: kf.clients.FD(), Program: kf.prog,
 		Attach: ebpf.AttachSkSKBVerdict}); err != nil {
-		return nil, fmt.Errorf("attach the verdict program: %w", err)
+		return fmt.Errorf("attach the verdict program: %w", err)
+	}
+	if kf.ends, err = newEndWatcher(); err != nil {
+		return err
 	}
 	kf.free = make([]uint32, 0, kernelForwardSlots)
 	for i := range uint32(kernelForwardSlots) {
 		kf.free = append(kf.free, kernelForwardSlots-1-i)
 	}
-	return kf, nil
+	return nil
 }
 
 // Close releases the program and the maps; connections it forwards stop being forwarded
 // (the kernel passes their bytes to the front's sockets, whose reader then fails them).
 func (kf *KernelForward) Close() {
+	if kf == nil {
+		return
+	}
+	if kf.ends != nil {
+		kf.ends.close()
+	}
 	if kf.prog != nil {
 		_ = kf.prog.Close()
 	}
@@ -202,4 +218,78 @@ func withFD(c syscall.Conn, f func(fd int) error) error {
 		return err
 	}
 	return ferr
+}
+
+// handover is what the two sockets had seen when the kernel took a connection over, so
+// that at the client's end the front can tell when the kernel has passed on all it got.
+type handover struct {
+	client   func(func(fd int) error) error // runs f on the client's descriptor, detached or not
+	up       syscall.Conn
+	consumed uint64 // bytes of the client's the front read itself
+	written  uint64 // bytes written to MediaMTX's socket so far
+	ok       bool
+}
+
+func handoverMark(client, up syscall.Conn) handover {
+	h := handover{up: up, client: func(f func(int) error) error { return withFD(client, f) }}
+	if cc, ok := client.(*clientConn); ok {
+		h.client = cc.control
+	}
+	rx, inq, err1 := h.received()
+	w, err2 := tcpWritten(up)
+	h.consumed, h.written, h.ok = rx-inq, w, err1 == nil && err2 == nil && inq <= rx
+	return h
+}
+
+// received returns how many bytes the client's socket has received, and how many of them
+// wait unread in its queue.
+func (h handover) received() (rx, inq uint64, err error) {
+	err = h.client(func(fd int) error {
+		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			return err
+		}
+		n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+		if err != nil {
+			return err
+		}
+		rx, inq = info.Bytes_received, uint64(max(n, 0))
+		return nil
+	})
+	return rx, inq, err
+}
+
+// tcpWritten returns how many bytes have been written into c's socket: acknowledged, or
+// still in its send queue.
+func tcpWritten(c syscall.Conn) (uint64, error) {
+	var w uint64
+	err := withFD(c, func(fd int) error {
+		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			return err
+		}
+		n, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+		if err != nil {
+			return err
+		}
+		w = info.Bytes_acked + uint64(max(n, 0))
+		return nil
+	})
+	return w, err
+}
+
+// drained waits, up to limit, until MediaMTX's socket has taken every byte the client sent
+// after the hand-over. Without the counters it waits 50 ms.
+func (h handover) drained(limit time.Duration) {
+	if !h.ok {
+		time.Sleep(50 * time.Millisecond)
+		return
+	}
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		rx, _, err1 := h.received()
+		w, err2 := tcpWritten(h.up)
+		if err1 != nil || err2 != nil || w-h.written >= rx-h.consumed {
+			return
+		}
+	}
 }

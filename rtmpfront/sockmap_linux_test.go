@@ -6,11 +6,15 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestKernelForwardKeepsOrder: what the front forwarded itself, then what waited in the
@@ -99,10 +103,15 @@ func TestKernelForwardKeepsOrder(t *testing.T) {
 // write deadline, the client's end of stream ends waitEnd with io.EOF, and Close ends a
 // waitEnd in progress with net.ErrClosed.
 func TestDetachedClientConn(t *testing.T) {
+	ends, err := newEndWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ends.close()
 	t.Run("WritesAndEnd", func(t *testing.T) {
 		encoder, accepted := tcpPair(t)
 		c := newClientConn(accepted).(*clientConn)
-		if err := c.detach(); err != nil {
+		if err := c.detach(ends); err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
@@ -122,7 +131,7 @@ func TestDetachedClientConn(t *testing.T) {
 	t.Run("WriteDeadline", func(t *testing.T) {
 		_, accepted := tcpPair(t) // the encoder never reads
 		c := newClientConn(accepted).(*clientConn)
-		if err := c.detach(); err != nil {
+		if err := c.detach(ends); err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
@@ -144,7 +153,7 @@ func TestDetachedClientConn(t *testing.T) {
 	t.Run("CloseEndsWait", func(t *testing.T) {
 		_, accepted := tcpPair(t)
 		c := newClientConn(accepted).(*clientConn)
-		if err := c.detach(); err != nil {
+		if err := c.detach(ends); err != nil {
 			t.Fatal(err)
 		}
 		ended := make(chan error, 1)
@@ -163,4 +172,48 @@ func TestDetachedClientConn(t *testing.T) {
 			t.Errorf("a write after Close = %v, want net.ErrClosed", err)
 		}
 	})
+}
+
+// TestKernelForwardUnprivileged: without CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN and
+// CAP_PERFMON, NewKernelForward fails with an error (so that auto falls back to the pump),
+// never a panic. The capabilities are dropped from one locked thread's effective set,
+// which the kernel checks per thread; the thread ends with its goroutine.
+func TestKernelForwardUnprivileged(t *testing.T) {
+	result := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread goes with the goroutine
+		defer func() {
+			if r := recover(); r != nil {
+				result <- fmt.Errorf("panic: %v", r)
+			}
+		}()
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			result <- fmt.Errorf("capget: %w", err)
+			return
+		}
+		for _, c := range []uint{unix.CAP_BPF, unix.CAP_NET_ADMIN, unix.CAP_SYS_ADMIN, unix.CAP_PERFMON} {
+			data[c/32].Effective &^= 1 << (c % 32)
+		}
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			result <- fmt.Errorf("capset: %w", err)
+			return
+		}
+		kf, err := NewKernelForward()
+		if err == nil {
+			kf.Close()
+			result <- errors.New("NewKernelForward succeeded without the capabilities")
+			return
+		}
+		if kf != nil {
+			result <- errors.New("NewKernelForward returned a forward with its error")
+			return
+		}
+		result <- nil
+	}()
+	if err := <-result; err != nil {
+		t.Fatal(err)
+	}
+	(*KernelForward)(nil).Close() // a nil forward closes quietly
 }

@@ -6,10 +6,11 @@ import (
 	"errors"
 	"net"
 	"syscall"
+	"time"
 )
 
 // KernelForward is Linux's (sockmap_linux.go); elsewhere the front pumps.
-type KernelForward struct{}
+type KernelForward struct{ ends *endWatcher }
 
 // NewKernelForward fails off Linux.
 func NewKernelForward() (*KernelForward, error) { return nil, errors.ErrUnsupported }
@@ -33,5 +34,15 @@ func newClientConn(c net.Conn) net.Conn { return c }
 // clientConn is Linux's.
 type clientConn struct{ net.Conn }
 
-func (c *clientConn) detach() error  { return errors.ErrUnsupported }
-func (c *clientConn) waitEnd() error { return errors.ErrUnsupported }
+func (c *clientConn) detach(*endWatcher) error { return errors.ErrUnsupported }
+func (c *clientConn) waitEnd() error           { return errors.ErrUnsupported }
+
+// endWatcher is Linux's.
+type endWatcher struct{}
+
+// handover is Linux's.
+type handover struct{}
+
+func handoverMark(client, up syscall.Conn) handover { return handover{} }
+
+func (handover) drained(time.Duration) {}

@@ -22,17 +22,26 @@ type stmtKey struct {
 	query string
 }
 
-// prepared returns query's statement on pool, preparing it on first use.
+// prepared returns query's statement on pool, preparing it on first use. The preparing
+// happens outside the lock, so a caller whose context runs out is not held up by another
+// caller's prepare on a database that does not answer.
 func (c *stmtCache) prepared(ctx context.Context, pool *sql.DB, query string) (*sql.Stmt, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	k := stmtKey{pool, query}
-	if st, ok := c.stmts[k]; ok {
+	c.mu.Lock()
+	st, ok := c.stmts[k]
+	c.mu.Unlock()
+	if ok {
 		return st, nil
 	}
 	st, err := pool.PrepareContext(ctx, query)
 	if err != nil {
 		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if have, ok := c.stmts[k]; ok {
+		_ = st.Close() // another caller prepared it meanwhile
+		return have, nil
 	}
 	if c.stmts == nil {
 		c.stmts = make(map[stmtKey]*sql.Stmt)
