@@ -181,18 +181,7 @@ func (c *clientConn) SetWriteDeadline(t time.Time) error {
 // CloseWrite half-closes the connection: the client reads its end of stream after what it
 // was sent.
 func (c *clientConn) CloseWrite() error {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	switch {
-	case c.closed:
-		return net.ErrClosed
-	case c.fd >= 0:
-		return unix.Shutdown(c.fd, unix.SHUT_WR)
-	}
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return errors.ErrUnsupported
+	return c.control(func(fd int) error { return unix.Shutdown(fd, unix.SHUT_WR) })
 }
 
 // Close closes the connection; detached, it first shuts the socket down, which ends a

@@ -218,6 +218,9 @@ func (s *session) forwardInKernel() (ok bool, err error) {
 	if s.p.Kernel == nil || !ok1 || !ok2 {
 		return false, nil
 	}
+	// Before the forward starts: from here on, every byte the client's socket receives
+	// that the front has not read is the kernel's to pass on.
+	mark := handoverMark(client, up)
 	stop, err := s.p.Kernel.forward(client, up)
 	switch {
 	case errors.Is(err, errNoSlot):
@@ -231,7 +234,6 @@ func (s *session) forwardInKernel() (ok bool, err error) {
 	}
 	defer stop()
 	s.p.Logger.Debug("rtmp front: spliced", "ip", s.ip, "forward", "kernel")
-	mark := handoverMark(client, up)
 	if cc, ok := s.conn.(*clientConn); ok {
 		// Out of Go's poller, which would wake for every segment the kernel forwards.
 		if err := cc.detach(s.p.Kernel.ends); err != nil {

@@ -279,7 +279,8 @@ func tcpWritten(c syscall.Conn) (uint64, error) {
 }
 
 // drained waits, up to limit, until MediaMTX's socket has taken every byte the client sent
-// after the hand-over. Without the counters it waits 50 ms.
+// after the hand-over, once the client has ended its stream. Without the counters it waits
+// 50 ms.
 func (h handover) drained(limit time.Duration) {
 	if !h.ok {
 		time.Sleep(50 * time.Millisecond)
@@ -288,7 +289,8 @@ func (h handover) drained(limit time.Duration) {
 	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		rx, _, err1 := h.received()
 		w, err2 := tcpWritten(h.up)
-		if err1 != nil || err2 != nil || w-h.written >= rx-h.consumed {
+		// The client's FIN takes a sequence number: bytes_received counts it as one byte.
+		if err1 != nil || err2 != nil || w-h.written+1 >= rx-h.consumed {
 			return
 		}
 	}

@@ -48,6 +48,7 @@ func TestKernelForwardKeepsOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(20 * time.Millisecond) // in the front socket's receive queue
+	mark := handoverMark(frontClient, frontUp)
 	stop, err := kf.forward(frontClient, frontUp)
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +81,14 @@ func TestKernelForwardKeepsOrder(t *testing.T) {
 	}
 	if err := <-werr; err != nil {
 		t.Fatal(err)
+	}
+	// Everything has passed, the client has ended: the drain sees it and returns long
+	// before its limit (it used to wait out the limit, counting the FIN as a byte).
+	time.Sleep(50 * time.Millisecond) // the FIN is in
+	start := time.Now()
+	mark.drained(20 * time.Second)
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("drained waited %v after every byte had passed", took)
 	}
 	if _, err := mediamtx.Write([]byte("reply")); err != nil {
 		t.Fatal(err)
